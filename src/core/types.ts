@@ -1,0 +1,198 @@
+// Shared vocabulary of the pure core. No I/O, no clock: every time is an input in epoch milliseconds.
+
+/** Lower-case header name -> value(s). Codecs normalise names before the core sees them. */
+export type HeaderBag = Readonly<Record<string, string | readonly string[] | undefined>>;
+
+/** An ordered list of header name/value pairs to emit (names lower-case). */
+export type HeaderPairs = ReadonlyArray<readonly [name: string, value: string]>;
+
+export type AuthStyle = 'bearer' | 'x-api-key' | 'api-key' | 'x-goog-api-key';
+export type RateLimitDialect = 'openai' | 'anthropic' | 'azure' | 'gemini' | 'none';
+export type Strategy = 'round-robin' | 'weighted-random' | 'priority' | 'least-loaded';
+export type AccountStatus = 'active' | 'disabled' | 'invalid';
+export type KeyStatus = 'active' | 'revoked';
+export type MatchType = 'exact' | 'prefix' | 'suffix' | 'contains' | 'regex';
+
+export const STRATEGIES: readonly Strategy[] = ['round-robin', 'weighted-random', 'priority', 'least-loaded'];
+export const AUTH_STYLES: readonly AuthStyle[] = ['bearer', 'x-api-key', 'api-key', 'x-goog-api-key'];
+export const RATE_LIMIT_DIALECTS: readonly RateLimitDialect[] = ['openai', 'anthropic', 'azure', 'gemini', 'none'];
+export const MATCH_TYPES: readonly MatchType[] = ['exact', 'prefix', 'suffix', 'contains', 'regex'];
+
+/** What an adapter learned about one incoming request. */
+export interface RequestView {
+  readonly headers: HeaderBag;
+  /** Trusted client address as the gateway reports it (may carry a port: `1.2.3.4:5678`, `[::1]:443`); null when unknown. */
+  readonly clientAddress: string | null;
+  /** Provider slug the gateway route declares (e.g. `openai`). */
+  readonly provider: string;
+  /** Optional per-route strategy override (Kong plugin config). */
+  readonly strategyOverride?: Strategy | undefined;
+  /** Optional per-route list of client headers that may carry the key (defaults to the engine's list). */
+  readonly keyHeaders?: readonly string[] | undefined;
+}
+
+/** Matches a normalised client IP against a compiled allowlist. */
+export interface Allowlist {
+  readonly cidrs: readonly string[];
+  contains(ip: string): boolean;
+}
+
+/** A system (client) API key as the compiled snapshot holds it. The secret itself is never held, only digests. */
+export interface SystemKey {
+  readonly id: string;
+  readonly name: string;
+  readonly tenantId: string | null;
+  readonly keyPrefix: string;
+  readonly status: KeyStatus;
+  readonly expiresAtMs: number | null;
+  /** null = any address allowed. */
+  readonly allowlist: Allowlist | null;
+}
+
+/** One digest in the snapshot's lookup table. A rotated-out digest carries the end of its grace window. */
+export interface KeyEntry {
+  readonly key: SystemKey;
+  /** null for the current digest; for the previous digest, the instant it stops working. */
+  readonly graceEndsAtMs: number | null;
+}
+
+/** An upstream provider credential with its decrypted secret (held in memory only). */
+export interface Account {
+  readonly id: string;
+  readonly providerSlug: string;
+  readonly name: string;
+  readonly secret: string;
+  readonly weight: number;
+  /** Priority tier: 0 is tried first. */
+  readonly tier: number;
+  readonly rpmLimit: number | null;
+  readonly tpmLimit: number | null;
+  readonly maxConcurrency: number | null;
+  readonly status: AccountStatus;
+}
+
+export interface ProviderPool {
+  readonly slug: string;
+  readonly authStyle: AuthStyle;
+  readonly dialect: RateLimitDialect;
+  readonly strategy: Strategy;
+  /** Active accounts only, ordered by (tier, name). */
+  readonly accounts: readonly Account[];
+}
+
+export interface PriorityResolution {
+  readonly priority: number;
+  readonly tenantId: string | null;
+  readonly tenantName: string | null;
+  /** Id of the mapping that matched, null when the default applied. */
+  readonly mappingId: string | null;
+}
+
+export interface PriorityMatcher {
+  resolve(presentedKey: string): PriorityResolution;
+}
+
+export interface PrioritySettings {
+  readonly enabled: boolean;
+  readonly defaultPriority: number;
+  readonly cacheTtlSec: number;
+}
+
+/** The compiled, immutable configuration every decision reads. Swapped atomically on reload. */
+export interface Snapshot {
+  readonly version: number;
+  readonly loadedAtMs: number;
+  /** Digest of a presented client key (HMAC-SHA256 with the server pepper), hex. */
+  readonly digestKey: (presentedKey: string) => string;
+  readonly keysByDigest: ReadonlyMap<string, KeyEntry>;
+  readonly pools: ReadonlyMap<string, ProviderPool>;
+  readonly priority: PriorityMatcher;
+  readonly prioritySettings: PrioritySettings;
+}
+
+export type DenyCode =
+  | 'missing_api_key'
+  | 'invalid_api_key'
+  | 'key_revoked'
+  | 'key_expired'
+  | 'ip_not_allowed'
+  | 'unknown_provider'
+  | 'pool_exhausted'
+  | 'no_healthy_account'
+  | 'state_unavailable'
+  | 'keypool_unavailable';
+
+export type AuditAction =
+  | 'created'
+  | 'updated'
+  | 'rotated'
+  | 'revoked'
+  | 'deleted'
+  | 'denied_ip'
+  | 'denied_expired'
+  | 'denied_revoked'
+  | 'account_created'
+  | 'account_updated'
+  | 'account_disabled'
+  | 'account_enabled'
+  | 'account_invalidated'
+  | 'account_deleted'
+  | 'mapping_created'
+  | 'mapping_updated'
+  | 'mapping_deleted'
+  | 'config_set';
+
+export interface Deny {
+  readonly kind: 'deny';
+  readonly status: number;
+  readonly code: DenyCode;
+  readonly message: string;
+  /** Extra response headers (e.g. retry-after). */
+  readonly headers: HeaderPairs;
+  /** JSON body in the OpenAI error shape. */
+  readonly body: string;
+  /** Present when the denial must be written to the audit log. */
+  readonly audit?: { readonly keyId: string; readonly action: AuditAction } | undefined;
+}
+
+export interface Allow {
+  readonly kind: 'allow';
+  readonly keyId: string;
+  readonly accountId: string;
+  readonly accountName: string;
+  readonly priority: number;
+  readonly tenant: string | null;
+  /** Headers to remove upstream (client credentials); applied before setHeaders. */
+  readonly removeHeaders: readonly string[];
+  /** Headers to set upstream (provider auth, x-keypool-priority, x-keypool-tenant). */
+  readonly setHeaders: HeaderPairs;
+}
+
+export type Decision = Allow | Deny;
+
+/** Limits the provider reported in its response headers; null = not reported. */
+export interface LearnedLimits {
+  readonly requestsLimit: number | null;
+  readonly requestsRemaining: number | null;
+  readonly requestsResetAtMs: number | null;
+  readonly tokensLimit: number | null;
+  readonly tokensRemaining: number | null;
+  readonly tokensResetAtMs: number | null;
+}
+
+export type ObservationOutcome =
+  | 'success'
+  | 'rate_limited'
+  | 'quota_exhausted'
+  | 'invalid_credential'
+  | 'client_error'
+  | 'server_error';
+
+/** What one upstream response says about the account that served it. */
+export interface Observation {
+  readonly outcome: ObservationOutcome;
+  readonly status: number;
+  /** Set on rate_limited: the account must not be used before this instant. */
+  readonly cooldownUntilMs: number | null;
+  readonly learned: LearnedLimits;
+}

@@ -1,0 +1,186 @@
+// Interfaces the engine and the adapters depend on. Each has several implementations sharing one contract test suite.
+import type {
+  AccountStatus,
+  AuditAction,
+  AuthStyle,
+  KeyStatus,
+  LearnedLimits,
+  MatchType,
+  Observation,
+  RateLimitDialect,
+  Strategy,
+} from './core/types.js';
+
+/** Wall clock, injected so lifecycle tests can control time. */
+export interface Clock {
+  nowMs(): number;
+}
+
+export const systemClock: Clock = { nowMs: () => Date.now() };
+
+// ---------------------------------------------------------------------------------------------
+// Rate and health state (memory per replica, or Redis shared by every replica)
+// ---------------------------------------------------------------------------------------------
+
+/** One account offered for admission, with the limits keypool enforces itself. */
+export interface AdmitCandidate {
+  readonly accountId: string;
+  readonly rpmLimit: number | null;
+  readonly tpmLimit: number | null;
+  readonly maxConcurrency: number | null;
+}
+
+export interface AdmitRequest {
+  /** Provider slug; Redis keys of one pool share a hash tag built from it. */
+  readonly pool: string;
+  /** In strategy order: the store admits the first with capacity. */
+  readonly candidates: readonly AdmitCandidate[];
+  /** least-loaded: the store reorders candidates by remaining capacity it has learned. */
+  readonly leastLoaded: boolean;
+  readonly nowMs: number;
+  /** How long an in-flight slot is held if its holder never releases it (crashed replica). */
+  readonly leaseMs: number;
+}
+
+export type AdmitResult =
+  | { readonly ok: true; readonly accountId: string; readonly leaseId: string }
+  | {
+      readonly ok: false;
+      /** exhausted: some account will free up (429); unhealthy: every account's circuit is open or invalid (503). */
+      readonly reason: 'exhausted' | 'unhealthy';
+      /** Earliest instant an account frees up, when known. */
+      readonly retryAtMs: number | null;
+    };
+
+export type HealthState = 'healthy' | 'degraded' | 'unhealthy';
+
+/** Live state of one account, for admin stats and metrics. */
+export interface AccountStateView {
+  readonly accountId: string;
+  readonly health: HealthState;
+  readonly inFlight: number;
+  readonly cooldownUntilMs: number | null;
+  readonly circuitOpenUntilMs: number | null;
+  readonly requestsInWindow: number;
+  readonly invalid: boolean;
+  readonly learned: LearnedLimits;
+}
+
+export interface RateStateStore {
+  /** Atomically admit the first candidate with capacity (one round trip for Redis). */
+  admit(request: AdmitRequest): Promise<AdmitResult>;
+  /** Return an in-flight slot. Idempotent; never throws; off the request path. */
+  release(pool: string, accountId: string, leaseId: string): void;
+  /** Fold a response observation into the account's state. Never throws; off the request path. */
+  observe(pool: string, accountId: string, observation: Observation, nowMs: number): void;
+  /** Read the live state of accounts (admin, metrics). */
+  inspect(pool: string, accountIds: readonly string[], nowMs: number): Promise<AccountStateView[]>;
+  close(): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configuration (PGlite embedded, or PostgreSQL) — rows as the repository returns them
+// ---------------------------------------------------------------------------------------------
+
+export interface ProviderRow {
+  readonly id: string;
+  readonly slug: string;
+  readonly displayName: string;
+  readonly authStyle: AuthStyle;
+  readonly rateLimitDialect: RateLimitDialect;
+  readonly defaultStrategy: Strategy;
+}
+
+/** Account as shown to operators: never the secret, only its last 4 characters. */
+export interface AccountRow {
+  readonly id: string;
+  readonly providerId: string;
+  readonly providerSlug: string;
+  readonly name: string;
+  readonly keyLast4: string;
+  readonly keyVersion: string;
+  readonly weight: number;
+  readonly tier: number;
+  readonly rpmLimit: number | null;
+  readonly tpmLimit: number | null;
+  readonly maxConcurrency: number | null;
+  readonly status: AccountStatus;
+  readonly disabledReason: string | null;
+  readonly tags: Readonly<Record<string, unknown>>;
+  readonly createdAt: Date;
+  readonly updatedAt: Date;
+}
+
+export interface SystemKeyRow {
+  readonly id: string;
+  readonly name: string;
+  readonly tenantId: string | null;
+  readonly keyPrefix: string;
+  readonly status: KeyStatus;
+  readonly expiresAt: Date | null;
+  readonly allowedIps: readonly string[];
+  readonly rotateAfterDays: number | null;
+  readonly lastRotatedAt: Date | null;
+  readonly previousKeyExpiresAt: Date | null;
+  readonly lastUsedAt: Date | null;
+  readonly createdAt: Date;
+  readonly updatedAt: Date;
+}
+
+export interface MappingRow {
+  readonly id: string;
+  readonly pattern: string;
+  readonly matchType: MatchType;
+  readonly priority: number;
+  readonly tenantId: string | null;
+  readonly tenantName: string | null;
+  readonly tenantType: 'internal' | 'external' | null;
+  readonly description: string | null;
+  readonly enabled: boolean;
+  readonly createdAt: Date;
+}
+
+export interface AuditEntry {
+  readonly keyId: string | null;
+  readonly action: AuditAction;
+  readonly actor: string;
+  readonly clientIp?: string | null | undefined;
+  readonly metadata?: Readonly<Record<string, unknown>> | undefined;
+  /** Defaults to the database's now(). */
+  readonly at?: Date | undefined;
+}
+
+export interface AuditRow extends Required<Omit<AuditEntry, 'at'>> {
+  readonly id: string;
+  readonly createdAt: Date;
+}
+
+/** Usage of one account in one minute bucket; flushed with an additive upsert. */
+export interface UsageBucket {
+  readonly accountId: string;
+  readonly bucketStart: Date;
+  readonly requests: number;
+  readonly successes: number;
+  readonly rateLimited: number;
+  readonly clientErrors: number;
+  readonly serverErrors: number;
+  readonly inputTokens: number;
+  readonly outputTokens: number;
+  readonly latencyMsSum: number;
+}
+
+/** Writes the request path produces; the engine queues them in a bounded buffer and flushes with retry. */
+export interface DurableWrites {
+  appendAudit(entries: readonly AuditEntry[]): Promise<void>;
+  /** Marks an account invalid (upstream said 401/403) and audits it; idempotent. */
+  markAccountInvalid(accountId: string, reason: string, actor: string): Promise<void>;
+  /** Records last_used_at for keys (coalesced by the caller). */
+  touchKeys(keyIds: readonly string[], at: Date): Promise<void>;
+  /** Additive upsert into account_usage_stats. */
+  addUsage(buckets: readonly UsageBucket[]): Promise<void>;
+}
+
+/** Where the engine reads the current compiled snapshot from; null until the first load succeeded. */
+export interface SnapshotSource {
+  current(): import('./core/types.js').Snapshot | null;
+}
