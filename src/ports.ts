@@ -184,3 +184,34 @@ export interface DurableWrites {
 export interface SnapshotSource {
   current(): import('./core/types.js').Snapshot | null;
 }
+
+// ---------------------------------------------------------------------------------------------
+// What the gateway adapters call (implemented by src/engine.ts)
+// ---------------------------------------------------------------------------------------------
+
+/** Carries an admitted request from its decision to its response observation and slot release. */
+export interface Ticket {
+  readonly pool: string;
+  readonly accountId: string;
+  readonly accountName: string;
+  readonly leaseId: string;
+  readonly keyId: string;
+  readonly startedAtMs: number;
+}
+
+export interface RequestOutcome {
+  readonly decision: import('./core/types.js').Decision;
+  /** Set on allow: pass it back to observe() and release(). */
+  readonly ticket: Ticket | null;
+}
+
+export interface DecisionEngine {
+  /** Decide one request. Rejects only on broken infrastructure; adapters turn that into a 503 keypool_unavailable. */
+  decide(view: import('./core/types.js').RequestView): Promise<RequestOutcome>;
+  /** Feed the upstream response status and headers back (cooldown, health, learned capacity, usage). Never throws. */
+  observe(ticket: Ticket, status: number, headers: import('./core/types.js').HeaderBag): void;
+  /** Return the in-flight slot. Idempotent (safe to call after observe, on reset, on cancel). Never throws. */
+  release(ticket: Ticket): void;
+  /** True once a snapshot is loaded (gRPC health SERVING). */
+  isReady(): boolean;
+}
