@@ -215,3 +215,11 @@ export interface DecisionEngine {
   /** True once a snapshot is loaded (gRPC health SERVING). */
   isReady(): boolean;
 }
+
+/** Raised by a RateStateStore in failure mode `closed` when shared state cannot be reached; the engine answers 503. */
+export class StateUnavailableError extends Error {
+  constructor(message = 'shared rate state is unavailable') {
+    super(message);
+    this.name = 'StateUnavailableError';
+  }
+}

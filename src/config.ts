@@ -1,0 +1,153 @@
+// Service configuration: parsed and validated once at start. Precedence: explicit overrides > environment > defaults.
+import { DEFAULT_KEY_HEADERS } from './core/apikey.js';
+
+export type StateFailureMode = 'local' | 'closed';
+
+export interface KeypoolConfig {
+  /** postgres://... for PostgreSQL, memory:// for a throwaway embedded store; unset = embedded PGlite in dataDir. */
+  readonly databaseUrl: string | undefined;
+  /** Embedded data (PGlite files, generated secrets, the socket-share file). */
+  readonly dataDir: string;
+  /** Where the Envoy ext_proc gRPC server listens (host:port). */
+  readonly grpcListen: string;
+  /** Admin HTTP API (loopback by default; never 0.0.0.0 unless asked). */
+  readonly adminListen: string;
+  /** Bearer token for the admin API; required when adminListen is not loopback. */
+  readonly adminToken: string | undefined;
+  /** Name recorded as the actor of admin writes made with adminToken. */
+  readonly adminTokenName: string;
+  /** redis://... for state shared by every replica; unset = in-memory state per replica. */
+  readonly redisUrl: string | undefined;
+  /** What to do when Redis fails: continue on per-replica state (local) or refuse (closed, 503 state_unavailable). */
+  readonly stateFailureMode: StateFailureMode;
+  /** Replicas sharing the pool; in local fallback each replica enforces limit / expectedReplicas. */
+  readonly expectedReplicas: number;
+  /** Upper bound on one Redis admission before the breaker counts a failure. */
+  readonly stateTimeoutMs: number;
+  /** Client headers that may carry the system API key, in lookup order. */
+  readonly keyHeaders: readonly string[];
+  /** How long an in-flight slot survives without a release (a crashed replica's slots come back after this). */
+  readonly leaseMs: number;
+  /** Safety-net full reload of the config snapshot (the change feed normally reloads within ~100 ms). */
+  readonly reloadIntervalMs: number;
+  /** How often buffered audit rows, usage stats and key touches are flushed to the database. */
+  readonly flushIntervalMs: number;
+  /** Bound on buffered durable writes while the database is unreachable; beyond it writes are dropped and counted. */
+  readonly writeBufferMax: number;
+  /** Cooldown applied to an account after a 429 without any retry hint. */
+  readonly defaultCooldownMs: number;
+  /** Apply migrations at start (takes an advisory lock on PostgreSQL, so replicas may start together). */
+  readonly migrateOnStart: boolean;
+  /** Embedded store only: insert demo accounts and mappings on the first start. */
+  readonly demoSeed: boolean;
+  /** Longest a graceful shutdown waits for open streams. */
+  readonly drainTimeoutMs: number;
+  readonly logLevel: string;
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    message: string,
+  ) {
+    super(`${variable}: ${message}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+export function loadConfig(overrides: Partial<KeypoolConfig> = {}, env: Env = process.env): KeypoolConfig {
+  const fromEnv: KeypoolConfig = {
+    databaseUrl: nonEmpty(env.DATABASE_URL),
+    dataDir: nonEmpty(env.KEYPOOL_DATA_DIR) ?? './.keypool',
+    grpcListen: listenAddress(env, 'KEYPOOL_GRPC_LISTEN', '0.0.0.0:50051'),
+    adminListen: listenAddress(env, 'KEYPOOL_ADMIN_LISTEN', '127.0.0.1:9901'),
+    adminToken: nonEmpty(env.KEYPOOL_ADMIN_TOKEN),
+    adminTokenName: nonEmpty(env.KEYPOOL_ADMIN_TOKEN_NAME) ?? 'admin',
+    redisUrl: nonEmpty(env.REDIS_URL),
+    stateFailureMode: oneOf(env, 'KEYPOOL_STATE_FAILURE_MODE', ['local', 'closed'] as const, 'local'),
+    expectedReplicas: integer(env, 'KEYPOOL_EXPECTED_REPLICAS', 1, 1, 1000),
+    stateTimeoutMs: integer(env, 'KEYPOOL_STATE_TIMEOUT_MS', 50, 1, 10_000),
+    keyHeaders: headerList(env, 'KEYPOOL_KEY_HEADERS', DEFAULT_KEY_HEADERS),
+    leaseMs: integer(env, 'KEYPOOL_LEASE_MS', 600_000, 1_000, 86_400_000),
+    reloadIntervalMs: integer(env, 'KEYPOOL_RELOAD_INTERVAL_MS', 30_000, 500, 86_400_000),
+    flushIntervalMs: integer(env, 'KEYPOOL_FLUSH_INTERVAL_MS', 2_000, 100, 600_000),
+    writeBufferMax: integer(env, 'KEYPOOL_WRITE_BUFFER_MAX', 100_000, 100, 10_000_000),
+    defaultCooldownMs: integer(env, 'KEYPOOL_DEFAULT_COOLDOWN_MS', 30_000, 0, 86_400_000),
+    migrateOnStart: boolean(env, 'KEYPOOL_MIGRATE_ON_START', true),
+    demoSeed: boolean(env, 'KEYPOOL_DEMO_SEED', true),
+    drainTimeoutMs: integer(env, 'KEYPOOL_DRAIN_TIMEOUT_MS', 10_000, 0, 600_000),
+    logLevel: oneOf(env, 'LOG_LEVEL', ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const, 'info'),
+  };
+  return { ...fromEnv, ...definedOnly(overrides) };
+}
+
+export function isLoopbackListen(listen: string): boolean {
+  const host = splitHostPort(listen).host;
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+/** `host:port` or `[v6]:port` -> parts; throws ConfigError-free plain Error on nonsense (callers validate first). */
+export function splitHostPort(listen: string): { host: string; port: number } {
+  const match = /^\[?([^\]]*?)\]?:(\d{1,5})$/.exec(listen);
+  if (!match) throw new Error(`not a host:port address: ${listen}`);
+  return { host: match[1] ?? '', port: Number(match[2]) };
+}
+
+function definedOnly<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  const trimmed = value?.trim();
+  return trimmed ? trimmed : undefined;
+}
+
+function listenAddress(env: Env, name: string, fallback: string): string {
+  const value = nonEmpty(env[name]) ?? fallback;
+  try {
+    const { port } = splitHostPort(value);
+    if (port > 65535) throw new Error('port out of range');
+  } catch {
+    throw new ConfigError(name, `expected host:port (e.g. ${fallback}), got "${value}"`);
+  }
+  return value;
+}
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = nonEmpty(env[name]);
+  if (raw === undefined) return fallback;
+  if (!/^\d+$/.test(raw)) throw new ConfigError(name, `expected a whole number, got "${raw}"`);
+  const value = Number(raw);
+  if (value < min || value > max) throw new ConfigError(name, `expected ${min}..${max}, got ${value}`);
+  return value;
+}
+
+function boolean(env: Env, name: string, fallback: boolean): boolean {
+  const raw = nonEmpty(env[name])?.toLowerCase();
+  if (raw === undefined) return fallback;
+  if (['1', 'true', 'yes', 'on'].includes(raw)) return true;
+  if (['0', 'false', 'no', 'off'].includes(raw)) return false;
+  throw new ConfigError(name, `expected true or false, got "${raw}"`);
+}
+
+function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], fallback: T): T {
+  const raw = nonEmpty(env[name]);
+  if (raw === undefined) return fallback;
+  if (!(allowed as readonly string[]).includes(raw)) {
+    throw new ConfigError(name, `expected one of ${allowed.join(', ')}, got "${raw}"`);
+  }
+  return raw as T;
+}
+
+function headerList(env: Env, name: string, fallback: readonly string[]): readonly string[] {
+  const raw = nonEmpty(env[name]);
+  if (raw === undefined) return fallback;
+  const names = raw.split(',').map((part) => part.trim().toLowerCase()).filter(Boolean);
+  const invalid = names.find((header) => !/^[a-z0-9-]+$/.test(header));
+  if (names.length === 0 || invalid !== undefined) {
+    throw new ConfigError(name, `expected a comma-separated list of header names, got "${raw}"`);
+  }
+  return names;
+}

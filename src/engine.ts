@@ -1,0 +1,167 @@
+// Wires one request through the current snapshot, the pure core and the rate state. The only thing adapters call.
+import { authorizeRequest, buildAllow, denyForAdmission, type Authorized } from './core/request.js';
+import { deny } from './core/errors.js';
+import { orderCandidates } from './core/select.js';
+import { observeResponse } from './core/response.js';
+import type { Account, Deny, HeaderBag, RequestView } from './core/types.js';
+import {
+  StateUnavailableError,
+  type AdmitCandidate,
+  type AdmitResult,
+  type Clock,
+  type DecisionEngine,
+  type RateStateStore,
+  type RequestOutcome,
+  type SnapshotSource,
+  type Ticket,
+} from './ports.js';
+import type { WriteBuffer } from './stores/write-buffer.js';
+import type { Logger } from './log.js';
+
+export interface EngineOptions {
+  readonly snapshots: SnapshotSource;
+  readonly state: RateStateStore;
+  readonly writes: WriteBuffer;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  /** Client headers that may carry the key when the route does not say otherwise. */
+  readonly keyHeaders: readonly string[];
+  readonly leaseMs: number;
+  readonly defaultCooldownMs: number;
+  /** Uniform [0,1) source for weighted-random; injectable for tests. */
+  readonly randomUnit?: () => number;
+  /** Observes every decision (metrics). Must not throw. */
+  readonly onDecision?: (outcome: 'allow' | Deny['code'], elapsedMs: number) => void;
+}
+
+const NOT_LOADED = deny('keypool_unavailable', { message: 'keypool has not loaded its configuration yet' });
+const EMPTY_POOL = deny('no_healthy_account', { message: 'the provider pool has no active account' });
+const STATE_UNAVAILABLE = deny('state_unavailable');
+const ACTOR_ENGINE = 'keypool';
+
+export class Engine implements DecisionEngine {
+  private roundRobinCursor = 0;
+  private readonly randomUnit: () => number;
+
+  constructor(private readonly options: EngineOptions) {
+    this.randomUnit = options.randomUnit ?? Math.random;
+  }
+
+  isReady(): boolean {
+    return this.options.snapshots.current() !== null;
+  }
+
+  async decide(view: RequestView): Promise<RequestOutcome> {
+    const startedAtMs = this.options.clock.nowMs();
+    const snapshot = this.options.snapshots.current();
+    if (!snapshot) return this.denied(NOT_LOADED, view, startedAtMs);
+
+    const authorized = authorizeRequest(view, snapshot, startedAtMs, view.keyHeaders ?? this.options.keyHeaders);
+    if (authorized.kind === 'deny') return this.denied(authorized, view, startedAtMs);
+
+    const strategy = view.strategyOverride ?? authorized.pool.strategy;
+    const ordered = orderCandidates(authorized.pool, strategy, this.roundRobinCursor++, this.randomUnit);
+    if (ordered.length === 0) return this.denied(EMPTY_POOL, view, startedAtMs);
+
+    const admitted = await this.admit(authorized, ordered, strategy === 'least-loaded', startedAtMs);
+    if ('kind' in admitted) return this.denied(admitted, view, startedAtMs);
+    const { account, leaseId } = admitted;
+    this.options.writes.touchKey(authorized.key.id, startedAtMs);
+    this.options.onDecision?.('allow', this.options.clock.nowMs() - startedAtMs);
+    return {
+      decision: buildAllow(authorized, account),
+      ticket: {
+        pool: authorized.pool.slug,
+        accountId: account.id,
+        accountName: account.name,
+        leaseId,
+        keyId: authorized.key.id,
+        startedAtMs,
+      },
+    };
+  }
+
+  observe(ticket: Ticket, status: number, headers: HeaderBag): void {
+    try {
+      const nowMs = this.options.clock.nowMs();
+      const dialect = this.options.snapshots.current()?.pools.get(ticket.pool)?.dialect ?? 'none';
+      const observation = observeResponse(dialect, status, headers, nowMs, this.options.defaultCooldownMs);
+      this.options.state.observe(ticket.pool, ticket.accountId, observation, nowMs);
+      this.options.writes.recordUsage(ticket.accountId, nowMs, observation.outcome, nowMs - ticket.startedAtMs);
+      const account = { pool: ticket.pool, accountId: ticket.accountId, account: ticket.accountName, status };
+      if (observation.outcome === 'invalid_credential') {
+        this.options.writes.invalidateAccount(ticket.accountId, `upstream answered ${status}`, ACTOR_ENGINE);
+        this.options.logger.warn(account, 'account invalidated: upstream rejected its credential');
+      } else if (observation.outcome === 'rate_limited') {
+        this.options.logger.info(
+          { ...account, cooldownUntil: new Date(observation.cooldownUntilMs ?? nowMs).toISOString() },
+          'account cooling down',
+        );
+      }
+    } catch (error) {
+      this.options.logger.error({ err: error, pool: ticket.pool }, 'failed to observe an upstream response');
+    }
+  }
+
+  release(ticket: Ticket): void {
+    try {
+      this.options.state.release(ticket.pool, ticket.accountId, ticket.leaseId);
+    } catch (error) {
+      this.options.logger.error({ err: error, pool: ticket.pool }, 'failed to release an in-flight slot');
+    }
+  }
+
+  private async admit(
+    authorized: Authorized,
+    ordered: readonly Account[],
+    leastLoaded: boolean,
+    nowMs: number,
+  ): Promise<{ account: Account; leaseId: string } | Deny> {
+    let result: AdmitResult;
+    try {
+      result = await this.options.state.admit({
+        pool: authorized.pool.slug,
+        candidates: ordered.map(toCandidate),
+        leastLoaded,
+        nowMs,
+        leaseMs: this.options.leaseMs,
+      });
+    } catch (error) {
+      if (error instanceof StateUnavailableError) return STATE_UNAVAILABLE;
+      throw error;
+    }
+    if (!result.ok) return denyForAdmission(result.reason, result.retryAtMs, nowMs);
+    const admittedId = result.accountId;
+    const account = ordered.find((candidate) => candidate.id === admittedId);
+    if (!account) throw new Error('rate state admitted an account that was not offered');
+    return { account, leaseId: result.leaseId };
+  }
+
+  private denied(denial: Deny, view: RequestView, startedAtMs: number): RequestOutcome {
+    if (denial.audit) {
+      this.options.writes.audit({
+        keyId: denial.audit.keyId,
+        action: denial.audit.action,
+        actor: ACTOR_ENGINE,
+        clientIp: view.clientAddress,
+        metadata: { provider: view.provider, code: denial.code },
+        at: new Date(startedAtMs),
+      });
+    }
+    this.options.logger.info(
+      { code: denial.code, status: denial.status, provider: view.provider, keyId: denial.audit?.keyId },
+      'request denied',
+    );
+    this.options.onDecision?.(denial.code, this.options.clock.nowMs() - startedAtMs);
+    return { decision: denial, ticket: null };
+  }
+}
+
+function toCandidate(account: Account): AdmitCandidate {
+  return {
+    accountId: account.id,
+    rpmLimit: account.rpmLimit,
+    tpmLimit: account.tpmLimit,
+    maxConcurrency: account.maxConcurrency,
+  };
+}
