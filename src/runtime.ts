@@ -1,0 +1,141 @@
+// Composition of everything below the gateway adapters: config store, compiled snapshot, rate state, buffered
+// writes and the engine. `keypool serve` (src/main.ts) and the Kong plugin both build exactly this.
+import { Engine } from './engine.js';
+import { loadConfig, type KeypoolConfig } from './config.js';
+import { createLogger, type Logger } from './log.js';
+import { systemClock, type Clock, type DecisionEngine, type RateStateStore } from './ports.js';
+import { loadSecrets } from './secrets/bootstrap.js';
+import { openStore, type OpenedStore } from './stores/open-store.js';
+import { migrate } from './stores/migrate.js';
+import { ConfigRepository } from './stores/repository.js';
+import { MemoryRateStateStore } from './stores/memory-state.js';
+import { RedisRateStateStore } from './stores/redis-state.js';
+import { ResilientRateStateStore } from './stores/resilient-state.js';
+import { WriteBuffer } from './stores/write-buffer.js';
+import { SnapshotHolder } from './snapshot/holder.js';
+import { seedDemoOnFirstStart } from './demo-seed.js';
+
+export interface RuntimeOptions {
+  /** Overrides of the environment-derived configuration. */
+  readonly config?: Partial<KeypoolConfig>;
+  /** 'owner' serves an embedded database to local CLI processes (keypool serve); 'client' uses a live owner's. */
+  readonly storeRole?: 'owner' | 'client';
+  readonly logger?: Logger;
+  readonly clock?: Clock;
+  /** Observes every decision (metrics). */
+  readonly onDecision?: (outcome: string, elapsedMs: number) => void;
+}
+
+export interface Runtime {
+  readonly config: KeypoolConfig;
+  readonly logger: Logger;
+  readonly clock: Clock;
+  readonly store: OpenedStore;
+  readonly repository: ConfigRepository;
+  readonly snapshots: SnapshotHolder;
+  readonly state: RateStateStore;
+  /** Present when REDIS_URL is set: breaker state and mode for metrics. */
+  readonly sharedState: ResilientRateStateStore | null;
+  readonly writes: WriteBuffer;
+  readonly engine: DecisionEngine;
+  stop(): Promise<void>;
+}
+
+export async function openRuntime(options: RuntimeOptions = {}): Promise<Runtime> {
+  const config = loadConfig(options.config);
+  const logger = options.logger ?? createLogger(config.logLevel);
+  const clock = options.clock ?? systemClock;
+  const cleanups: Array<() => Promise<void>> = [];
+  const stopAll = async () => {
+    for (const cleanup of cleanups.reverse()) await cleanup().catch((error) => logger.error({ err: error }, 'shutdown step failed'));
+  };
+  try {
+    const secrets = await loadSecrets({
+      encryptionKeys: process.env.KEYPOOL_ENCRYPTION_KEYS,
+      keyPepper: process.env.KEYPOOL_KEY_PEPPER,
+      databaseUrl: config.databaseUrl,
+      dataDir: config.dataDir,
+    });
+    if (secrets.warning) logger.warn({ file: secrets.file }, secrets.warning);
+
+    const store = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, role: options.storeRole ?? 'client' });
+    cleanups.push(() => store.client.close());
+    if (store.share) cleanups.push(() => store.share!.close());
+    logger.info({ store: store.where, mode: store.mode }, 'config store opened');
+
+    if (config.migrateOnStart) {
+      const result = await migrate(store.client);
+      if (result.applied.length > 0) logger.info({ applied: result.applied }, 'migrations applied');
+    }
+    const repository = new ConfigRepository(store.client, { keyring: secrets.keyring, pepper: secrets.pepper });
+    if (config.demoSeed && store.mode !== 'postgres') {
+      const seeded = await seedDemoOnFirstStart(repository);
+      if (seeded) logger.info(seeded, 'first start: demo accounts seeded (fake upstream keys)');
+    }
+
+    const snapshots = new SnapshotHolder({
+      source: repository,
+      feed: store.client,
+      deps: { pepper: secrets.pepper, keyring: secrets.keyring },
+      clock,
+      reloadIntervalMs: config.reloadIntervalMs,
+      onReload: (info) => {
+        for (const warning of info.warnings) logger.warn({ warning }, 'snapshot compiled with a warning');
+        logger.debug({ version: info.version, durationMs: info.durationMs, reason: info.reason }, 'snapshot reloaded');
+      },
+      onError: (error, reason) => logger.error({ err: error, reason }, 'snapshot reload failed; keeping the last good one'),
+    });
+    await snapshots.start();
+    cleanups.push(() => snapshots.stop());
+
+    const { state, sharedState } = openRateState(config, logger);
+    cleanups.push(() => state.close());
+
+    const writes = new WriteBuffer({
+      target: repository,
+      maxPending: config.writeBufferMax,
+      flushIntervalMs: config.flushIntervalMs,
+      onFlushError: (error) => logger.warn({ err: error, pending: writes.pending }, 'database write failed; will retry'),
+      onDrop: (_now, total) => {
+        // Log the first drop and then every thousandth, so an outage does not flood the log.
+        if (total === 1 || total % 1000 === 0) logger.error({ droppedTotal: total }, 'write buffer full: dropping durable writes');
+      },
+    });
+    writes.start();
+    cleanups.push(() => writes.stop());
+
+    const engine = new Engine({
+      snapshots,
+      state,
+      writes,
+      clock,
+      logger,
+      keyHeaders: config.keyHeaders,
+      leaseMs: config.leaseMs,
+      defaultCooldownMs: config.defaultCooldownMs,
+      onDecision: options.onDecision,
+    });
+
+    return { config, logger, clock, store, repository, snapshots, state, sharedState, writes, engine, stop: stopAll };
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+}
+
+function openRateState(config: KeypoolConfig, logger: Logger): { state: RateStateStore; sharedState: ResilientRateStateStore | null } {
+  if (!config.redisUrl) return { state: new MemoryRateStateStore(), sharedState: null };
+  const redis = RedisRateStateStore.connect(config.redisUrl, {
+    onBackgroundError: (error) => logger.debug({ err: error }, 'redis background write failed'),
+  });
+  const sharedState = new ResilientRateStateStore(redis, {
+    failureMode: config.stateFailureMode,
+    expectedReplicas: config.expectedReplicas,
+    timeoutMs: config.stateTimeoutMs,
+    onTransition: (transition) => {
+      if (transition.available) logger.info({ mode: transition.mode }, 'shared rate state is back');
+      else logger.error({ mode: transition.mode, failureMode: transition.failureMode, cause: String(transition.cause ?? '') }, 'shared rate state lost');
+    },
+  });
+  return { state: sharedState, sharedState };
+}
