@@ -6,7 +6,6 @@ import { observeResponse } from './core/response.js';
 import type { Account, Deny, HeaderBag, RequestView } from './core/types.js';
 import {
   StateUnavailableError,
-  type AdmitCandidate,
   type AdmitResult,
   type Clock,
   type DecisionEngine,
@@ -121,7 +120,7 @@ export class Engine implements DecisionEngine {
     try {
       result = await this.options.state.admit({
         pool: authorized.pool.slug,
-        candidates: ordered.map(toCandidate),
+        candidates: ordered,
         leastLoaded,
         nowMs,
         leaseMs: this.options.leaseMs,
@@ -155,13 +154,4 @@ export class Engine implements DecisionEngine {
     this.options.onDecision?.(denial.code, this.options.clock.nowMs() - startedAtMs);
     return { decision: denial, ticket: null };
   }
-}
-
-function toCandidate(account: Account): AdmitCandidate {
-  return {
-    accountId: account.id,
-    rpmLimit: account.rpmLimit,
-    tpmLimit: account.tpmLimit,
-    maxConcurrency: account.maxConcurrency,
-  };
 }

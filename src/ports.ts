@@ -24,7 +24,8 @@ export const systemClock: Clock = { nowMs: () => Date.now() };
 
 /** One account offered for admission, with the limits keypool enforces itself. */
 export interface AdmitCandidate {
-  readonly accountId: string;
+  /** Account id (an Account from the snapshot is itself a valid candidate, so the hot path copies nothing). */
+  readonly id: string;
   readonly rpmLimit: number | null;
   readonly tpmLimit: number | null;
   readonly maxConcurrency: number | null;
@@ -75,6 +76,11 @@ export interface RateStateStore {
   observe(pool: string, accountId: string, observation: Observation, nowMs: number): void;
   /** Read the live state of accounts (admin, metrics). */
   inspect(pool: string, accountIds: readonly string[], nowMs: number): Promise<AccountStateView[]>;
+  /**
+   * Forget an account's cooldown, circuit and invalid hold (an operator re-enabled it). Windows and leases are kept.
+   * Optional so fakes need not implement it; every shipped store does.
+   */
+  resetAccount?(pool: string, accountId: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -222,4 +228,38 @@ export class StateUnavailableError extends Error {
     super(message);
     this.name = 'StateUnavailableError';
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the configuration store hands the snapshot compiler (src/stores/repository.ts -> src/snapshot/compile.ts)
+// ---------------------------------------------------------------------------------------------
+
+/** An account as loaded for compilation: the operator view plus its encrypted secret (decrypted only in memory). */
+export interface StoredAccount extends AccountRow {
+  /** base64(iv | tag | ciphertext); see src/secrets/keyring.ts. */
+  readonly encryptedKey: string;
+}
+
+/** A system key as loaded for compilation: the operator view plus its digests. */
+export interface StoredKey extends SystemKeyRow {
+  /** HMAC-SHA256(pepper, key), hex. */
+  readonly keyHash: string;
+  /** Digest of the key before the last rotation; valid until previousKeyExpiresAt. */
+  readonly previousKeyHash: string | null;
+}
+
+/** One consistent read of everything the compiled snapshot needs (soft-deleted rows excluded). */
+export interface ConfigData {
+  /** The database's clock at the time of the read. */
+  readonly readAt: Date;
+  /** config_version counter at the time of the read (bumped by every configuration write). */
+  readonly configVersion: number;
+  readonly providers: readonly ProviderRow[];
+  /** Every non-deleted account of a non-deleted provider, any status, ordered by (provider, tier, name). */
+  readonly accounts: readonly StoredAccount[];
+  /** Every non-deleted key, active or revoked. */
+  readonly keys: readonly StoredKey[];
+  /** Every non-deleted mapping, enabled or not, in created order. */
+  readonly mappings: readonly MappingRow[];
+  readonly settings: import('./core/types.js').PrioritySettings;
 }

@@ -1,0 +1,391 @@
+// Per-account admission and health state machine. Pure: no I/O, no clock (time comes in as nowMs), no logger.
+// The memory store runs it directly; the Redis store's Lua scripts (src/stores/redis-scripts.ts) mirror it line for
+// line, and one contract suite (test/state/rate-state.contract.ts) holds both to the same behaviour.
+//
+// The functions mutate the AccountState they are given (that is the point of a state machine) but touch nothing else.
+import type { LearnedLimits, Observation } from './types.js';
+import type { AccountStateView, AdmitCandidate, AdmitRequest, AdmitResult, HealthState } from '../ports.js';
+
+/** Length of the RPM sliding window: in any WINDOW_MS interval at most rpmLimit admissions. */
+export const WINDOW_MS = 60_000;
+/** Consecutive server errors after which the circuit opens (1..N-1 only degrade the account). */
+export const UNHEALTHY_AFTER_FAILURES = 3;
+/** First circuit-open period; doubles with each consecutive re-open. */
+export const CIRCUIT_BASE_MS = 5_000;
+/** Upper bound of one circuit-open period. */
+export const CIRCUIT_MAX_MS = 300_000;
+/** Exponent cap for the back-off: 5 s * 2^6 = 320 s already exceeds CIRCUIT_MAX_MS, so counting further is pointless. */
+export const MAX_OPEN_COUNT = 6;
+/** Keeps the failure counter a small integer on a long outage (only >= UNHEALTHY_AFTER_FAILURES matters). */
+export const FAILURE_COUNT_CAP = 1_000;
+/** Cooldown after a 429 whose response carried no retry-after/reset hint. */
+export const DEFAULT_COOLDOWN_MS = 30_000;
+/**
+ * How long the shared state keeps an account out after a 401/403 (invalid_credential) or exhausted credit
+ * (quota_exhausted). The durable source of truth is the account's status in the config store, which the engine sets
+ * to invalid/disabled; this hold only has to cover the time until every replica's snapshot drops the account (or until
+ * PostgreSQL is back, when the write is buffered). Bounded so that an operator who re-enables the account is not
+ * locked out for longer than this even if nobody calls the store's resetAccount().
+ */
+export const INVALID_HOLD_MS = 3_600_000;
+/** Requests remembered for accounts without an rpm_limit (only for admin statistics). */
+export const UNLIMITED_LOG_CAP = 10_000;
+
+export type BlockReason = 'cooldown' | 'circuit_open' | 'invalid' | 'rpm' | 'tpm' | 'concurrency' | 'provider_requests';
+
+export type Capacity =
+  | { readonly ok: true }
+  | {
+      readonly ok: false;
+      readonly reason: BlockReason;
+      /** When this account frees up; null = unknown (a slot frees when some in-flight request ends, or never). */
+      readonly freeAtMs: number | null;
+    };
+
+export type MutableLearnedLimits = { -readonly [K in keyof LearnedLimits]: LearnedLimits[K] };
+
+/**
+ * Timestamps of recent admissions, oldest first, in a growable ring buffer (no allocation per admission once grown).
+ * Kept monotonic: a timestamp earlier than the newest one (clock stepped back) is recorded as the newest one, which
+ * keeps the window conservative.
+ */
+export class RequestLog {
+  private buf: number[] = [];
+  private head = 0;
+  private count = 0;
+
+  get size(): number {
+    return this.count;
+  }
+
+  /** Oldest timestamp, or NaN when empty. */
+  oldest(): number {
+    return this.count === 0 ? Number.NaN : (this.buf[this.head] as number);
+  }
+
+  newest(): number {
+    return this.count === 0 ? Number.NaN : (this.buf[(this.head + this.count - 1) % this.buf.length] as number);
+  }
+
+  /** Drops every timestamp <= cutoffMs. */
+  prune(cutoffMs: number): void {
+    const buf = this.buf;
+    while (this.count > 0 && (buf[this.head] as number) <= cutoffMs) {
+      this.head = this.head + 1 === buf.length ? 0 : this.head + 1;
+      this.count--;
+    }
+  }
+
+  /** Appends a timestamp; when `cap` entries are held, the oldest is dropped first. */
+  push(tsMs: number, cap: number): void {
+    if (this.count > 0) tsMs = Math.max(tsMs, this.newest());
+    while (this.count > 0 && this.count >= cap) {
+      this.head = this.head + 1 === this.buf.length ? 0 : this.head + 1;
+      this.count--;
+    }
+    if (this.count === this.buf.length) this.grow(cap);
+    this.buf[(this.head + this.count) % this.buf.length] = tsMs;
+    this.count++;
+  }
+
+  private grow(cap: number): void {
+    const next: number[] = new Array<number>(Math.max(this.count + 1, 4, Math.min(this.buf.length * 2, cap)));
+    for (let i = 0; i < this.count; i++) next[i] = this.buf[(this.head + i) % this.buf.length] as number;
+    this.buf = next;
+    this.head = 0;
+  }
+}
+
+/** Everything keypool knows about one upstream account. Times are epoch ms; 0 means "not set". */
+export interface AccountState {
+  /** Admissions within the last WINDOW_MS (bounded by the rpm limit, or UNLIMITED_LOG_CAP). */
+  readonly requestLog: RequestLog;
+  /** In-flight slots: leaseId -> expiresAtMs. A lease not released by then no longer counts (crashed holder). */
+  readonly leases: Map<string, number>;
+  cooldownUntilMs: number;
+  /** healthy: last server answer fine; degraded: 1..2 consecutive 5xx; unhealthy: circuit open or half-open. */
+  health: HealthState;
+  consecutiveFailures: number;
+  /** 0 = circuit closed; > now = open; <= now (and not 0) = half-open: one probe may go through. */
+  circuitOpenUntilMs: number;
+  /** Consecutive openings without a success in between; the exponent of the back-off (capped at MAX_OPEN_COUNT). */
+  openCount: number;
+  /** The lease of the half-open probe; while it is in flight nobody else is admitted. */
+  halfOpenProbeLeaseId: string | null;
+  /** Skipped until then after a 401/403 or exhausted credit (see INVALID_HOLD_MS). */
+  invalidUntilMs: number;
+  readonly learned: MutableLearnedLimits;
+}
+
+export function newAccountState(): AccountState {
+  return {
+    requestLog: new RequestLog(),
+    leases: new Map(),
+    cooldownUntilMs: 0,
+    health: 'healthy',
+    consecutiveFailures: 0,
+    circuitOpenUntilMs: 0,
+    openCount: 0,
+    halfOpenProbeLeaseId: null,
+    invalidUntilMs: 0,
+    learned: {
+      requestsLimit: null,
+      requestsRemaining: null,
+      requestsResetAtMs: null,
+      tokensLimit: null,
+      tokensRemaining: null,
+      tokensResetAtMs: null,
+    },
+  };
+}
+
+/** A limit divided among `divisor` replicas (local fallback mode): rounded down, at least 1; null and 0 stay. */
+export function divideLimit(limit: number | null, divisor: number): number | null {
+  if (limit === null || limit <= 0 || divisor <= 1) return limit;
+  return Math.max(1, Math.floor(limit / divisor));
+}
+
+/** Circuit open back-off for the n-th consecutive opening (n from 0). */
+export function circuitBackoffMs(openCount: number): number {
+  return Math.min(CIRCUIT_BASE_MS * 2 ** Math.min(openCount, MAX_OPEN_COUNT), CIRCUIT_MAX_MS);
+}
+
+/** Forgets admissions older than the window and leases past their expiry. Idempotent. */
+export function pruneState(state: AccountState, nowMs: number): void {
+  state.requestLog.prune(nowMs - WINDOW_MS);
+  if (state.leases.size > 0) {
+    for (const [leaseId, expiresAtMs] of state.leases) {
+      if (expiresAtMs <= nowMs) state.leases.delete(leaseId);
+    }
+  }
+}
+
+const OK: Capacity = { ok: true };
+
+function blocked(reason: BlockReason, freeAtMs: number | null): Capacity {
+  return { ok: false, reason, freeAtMs };
+}
+
+function probeInFlight(state: AccountState): boolean {
+  return state.halfOpenProbeLeaseId !== null && state.leases.has(state.halfOpenProbeLeaseId);
+}
+
+/** Learned "remaining" is only meaningful until its reset; null reset = provider did not say, keep it. */
+function learnedActive(remaining: number | null, resetAtMs: number | null, nowMs: number): remaining is number {
+  return remaining !== null && (resetAtMs === null || resetAtMs > nowMs);
+}
+
+/**
+ * Can `candidate` take one more request now? Checks in order: invalid, circuit, cooldown, provider-reported request and
+ * token budgets, own RPM window, own concurrency. Prunes expired entries first.
+ */
+export function capacityOf(state: AccountState, candidate: AdmitCandidate, nowMs: number): Capacity {
+  pruneState(state, nowMs);
+  if (state.invalidUntilMs > nowMs) return blocked('invalid', null);
+  if (state.circuitOpenUntilMs !== 0) {
+    if (state.circuitOpenUntilMs > nowMs) return blocked('circuit_open', state.circuitOpenUntilMs);
+    if (probeInFlight(state)) return blocked('circuit_open', null);
+  }
+  if (state.cooldownUntilMs > nowMs) return blocked('cooldown', state.cooldownUntilMs);
+  const learned = state.learned;
+  // A reset instant is required to block: "0 remaining, resets at an unknown time" must not lock an account forever.
+  if (learned.requestsRemaining !== null && learned.requestsRemaining <= 0 && learned.requestsResetAtMs !== null && learned.requestsResetAtMs > nowMs) {
+    return blocked('provider_requests', learned.requestsResetAtMs);
+  }
+  if (learned.tokensRemaining !== null && learned.tokensRemaining <= 0 && learned.tokensResetAtMs !== null && learned.tokensResetAtMs > nowMs) {
+    return blocked('tpm', learned.tokensResetAtMs);
+  }
+  const rpm = candidate.rpmLimit;
+  if (rpm !== null && state.requestLog.size >= rpm) {
+    const oldest = state.requestLog.oldest();
+    return blocked('rpm', Number.isNaN(oldest) ? null : oldest + WINDOW_MS);
+  }
+  const maxConcurrency = candidate.maxConcurrency;
+  if (maxConcurrency !== null && state.leases.size >= maxConcurrency) return blocked('concurrency', null);
+  return OK;
+}
+
+/**
+ * Remaining capacity as a fraction in [0, 1]: the tightest of the provider-reported request and token budgets and the
+ * own RPM window and concurrency. 1 = idle or nothing known. Call on a pruned state (capacityOf/pruneState).
+ */
+export function remainingScore(state: AccountState, candidate: AdmitCandidate, nowMs: number): number {
+  let score = 1;
+  const learned = state.learned;
+  if (learnedActive(learned.requestsRemaining, learned.requestsResetAtMs, nowMs)) {
+    score = Math.min(score, fraction(learned.requestsRemaining, learned.requestsLimit ?? candidate.rpmLimit));
+  }
+  if (learnedActive(learned.tokensRemaining, learned.tokensResetAtMs, nowMs)) {
+    score = Math.min(score, fraction(learned.tokensRemaining, learned.tokensLimit ?? candidate.tpmLimit));
+  }
+  if (candidate.rpmLimit !== null) score = Math.min(score, fraction(candidate.rpmLimit - state.requestLog.size, candidate.rpmLimit));
+  if (candidate.maxConcurrency !== null) {
+    score = Math.min(score, fraction(candidate.maxConcurrency - state.leases.size, candidate.maxConcurrency));
+  }
+  return score;
+}
+
+/** remaining/limit clamped to [0, 1]; without a usable limit only "nothing left" is informative. */
+function fraction(remaining: number, limit: number | null): number {
+  if (remaining <= 0) return 0;
+  if (limit === null || limit <= 0) return 1;
+  return remaining >= limit ? 1 : remaining / limit;
+}
+
+/** Candidate indexes by descending remainingScore; ties keep strategy order. */
+export function leastLoadedOrder(
+  stateOf: (accountId: string) => AccountState,
+  candidates: readonly AdmitCandidate[],
+  nowMs: number,
+): number[] {
+  const scores: number[] = new Array<number>(candidates.length);
+  const order: number[] = new Array<number>(candidates.length);
+  for (let i = 0; i < candidates.length; i++) {
+    const candidate = candidates[i] as AdmitCandidate;
+    const state = stateOf(candidate.id);
+    pruneState(state, nowMs);
+    scores[i] = remainingScore(state, candidate, nowMs);
+    order[i] = i;
+  }
+  order.sort((a, b) => (scores[b] as number) - (scores[a] as number) || a - b);
+  return order;
+}
+
+/** Takes one slot of `state` for `leaseId`. Call only right after capacityOf said ok. */
+export function recordAdmission(state: AccountState, candidate: AdmitCandidate, leaseId: string, nowMs: number, leaseMs: number): void {
+  state.requestLog.push(nowMs, candidate.rpmLimit !== null ? Math.max(candidate.rpmLimit, 1) : UNLIMITED_LOG_CAP);
+  state.leases.set(leaseId, nowMs + leaseMs);
+  // capacityOf only lets a request through an elapsed circuit when no probe is in flight: this one is the probe.
+  if (state.circuitOpenUntilMs !== 0) state.halfOpenProbeLeaseId = leaseId;
+  const learned = state.learned;
+  // Count our own request against the provider's budget until its next response tells the truth again.
+  if (learnedActive(learned.requestsRemaining, learned.requestsResetAtMs, nowMs) && learned.requestsRemaining > 0) {
+    learned.requestsRemaining -= 1;
+  }
+}
+
+/**
+ * Admits the first candidate with capacity (after reordering by remaining capacity for least-loaded) and records the
+ * admission under `leaseId`. When none has capacity: 'unhealthy' if every candidate is invalid or behind an open
+ * circuit (503), else 'exhausted' (429). retryAtMs is the earliest instant a non-invalid candidate frees up, or null
+ * when any of them frees at an unknown instant (in-flight slot, probe in flight) or none ever will by itself.
+ */
+export function admitFirst(stateOf: (accountId: string) => AccountState, request: AdmitRequest, leaseId: string): AdmitResult {
+  const candidates = request.candidates;
+  const nowMs = request.nowMs;
+  const order = request.leastLoaded && candidates.length > 1 ? leastLoadedOrder(stateOf, candidates, nowMs) : null;
+  let allUnhealthy = true;
+  let unknownFreeAt = false;
+  let retryAtMs = Number.POSITIVE_INFINITY;
+  for (let i = 0; i < candidates.length; i++) {
+    const candidate = candidates[order === null ? i : (order[i] as number)] as AdmitCandidate;
+    const state = stateOf(candidate.id);
+    const capacity = capacityOf(state, candidate, nowMs);
+    if (capacity.ok) {
+      recordAdmission(state, candidate, leaseId, nowMs, request.leaseMs);
+      return { ok: true, accountId: candidate.id, leaseId };
+    }
+    if (capacity.reason === 'invalid') continue;
+    if (capacity.reason !== 'circuit_open') allUnhealthy = false;
+    if (capacity.freeAtMs === null) unknownFreeAt = true;
+    else if (capacity.freeAtMs < retryAtMs) retryAtMs = capacity.freeAtMs;
+  }
+  const known = !unknownFreeAt && retryAtMs !== Number.POSITIVE_INFINITY;
+  return { ok: false, reason: allUnhealthy ? 'unhealthy' : 'exhausted', retryAtMs: known ? retryAtMs : null };
+}
+
+/** Returns a slot. Idempotent: an unknown or already released lease is ignored. */
+export function releaseLease(state: AccountState, leaseId: string): void {
+  state.leases.delete(leaseId);
+}
+
+/** Folds the provider's reported limits in: reported fields replace, unreported (null) fields keep what we knew. */
+export function mergeLearned(into: MutableLearnedLimits, from: LearnedLimits): void {
+  if (from.requestsLimit !== null) into.requestsLimit = from.requestsLimit;
+  if (from.requestsRemaining !== null) into.requestsRemaining = from.requestsRemaining;
+  if (from.requestsResetAtMs !== null) into.requestsResetAtMs = from.requestsResetAtMs;
+  if (from.tokensLimit !== null) into.tokensLimit = from.tokensLimit;
+  if (from.tokensRemaining !== null) into.tokensRemaining = from.tokensRemaining;
+  if (from.tokensResetAtMs !== null) into.tokensResetAtMs = from.tokensResetAtMs;
+}
+
+function openCircuit(state: AccountState, nowMs: number): void {
+  state.circuitOpenUntilMs = nowMs + circuitBackoffMs(state.openCount);
+  state.openCount = Math.min(state.openCount + 1, MAX_OPEN_COUNT);
+  state.health = 'unhealthy';
+  state.halfOpenProbeLeaseId = null;
+}
+
+function recordServerFailure(state: AccountState, nowMs: number): void {
+  state.consecutiveFailures = Math.min(state.consecutiveFailures + 1, FAILURE_COUNT_CAP);
+  if (state.circuitOpenUntilMs !== 0) {
+    // Half-open: the probe (or a straggler answering after the open period) failed: reopen, longer.
+    // Still open: a request admitted before the circuit opened failed late; that changes nothing.
+    if (state.circuitOpenUntilMs <= nowMs) openCircuit(state, nowMs);
+    return;
+  }
+  if (state.consecutiveFailures >= UNHEALTHY_AFTER_FAILURES) openCircuit(state, nowMs);
+  else state.health = 'degraded';
+}
+
+/**
+ * Folds one upstream response into the account:
+ * - success: failures reset, circuit closed, back-off reset (the half-open probe succeeded, or simply any success:
+ *   observations carry no lease id, and a 2xx is proof the account works);
+ * - rate_limited: cooldown until max(existing, observed, or now + DEFAULT_COOLDOWN_MS without a hint);
+ * - invalid_credential / quota_exhausted: held out for INVALID_HOLD_MS (both mean "do not retry this key"; credit
+ *   exhaustion is not a window that resets by itself, so it is not a cooldown);
+ * - server_error: 1..2 consecutive -> degraded, 3 -> circuit open CIRCUIT_BASE_MS * 2^openCount (capped), half-open
+ *   after that with one probe; a failing probe reopens with the next back-off;
+ * - client_error: the request's fault, health unchanged.
+ * Learned limits are merged for every outcome.
+ */
+export function applyObservation(state: AccountState, observation: Observation, nowMs: number): void {
+  mergeLearned(state.learned, observation.learned);
+  switch (observation.outcome) {
+    case 'success':
+      state.consecutiveFailures = 0;
+      state.health = 'healthy';
+      state.circuitOpenUntilMs = 0;
+      state.openCount = 0;
+      state.halfOpenProbeLeaseId = null;
+      return;
+    case 'rate_limited':
+      state.cooldownUntilMs = Math.max(state.cooldownUntilMs, observation.cooldownUntilMs ?? nowMs + DEFAULT_COOLDOWN_MS);
+      return;
+    case 'invalid_credential':
+    case 'quota_exhausted':
+      state.invalidUntilMs = Math.max(state.invalidUntilMs, nowMs + INVALID_HOLD_MS);
+      return;
+    case 'server_error':
+      recordServerFailure(state, nowMs);
+      return;
+    case 'client_error':
+      return;
+  }
+}
+
+/** Forgets health, cooldown and invalidity (an operator re-enabled the account); keeps windows and leases. */
+export function resetHealth(state: AccountState): void {
+  state.cooldownUntilMs = 0;
+  state.health = 'healthy';
+  state.consecutiveFailures = 0;
+  state.circuitOpenUntilMs = 0;
+  state.openCount = 0;
+  state.halfOpenProbeLeaseId = null;
+  state.invalidUntilMs = 0;
+}
+
+export function viewOf(accountId: string, state: AccountState, nowMs: number): AccountStateView {
+  pruneState(state, nowMs);
+  return {
+    accountId,
+    health: state.health,
+    inFlight: state.leases.size,
+    cooldownUntilMs: state.cooldownUntilMs > nowMs ? state.cooldownUntilMs : null,
+    circuitOpenUntilMs: state.circuitOpenUntilMs > nowMs ? state.circuitOpenUntilMs : null,
+    requestsInWindow: state.requestLog.size,
+    invalid: state.invalidUntilMs > nowMs,
+    learned: { ...state.learned },
+  };
+}

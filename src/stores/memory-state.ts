@@ -1,0 +1,132 @@
+// Per-replica rate state: the embedded default, and the fallback when shared Redis state is unreachable.
+// All the rules live in src/core/capacity.ts; this file only keeps the states and hands out lease ids.
+import {
+  type AccountState,
+  admitFirst,
+  applyObservation,
+  divideLimit,
+  newAccountState,
+  releaseLease,
+  resetHealth,
+  viewOf,
+} from '../core/capacity.js';
+import type { Observation } from '../core/types.js';
+import type { AccountStateView, AdmitCandidate, AdmitRequest, AdmitResult, RateStateStore } from '../ports.js';
+
+export interface MemoryRateStateStoreOptions {
+  /**
+   * Divide every rpm/tpm/concurrency limit by this (rounded down, at least 1). The local fallback sets it to the
+   * expected number of replicas so that N replicas counting alone stay within the shared limit. Default 1.
+   */
+  readonly limitDivisor?: number;
+  /**
+   * Upper bound on tracked accounts (safety net: the config bounds the pools, but ids of deleted accounts would
+   * otherwise stay forever). When exceeded, the longest-tracked idle account is forgotten. Default 100 000.
+   */
+  readonly maxAccounts?: number;
+  /** Prefix of the lease ids this store hands out (lets a wrapper route a release to the store that issued it). */
+  readonly leasePrefix?: string;
+}
+
+const DEFAULT_MAX_ACCOUNTS = 100_000;
+
+export class MemoryRateStateStore implements RateStateStore {
+  private readonly pools = new Map<string, Map<string, AccountState>>();
+  private readonly limitDivisor: number;
+  private readonly maxAccounts: number;
+  private readonly leasePrefix: string;
+  private tracked = 0;
+  private leaseSeq = 0;
+
+  constructor(options: MemoryRateStateStoreOptions = {}) {
+    this.limitDivisor = Math.max(1, Math.floor(options.limitDivisor ?? 1));
+    this.maxAccounts = Math.max(1, options.maxAccounts ?? DEFAULT_MAX_ACCOUNTS);
+    this.leasePrefix = options.leasePrefix ?? 'm';
+  }
+
+  admit(request: AdmitRequest): Promise<AdmitResult> {
+    return Promise.resolve(this.admitNow(request));
+  }
+
+  /** Synchronous admit (the resilient wrapper's fallback path uses it directly). */
+  admitNow(request: AdmitRequest): AdmitResult {
+    const pool = this.poolStates(request.pool);
+    const effective = this.limitDivisor > 1 ? { ...request, candidates: request.candidates.map((c) => this.divided(c)) } : request;
+    const leaseId = `${this.leasePrefix}${(++this.leaseSeq).toString(36)}`;
+    return admitFirst((accountId) => this.stateIn(pool, accountId), effective, leaseId);
+  }
+
+  release(pool: string, accountId: string, leaseId: string): void {
+    const state = this.pools.get(pool)?.get(accountId);
+    if (state !== undefined) releaseLease(state, leaseId);
+  }
+
+  observe(pool: string, accountId: string, observation: Observation, nowMs: number): void {
+    applyObservation(this.stateIn(this.poolStates(pool), accountId), observation, nowMs);
+  }
+
+  inspect(pool: string, accountIds: readonly string[], nowMs: number): Promise<AccountStateView[]> {
+    const states = this.pools.get(pool);
+    return Promise.resolve(accountIds.map((id) => viewOf(id, states?.get(id) ?? newAccountState(), nowMs)));
+  }
+
+  resetAccount(pool: string, accountId: string): Promise<void> {
+    const state = this.pools.get(pool)?.get(accountId);
+    if (state !== undefined) resetHealth(state);
+    return Promise.resolve();
+  }
+
+  close(): Promise<void> {
+    this.pools.clear();
+    this.tracked = 0;
+    return Promise.resolve();
+  }
+
+  private divided(candidate: AdmitCandidate): AdmitCandidate {
+    return {
+      id: candidate.id,
+      rpmLimit: divideLimit(candidate.rpmLimit, this.limitDivisor),
+      tpmLimit: divideLimit(candidate.tpmLimit, this.limitDivisor),
+      maxConcurrency: divideLimit(candidate.maxConcurrency, this.limitDivisor),
+    };
+  }
+
+  private poolStates(pool: string): Map<string, AccountState> {
+    let states = this.pools.get(pool);
+    if (states === undefined) {
+      states = new Map();
+      this.pools.set(pool, states);
+    }
+    return states;
+  }
+
+  private stateIn(states: Map<string, AccountState>, accountId: string): AccountState {
+    let state = states.get(accountId);
+    if (state === undefined) {
+      if (this.tracked >= this.maxAccounts) this.evictOne();
+      state = newAccountState();
+      states.set(accountId, state);
+      this.tracked++;
+    }
+    return state;
+  }
+
+  /** Forgets the first-tracked account without in-flight leases (or, failing that, the first one at all). */
+  private evictOne(): void {
+    let fallback: [Map<string, AccountState>, string] | null = null;
+    for (const states of this.pools.values()) {
+      for (const [accountId, state] of states) {
+        if (state.leases.size === 0) {
+          states.delete(accountId);
+          this.tracked--;
+          return;
+        }
+        fallback ??= [states, accountId];
+      }
+    }
+    if (fallback !== null) {
+      fallback[0].delete(fallback[1]);
+      this.tracked--;
+    }
+  }
+}

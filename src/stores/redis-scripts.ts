@@ -1,0 +1,267 @@
+// Lua scripts of the Redis rate-state store. They mirror src/core/capacity.ts: same checks, same order, same numbers
+// (the constants are interpolated from there so the two cannot drift); the contract suite runs against both.
+// Shipped as TypeScript strings so they land in dist/ with the rest of the build.
+//
+// Keys of one account (all inside the pool's hash tag, so a multi-account script stays in one Cluster slot):
+//   <prefix>{kp:<pool>}:<accountId>:s  HASH  cooldown, health, circuit, invalid hold, learned limits (fields below)
+//   <prefix>{kp:<pool>}:<accountId>:w  ZSET  RPM sliding-window log: member = lease id, score = admission ms
+//   <prefix>{kp:<pool>}:<accountId>:l  ZSET  in-flight leases: member = lease id, score = expiry ms
+// Hash fields: cd cooldownUntilMs, h health, cf consecutiveFailures, co circuitOpenUntilMs (absent/0 = closed),
+//   oc openCount, pr halfOpenProbeLeaseId, inv invalidUntilMs, rl/rr/rra requests limit/remaining/resetAtMs,
+//   tl/tr/tra tokens limit/remaining/resetAtMs. Absent = 0 / null as in AccountState.
+//
+// Time: every script reads the Redis server clock with TIME (Redis 7 always replicates script effects, so a script
+// that reads TIME and then writes is allowed and replicas/AOF see the writes, not the script). Replica clocks do not
+// matter: instants supplied by a replica (cooldown-until, reset-at) are shifted by (redisNow - replicaNow), and
+// instants returned are shifted back by the store. A non-empty "clock" argument replaces TIME; only the test factory
+// enables that (RedisRateStateStoreOptions.testUseRequestClock), production code never sends it.
+import {
+  CIRCUIT_BASE_MS,
+  CIRCUIT_MAX_MS,
+  DEFAULT_COOLDOWN_MS,
+  FAILURE_COUNT_CAP,
+  INVALID_HOLD_MS,
+  MAX_OPEN_COUNT,
+  UNHEALTHY_AFTER_FAILURES,
+  UNLIMITED_LOG_CAP,
+  WINDOW_MS,
+} from '../core/capacity.js';
+
+const PRELUDE = `
+local WINDOW_MS = ${WINDOW_MS}
+local function num(v)
+  if not v or v == '' then return nil end
+  return tonumber(v)
+end
+local function clock(override)
+  if override ~= '' then return tonumber(override) end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+-- Lengthen a key's TTL to at least ms (never shorten: another caller may need it longer).
+local function extend(key, ms)
+  if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms) end
+end
+`;
+
+/**
+ * KEYS: 3 per candidate (state hash, window zset, lease zset), in strategy order.
+ * ARGV: leaseId, leaseMs, leastLoaded ('1'/'0'), clock override ('' = TIME), stateTtlMs,
+ *       then 4 per candidate: accountId, rpmLimit, tpmLimit, maxConcurrency ('' = no limit).
+ * Returns {1, accountId, nowMs} or {0, 'exhausted'|'unhealthy', retryAtMs (-1 = unknown), nowMs}.
+ */
+export const ADMIT_LUA = `${PRELUDE}
+local UNLIMITED_LOG_CAP = ${UNLIMITED_LOG_CAP}
+local leaseId = ARGV[1]
+local leaseMs = tonumber(ARGV[2])
+local leastLoaded = ARGV[3] == '1'
+local now = clock(ARGV[4])
+local stateTtlMs = tonumber(ARGV[5])
+local n = #KEYS / 3
+
+local cands = {}
+-- Reads one candidate's state after pruning expired window entries and leases (capacity.ts pruneState).
+local function load(i)
+  local c = cands[i]
+  if c then return c end
+  local sk, wk, lk = KEYS[i * 3 - 2], KEYS[i * 3 - 1], KEYS[i * 3]
+  local a = 5 + (i - 1) * 4
+  local f = redis.call('HMGET', sk, 'cd', 'co', 'pr', 'inv', 'rl', 'rr', 'rra', 'tl', 'tr', 'tra')
+  redis.call('ZREMRANGEBYSCORE', wk, '-inf', now - WINDOW_MS)
+  redis.call('ZREMRANGEBYSCORE', lk, '-inf', now)
+  c = {
+    id = ARGV[a + 1], rpm = num(ARGV[a + 2]), tpm = num(ARGV[a + 3]), conc = num(ARGV[a + 4]),
+    sk = sk, wk = wk, lk = lk,
+    cd = num(f[1]) or 0, co = num(f[2]) or 0, pr = f[3], inv = num(f[4]) or 0,
+    rl = num(f[5]), rr = num(f[6]), rra = num(f[7]), tl = num(f[8]), tr = num(f[9]), tra = num(f[10]),
+    count = redis.call('ZCARD', wk), inflight = redis.call('ZCARD', lk),
+  }
+  cands[i] = c
+  return c
+end
+
+-- capacity.ts capacityOf: returns nil when there is room, else reason and freeAtMs (nil = unknown).
+local function capacity(c)
+  if c.inv > now then return 'invalid', nil end
+  if c.co ~= 0 then
+    if c.co > now then return 'circuit_open', c.co end
+    if c.pr and redis.call('ZSCORE', c.lk, c.pr) then return 'circuit_open', nil end
+  end
+  if c.cd > now then return 'cooldown', c.cd end
+  if c.rr and c.rr <= 0 and c.rra and c.rra > now then return 'provider_requests', c.rra end
+  if c.tr and c.tr <= 0 and c.tra and c.tra > now then return 'tpm', c.tra end
+  if c.rpm and c.count >= c.rpm then
+    if c.count == 0 then return 'rpm', nil end
+    local oldest = redis.call('ZRANGE', c.wk, 0, 0, 'WITHSCORES')
+    return 'rpm', tonumber(oldest[2]) + WINDOW_MS
+  end
+  if c.conc and c.inflight >= c.conc then return 'concurrency', nil end
+  return nil, nil
+end
+
+local function learnedActive(remaining, resetAt)
+  return remaining ~= nil and (resetAt == nil or resetAt > now)
+end
+
+-- capacity.ts fraction / remainingScore.
+local function fraction(remaining, limit)
+  if remaining <= 0 then return 0 end
+  if limit == nil or limit <= 0 then return 1 end
+  if remaining >= limit then return 1 end
+  return remaining / limit
+end
+local function score(c)
+  local s = 1
+  if learnedActive(c.rr, c.rra) then
+    local lim = c.rl
+    if lim == nil then lim = c.rpm end
+    s = math.min(s, fraction(c.rr, lim))
+  end
+  if learnedActive(c.tr, c.tra) then
+    local lim = c.tl
+    if lim == nil then lim = c.tpm end
+    s = math.min(s, fraction(c.tr, lim))
+  end
+  if c.rpm then s = math.min(s, fraction(c.rpm - c.count, c.rpm)) end
+  if c.conc then s = math.min(s, fraction(c.conc - c.inflight, c.conc)) end
+  return s
+end
+
+local order = {}
+for i = 1, n do order[i] = i end
+if leastLoaded and n > 1 then
+  local scores = {}
+  for i = 1, n do scores[i] = score(load(i)) end
+  table.sort(order, function(x, y)
+    if scores[x] ~= scores[y] then return scores[x] > scores[y] end
+    return x < y
+  end)
+end
+
+local allUnhealthy = true
+local unknown = false
+local retryAt = nil
+for k = 1, n do
+  local c = load(order[k])
+  local reason, freeAt = capacity(c)
+  if reason == nil then
+    -- capacity.ts recordAdmission
+    redis.call('ZADD', c.wk, now, leaseId)
+    local cap = UNLIMITED_LOG_CAP
+    if c.rpm then cap = math.max(c.rpm, 1) end
+    if c.count + 1 > cap then redis.call('ZREMRANGEBYRANK', c.wk, 0, c.count - cap) end
+    redis.call('ZADD', c.lk, now + leaseMs, leaseId)
+    if c.co ~= 0 then redis.call('HSET', c.sk, 'pr', leaseId) end
+    if learnedActive(c.rr, c.rra) and c.rr > 0 then redis.call('HSET', c.sk, 'rr', c.rr - 1) end
+    extend(c.wk, WINDOW_MS + 1000)
+    extend(c.lk, leaseMs + 1000)
+    extend(c.sk, stateTtlMs)
+    return {1, c.id, now}
+  end
+  if reason ~= 'invalid' then
+    if reason ~= 'circuit_open' then allUnhealthy = false end
+    if freeAt == nil then unknown = true
+    elseif retryAt == nil or freeAt < retryAt then retryAt = freeAt end
+  end
+end
+local retry = -1
+if not unknown and retryAt ~= nil then retry = retryAt end
+local verdict = 'exhausted'
+if allUnhealthy then verdict = 'unhealthy' end
+return {0, verdict, retry, now}
+`;
+
+/**
+ * KEYS: state hash. ARGV: outcome, cooldownUntilMs, requestsLimit, requestsRemaining, requestsResetAtMs, tokensLimit,
+ * tokensRemaining, tokensResetAtMs ('' = null), callerNowMs, clock override, stateTtlMs.
+ * capacity.ts applyObservation, atomically. Returns nowMs.
+ */
+export const OBSERVE_LUA = `${PRELUDE}
+local sk = KEYS[1]
+local outcome = ARGV[1]
+local now = clock(ARGV[10])
+local shift = now - tonumber(ARGV[9])
+local stateTtlMs = tonumber(ARGV[11])
+local function at(v)
+  local x = num(v)
+  if x == nil then return nil end
+  return x + shift
+end
+
+-- capacity.ts mergeLearned: reported fields replace, unreported keep.
+local learned = { rl = num(ARGV[3]), rr = num(ARGV[4]), rra = at(ARGV[5]), tl = num(ARGV[6]), tr = num(ARGV[7]), tra = at(ARGV[8]) }
+local furthest = now
+for field, value in pairs(learned) do
+  redis.call('HSET', sk, field, value)
+end
+if learned.rra and learned.rra > furthest then furthest = learned.rra end
+if learned.tra and learned.tra > furthest then furthest = learned.tra end
+
+if outcome == 'success' then
+  redis.call('HSET', sk, 'cf', 0, 'h', 'healthy', 'co', 0, 'oc', 0)
+  redis.call('HDEL', sk, 'pr')
+elseif outcome == 'rate_limited' then
+  local until_ = at(ARGV[2])
+  if until_ == nil then until_ = now + ${DEFAULT_COOLDOWN_MS} end
+  local cd = num(redis.call('HGET', sk, 'cd')) or 0
+  if until_ > cd then
+    redis.call('HSET', sk, 'cd', until_)
+    cd = until_
+  end
+  if cd > furthest then furthest = cd end
+elseif outcome == 'invalid_credential' or outcome == 'quota_exhausted' then
+  local inv = num(redis.call('HGET', sk, 'inv')) or 0
+  local hold = now + ${INVALID_HOLD_MS}
+  if hold > inv then
+    redis.call('HSET', sk, 'inv', hold)
+    inv = hold
+  end
+  if inv > furthest then furthest = inv end
+elseif outcome == 'server_error' then
+  local f = redis.call('HMGET', sk, 'cf', 'co', 'oc')
+  local cf = math.min((num(f[1]) or 0) + 1, ${FAILURE_COUNT_CAP})
+  local co = num(f[2]) or 0
+  local oc = num(f[3]) or 0
+  local function openCircuit()
+    co = now + math.min(${CIRCUIT_BASE_MS} * 2 ^ math.min(oc, ${MAX_OPEN_COUNT}), ${CIRCUIT_MAX_MS})
+    oc = math.min(oc + 1, ${MAX_OPEN_COUNT})
+    redis.call('HSET', sk, 'h', 'unhealthy', 'co', co, 'oc', oc)
+    redis.call('HDEL', sk, 'pr')
+  end
+  if co ~= 0 then
+    if co <= now then openCircuit() end
+  elseif cf >= ${UNHEALTHY_AFTER_FAILURES} then
+    openCircuit()
+  else
+    redis.call('HSET', sk, 'h', 'degraded')
+  end
+  redis.call('HSET', sk, 'cf', cf)
+  if co > furthest then furthest = co end
+end
+-- Keep the hash at least stateTtlMs, and past every instant it still holds (a daily reset, a long cooldown).
+extend(sk, math.max(stateTtlMs, furthest - now + 60000))
+return now
+`;
+
+/**
+ * KEYS: 3 per account (state hash, window zset, lease zset). ARGV: clock override.
+ * Read-only. Returns {nowMs, then per account: h, inFlight, cd, co, requestsInWindow, inv, rl, rr, rra, tl, tr, tra}.
+ */
+export const INSPECT_LUA = `${PRELUDE}
+local now = clock(ARGV[1])
+local out = {now}
+for i = 1, #KEYS / 3 do
+  local sk, wk, lk = KEYS[i * 3 - 2], KEYS[i * 3 - 1], KEYS[i * 3]
+  local f = redis.call('HMGET', sk, 'h', 'cd', 'co', 'inv', 'rl', 'rr', 'rra', 'tl', 'tr', 'tra')
+  out[#out + 1] = f[1]
+  out[#out + 1] = redis.call('ZCOUNT', lk, '(' .. now, '+inf')
+  out[#out + 1] = f[2]
+  out[#out + 1] = f[3]
+  out[#out + 1] = redis.call('ZCOUNT', wk, '(' .. (now - WINDOW_MS), '+inf')
+  for j = 4, 10 do out[#out + 1] = f[j] end
+end
+return out
+`;
+
+/** Fields resetAccount deletes (health, cooldown, circuit, invalid hold); windows, leases and learned limits stay. */
+export const RESET_FIELDS = ['cd', 'h', 'cf', 'co', 'oc', 'pr', 'inv'] as const;
