@@ -1,0 +1,95 @@
+// Account ordering per pool strategy. The result is the order in which the rate-state store tries
+// accounts; the store skips those cooling down, unhealthy or out of capacity, so this never filters.
+import type { Account, ProviderPool, Strategy } from './types.js';
+
+/**
+ * Orders pool.accounts (active accounts only, ordered by tier then name) for one request.
+ * cursor: a counter the caller advances per request and pool, so round-robin rotations spread evenly.
+ * randomUnit: a source of uniform numbers in [0, 1), injected so tests are deterministic.
+ */
+export function orderCandidates(
+  pool: ProviderPool,
+  strategy: Strategy,
+  cursor: number,
+  randomUnit: () => number,
+): readonly Account[] {
+  const accounts = pool.accounts;
+  if (accounts.length <= 1) return accounts;
+  switch (strategy) {
+    case 'round-robin':
+      return rotate(accounts, 0, accounts.length, cursor, []);
+    case 'weighted-random':
+      return weightedShuffle(accounts, randomUnit);
+    case 'priority':
+      return rotateWithinTiers(accounts, cursor);
+    case 'least-loaded':
+      // The store reorders by learned remaining capacity; tier order breaks its ties.
+      return accounts;
+    default:
+      return accounts;
+  }
+}
+
+/** Appends accounts[start, end) rotated so that position (cursor mod length) comes first. */
+function rotate(accounts: readonly Account[], start: number, end: number, cursor: number, into: Account[]): Account[] {
+  const length = end - start;
+  const offset = positiveModulo(cursor, length);
+  for (let index = 0; index < length; index++) {
+    into.push(accounts[start + ((offset + index) % length)] as Account);
+  }
+  return into;
+}
+
+/** Lowest tier first; round-robin by cursor inside each tier. */
+function rotateWithinTiers(accounts: readonly Account[], cursor: number): Account[] {
+  const byTier = isSortedByTier(accounts) ? accounts : [...accounts].sort((a, b) => a.tier - b.tier);
+  const ordered: Account[] = [];
+  let tierStart = 0;
+  for (let index = 1; index <= byTier.length; index++) {
+    if (index === byTier.length || byTier[index]?.tier !== byTier[tierStart]?.tier) {
+      rotate(byTier, tierStart, index, cursor, ordered);
+      tierStart = index;
+    }
+  }
+  return ordered;
+}
+
+/**
+ * Weighted order without replacement (Efraimidis-Spirakis): each account draws key = ln(u) / weight
+ * (the log of u^(1/weight), same order, no underflow), highest key first. The first account is picked
+ * with probability weight / total, and the rest follow the same rule among the remaining ones.
+ * Accounts with weight 0 (or an invalid weight) come last, in pool order: they serve only as a fallback.
+ */
+function weightedShuffle(accounts: readonly Account[], randomUnit: () => number): Account[] {
+  const keyed: Array<{ readonly account: Account; readonly key: number }> = [];
+  const zeroWeight: Account[] = [];
+  for (const account of accounts) {
+    if (!(account.weight > 0) || !Number.isFinite(account.weight)) {
+      zeroWeight.push(account);
+      continue;
+    }
+    keyed.push({ account, key: Math.log(openUnit(randomUnit())) / account.weight });
+  }
+  keyed.sort((a, b) => b.key - a.key);
+  const ordered = keyed.map((item) => item.account);
+  for (const account of zeroWeight) ordered.push(account);
+  return ordered;
+}
+
+// ln(0) is -Infinity, which would tie every account that drew 0; nudge into (0, 1).
+function openUnit(unit: number): number {
+  if (!(unit > 0)) return Number.MIN_VALUE;
+  return unit >= 1 ? 1 - Number.EPSILON : unit;
+}
+
+function isSortedByTier(accounts: readonly Account[]): boolean {
+  for (let index = 1; index < accounts.length; index++) {
+    if ((accounts[index]?.tier ?? 0) < (accounts[index - 1]?.tier ?? 0)) return false;
+  }
+  return true;
+}
+
+function positiveModulo(value: number, modulus: number): number {
+  const whole = Number.isFinite(value) ? Math.trunc(value) : 0;
+  return ((whole % modulus) + modulus) % modulus;
+}

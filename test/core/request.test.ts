@@ -1,0 +1,249 @@
+import { describe, expect, it } from 'vitest';
+import { createKeyDigester, DEFAULT_KEY_HEADERS } from '../../src/core/apikey.js';
+import { compileAllowlist } from '../../src/core/cidr.js';
+import { compilePriority } from '../../src/core/priority.js';
+import { authorizeRequest, buildAllow, denyForAdmission, type Authorized } from '../../src/core/request.js';
+import type {
+  Account,
+  AuthStyle,
+  Deny,
+  KeyEntry,
+  PrioritySettings,
+  ProviderPool,
+  RequestView,
+  Snapshot,
+  SystemKey,
+} from '../../src/core/types.js';
+
+const NOW = 1_700_000_000_000;
+const digest = createKeyDigester(new TextEncoder().encode('test-pepper'));
+
+const KEYS = {
+  plain: 'kp_plain00000000000000000000000000000000',
+  tenant: 'kp_tenant0000000000000000000000000000000',
+  revoked: 'kp_revoked000000000000000000000000000000',
+  expired: 'kp_expired000000000000000000000000000000',
+  rotatedNew: 'kp_rotatednew000000000000000000000000000',
+  rotatedOld: 'kp_rotatedold000000000000000000000000000',
+  rotatedGone: 'kp_rotatedgone00000000000000000000000000',
+  future: 'kp_future0000000000000000000000000000000',
+  office: 'kp_office0000000000000000000000000000000',
+  vip: 'kp_vip000000000000000000000000000000000',
+} as const;
+
+function systemKey(id: string, extra: Partial<SystemKey> = {}): SystemKey {
+  return { id, name: id, tenantId: null, keyPrefix: id.slice(0, 11), status: 'active', expiresAtMs: null, allowlist: null, ...extra };
+}
+
+function account(name: string): Account {
+  return {
+    id: `acct-${name}`,
+    providerSlug: 'openai',
+    name,
+    secret: `sk-${name}-secret`,
+    weight: 1,
+    tier: 0,
+    rpmLimit: null,
+    tpmLimit: null,
+    maxConcurrency: null,
+    status: 'active',
+  };
+}
+
+function pool(slug: string, authStyle: AuthStyle): ProviderPool {
+  return { slug, authStyle, dialect: 'openai', strategy: 'round-robin', accounts: [account(`${slug}-1`)] };
+}
+
+function buildSnapshot(priorityEnabled: boolean): Snapshot {
+  const rotated = systemKey('key-rotated');
+  const entries: Array<[string, KeyEntry]> = [
+    [KEYS.plain, { key: systemKey('key-plain'), graceEndsAtMs: null }],
+    [KEYS.tenant, { key: systemKey('key-tenant', { tenantId: 'team-a' }), graceEndsAtMs: null }],
+    [KEYS.revoked, { key: systemKey('key-revoked', { status: 'revoked' }), graceEndsAtMs: null }],
+    [KEYS.expired, { key: systemKey('key-expired', { expiresAtMs: NOW }), graceEndsAtMs: null }],
+    [KEYS.future, { key: systemKey('key-future', { expiresAtMs: NOW + 1 }), graceEndsAtMs: null }],
+    [KEYS.rotatedNew, { key: rotated, graceEndsAtMs: null }],
+    [KEYS.rotatedOld, { key: rotated, graceEndsAtMs: NOW + 60_000 }],
+    [KEYS.rotatedGone, { key: rotated, graceEndsAtMs: NOW }],
+    [KEYS.office, { key: systemKey('key-office', { allowlist: compileAllowlist(['10.0.0.0/8', '2001:db8::/32']) }), graceEndsAtMs: null }],
+    [KEYS.vip, { key: systemKey('key-vip', { tenantId: 'key-tenant' }), graceEndsAtMs: null }],
+  ];
+  const settings: PrioritySettings = { enabled: priorityEnabled, defaultPriority: 7, cacheTtlSec: 300 };
+  const mapping = { tenantName: null, enabled: true, createdAtMs: 1 };
+  return {
+    version: 1,
+    loadedAtMs: NOW,
+    digestKey: digest,
+    keysByDigest: new Map(entries.map(([plain, entry]) => [digest(plain), entry])),
+    pools: new Map([
+      ['openai', pool('openai', 'bearer')],
+      ['anthropic', pool('anthropic', 'x-api-key')],
+    ]),
+    priority: compilePriority(
+      [
+        { ...mapping, id: 'm-vip', pattern: 'kp_vip', matchType: 'prefix', priority: 0, tenantId: 'vip-tenant', tenantName: 'VIP' },
+        { ...mapping, id: 'm-tenant', pattern: 'kp_tenant', matchType: 'prefix', priority: 2, tenantId: null },
+      ],
+      settings,
+    ),
+    prioritySettings: settings,
+  };
+}
+
+const ON = buildSnapshot(true);
+const OFF = buildSnapshot(false);
+
+function view(key: string | null, extra: Partial<RequestView> = {}): RequestView {
+  return { headers: key === null ? {} : { authorization: `Bearer ${key}` }, clientAddress: '192.0.2.1:5555', provider: 'openai', ...extra };
+}
+
+function authorize(requestView: RequestView, snapshot: Snapshot = OFF, nowMs = NOW): Authorized | Deny {
+  return authorizeRequest(requestView, snapshot, nowMs, DEFAULT_KEY_HEADERS);
+}
+
+describe('authorizeRequest: who is calling', () => {
+  it.each<[string, RequestView, string, string | undefined]>([
+    ['no key', view(null), 'missing_api_key', undefined],
+    ['malformed header', view(null, { headers: { authorization: 'Bearer' } }), 'invalid_api_key', undefined],
+    ['unknown key', view('kp_unknown000000000000000000000000000000'), 'invalid_api_key', undefined],
+    ['revoked key', view(KEYS.revoked), 'key_revoked', 'denied_revoked'],
+    ['expired key (expiresAt == now)', view(KEYS.expired), 'key_expired', 'denied_expired'],
+    ['rotated-out key after its grace', view(KEYS.rotatedGone), 'invalid_api_key', undefined],
+  ])('%s -> %s', (_name, requestView, code, auditAction) => {
+    const result = authorize(requestView);
+    expect(result).toMatchObject({ kind: 'deny', code, status: code === 'ip_not_allowed' ? 403 : 401 });
+    expect((result as Deny).audit?.action).toBe(auditAction);
+  });
+
+  it.each<[string, string, string]>([
+    ['valid key', KEYS.plain, 'key-plain'],
+    ['key one ms before expiry', KEYS.future, 'key-future'],
+    ['new key after rotation', KEYS.rotatedNew, 'key-rotated'],
+    ['rotated-out key within its grace', KEYS.rotatedOld, 'key-rotated'],
+  ])('%s -> authorized', (_name, key, keyId) => {
+    expect(authorize(view(key))).toMatchObject({ kind: 'authorized', key: { id: keyId } });
+  });
+
+  it('audits with the key id', () => {
+    expect((authorize(view(KEYS.revoked)) as Deny).audit).toEqual({ keyId: 'key-revoked', action: 'denied_revoked' });
+  });
+
+  it('honours a per-route key header list', () => {
+    const custom = view(null, { headers: { 'x-team-key': KEYS.plain }, keyHeaders: ['x-team-key'] });
+    expect(authorize(custom)).toMatchObject({ kind: 'authorized', credentialHeaders: ['x-team-key'] });
+    expect(authorize(view(KEYS.plain, { keyHeaders: ['x-team-key'] }))).toMatchObject({ code: 'missing_api_key' });
+  });
+});
+
+describe('authorizeRequest: from where', () => {
+  it.each<[string | null, boolean]>([
+    ['10.1.2.3', true],
+    ['10.1.2.3:40000', true],
+    ['::ffff:10.0.0.1', true],
+    ['[::ffff:10.0.0.1]:443', true],
+    ['[2001:db8::5]:443', true],
+    ['11.0.0.1', false],
+    ['[2001:db9::5]:443', false],
+    ['010.0.0.1', false], // inet_aton would read 8.0.0.1; strict parsing refuses it
+    ['garbage', false],
+    [null, false], // allowlist but the gateway did not say who is calling: fail closed
+  ])('office key from %j -> allowed %s', (address, allowed) => {
+    const result = authorize(view(KEYS.office, { clientAddress: address }));
+    if (allowed) {
+      expect(result.kind).toBe('authorized');
+    } else {
+      expect(result).toMatchObject({ kind: 'deny', code: 'ip_not_allowed', status: 403, audit: { keyId: 'key-office', action: 'denied_ip' } });
+    }
+  });
+
+  it('keys without an allowlist accept any or no address', () => {
+    expect(authorize(view(KEYS.plain, { clientAddress: null })).kind).toBe('authorized');
+    expect(authorize(view(KEYS.plain, { clientAddress: 'garbage' })).kind).toBe('authorized');
+  });
+});
+
+describe('authorizeRequest: provider and priority', () => {
+  it('unknown provider -> 503 naming it', () => {
+    const result = authorize(view(KEYS.plain, { provider: 'mistral' }));
+    expect(result).toMatchObject({ kind: 'deny', code: 'unknown_provider', status: 503 });
+    expect((result as Deny).message).toContain('"mistral"');
+    expect(JSON.parse((result as Deny).body).error.message).toContain('mistral');
+  });
+
+  it('checks the key before revealing anything about providers', () => {
+    expect(authorize(view('kp_unknown000000000000000000000000000000', { provider: 'mistral' }))).toMatchObject({ code: 'invalid_api_key' });
+  });
+
+  it.each<[string, Snapshot, string, number, string | null, string | null]>([
+    ['off: default, key tenant kept', OFF, KEYS.tenant, 7, 'team-a', null],
+    ['off: mappings ignored', OFF, KEYS.vip, 7, 'key-tenant', null],
+    ['on: mapping priority and tenant win', ON, KEYS.vip, 0, 'vip-tenant', 'm-vip'],
+    ['on: mapping without tenant keeps the key tenant', ON, KEYS.tenant, 2, 'team-a', 'm-tenant'],
+    ['on: no mapping -> default', ON, KEYS.plain, 7, null, null],
+  ])('%s', (_name, snapshot, key, priority, tenantId, mappingId) => {
+    expect(authorize(view(key), snapshot)).toMatchObject({ kind: 'authorized', priority: { priority, tenantId, mappingId } });
+  });
+});
+
+describe('buildAllow: mutations', () => {
+  it('strips client credentials, injects the bearer secret, priority and tenant', () => {
+    const auth = authorize(view(KEYS.vip, { headers: { authorization: `Bearer ${KEYS.vip}`, 'x-api-key': KEYS.vip } }), ON) as Authorized;
+    const allow = buildAllow(auth, account('openai-1'));
+    expect(allow).toEqual({
+      kind: 'allow',
+      keyId: 'key-vip',
+      accountId: 'acct-openai-1',
+      accountName: 'openai-1',
+      priority: 0,
+      tenant: 'vip-tenant',
+      removeHeaders: ['authorization', 'x-api-key', 'x-keypool-priority', 'x-keypool-tenant'],
+      setHeaders: [
+        ['authorization', 'Bearer sk-openai-1-secret'],
+        ['x-keypool-priority', '0'],
+        ['x-keypool-tenant', 'vip-tenant'],
+      ],
+    });
+  });
+
+  it("removes the provider's own auth header even when the client key came elsewhere", () => {
+    const auth = authorize(view(null, { headers: { authorization: `Bearer ${KEYS.plain}` }, provider: 'anthropic' })) as Authorized;
+    const allow = buildAllow(auth, account('anthropic-1'));
+    expect(allow.removeHeaders).toEqual(['authorization', 'x-api-key', 'x-keypool-priority', 'x-keypool-tenant']);
+    expect(allow.setHeaders).toEqual([
+      ['x-api-key', 'sk-anthropic-1-secret'],
+      ['x-keypool-priority', '7'],
+    ]);
+    expect(allow.tenant).toBeNull();
+  });
+
+  it('never lets a client-sent x-keypool-tenant through when the tenant is unknown', () => {
+    const auth = authorize(view(KEYS.plain)) as Authorized;
+    const allow = buildAllow(auth, account('openai-1'));
+    expect(allow.removeHeaders).toContain('x-keypool-tenant');
+    expect(allow.setHeaders.map(([name]) => name)).not.toContain('x-keypool-tenant');
+  });
+
+  it('drops a tenant that would break the header mutation', () => {
+    const auth: Authorized = {
+      ...(authorize(view(KEYS.plain)) as Authorized),
+      priority: { priority: 3, tenantId: 'bad\r\ntenant', tenantName: null, mappingId: null },
+    };
+    const allow = buildAllow(auth, account('openai-1'));
+    expect(allow.tenant).toBeNull();
+    expect(allow.setHeaders).toHaveLength(2);
+  });
+});
+
+describe('denyForAdmission', () => {
+  it.each<['exhausted' | 'unhealthy', number | null, number, string, string | null]>([
+    ['exhausted', NOW + 12_500, 429, 'pool_exhausted', '13'],
+    ['exhausted', null, 429, 'pool_exhausted', '1'],
+    ['exhausted', NOW - 5_000, 429, 'pool_exhausted', '1'],
+    ['unhealthy', null, 503, 'no_healthy_account', null],
+    ['unhealthy', NOW + 30_000, 503, 'no_healthy_account', '30'],
+  ])('%s until %j -> %d %s retry-after %s', (reason, retryAtMs, status, code, retryAfter) => {
+    const denial = denyForAdmission(reason, retryAtMs, NOW);
+    expect(denial).toMatchObject({ kind: 'deny', status, code });
+    expect(denial.headers).toEqual(retryAfter === null ? [] : [['retry-after', retryAfter]]);
+  });
+});
