@@ -1,0 +1,225 @@
+// The keypool plugin as Kong's JS plugin server runs it (kong/plugins/keypool.cjs loads this file lazily).
+// Every PDK call is a socket round trip to Kong, so each phase makes as few as it can (counts in README).
+import {
+  DECISION_KEY,
+  REDACTED,
+  UNAVAILABLE_RECORD,
+  clientAddressFromKong,
+  headerBagFromKong,
+  parseKongConfig,
+  recordFromOutcome,
+  requestViewFromKong,
+  statusFromKong,
+  ticketFromRecord,
+  upstreamMutation,
+  type ConfigResult,
+  type KongRecord,
+} from './codec.js';
+import type { RequestView } from '../../core/types.js';
+import type { DecisionEngine, RequestOutcome, Ticket } from '../../ports.js';
+
+/**
+ * The slice of kong-pdk's `kong` object this plugin uses. The PDK is a proxy that turns any property path into
+ * an RPC call (`kong.request.get_headers()` -> "kong.request.get_headers"), so these are the exact Lua names.
+ */
+export interface KongPdk {
+  readonly request: { get_headers(): Promise<unknown> };
+  readonly client: { get_forwarded_ip(): Promise<unknown> };
+  readonly service: {
+    readonly request: {
+      clear_header(name: string): Promise<unknown>;
+      set_headers(headers: Readonly<Record<string, string | readonly string[]>>): Promise<unknown>;
+    };
+  };
+  readonly response: {
+    get_source(): Promise<unknown>;
+    get_status(): Promise<unknown>;
+    get_headers(): Promise<unknown>;
+  };
+  readonly ctx: {
+    readonly shared: { get(key: string): Promise<unknown>; set(key: string, value: unknown): Promise<unknown> };
+  };
+  readonly log: {
+    set_serialize_value(key: string, value: unknown): Promise<unknown>;
+    err(...message: unknown[]): Promise<unknown>;
+  };
+}
+
+/** What src/runtime.ts openRuntime() resolves to. */
+export interface KeypoolRuntime {
+  readonly engine: DecisionEngine;
+  stop(): Promise<void>;
+}
+
+export type RuntimeFactory = () => Promise<KeypoolRuntime>;
+
+/** A decision that takes longer is answered 503 keypool_unavailable (Kong would otherwise hold the request). */
+const DEFAULT_DECIDE_DEADLINE_MS = 2_000;
+/** A request waits this long for the runtime to open (first request; PGlite boots in seconds), then gets 503. */
+const OPEN_WAIT_MS = 5_000;
+/** After the runtime failed to open, requests fail fast for this long before the next attempt. */
+const REOPEN_BACKOFF_MS = 1_000;
+/** kong.log.err about the same failing runtime at most this often. */
+const ERROR_LOG_INTERVAL_MS = 5_000;
+
+// Module scope on purpose: Kong's plugin server recreates plugin instances after 60 s idle, and one keypool
+// state per plugin-server process must outlive them.
+let runtimeFactory: RuntimeFactory = openDistRuntime;
+let decideDeadlineMs = DEFAULT_DECIDE_DEADLINE_MS;
+let runtime: Promise<KeypoolRuntime> | null = null;
+let openedRuntime: KeypoolRuntime | null = null;
+let openFailedAtMs = -Infinity;
+let lastErrorLogAtMs = -Infinity;
+
+/** The default factory: the runtime built next to this file (dist/src/runtime.js), configured from the environment. */
+async function openDistRuntime(): Promise<KeypoolRuntime> {
+  // A computed specifier: resolved at run time only, so loading this module touches nothing.
+  const specifier = new URL('../../runtime.js', import.meta.url).href;
+  const mod = (await import(specifier)) as { openRuntime?: (overrides?: object) => Promise<KeypoolRuntime> };
+  if (typeof mod.openRuntime !== 'function') throw new Error(`${specifier} does not export openRuntime`);
+  return mod.openRuntime();
+}
+
+/** Replaces how the runtime is opened (tests use a fake engine); null restores the default. Stops nothing. */
+export function setRuntimeFactory(factory: RuntimeFactory | null): void {
+  runtimeFactory = factory ?? openDistRuntime;
+  runtime = null;
+  openedRuntime = null;
+  openFailedAtMs = -Infinity;
+  lastErrorLogAtMs = -Infinity;
+}
+
+/** Overrides the per-request decision deadline (tests); null restores the default. */
+export function setDecideDeadlineMs(ms: number | null): void {
+  decideDeadlineMs = ms ?? DEFAULT_DECIDE_DEADLINE_MS;
+}
+
+/** Stops the module's runtime, if one was opened; the next request opens a new one. */
+export async function stopRuntime(): Promise<void> {
+  const current = runtime;
+  runtime = null;
+  openedRuntime = null;
+  if (current) await current.then((opened) => opened.stop(), () => undefined);
+}
+
+/** The module's engine; opens the runtime on first use. A request waits for the opening at most OPEN_WAIT_MS. */
+function engineOrOpen(): Promise<DecisionEngine> {
+  if (openedRuntime) return Promise.resolve(openedRuntime.engine);
+  if (!runtime) {
+    if (Date.now() - openFailedAtMs < REOPEN_BACKOFF_MS) {
+      return Promise.reject(new Error('keypool runtime failed to open recently; retrying shortly'));
+    }
+    const opening = runtimeFactory();
+    runtime = opening;
+    opening.then(
+      (opened) => {
+        if (runtime === opening) openedRuntime = opened;
+      },
+      () => {
+        if (runtime === opening) {
+          runtime = null;
+          openFailedAtMs = Date.now();
+        }
+      },
+    );
+  }
+  // The opening goes on in the background past a request's deadline; later requests find it open.
+  return within(runtime, OPEN_WAIT_MS, 'opening the keypool runtime').then((opened) => opened.engine);
+}
+
+/** Resolves like engine.decide, or rejects after the deadline; a late allow's slot is released, not leaked. */
+function decideWithin(engine: DecisionEngine, view: RequestView): Promise<RequestOutcome> {
+  const decision = engine.decide(view);
+  return within(decision, decideDeadlineMs, 'the keypool decision', (late) => {
+    if (late.ticket) engine.release(late.ticket);
+  });
+}
+
+/** `work`, or a rejection after `ms`; `onLate` receives what `work` resolves to after the deadline passed. */
+function within<T>(work: Promise<T>, ms: number, what: string, onLate?: (late: T) => void): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      if (onLate) work.then(onLate, () => undefined);
+      reject(new Error(`${what} exceeded ${ms} ms`));
+    }, ms);
+  });
+  return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * One instance per Kong plugin configuration (route or service). Holds only its parsed config; everything
+ * stateful lives at module scope.
+ */
+export class KeypoolKongPlugin {
+  private readonly config: ConfigResult;
+
+  constructor(rawConfig: unknown) {
+    this.config = parseKongConfig(rawConfig);
+  }
+
+  /**
+   * Decides the request and records the outcome in kong.ctx.shared; never answers the client itself
+   * (kong.response.exit from JS leaks in kong-pdk 0.6.0): the bundled Lua guard does. Any failure records
+   * 503 keypool_unavailable; if even that cannot be recorded, the guard finds nothing and answers 503.
+   */
+  async access(kong: KongPdk): Promise<void> {
+    let engine: DecisionEngine | null = null;
+    let ticket: Ticket | null = null;
+    let recorded = false;
+    try {
+      // Always make this call first: a phase with no PDK call at all leaks an event in kong-pdk 0.6.0.
+      const headers = headerBagFromKong(await kong.request.get_headers());
+      const clientAddress = clientAddressFromKong(await kong.client.get_forwarded_ip());
+      if (!this.config.ok) throw new Error(this.config.error);
+      engine = await engineOrOpen();
+      const outcome = await decideWithin(engine, requestViewFromKong(this.config.config, headers, clientAddress));
+      ticket = outcome.ticket;
+      if (outcome.decision.kind === 'allow') {
+        const mutation = upstreamMutation(outcome.decision.removeHeaders, outcome.decision.setHeaders);
+        for (const name of mutation.clear) await kong.service.request.clear_header(name);
+        if (Object.keys(mutation.set).length > 0) await kong.service.request.set_headers(mutation.set);
+        for (const key of mutation.redact) await kong.log.set_serialize_value(key, REDACTED);
+      }
+      // Recorded last: a failure anywhere above leaves no allow behind, so the request cannot pass half-done.
+      await record(kong, recordFromOutcome(outcome));
+      recorded = true;
+    } catch (error) {
+      if (engine && ticket && !recorded) engine.release(ticket);
+      await record(kong, UNAVAILABLE_RECORD).catch(() => undefined);
+      await logErrorRarely(kong, error);
+    }
+  }
+
+  /**
+   * Feeds the upstream answer back and frees the slot. Runs from a Kong timer after the response, so it
+   * never delays the client; no `response` phase (defining one makes Kong buffer whole bodies).
+   */
+  async log(kong: KongPdk): Promise<void> {
+    const ticket = ticketFromRecord(await kong.ctx.shared.get(DECISION_KEY));
+    const engine = openedRuntime?.engine;
+    if (!ticket || !engine) return;
+    try {
+      // Only the provider's own answer says something about the account: not another plugin's exit, nor
+      // Kong's 502 for an unreachable upstream.
+      if ((await kong.response.get_source()) !== 'service') return;
+      const status = statusFromKong(await kong.response.get_status());
+      if (status === null) return;
+      engine.observe(ticket, status, headerBagFromKong(await kong.response.get_headers()));
+    } finally {
+      engine.release(ticket);
+    }
+  }
+}
+
+function record(kong: KongPdk, value: KongRecord): Promise<unknown> {
+  return kong.ctx.shared.set(DECISION_KEY, value);
+}
+
+async function logErrorRarely(kong: KongPdk, error: unknown): Promise<void> {
+  const nowMs = Date.now();
+  if (nowMs - lastErrorLogAtMs < ERROR_LOG_INTERVAL_MS) return;
+  lastErrorLogAtMs = nowMs;
+  const message = error instanceof Error ? error.message : String(error);
+  await kong.log.err(`keypool: answering 503 keypool_unavailable: ${message}`).catch(() => undefined);
+}

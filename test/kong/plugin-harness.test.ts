@@ -1,0 +1,208 @@
+// The Kong plugin through kong-pdk's own test harness (PluginTest, Request), with a fake engine.
+import { createRequire } from 'node:module';
+import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import { DECISION_KEY, UNAVAILABLE_RECORD, denyRecord } from '../../src/adapters/kong/codec.js';
+import { KeypoolKongPlugin, setDecideDeadlineMs, setRuntimeFactory } from '../../src/adapters/kong/plugin.js';
+import { deny } from '../../src/core/errors.js';
+import type { DenyCode } from '../../src/core/types.js';
+import { FAKE_KEYS, FakeEngine, UPSTREAM_SECRETS } from './fake-engine.js';
+import { HarnessRequestClass, KeypoolPluginTest, PdkFailure } from './pdk-harness.js';
+
+const entry = createRequire(import.meta.url)('../../kong/plugins/keypool.cjs') as Record<string, unknown>;
+/** The TS plugin class with the shipped entry's Schema, Version and Priority. */
+const plugin = { ...entry, Plugin: KeypoolKongPlugin };
+
+const KONG_FIELDS = { __plugin_id: '0c5b7e1e-4f1e-4c55-9d6c-2b1d3d8e7a10', __seq__: 1, route_id: 'r-openai' };
+const OPENAI = { provider: 'openai', strategy: null, key_headers: null, ...KONG_FIELDS };
+const ANTHROPIC = { provider: 'anthropic', key_headers: ['x-api-key', 'authorization'], ...KONG_FIELDS };
+
+let engine: FakeEngine;
+
+beforeEach(() => {
+  engine = new FakeEngine();
+  setRuntimeFactory(async () => ({ engine, stop: async () => undefined }));
+});
+
+afterEach(() => {
+  setRuntimeFactory(null);
+  setDecideDeadlineMs(null);
+});
+
+function request(headers: Record<string, string>) {
+  return new HarnessRequestClass().useURL('http://kong.test/openai/v1/chat/completions').useMethod('POST').useHeaders(headers);
+}
+
+describe('access: allow', () => {
+  test('openai: provider key injected, keypool headers set, ticket recorded, log observes and releases', async () => {
+    const t = new KeypoolPluginTest(request({ authorization: `Bearer ${FAKE_KEYS.good}` }));
+    await t.run(plugin, OPENAI);
+
+    // (The harness copies client headers upstream under keys "0", "1"...: only keypool's own are checked.)
+    expect(t.upstreamHeaders()).toMatchObject({
+      authorization: `Bearer ${UPSTREAM_SECRETS.openai}`,
+      'x-keypool-priority': '5',
+      'x-keypool-tenant': 'acme',
+    });
+    expect(t.shared.get(DECISION_KEY)).toMatchObject({ action: 'allow', ticket: { pool: 'openai', leaseId: 'lease-0' } });
+    expect(t.serializeValues.size).toBe(0); // Kong's serializer hides authorization itself
+    expect(engine.views[0]).toMatchObject({ provider: 'openai', clientAddress: '1.2.3.4', keyHeaders: undefined });
+    expect(t.calls).toEqual([
+      'kong.request.get_headers',
+      'kong.client.get_forwarded_ip',
+      'kong.service.request.set_headers',
+      'kong.ctx.shared.set',
+      // log
+      'kong.ctx.shared.get',
+      'kong.response.get_source',
+      'kong.response.get_status',
+      'kong.response.get_headers',
+    ]);
+    expect(engine.observations).toHaveLength(1);
+    expect(engine.observations[0]).toMatchObject({ status: 200, ticket: { leaseId: 'lease-0' } });
+    expect(engine.stats).toMatchObject({ allowed: 1, released: 1, inFlight: 0 });
+  });
+
+  test('anthropic: every client credential is removed, x-api-key injected and redacted in serialized logs', async () => {
+    const t = new KeypoolPluginTest(request({ 'x-api-key': FAKE_KEYS.good, authorization: `Bearer ${FAKE_KEYS.good}` }));
+    const instance = KeypoolPluginTest.instance(plugin, ANTHROPIC);
+    await t.phase(instance, 'access');
+
+    const upstream = t.upstreamHeaders();
+    expect(upstream['x-api-key']).toBe(UPSTREAM_SECRETS.anthropic);
+    expect(upstream['authorization']).toBeUndefined();
+    expect(t.serializeValues.get('request.headers.x-api-key')).toBe('REDACTED');
+    expect(engine.views[0]?.keyHeaders).toEqual(['x-api-key', 'authorization']);
+    expect(t.calls).toEqual([
+      'kong.request.get_headers',
+      'kong.client.get_forwarded_ip',
+      'kong.service.request.clear_header',
+      'kong.service.request.set_headers',
+      'kong.log.set_serialize_value',
+      'kong.ctx.shared.set',
+    ]);
+  });
+
+  test('IP allowlist: the key passes from the forwarded client IP Kong trusts', async () => {
+    const t = new KeypoolPluginTest(request({ 'x-api-key': FAKE_KEYS.office }), {
+      'kong.client.get_forwarded_ip': () => '10.1.2.3',
+    });
+    await t.phase(KeypoolPluginTest.instance(plugin, OPENAI), 'access');
+    expect(t.shared.get(DECISION_KEY)).toMatchObject({ action: 'allow' });
+    expect(engine.views[0]?.clientAddress).toBe('10.1.2.3');
+  });
+});
+
+describe('access: each denial is recorded, never answered from JS', () => {
+  test.each<[string, Record<string, string>, DenyCode, number, Record<string, string>]>([
+    ['no key', {}, 'missing_api_key', 401, {}],
+    ['unknown key', { 'x-api-key': 'kp_nobody' }, 'invalid_api_key', 401, {}],
+    ['revoked key', { 'x-api-key': FAKE_KEYS.revoked }, 'key_revoked', 401, {}],
+    ['expired key', { authorization: `Bearer ${FAKE_KEYS.expired}` }, 'key_expired', 401, {}],
+    ['key used from outside its allowlist', { 'x-api-key': FAKE_KEYS.office }, 'ip_not_allowed', 403, {}],
+    ['pool exhausted', { 'x-api-key': FAKE_KEYS.busy }, 'pool_exhausted', 429, { 'retry-after': '7' }],
+    ['engine failure', { 'x-api-key': FAKE_KEYS.broken }, 'keypool_unavailable', 503, {}],
+  ])('%s', async (_name, headers, code, status, extraHeaders) => {
+    const t = new KeypoolPluginTest(request(headers));
+    await t.run(plugin, OPENAI);
+
+    const recorded = t.shared.get(DECISION_KEY);
+    expect(recorded).toEqual({
+      action: 'deny',
+      status,
+      code,
+      body: deny(code).body,
+      headers: { 'content-type': 'application/json', ...extraHeaders },
+    });
+    expect(t.calls.slice(0, 3)).toEqual(['kong.request.get_headers', 'kong.client.get_forwarded_ip', 'kong.ctx.shared.set']);
+    expect(t.calls).not.toContain('kong.response.exit');
+    expect(t.calls).not.toContain('kong.service.request.set_headers');
+    // log phase: one call, nothing to observe
+    expect(t.calls.at(-1)).toBe('kong.ctx.shared.get');
+    expect(engine.stats.observed).toBe(0);
+  });
+});
+
+describe('log', () => {
+  test('a provider 429 with its rate-limit headers reaches observe(); the slot is released', async () => {
+    const t = new KeypoolPluginTest(request({ authorization: `Bearer ${FAKE_KEYS.good}` }));
+    const instance = KeypoolPluginTest.instance(plugin, OPENAI);
+    await t.phase(instance, 'access');
+    t.test.response.status = 429;
+    t.test.response.headers.set('retry-after', '20');
+    t.test.response.headers.set('x-ratelimit-remaining-requests', '0');
+    const before = t.calls.length;
+    await t.phase(instance, 'log');
+
+    expect(t.callsSince(before)).toEqual([
+      'kong.ctx.shared.get',
+      'kong.response.get_source',
+      'kong.response.get_status',
+      'kong.response.get_headers',
+    ]);
+    expect(engine.observations[0]).toMatchObject({
+      status: 429,
+      headers: { 'retry-after': '20', 'x-ratelimit-remaining-requests': '0' },
+      ticket: { accountId: 'openai-account-1' },
+    });
+    expect(engine.stats).toMatchObject({ released: 1, inFlight: 0 });
+  });
+
+  test("another plugin's answer is not the provider's: release only", async () => {
+    const t = new KeypoolPluginTest(request({ authorization: `Bearer ${FAKE_KEYS.good}` }), {
+      'kong.response.get_source': () => 'exit',
+    });
+    await t.run(plugin, OPENAI);
+    expect(engine.stats).toMatchObject({ observed: 0, released: 1, inFlight: 0 });
+  });
+});
+
+describe('fail closed', () => {
+  test('an invalid config records 503 and says why', async () => {
+    const t = new KeypoolPluginTest(request({ 'x-api-key': FAKE_KEYS.good }));
+    await t.phase(KeypoolPluginTest.instance(plugin, { strategy: 'priority', ...KONG_FIELDS }), 'access');
+    expect(t.shared.get(DECISION_KEY)).toEqual(UNAVAILABLE_RECORD);
+    expect(t.errors.join('\n')).toMatch(/config.provider is required/);
+    expect(engine.stats.decided).toBe(0);
+  });
+
+  test('a decision past the deadline records 503, and its late allow is released', async () => {
+    setDecideDeadlineMs(50);
+    const t = new KeypoolPluginTest(request({ 'x-api-key': FAKE_KEYS.slow }));
+    await t.phase(KeypoolPluginTest.instance(plugin, OPENAI), 'access');
+    expect(t.shared.get(DECISION_KEY)).toEqual(UNAVAILABLE_RECORD);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect(engine.stats).toMatchObject({ allowed: 1, released: 1, inFlight: 0 });
+  });
+
+  test('a PDK failure after the decision records 503 and releases the slot', async () => {
+    const t = new KeypoolPluginTest(request({ 'x-api-key': FAKE_KEYS.good }), {
+      'kong.service.request.set_headers': () => new PdkFailure('invalid header value'),
+    });
+    await t.phase(KeypoolPluginTest.instance(plugin, OPENAI), 'access');
+    expect(t.shared.get(DECISION_KEY)).toEqual(UNAVAILABLE_RECORD);
+    expect(engine.stats).toMatchObject({ allowed: 1, released: 1, inFlight: 0 });
+  });
+
+  test('when nothing can be recorded, nothing is: the Lua guard answers 503', async () => {
+    const t = new KeypoolPluginTest(request({ 'x-api-key': FAKE_KEYS.revoked }), {
+      'kong.ctx.shared.set': () => new PdkFailure('no ctx'),
+    });
+    await t.phase(KeypoolPluginTest.instance(plugin, OPENAI), 'access');
+    expect(t.shared.has(DECISION_KEY)).toBe(false);
+  });
+
+  test('a runtime that fails to open: 503, then fail fast without reopening on every request', async () => {
+    let opens = 0;
+    setRuntimeFactory(async () => {
+      opens += 1;
+      throw new Error('DATABASE_URL unreachable');
+    });
+    const instance = KeypoolPluginTest.instance(plugin, OPENAI);
+    for (let i = 0; i < 3; i++) {
+      const t = new KeypoolPluginTest(request({ 'x-api-key': FAKE_KEYS.good }));
+      await t.phase(instance, 'access');
+      expect(t.shared.get(DECISION_KEY)).toEqual(denyRecord(deny('keypool_unavailable')));
+    }
+    expect(opens).toBe(1);
+  });
+});
