@@ -37,6 +37,8 @@ const NOT_LOADED = deny('keypool_unavailable', { message: 'keypool has not loade
 const EMPTY_POOL = deny('no_healthy_account', { message: 'the provider pool has no active account' });
 const STATE_UNAVAILABLE = deny('state_unavailable');
 const ACTOR_ENGINE = 'keypool';
+/** Accounts offered to the rate state per attempt; a second attempt offers the whole pool when all are blocked. */
+const CANDIDATE_WINDOW = 16;
 
 export class Engine implements DecisionEngine {
   private roundRobinCursor = 0;
@@ -58,11 +60,17 @@ export class Engine implements DecisionEngine {
     const authorized = authorizeRequest(view, snapshot, startedAtMs, view.keyHeaders ?? this.options.keyHeaders);
     if (authorized.kind === 'deny') return this.denied(authorized, view, startedAtMs);
 
-    const strategy = view.strategyOverride ?? authorized.pool.strategy;
-    const ordered = orderCandidates(authorized.pool, strategy, this.roundRobinCursor++, this.randomUnit);
-    if (ordered.length === 0) return this.denied(EMPTY_POOL, view, startedAtMs);
-
-    const admitted = await this.admit(authorized, ordered, strategy === 'least-loaded', startedAtMs);
+    const pool = authorized.pool;
+    if (pool.accounts.length === 0) return this.denied(EMPTY_POOL, view, startedAtMs);
+    const strategy = view.strategyOverride ?? pool.strategy;
+    const cursor = this.roundRobinCursor++;
+    const window = orderCandidates(pool, strategy, cursor, this.randomUnit, CANDIDATE_WINDOW);
+    let admitted = await this.admit(authorized, window, strategy === 'least-loaded', startedAtMs);
+    if ('kind' in admitted && admitted.code !== 'state_unavailable' && window.length < pool.accounts.length) {
+      // Every account of the window is blocked: the rest of the pool decides between an allow and a 429/503.
+      const everyAccount = orderCandidates(pool, strategy, cursor, this.randomUnit);
+      admitted = await this.admit(authorized, everyAccount, strategy === 'least-loaded', startedAtMs);
+    }
     if ('kind' in admitted) return this.denied(admitted, view, startedAtMs);
     const { account, leaseId } = admitted;
     this.options.writes.touchKey(authorized.key.id, startedAtMs);

@@ -6,48 +6,60 @@ import type { Account, ProviderPool, Strategy } from './types.js';
  * Orders pool.accounts (active accounts only, ordered by tier then name) for one request.
  * cursor: a counter the caller advances per request and pool, so round-robin rotations spread evenly.
  * randomUnit: a source of uniform numbers in [0, 1), injected so tests are deterministic.
+ * limit: at most this many accounts, the head of the full order. Large pools would otherwise copy (and, for Redis,
+ * ship) every account on every request although the first one with capacity is almost always near the front; the
+ * caller asks again without a limit only when the whole window is blocked.
  */
 export function orderCandidates(
   pool: ProviderPool,
   strategy: Strategy,
   cursor: number,
   randomUnit: () => number,
+  limit = Number.POSITIVE_INFINITY,
 ): readonly Account[] {
   const accounts = pool.accounts;
   if (accounts.length <= 1) return accounts;
+  const count = Math.min(accounts.length, Math.max(1, limit));
   switch (strategy) {
     case 'round-robin':
-      return rotate(accounts, 0, accounts.length, cursor, []);
+      return rotate(accounts, 0, accounts.length, cursor, [], count);
     case 'weighted-random':
-      return weightedShuffle(accounts, randomUnit);
+      return count < accounts.length ? weightedWindow(accounts, randomUnit, count) : weightedShuffle(accounts, randomUnit);
     case 'priority':
-      return rotateWithinTiers(accounts, cursor);
+      return rotateWithinTiers(accounts, cursor, count);
     case 'least-loaded':
-      // The store reorders by learned remaining capacity; tier order breaks its ties.
+      // The store reorders by learned remaining capacity, so it must see every account; tier order breaks ties.
       return accounts;
     default:
       return accounts;
   }
 }
 
-/** Appends accounts[start, end) rotated so that position (cursor mod length) comes first. */
-function rotate(accounts: readonly Account[], start: number, end: number, cursor: number, into: Account[]): Account[] {
+/** Appends accounts[start, end) rotated so that position (cursor mod length) comes first, until `into` holds `limit`. */
+function rotate(
+  accounts: readonly Account[],
+  start: number,
+  end: number,
+  cursor: number,
+  into: Account[],
+  limit: number,
+): Account[] {
   const length = end - start;
   const offset = positiveModulo(cursor, length);
-  for (let index = 0; index < length; index++) {
+  for (let index = 0; index < length && into.length < limit; index++) {
     into.push(accounts[start + ((offset + index) % length)] as Account);
   }
   return into;
 }
 
 /** Lowest tier first; round-robin by cursor inside each tier. */
-function rotateWithinTiers(accounts: readonly Account[], cursor: number): Account[] {
+function rotateWithinTiers(accounts: readonly Account[], cursor: number, limit: number): Account[] {
   const byTier = isSortedByTier(accounts) ? accounts : [...accounts].sort((a, b) => a.tier - b.tier);
   const ordered: Account[] = [];
   let tierStart = 0;
-  for (let index = 1; index <= byTier.length; index++) {
+  for (let index = 1; index <= byTier.length && ordered.length < limit; index++) {
     if (index === byTier.length || byTier[index]?.tier !== byTier[tierStart]?.tier) {
-      rotate(byTier, tierStart, index, cursor, ordered);
+      rotate(byTier, tierStart, index, cursor, ordered, limit);
       tierStart = index;
     }
   }
@@ -74,6 +86,26 @@ function weightedShuffle(accounts: readonly Account[], randomUnit: () => number)
   const ordered = keyed.map((item) => item.account);
   for (const account of zeroWeight) ordered.push(account);
   return ordered;
+}
+
+/**
+ * A window of a large weighted pool without keying every account: the first account is drawn with probability
+ * weight / total (exactly as the full shuffle draws it), the rest of the window follows it in pool order. Only the
+ * fallbacks differ from the full shuffle, and only when the first draw has no capacity.
+ */
+function weightedWindow(accounts: readonly Account[], randomUnit: () => number, limit: number): Account[] {
+  let total = 0;
+  for (const account of accounts) if (account.weight > 0 && Number.isFinite(account.weight)) total += account.weight;
+  if (total === 0) return accounts.slice(0, limit);
+  let target = openUnit(randomUnit()) * total;
+  let first = 0;
+  for (; first < accounts.length; first++) {
+    const weight = accounts[first]!.weight;
+    if (!(weight > 0) || !Number.isFinite(weight)) continue;
+    target -= weight;
+    if (target <= 0) break;
+  }
+  return rotate(accounts, 0, accounts.length, Math.min(first, accounts.length - 1), [], limit);
 }
 
 // ln(0) is -Infinity, which would tie every account that drew 0; nudge into (0, 1).
