@@ -1,0 +1,156 @@
+// ConfigData (one consistent read of the store) -> the immutable Snapshot every decision reads.
+// Pure apart from decryption: no I/O, time comes in as nowMs. Anything wrong with one row (an account whose secret
+// no longer decrypts, a mapping whose pattern is now refused) drops that row and is reported as a warning; it
+// never fails the whole snapshot, so one bad row cannot take every tenant down.
+import { createKeyDigester } from '../core/apikey.js';
+import { compileAllowlist } from '../core/cidr.js';
+import { compilePriority, type CompiledPriority } from '../core/priority.js';
+import type { Account, Allowlist, KeyEntry, ProviderPool, Snapshot, SystemKey } from '../core/types.js';
+import type { ConfigData, StoredAccount, StoredKey } from '../ports.js';
+import type { Keyring } from '../secrets/keyring.js';
+
+export interface CompileDeps {
+  /** HMAC pepper: the snapshot's digestKey must match the digests the repository stored. */
+  readonly pepper: Uint8Array;
+  /** Decrypts account secrets into memory. */
+  readonly keyring: Keyring;
+}
+
+export interface CompileWarning {
+  readonly kind: 'account_secret' | 'mapping';
+  /** Row id (account or mapping). */
+  readonly id: string;
+  /** Why the row was left out; never contains a secret. */
+  readonly message: string;
+}
+
+/** A Snapshot plus what compiling it left out. */
+export interface CompiledSnapshot extends Snapshot {
+  readonly priority: CompiledPriority;
+  readonly warnings: readonly CompileWarning[];
+  /** config_version of the data it was compiled from. */
+  readonly configVersion: number;
+}
+
+export function compileSnapshot(data: ConfigData, deps: CompileDeps, version: number, nowMs: number): CompiledSnapshot {
+  const warnings: CompileWarning[] = [];
+  const keysByDigest = compileKeys(data.keys, nowMs);
+  const pools = compilePools(data, deps.keyring, warnings);
+  const priority = compilePriority(
+    data.mappings.map((mapping) => ({
+      id: mapping.id,
+      pattern: mapping.pattern,
+      matchType: mapping.matchType,
+      priority: mapping.priority,
+      tenantId: mapping.tenantId,
+      tenantName: mapping.tenantName,
+      enabled: mapping.enabled,
+      createdAtMs: mapping.createdAt.getTime(),
+    })),
+    data.settings,
+  );
+  for (const skipped of priority.skipped) warnings.push({ kind: 'mapping', id: skipped.id, message: skipped.error });
+  return Object.freeze({
+    version,
+    loadedAtMs: nowMs,
+    digestKey: createKeyDigester(deps.pepper),
+    keysByDigest,
+    pools,
+    priority,
+    prioritySettings: Object.freeze({ ...data.settings }),
+    warnings: Object.freeze(warnings),
+    configVersion: data.configVersion,
+  });
+}
+
+function compileKeys(keys: readonly StoredKey[], nowMs: number): Map<string, KeyEntry> {
+  const byDigest = new Map<string, KeyEntry>();
+  const graceEntries: Array<[string, KeyEntry]> = [];
+  // Many keys share one allowlist (a team's CIDRs): compile each distinct list once per snapshot.
+  const allowlists = new Map<string, Allowlist | null>();
+  const allowlistOf = (cidrs: readonly string[]): Allowlist | null => {
+    const id = cidrs.join(',');
+    let allowlist = allowlists.get(id);
+    if (allowlist === undefined) {
+      allowlist = compileAllowlist(cidrs);
+      allowlists.set(id, allowlist);
+    }
+    return allowlist;
+  };
+  for (const row of keys) {
+    const key: SystemKey = Object.freeze({
+      id: row.id,
+      name: row.name,
+      tenantId: row.tenantId,
+      keyPrefix: row.keyPrefix,
+      status: row.status,
+      expiresAtMs: row.expiresAt?.getTime() ?? null,
+      allowlist: allowlistOf(row.allowedIps),
+    });
+    byDigest.set(row.keyHash, Object.freeze({ key, graceEndsAtMs: null }));
+    const graceEndsAtMs = row.previousKeyExpiresAt?.getTime() ?? null;
+    if (row.previousKeyHash !== null && graceEndsAtMs !== null && graceEndsAtMs > nowMs) {
+      graceEntries.push([row.previousKeyHash, Object.freeze({ key, graceEndsAtMs })]);
+    }
+  }
+  // A current digest always wins over another key's rotated-out one (digests are unique, so this is defensive).
+  for (const [digest, entry] of graceEntries) if (!byDigest.has(digest)) byDigest.set(digest, entry);
+  return byDigest;
+}
+
+function compilePools(data: ConfigData, keyring: Keyring, warnings: CompileWarning[]): Map<string, ProviderPool> {
+  const accountsBySlug = new Map<string, Account[]>();
+  for (const row of data.accounts) {
+    if (row.status !== 'active') continue;
+    const account = decryptAccount(row, keyring, warnings);
+    if (!account) continue;
+    const list = accountsBySlug.get(row.providerSlug) ?? [];
+    list.push(account);
+    accountsBySlug.set(row.providerSlug, list);
+  }
+  const pools = new Map<string, ProviderPool>();
+  for (const provider of data.providers) {
+    const accounts = (accountsBySlug.get(provider.slug) ?? []).sort(byTierThenName);
+    pools.set(
+      provider.slug,
+      Object.freeze({
+        slug: provider.slug,
+        authStyle: provider.authStyle,
+        dialect: provider.rateLimitDialect,
+        strategy: provider.defaultStrategy,
+        accounts: Object.freeze(accounts),
+      }),
+    );
+  }
+  return pools;
+}
+
+function decryptAccount(row: StoredAccount, keyring: Keyring, warnings: CompileWarning[]): Account | null {
+  let secret: string;
+  try {
+    secret = keyring.decrypt({ ciphertext: row.encryptedKey, keyVersion: row.keyVersion }, row.id);
+  } catch (error) {
+    warnings.push({
+      kind: 'account_secret',
+      id: row.id,
+      message: `account ${row.providerSlug}/${row.name} left out of the pool: ${(error as Error).message}`,
+    });
+    return null;
+  }
+  return Object.freeze({
+    id: row.id,
+    providerSlug: row.providerSlug,
+    name: row.name,
+    secret,
+    weight: row.weight,
+    tier: row.tier,
+    rpmLimit: row.rpmLimit,
+    tpmLimit: row.tpmLimit,
+    maxConcurrency: row.maxConcurrency,
+    status: row.status,
+  });
+}
+
+function byTierThenName(a: Account, b: Account): number {
+  return a.tier - b.tier || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+}

@@ -1,0 +1,415 @@
+// Sharing an embedded PGlite with other local processes (`keypool keys create` in a second terminal while
+// `keypool serve` runs). PGlite admits one process per data directory, so the process that owns it serves it on a
+// loopback socket (PostgreSQL wire protocol, via @electric-sql/pglite-socket's connection handler) and advertises
+// it in <dataDir>/server.json ({pid, port, token}, mode 0600). Other processes connect with the postgres client.
+//
+// Why not PGLiteSocketServer as is: its queue serialises single protocol messages, so two clients' extended-protocol
+// batches (Parse/Bind/Execute/Sync) can interleave, and the owner's own statements (which call PGlite directly) can
+// land inside a socket client's open transaction. Here every socket message runs through a session-aware queue
+// that takes the owner's SessionGate from a client's first message until that client is back at an idle point
+// (after Sync or a simple Query, outside a transaction). A client that disconnects mid-batch or mid-transaction is
+// rolled back and the gate released.
+//
+// Notifications: PGlite is one backend, so a NOTIFY committed by a socket client comes back on that client's
+// socket, not through PGlite's listen() API. The queue scans every response for NotificationResponse messages and
+// forwards them to the owner's listeners (PgliteClient.deliverNotification), so a CLI change reaches the serving
+// process's snapshot within milliseconds.
+//
+// Access: the socket listens on 127.0.0.1 only, and a client must present the random token from server.json (which
+// only the data directory's owner can read) as its application_name; anything else is refused at startup.
+import { PGLiteSocketHandler } from '@electric-sql/pglite-socket';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { createConnection, createServer, type Server } from 'node:net';
+import { join } from 'node:path';
+import type { PgliteClient } from './pglite-client.js';
+
+export const SERVER_FILE = 'server.json';
+/** application_name a share client sends: `keypool-share:<token>`. */
+export const SHARE_APPLICATION_PREFIX = 'keypool-share:';
+
+/** Contents of <dataDir>/server.json. */
+export interface ShareInfo {
+  readonly pid: number;
+  readonly host: string;
+  readonly port: number;
+  readonly token: string;
+}
+
+export interface PgliteShare {
+  readonly host: string;
+  readonly port: number;
+  /** The advertisement file. */
+  readonly file: string;
+  /** Connections currently open. */
+  connections(): number;
+  /** Stops accepting, disconnects clients (rolling back their open transactions), removes server.json. */
+  close(): Promise<void>;
+}
+
+export interface ShareOptions {
+  /** Most socket clients at once (CLI invocations); more are refused with "too many connections". Default 8. */
+  readonly maxConnections?: number;
+  /** A client idle this long is disconnected (its transaction rolled back), so it cannot hold the gate. Default 60 s. */
+  readonly idleTimeoutMs?: number;
+}
+
+/** Serves `client`'s database on 127.0.0.1:<random port> and writes <dataDir>/server.json. */
+export async function sharePglite(client: PgliteClient, dataDir: string, options: ShareOptions = {}): Promise<PgliteShare> {
+  const token = randomBytes(24).toString('base64url');
+  const queue = new SessionQueue(client, token);
+  const handlers = new Set<PGLiteSocketHandler>();
+  const maxConnections = options.maxConnections ?? 8;
+  const idleTimeoutMs = options.idleTimeoutMs ?? 60_000;
+
+  const server = createServer((socket) => {
+    if (handlers.size >= maxConnections) {
+      socket.end();
+      return;
+    }
+    const handler = new PGLiteSocketHandler({
+      // Duck-typed replacement for the package's internal QueryQueueManager (enqueue/clear* are all it calls).
+      queryQueue: queue as unknown as ConstructorParameters<typeof PGLiteSocketHandler>[0]['queryQueue'],
+      closeOnDetach: true,
+      idleTimeout: idleTimeoutMs,
+    });
+    handlers.add(handler);
+    const forget = (): void => {
+      handlers.delete(handler);
+    };
+    handler.addEventListener('close', forget);
+    handler.addEventListener('error', forget);
+    handler.attach(socket).catch(() => {
+      forget();
+      socket.destroy();
+    });
+  });
+  const host = '127.0.0.1';
+  const port = await listen(server, host);
+  const file = join(dataDir, SERVER_FILE);
+  const info: ShareInfo = { pid: process.pid, host, port, token };
+  const temp = `${file}.${process.pid}.tmp`;
+  await writeFile(temp, `${JSON.stringify(info)}\n`, { mode: 0o600 });
+  await rename(temp, file);
+
+  let closed = false;
+  const share: PgliteShare = {
+    host,
+    port,
+    file,
+    connections: () => handlers.size,
+    async close() {
+      if (closed) return;
+      closed = true;
+      await removeIfOurs(file, info);
+      const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+      await Promise.all([...handlers].map((handler) => handler.detach(true).catch(() => undefined)));
+      handlers.clear();
+      await stopped;
+    },
+  };
+  client.onClose(() => share.close());
+  return share;
+}
+
+/** The live share of a data directory: server.json exists, its pid is alive and its port accepts. Else null. */
+export async function findLiveShare(dataDir: string, probeTimeoutMs = 1_000): Promise<ShareInfo | null> {
+  const info = await readShareInfo(dataDir);
+  if (!info || !processAlive(info.pid)) return null;
+  return (await portAccepts(info.host, info.port, probeTimeoutMs)) ? info : null;
+}
+
+export async function readShareInfo(dataDir: string): Promise<ShareInfo | null> {
+  let text: string;
+  try {
+    text = await readFile(join(dataDir, SERVER_FILE), 'utf8');
+  } catch {
+    return null;
+  }
+  try {
+    const parsed = JSON.parse(text) as Partial<ShareInfo>;
+    if (
+      typeof parsed.pid === 'number' &&
+      typeof parsed.port === 'number' &&
+      typeof parsed.token === 'string' &&
+      typeof parsed.host === 'string'
+    ) {
+      return { pid: parsed.pid, host: parsed.host, port: parsed.port, token: parsed.token };
+    }
+  } catch {
+    // A half-written or foreign file: treat as absent.
+  }
+  return null;
+}
+
+export function processAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function portAccepts(host: string, port: number, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ host, port });
+    const done = (ok: boolean): void => {
+      socket.removeAllListeners();
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(timeoutMs, () => done(false));
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
+}
+
+function listen(server: Server, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, host, () => {
+      server.off('error', reject);
+      const address = server.address();
+      if (address === null || typeof address === 'string') reject(new Error('socket share: no TCP address'));
+      else resolve(address.port);
+    });
+  });
+}
+
+async function removeIfOurs(file: string, info: ShareInfo): Promise<void> {
+  try {
+    const current = JSON.parse(await readFile(file, 'utf8')) as Partial<ShareInfo>;
+    if (current.pid === info.pid && current.port === info.port) await rm(file, { force: true });
+  } catch {
+    // Already gone or replaced: nothing of ours to remove.
+  }
+}
+
+// -------------------------------------------------------------------------------------------------
+// Session-aware message queue
+// -------------------------------------------------------------------------------------------------
+
+const MSG_QUERY = 0x51; // 'Q'
+const MSG_SYNC = 0x53; // 'S'
+const MSG_TERMINATE = 0x58; // 'X'
+const MSG_NOTIFICATION = 0x41; // 'A' (backend)
+const SYNC_MESSAGE = new Uint8Array([MSG_SYNC, 0, 0, 0, 4]);
+
+interface HandlerState {
+  tail: Promise<unknown>;
+  authenticated: boolean;
+  disconnected: boolean;
+  /** Last message was part of an extended-protocol batch not yet closed by Sync. */
+  midBatch: boolean;
+}
+
+class SessionQueue {
+  readonly #client: PgliteClient;
+  readonly #token: Buffer;
+  readonly #handlers = new Map<number, HandlerState>();
+  /** Handler whose session currently holds the gate, and its release. */
+  #holder: number | null = null;
+  #release: (() => void) | null = null;
+  #queued = 0;
+
+  constructor(client: PgliteClient, token: string) {
+    this.#client = client;
+    this.#token = Buffer.from(`${SHARE_APPLICATION_PREFIX}${token}`, 'utf8');
+  }
+
+  enqueue(handlerId: number, message: Uint8Array, onData: (data: Uint8Array) => void): Promise<number> {
+    const state = this.#state(handlerId);
+    this.#queued++;
+    const run = state.tail.then(() => this.#execute(handlerId, state, message, onData));
+    state.tail = run.catch(() => undefined).finally(() => this.#queued--);
+    return run;
+  }
+
+  clearQueueForHandler(handlerId: number): void {
+    const state = this.#handlers.get(handlerId);
+    if (state) state.disconnected = true;
+  }
+
+  async clearTransactionIfNeeded(handlerId: number): Promise<void> {
+    const state = this.#handlers.get(handlerId);
+    if (!state) return;
+    state.disconnected = true;
+    await state.tail;
+    this.#handlers.delete(handlerId);
+    if (this.#holder !== handlerId) return;
+    const db = this.#client.db;
+    try {
+      await db.runExclusive(async () => {
+        if (state.midBatch) await db.execProtocolRaw(SYNC_MESSAGE);
+        if (db.isInTransaction()) await db.execProtocolRaw(simpleQuery('ROLLBACK'));
+      });
+    } finally {
+      this.#releaseGate();
+    }
+  }
+
+  getQueueLength(): number {
+    return this.#queued;
+  }
+
+  #state(handlerId: number): HandlerState {
+    let state = this.#handlers.get(handlerId);
+    if (!state) {
+      state = { tail: Promise.resolve(), authenticated: false, disconnected: false, midBatch: false };
+      this.#handlers.set(handlerId, state);
+    }
+    return state;
+  }
+
+  async #execute(handlerId: number, state: HandlerState, message: Uint8Array, onData: (data: Uint8Array) => void): Promise<number> {
+    if (state.disconnected) throw new Error('Handler disconnected');
+    const type = message[0];
+    if (type === 0) return this.#startup(state, message, onData);
+    if (!state.authenticated) {
+      onData(errorResponse('08P01', 'startup required'));
+      return 0;
+    }
+    if (type === MSG_TERMINATE) return 0;
+    if (this.#holder !== handlerId) {
+      this.#release = await this.#client.gate.acquire();
+      this.#holder = handlerId;
+      // Gone while waiting: keep the gate; clearTransactionIfNeeded (always called on detach) releases it.
+      if (state.disconnected) throw new Error('Handler disconnected');
+    }
+    const db = this.#client.db;
+    const scanner = new NotificationScanner((channel, payload) => this.#client.deliverNotification(channel, payload));
+    let bytes = 0;
+    try {
+      await db.runExclusive(() =>
+        db.execProtocolRawStream(message, {
+          onRawData: (data) => {
+            bytes += data.length;
+            scanner.push(data);
+            onData(data);
+          },
+        }),
+      );
+    } finally {
+      state.midBatch = type !== MSG_SYNC && type !== MSG_QUERY;
+      if (!state.midBatch && !db.isInTransaction()) this.#releaseGate();
+    }
+    return bytes;
+  }
+
+  async #startup(state: HandlerState, message: Uint8Array, onData: (data: Uint8Array) => void): Promise<number> {
+    const presented = startupParameter(message, 'application_name');
+    const expected = this.#token;
+    const ok = presented !== null && presented.length === expected.length && timingSafeEqual(presented, expected);
+    if (!ok) {
+      onData(errorResponse('28000', 'not a keypool share client (token missing or wrong)'));
+      return 0;
+    }
+    state.authenticated = true;
+    let bytes = 0;
+    const db = this.#client.db;
+    await this.#client.gate.run(() =>
+      db.runExclusive(() =>
+        db.execProtocolRawStream(message, {
+          onRawData: (data) => {
+            bytes += data.length;
+            onData(data);
+          },
+        }),
+      ),
+    );
+    return bytes;
+  }
+
+  #releaseGate(): void {
+    const release = this.#release;
+    this.#holder = null;
+    this.#release = null;
+    release?.();
+  }
+}
+
+/** Finds NotificationResponse messages in a backend byte stream (messages may span chunks). */
+class NotificationScanner {
+  #buffer = new Uint8Array(0);
+
+  constructor(private readonly onNotification: (channel: string, payload: string) => void) {}
+
+  push(chunk: Uint8Array): void {
+    const data = this.#buffer.length === 0 ? chunk : concat(this.#buffer, chunk);
+    let offset = 0;
+    while (data.length - offset >= 5) {
+      const length = readInt32(data, offset + 1);
+      if (length < 4 || data.length - offset < 1 + length) break;
+      if (data[offset] === MSG_NOTIFICATION) this.#notification(data.subarray(offset + 5, offset + 1 + length));
+      offset += 1 + length;
+    }
+    this.#buffer = data.slice(offset);
+  }
+
+  #notification(body: Uint8Array): void {
+    // Int32 sender pid, then channel and payload as NUL-terminated strings.
+    const channelEnd = body.indexOf(0, 4);
+    if (channelEnd < 0) return;
+    const payloadEnd = body.indexOf(0, channelEnd + 1);
+    if (payloadEnd < 0) return;
+    const decoder = new TextDecoder();
+    this.onNotification(decoder.decode(body.subarray(4, channelEnd)), decoder.decode(body.subarray(channelEnd + 1, payloadEnd)));
+  }
+}
+
+function startupParameter(message: Uint8Array, name: string): Buffer | null {
+  // Int32 length, Int32 protocol version, then name\0value\0 pairs ending with \0.
+  const buffer = Buffer.from(message.buffer, message.byteOffset, message.byteLength);
+  let offset = 8;
+  while (offset < buffer.length && buffer[offset] !== 0) {
+    const keyEnd = buffer.indexOf(0, offset);
+    if (keyEnd < 0) return null;
+    const valueEnd = buffer.indexOf(0, keyEnd + 1);
+    if (valueEnd < 0) return null;
+    if (buffer.toString('utf8', offset, keyEnd) === name) return Buffer.from(buffer.subarray(keyEnd + 1, valueEnd));
+    offset = valueEnd + 1;
+  }
+  return null;
+}
+
+function errorResponse(code: string, message: string): Uint8Array {
+  const fields = Buffer.concat([
+    field('S', 'FATAL'),
+    field('V', 'FATAL'),
+    field('C', code),
+    field('M', message),
+    Buffer.from([0]),
+  ]);
+  const header = Buffer.alloc(5);
+  header[0] = 0x45; // 'E'
+  header.writeInt32BE(4 + fields.length, 1);
+  return new Uint8Array(Buffer.concat([header, fields]));
+}
+
+function field(kind: string, value: string): Buffer {
+  return Buffer.concat([Buffer.from(kind, 'ascii'), Buffer.from(value, 'utf8'), Buffer.from([0])]);
+}
+
+function simpleQuery(text: string): Uint8Array {
+  const body = Buffer.from(`${text}\0`, 'utf8');
+  const header = Buffer.alloc(5);
+  header[0] = MSG_QUERY;
+  header.writeInt32BE(4 + body.length, 1);
+  return new Uint8Array(Buffer.concat([header, body]));
+}
+
+function readInt32(data: Uint8Array, offset: number): number {
+  return ((data[offset]! << 24) | (data[offset + 1]! << 16) | (data[offset + 2]! << 8) | data[offset + 3]!) >>> 0;
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a, 0);
+  out.set(b, a.length);
+  return out;
+}
+
+// Exported for tests of the wire helpers.
+export const _wire = { NotificationScanner, startupParameter, errorResponse };
