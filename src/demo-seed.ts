@@ -1,6 +1,9 @@
-// First start of the embedded default: a few demo accounts (obviously fake upstream keys) so `npm start` shows a
-// working pool at once. Runs only when the store has no account at all, so it never touches real data.
+// First start of the embedded default: demo accounts (obviously fake upstream keys) plus the demo mappings of
+// examples/seed-demo.sql, so `npm start` shows a working pool at once. Runs only when the store has no account at
+// all, so it never touches real data.
+import { applyDemoSeed } from './stores/migrate.js';
 import type { ConfigRepository } from './stores/repository.js';
+import type { SqlClient } from './stores/sql-client.js';
 
 const DEMO_ACTOR = 'demo-seed';
 
@@ -14,9 +17,10 @@ export interface DemoSeedResult {
   readonly accounts: number;
 }
 
-export async function seedDemoOnFirstStart(repository: ConfigRepository): Promise<DemoSeedResult | null> {
+export async function seedDemoOnFirstStart(repository: ConfigRepository, client: SqlClient): Promise<DemoSeedResult | null> {
   const existing = await repository.accounts.list();
   if (existing.length > 0) return null;
   for (const account of DEMO_ACCOUNTS) await repository.accounts.create(account, DEMO_ACTOR);
+  await applyDemoSeed(client);
   return { accounts: DEMO_ACCOUNTS.length };
 }

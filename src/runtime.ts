@@ -69,8 +69,8 @@ export async function openRuntime(options: RuntimeOptions = {}): Promise<Runtime
     }
     const repository = new ConfigRepository(store.client, { keyring: secrets.keyring, pepper: secrets.pepper });
     if (config.demoSeed && store.mode !== 'postgres') {
-      const seeded = await seedDemoOnFirstStart(repository);
-      if (seeded) logger.info(seeded, 'first start: demo accounts seeded (fake upstream keys)');
+      const seeded = await seedDemoOnFirstStart(repository, store.client);
+      if (seeded) logger.info(seeded, 'first start: demo accounts (fake upstream keys) and priority mappings seeded');
     }
 
     const snapshots = new SnapshotHolder({
