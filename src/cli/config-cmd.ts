@@ -1,0 +1,71 @@
+// `keypool config set|get`: runtime settings (priority.enabled, priority.default_priority, priority.cache_ttl_sec).
+// A change reaches every running instance through the store's change feed.
+import { SETTING_NAMES, unwrap, validateSetting, validateSettingName, type SettingName } from '../validation.js';
+import type { CommandSpec } from './args.js';
+import type { Command, CommandGroup } from './command.js';
+import { printJson, printTable } from './output.js';
+
+const SETTINGS_HELP = [
+  'Settings:',
+  '  priority.enabled            true | false: match keys against priority mappings (default false)',
+  '  priority.default_priority   0-9: priority when no mapping matches or matching is off (default 7)',
+  '  priority.cache_ttl_sec      0-86400: how long a resolved key -> priority answer is cached (default 300)',
+].join('\n');
+
+const setSpec: CommandSpec = {
+  name: 'config set',
+  summary: 'Change a runtime setting.',
+  positionals: [
+    { name: 'name', description: SETTING_NAMES.join(' | ') },
+    { name: 'value', description: 'new value' },
+  ],
+  details: `${SETTINGS_HELP}\n\nExample:\n  keypool config set priority.enabled true`,
+};
+
+const set: Command = {
+  spec: setSpec,
+  async run(context, { positionals, json }) {
+    const setting = unwrap(validateSetting(positionals[0], positionals[1]));
+    const { repo } = await context.store();
+    await repo.settings.set(setting.name, setting.value, context.actor);
+    if (json) printJson(context.output, setting);
+    else context.output.out(`${setting.name} = ${String(setting.value)}\n`);
+    return 0;
+  },
+};
+
+const getSpec: CommandSpec = {
+  name: 'config get',
+  summary: 'Show runtime settings (all, or the one named).',
+  positionals: [{ name: 'name', description: SETTING_NAMES.join(' | '), optional: true }],
+  details: SETTINGS_HELP,
+};
+
+const get: Command = {
+  spec: getSpec,
+  async run(context, { positionals, json }) {
+    const only: SettingName | undefined = positionals[0] === undefined ? undefined : unwrap(validateSettingName(positionals[0]));
+    const { repo } = await context.store();
+    const settings = await readSettings(repo);
+    const names = only === undefined ? SETTING_NAMES : [only];
+    const rows = names.map((name) => ({ name, value: settings[name] }));
+    if (json) printJson(context.output, only === undefined ? Object.fromEntries(rows.map((r) => [r.name, r.value])) : rows[0]);
+    else printTable(context.output, [{ header: 'name', value: (r: (typeof rows)[number]) => r.name }, { header: 'value', value: (r) => String(r.value) }], rows);
+    return 0;
+  },
+};
+
+export const configGroup: CommandGroup = {
+  name: 'config',
+  summary: 'Read and change runtime settings.',
+  commands: [set, get],
+};
+
+async function readSettings(repo: import('./store.js').CliStore['repo']): Promise<Record<SettingName, boolean | number>> {
+  const s = await repo.settings.get();
+  return {
+    'priority.enabled': s.enabled,
+    'priority.default_priority': s.defaultPriority,
+    'priority.cache_ttl_sec': s.cacheTtlSec,
+  };
+}

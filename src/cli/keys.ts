@@ -1,0 +1,152 @@
+// `keypool keys create|list|rotate|revoke`: system (client) API keys. A new key is printed once and never again.
+import type { SystemKeyRow } from '../ports.js';
+import { unwrap, validateId, validateNewKey, validateRotate } from '../validation.js';
+import { definedOnly, listOption, stringOption, type CommandSpec } from './args.js';
+import type { Command, CommandGroup } from './command.js';
+import { printJson, printRecord, printTable, type Column } from './output.js';
+
+const ONCE_NOTICE = 'Store this key now: it is shown only once and cannot be retrieved again.';
+
+const createSpec: CommandSpec = {
+  name: 'keys create',
+  summary: 'Create a system API key for a client (the key is printed once).',
+  options: {
+    name: { type: 'string', valueName: 'NAME', description: 'display name (1-100 characters), required' },
+    tenant: { type: 'string', valueName: 'TENANT', description: 'tenant id ([A-Za-z0-9._-], up to 64)' },
+    'allowed-ips': {
+      type: 'string',
+      multiple: true,
+      valueName: 'CIDRS',
+      description: 'comma-separated CIDRs or addresses allowed to use the key (default: any)',
+    },
+    'expires-in': { type: 'string', valueName: 'DURATION', description: 'expire after 90d, 24h, 1h30m, ...' },
+    'expires-at': { type: 'string', valueName: 'DATE', description: 'expire at an ISO 8601 instant (2026-12-31T00:00:00Z)' },
+    'rotate-after-days': { type: 'string', valueName: 'DAYS', description: 'report the key as due for rotation after 1-3650 days' },
+  },
+  fieldFlags: { tenantId: '--tenant' },
+  details: [
+    'Example:',
+    '  keypool keys create --name ci-bot --tenant acme --allowed-ips 10.0.0.0/8,2001:db8::/32 \\',
+    '    --expires-in 90d --rotate-after-days 30',
+  ].join('\n'),
+};
+
+const create: Command = {
+  spec: createSpec,
+  async run(context, { values, json }) {
+    const input = definedOnly({
+      name: stringOption(values, 'name'),
+      tenantId: stringOption(values, 'tenant'),
+      allowedIps: values['allowed-ips'] === undefined ? undefined : listOption(values, 'allowed-ips').join(','),
+      expiresIn: stringOption(values, 'expires-in'),
+      expiresAt: stringOption(values, 'expires-at'),
+      rotateAfterDays: stringOption(values, 'rotate-after-days'),
+    });
+    const key = unwrap(validateNewKey(input, context.nowMs()));
+    const { repo } = await context.store();
+    const { row, plaintextKey } = await repo.keys.create(key, context.actor);
+    if (json) {
+      printJson(context.output, { key: row, plaintextKey, notice: ONCE_NOTICE });
+      return 0;
+    }
+    context.output.out(`Created key ${row.id}\n`);
+    printRecord(context.output, keyRecord(row));
+    context.output.out(`\n  ${plaintextKey}\n\n${ONCE_NOTICE}\n`);
+    return 0;
+  },
+};
+
+const listSpec: CommandSpec = {
+  name: 'keys list',
+  summary: 'List system API keys (never the keys themselves, only their display prefix).',
+  options: {
+    due: { type: 'boolean', description: 'only keys past their rotate-after-days' },
+  },
+};
+
+const list: Command = {
+  spec: listSpec,
+  async run(context, { values, json }) {
+    const { repo } = await context.store();
+    const rows = await repo.keys.list({ dueForRotation: values.due === true });
+    if (json) printJson(context.output, rows);
+    else printTable(context.output, KEY_COLUMNS, rows, values.due === true ? '(no key is due for rotation)' : '(no keys)');
+    return 0;
+  },
+};
+
+const rotateSpec: CommandSpec = {
+  name: 'keys rotate',
+  summary: 'Issue a new key for an existing key id; the old one keeps working for the grace window.',
+  positionals: [{ name: 'id', description: 'key id (UUID)' }],
+  options: {
+    grace: { type: 'string', valueName: 'DURATION', description: 'how long the old key keeps working, 0s-30d (default 24h)' },
+  },
+};
+
+const rotate: Command = {
+  spec: rotateSpec,
+  async run(context, { values, positionals, json }) {
+    const id = unwrap(validateId(positionals[0]));
+    const { graceMs } = unwrap(validateRotate(definedOnly({ grace: stringOption(values, 'grace') })));
+    const { repo } = await context.store();
+    const { row, plaintextKey } = await repo.keys.rotate(id, graceMs, context.actor);
+    if (json) {
+      printJson(context.output, { key: row, plaintextKey, notice: ONCE_NOTICE });
+      return 0;
+    }
+    context.output.out(`Rotated key ${row.id}\n`);
+    printRecord(context.output, [...keyRecord(row), ['old key works until', row.previousKeyExpiresAt ?? 'now']]);
+    context.output.out(`\n  ${plaintextKey}\n\n${ONCE_NOTICE}\n`);
+    return 0;
+  },
+};
+
+const revokeSpec: CommandSpec = {
+  name: 'keys revoke',
+  summary: 'Revoke a key at once (its previous key too, if still in a grace window).',
+  positionals: [{ name: 'id', description: 'key id (UUID)' }],
+};
+
+const revoke: Command = {
+  spec: revokeSpec,
+  async run(context, { positionals, json }) {
+    const id = unwrap(validateId(positionals[0]));
+    const { repo } = await context.store();
+    const row = await repo.keys.revoke(id, context.actor);
+    if (json) printJson(context.output, { key: row });
+    else context.output.out(`Revoked key ${row.id} (${row.name})\n`);
+    return 0;
+  },
+};
+
+export const keysGroup: CommandGroup = {
+  name: 'keys',
+  summary: 'Manage system API keys (the keys clients present to the gateway).',
+  commands: [create, list, rotate, revoke],
+};
+
+const KEY_COLUMNS: readonly Column<SystemKeyRow>[] = [
+  { header: 'id', value: (k) => k.id },
+  { header: 'name', value: (k) => k.name },
+  { header: 'tenant', value: (k) => k.tenantId },
+  { header: 'prefix', value: (k) => k.keyPrefix },
+  { header: 'status', value: (k) => k.status },
+  { header: 'expires', value: (k) => k.expiresAt },
+  { header: 'allowed ips', value: (k) => k.allowedIps },
+  { header: 'rotate days', value: (k) => k.rotateAfterDays },
+  { header: 'last rotated', value: (k) => k.lastRotatedAt },
+  { header: 'last used', value: (k) => k.lastUsedAt },
+];
+
+function keyRecord(row: SystemKeyRow): [string, unknown][] {
+  return [
+    ['name', row.name],
+    ['tenant', row.tenantId],
+    ['prefix', row.keyPrefix],
+    ['status', row.status],
+    ['expires', row.expiresAt],
+    ['allowed ips', row.allowedIps.length === 0 ? 'any' : row.allowedIps],
+    ['rotate after days', row.rotateAfterDays],
+  ];
+}

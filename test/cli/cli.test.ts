@@ -1,0 +1,447 @@
+// The built `keypool` command end to end: spawned as users run it (node dist/src/cli/main.js), on the embedded
+// store (PGlite in a temporary data dir) and on a fresh PostgreSQL database. Checks output, exit codes and that
+// an upstream secret never reaches stdout or stderr.
+import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import postgres from 'postgres';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const CLI = join(ROOT, 'dist/src/cli/main.js');
+const UPSTREAM_SECRET = `sk-test-${randomBytes(18).toString('hex')}`;
+const SECRET_MARKER = UPSTREAM_SECRET.slice(8, 28);
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const MISSING_ID = '00000000-0000-4000-8000-000000000000';
+/** Each run starts a Node process (and PGlite, ~1 s alone); a busy 2-core machine can make that 10x slower. */
+const SLOW_TEST_MS = 240_000;
+
+interface Run {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Every stdout/stderr the tests saw, checked at the end for the upstream secret. */
+const transcript: string[] = [];
+
+function run(args: readonly string[], env: Record<string, string | undefined>, input?: string): Promise<Run> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], {
+      cwd: ROOT,
+      env: env as NodeJS.ProcessEnv,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      transcript.push(stdout, stderr);
+      resolvePromise({ code, stdout, stderr });
+    });
+    child.stdin.end(input ?? '');
+  });
+}
+
+function baseEnv(extra: Record<string, string | undefined>): Record<string, string | undefined> {
+  const env: Record<string, string | undefined> = { ...process.env, LOG_LEVEL: 'silent', ...extra };
+  for (const name of ['DATABASE_URL', 'KEYPOOL_DATA_DIR', 'KEYPOOL_ENCRYPTION_KEYS', 'KEYPOOL_KEY_PEPPER', 'UPSTREAM_FROM_ENV']) {
+    if (!(name in extra)) delete env[name];
+  }
+  return env;
+}
+
+const secretsEnv = {
+  KEYPOOL_ENCRYPTION_KEYS: `v1:${randomBytes(32).toString('base64')}`,
+  KEYPOOL_KEY_PEPPER: `base64:${randomBytes(32).toString('base64')}`,
+};
+
+function parseJson<T>(result: Run): T {
+  expect(result.stderr).toBe('');
+  expect(result.code).toBe(0);
+  return JSON.parse(result.stdout) as T;
+}
+
+beforeAll(() => {
+  if (!existsSync(CLI)) {
+    // `npm test` builds first; a direct `npx vitest run test/cli` may not have.
+    const build = spawnSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'], {
+      cwd: ROOT,
+      encoding: 'utf8',
+    });
+    if (!existsSync(CLI)) throw new Error(`build failed:\n${build.stdout}\n${build.stderr}`);
+  }
+});
+
+afterAll(() => {
+  // The one invariant over every run: the upstream secret never appears in any output.
+  for (const text of transcript) expect(text).not.toContain(SECRET_MARKER);
+});
+
+describe('keypool CLI on the embedded store', { timeout: SLOW_TEST_MS }, () => {
+  let dataDir: string;
+  let env: Record<string, string | undefined>;
+  const cli = (args: readonly string[], input?: string, extra: Record<string, string> = {}) => run(args, { ...env, ...extra }, input);
+
+  beforeAll(async () => {
+    dataDir = await mkdtemp(join(tmpdir(), 'kp-cli-'));
+    env = baseEnv({ KEYPOOL_DATA_DIR: dataDir, ...secretsEnv });
+  });
+
+  afterAll(async () => {
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('refuses to work before migrate, then migrates idempotently', async () => {
+    const before = await cli(['keys', 'list']);
+    expect(before.code).toBe(1);
+    expect(before.stderr).toContain('keypool migrate');
+
+    const first = await cli(['migrate', '--json']);
+    expect(parseJson<{ applied: string[] }>(first).applied.length).toBeGreaterThan(0);
+    const second = await cli(['migrate']);
+    expect(second.code).toBe(0);
+    expect(second.stdout).toMatch(/up to date/);
+  });
+
+  let keyId = '';
+
+  it('creates a key, prints it once, and lists it without the key', async () => {
+    const created = await cli([
+      'keys',
+      'create',
+      '--name',
+      'ci-bot',
+      '--tenant',
+      'acme',
+      '--allowed-ips',
+      '10.0.0.0/8,2001:db8::/32',
+      '--expires-in',
+      '90d',
+      '--rotate-after-days',
+      '30',
+    ]);
+    expect(created.code).toBe(0);
+    const plaintext = /\b(kp_[A-Za-z0-9]{32,})\b/.exec(created.stdout)?.[1];
+    expect(plaintext).toBeDefined();
+    expect(created.stdout).toMatch(/shown only once/);
+    keyId = /Created key ([0-9a-f-]{36})/.exec(created.stdout)?.[1] ?? '';
+    expect(keyId).toMatch(UUID_RE);
+
+    const listed = await cli(['keys', 'list']);
+    expect(listed.code).toBe(0);
+    expect(listed.stdout).toContain('ci-bot');
+    expect(listed.stdout).toContain('10.0.0.0/8,2001:db8::/32');
+    expect(listed.stdout).not.toContain(plaintext!);
+
+    const json = parseJson<Array<Record<string, unknown>>>(await cli(['keys', 'list', '--json']));
+    const row = json.find((k) => k.id === keyId);
+    expect(row).toMatchObject({ name: 'ci-bot', tenantId: 'acme', status: 'active', rotateAfterDays: 30 });
+    expect(row?.allowedIps).toEqual(['10.0.0.0/8', '2001:db8::/32']);
+    expect(JSON.stringify(json)).not.toContain(plaintext!);
+  });
+
+  it('creates a key with --json: the plaintext under plaintextKey, once', async () => {
+    const out = parseJson<{ key: { id: string; keyPrefix: string }; plaintextKey: string }>(
+      await cli(['keys', 'create', '--name', 'json-bot', '--json']),
+    );
+    expect(out.plaintextKey).toMatch(/^kp_[A-Za-z0-9]{32,}$/);
+    expect(out.plaintextKey.startsWith(out.key.keyPrefix)).toBe(true);
+    expect(out.key.id).toMatch(UUID_RE);
+  });
+
+  it('rotates with a grace window and revokes', async () => {
+    const rotated = parseJson<{ key: { id: string; previousKeyExpiresAt: string }; plaintextKey: string }>(
+      await cli(['keys', 'rotate', keyId, '--grace', '24h', '--json']),
+    );
+    expect(rotated.key.id).toBe(keyId);
+    expect(rotated.plaintextKey).toMatch(/^kp_/);
+    const graceEndMs = Date.parse(rotated.key.previousKeyExpiresAt);
+    expect(Math.abs(graceEndMs - (Date.now() + 86_400_000))).toBeLessThan(120_000);
+
+    const revoked = await cli(['keys', 'revoke', keyId]);
+    expect(revoked.code).toBe(0);
+    expect(revoked.stdout).toContain(`Revoked key ${keyId}`);
+    const rows = parseJson<Array<{ id: string; status: string }>>(await cli(['keys', 'list', '--json']));
+    expect(rows.find((k) => k.id === keyId)?.status).toBe('revoked');
+  });
+
+  it('lists keys due for rotation (none yet)', async () => {
+    const due = await cli(['keys', 'list', '--due', '--json']);
+    expect(parseJson<unknown[]>(due)).toEqual([]);
+  });
+
+  let accountId = '';
+
+  it('adds an account with the key on stdin (one trailing newline trimmed)', async () => {
+    const added = await cli(['accounts', 'add', '--provider', 'openai', '--name', 'main', '--weight', '5', '--json'], `${UPSTREAM_SECRET}\n`);
+    const { account } = parseJson<{ account: { id: string; keyLast4: string; weight: number; status: string } }>(added);
+    expect(account).toMatchObject({ keyLast4: UPSTREAM_SECRET.slice(-4), weight: 5, status: 'active' });
+    accountId = account.id;
+  });
+
+  it('adds accounts with CRLF stdin and with --key-env, and lists them without secrets', async () => {
+    const added = await cli(
+      ['accounts', 'add', '--provider', 'anthropic', '--name', 'backup', '--tier', '1', '--rpm', '50', '--tag', 'team=ml'],
+      `${UPSTREAM_SECRET}\r\n`,
+    );
+    expect(added.code).toBe(0);
+    const withEnv = await cli(['accounts', 'add', '--provider', 'anthropic', '--name', 'env', '--key-env', 'UPSTREAM_FROM_ENV'], undefined, {
+      UPSTREAM_FROM_ENV: UPSTREAM_SECRET,
+    });
+    expect(withEnv.code).toBe(0);
+    expect(withEnv.stdout).toContain(`...${UPSTREAM_SECRET.slice(-4)}`);
+
+    const table = await cli(['accounts', 'list']);
+    expect(table.code).toBe(0);
+    expect(table.stdout).toMatch(/openai\s+main/);
+    const rows = parseJson<Array<{ providerSlug: string; name: string }>>(await cli(['accounts', 'list', '--provider', 'anthropic', '--json']));
+    expect(rows.map((r) => r.name).sort()).toEqual(['backup', 'env']);
+  });
+
+  it('disables and enables an account', async () => {
+    const disabled = parseJson<{ account: { status: string; disabledReason: string } }>(
+      await cli(['accounts', 'disable', accountId, '--reason', 'quota exhausted', '--json']),
+    );
+    expect(disabled.account).toMatchObject({ status: 'disabled', disabledReason: 'quota exhausted' });
+    const enabled = parseJson<{ account: { status: string } }>(await cli(['accounts', 'enable', accountId, '--json']));
+    expect(enabled.account.status).toBe('active');
+  });
+
+  it('adds, lists and removes a mapping', async () => {
+    const added = parseJson<{ mapping: { id: string; priority: number } }>(
+      await cli(['mappings', 'add', '--pattern', 'kp_team', '--match', 'prefix', '--priority', '1', '--tenant-id', 'team-a', '--tenant-type', 'internal', '--json']),
+    );
+    expect(added.mapping.priority).toBe(1);
+    const listed = await cli(['mappings', 'list']);
+    expect(listed.stdout).toMatch(/prefix\s+kp_team\s+1\s+team-a/);
+    const removed = await cli(['mappings', 'remove', added.mapping.id]);
+    expect(removed.code).toBe(0);
+    const after = parseJson<Array<{ id: string }>>(await cli(['mappings', 'list', '--json']));
+    expect(after.some((m) => m.id === added.mapping.id)).toBe(false);
+  });
+
+  it('sets and reads settings', async () => {
+    expect((await cli(['config', 'set', 'priority.enabled', 'true'])).stdout).toBe('priority.enabled = true\n');
+    expect((await cli(['config', 'set', 'priority.default_priority', '5'])).code).toBe(0);
+    expect(parseJson<Record<string, unknown>>(await cli(['config', 'get', '--json']))).toEqual({
+      'priority.enabled': true,
+      'priority.default_priority': 5,
+      'priority.cache_ttl_sec': 300,
+    });
+    expect(parseJson(await cli(['config', 'get', 'priority.enabled', '--json']))).toEqual({ name: 'priority.enabled', value: true });
+  });
+
+  it('re-encrypts account keys under a new key-ring version', async () => {
+    const ring = `v2:${randomBytes(32).toString('base64')},${secretsEnv.KEYPOOL_ENCRYPTION_KEYS}`;
+    const result = await cli(['crypto', 'reencrypt'], undefined, { KEYPOOL_ENCRYPTION_KEYS: ring });
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/v2/);
+    const rows = parseJson<Array<{ keyVersion: string }>>(await cli(['accounts', 'list', '--json'], undefined, { KEYPOOL_ENCRYPTION_KEYS: ring }));
+    expect(rows.every((r) => r.keyVersion === 'v2')).toBe(true);
+  });
+
+  describe('bad input exits 2 with a clear message', () => {
+    it.each([
+      ['bad CIDR', ['keys', 'create', '--name', 'x', '--allowed-ips', '10.0.0.0/33'], /--allowed-ips: .*10\.0\.0\.0\/33/],
+      ['octal IPv4', ['keys', 'create', '--name', 'x', '--allowed-ips', '010.0.0.1'], /--allowed-ips: .*four decimal parts/],
+      ['bad duration', ['keys', 'create', '--name', 'x', '--expires-in', '90 days'], /not a duration/],
+      ['missing name', ['keys', 'create'], /--name is required/],
+      ['bad grace', ['keys', 'rotate', MISSING_ID, '--grace', '31d'], /grace/],
+      ['bad UUID', ['keys', 'revoke', 'not-a-uuid'], /<id>: "not-a-uuid" is not a UUID/],
+      ['missing id', ['keys', 'revoke'], /missing argument <id>/],
+      ['unknown flag', ['keys', 'list', '--bogus'], /unknown option --bogus/],
+      ['unknown command', ['keys', 'frobnicate'], /unknown command/],
+      ['unknown group', ['frobnicate'], /unknown command/],
+      ['flag without value', ['keys', 'create', '--name'], /--name needs a value/],
+      ['bad priority', ['mappings', 'add', '--pattern', 'a', '--match', 'exact', '--priority', '10'], /between 0 and 9/],
+      ['bad match type', ['mappings', 'add', '--pattern', 'a', '--match', 'glob', '--priority', '1'], /glob/],
+      ['unsafe regex', ['mappings', 'add', '--pattern', '^(a+)+$', '--match', 'regex', '--priority', '1'], /pattern/],
+      ['unknown setting', ['config', 'set', 'priority.enable', 'true'], /unknown setting/],
+      ['bad setting value', ['config', 'set', 'priority.enabled', 'maybe'], /not a boolean/],
+      ['bad weight', ['accounts', 'add', '--provider', 'openai', '--name', 'w', '--weight', '1001'], /--weight: must be between 0 and 1000/],
+      ['--key-env with a value', ['accounts', 'add', '--provider', 'openai', '--name', 'w', '--key-env', 'sk-abc.def'], /NAME of an environment variable/],
+      ['--key-env unset', ['accounts', 'add', '--provider', 'openai', '--name', 'w', '--key-env', 'KP_DEFINITELY_UNSET'], /not set/],
+    ])('%s', async (_label, args, message) => {
+      const result = await cli(args);
+      expect(result.code).toBe(2);
+      expect(result.stderr).toMatch(message);
+      expect(result.stdout).toBe('');
+    });
+
+    it('with --json, errors are JSON on stderr in the admin API shape', async () => {
+      const result = await cli(['keys', 'create', '--allowed-ips', '010.0.0.1', '--json']);
+      expect(result.code).toBe(2);
+      expect(result.stdout).toBe('');
+      const body = JSON.parse(result.stderr) as { error: { code: string; field: string; details: Array<{ field: string; code: string }> } };
+      expect(body.error).toMatchObject({ code: 'required', field: '--name' });
+      expect(body.error.details).toContainEqual(expect.objectContaining({ field: '--allowed-ips', code: 'invalid_cidr' }));
+      const usage = await cli(['keys', 'list', '--nope', '--json']);
+      expect(JSON.parse(usage.stderr)).toMatchObject({ error: { code: 'usage' } });
+    });
+
+    it('unknown provider (checked against the store, before any secret is read)', async () => {
+      const result = await cli(['accounts', 'add', '--provider', 'nope', '--name', 'x'], `${UPSTREAM_SECRET}\n`);
+      expect(result.code).toBe(2);
+      expect(result.stderr).toMatch(/unknown provider "nope"; known: .*openai/);
+    });
+
+    it('unknown ids', async () => {
+      for (const args of [
+        ['keys', 'revoke', MISSING_ID],
+        ['keys', 'rotate', MISSING_ID],
+        ['accounts', 'disable', MISSING_ID],
+        ['mappings', 'remove', MISSING_ID],
+      ]) {
+        const result = await cli(args);
+        expect(result.code, args.join(' ')).toBe(2);
+        expect(result.stderr).toMatch(/not found/i);
+      }
+    });
+
+    it('a duplicate name is a conflict', async () => {
+      const result = await cli(['accounts', 'add', '--provider', 'openai', '--name', 'main'], `${UPSTREAM_SECRET}-other\n`);
+      expect(result.code).toBe(2);
+    });
+
+    it.each([
+      ['--key', ['--key', UPSTREAM_SECRET]],
+      ['--api-key=', [`--api-key=${UPSTREAM_SECRET}`]],
+      ['a positional', [UPSTREAM_SECRET]],
+    ])('refuses the upstream key in argv (%s) without echoing it', async (_label, extra) => {
+      const result = await cli(['accounts', 'add', '--provider', 'openai', '--name', 'argv', ...extra]);
+      expect(result.code).toBe(2);
+      expect(result.stderr).not.toContain(SECRET_MARKER);
+      if (extra[0]!.startsWith('--')) expect(result.stderr).toMatch(/stdin|--key-env/);
+    });
+
+    it.each([
+      ['empty stdin', ''],
+      ['whitespace inside', `${UPSTREAM_SECRET} ${UPSTREAM_SECRET}`],
+      ['two lines', `${UPSTREAM_SECRET}\n${UPSTREAM_SECRET}\n`],
+    ])('refuses a bad secret on stdin (%s) without echoing it', async (_label, input) => {
+      const result = await cli(['accounts', 'add', '--provider', 'openai', '--name', 'bad-secret'], input);
+      expect(result.code).toBe(2);
+      expect(result.stderr).toMatch(/the API key \(stdin or --key-env\)/);
+    });
+  });
+
+  it('prints help for every command and exits 0', async () => {
+    for (const args of [['--help'], ['keys', '--help'], ['keys', 'create', '--help'], ['accounts', 'add', '-h'], ['config', 'set', '--help'], ['serve', '--help']]) {
+      const result = await cli(args);
+      expect(result.code, args.join(' ')).toBe(0);
+      expect(result.stdout).toMatch(/Usage: keypool/);
+    }
+  });
+});
+
+describe('keypool serve with the CLI in a second terminal (embedded store)', { timeout: SLOW_TEST_MS }, () => {
+  let dataDir: string;
+  let env: Record<string, string | undefined>;
+
+  beforeAll(async () => {
+    dataDir = await mkdtemp(join(tmpdir(), 'kp-cli-serve-'));
+    env = baseEnv({
+      KEYPOOL_DATA_DIR: dataDir,
+      KEYPOOL_GRPC_LISTEN: '127.0.0.1:0',
+      KEYPOOL_ADMIN_LISTEN: '127.0.0.1:0',
+      KEYPOOL_DEMO_SEED: 'false',
+      ...secretsEnv,
+    });
+  });
+
+  afterAll(async () => {
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('writes through the running server and stops cleanly on SIGTERM', async () => {
+    const server = spawn(process.execPath, [CLI, 'serve'], { cwd: ROOT, env: env as NodeJS.ProcessEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+    let serverOut = '';
+    server.stdout.on('data', (chunk: Buffer) => (serverOut += chunk.toString()));
+    server.stderr.on('data', (chunk: Buffer) => (serverOut += chunk.toString()));
+    const exited = new Promise<number | null>((done) => server.on('exit', (code) => done(code)));
+    try {
+      const deadline = Date.now() + 120_000;
+      while (!/listening/i.test(serverOut)) {
+        if (Date.now() > deadline || server.exitCode !== null) throw new Error(`keypool serve did not start:\n${serverOut}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const created = parseJson<{ key: { id: string } }>(await run(['keys', 'create', '--name', 'while-serving', '--json'], env));
+      const rows = parseJson<Array<{ id: string }>>(await run(['keys', 'list', '--json'], env));
+      expect(rows.map((r) => r.id)).toContain(created.key.id);
+      const added = await run(['accounts', 'add', '--provider', 'openai', '--name', 'serving'], env, UPSTREAM_SECRET);
+      expect(added.code).toBe(0);
+    } finally {
+      server.kill('SIGTERM');
+      const timer = setTimeout(() => server.kill('SIGKILL'), 20_000);
+      const code = await exited;
+      clearTimeout(timer);
+      transcript.push(serverOut);
+      expect(code, serverOut).toBe(0);
+    }
+  });
+});
+
+describe('keypool CLI on PostgreSQL', { timeout: SLOW_TEST_MS }, () => {
+  const adminUrl = process.env.KEYPOOL_TEST_PG_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+  const database = `kp_cli_${randomBytes(6).toString('hex')}`;
+  let admin: ReturnType<typeof postgres> | null = null;
+  let available = false;
+  let env: Record<string, string | undefined> = {};
+
+  beforeAll(async () => {
+    admin = postgres(adminUrl, { max: 1, onnotice: () => undefined, connect_timeout: 5 });
+    try {
+      await admin.unsafe(`CREATE DATABASE ${database}`);
+      available = true;
+    } catch (error) {
+      await admin.end({ timeout: 1 }).catch(() => undefined);
+      admin = null;
+      if (process.env.KEYPOOL_REQUIRE_SERVICES === '1') throw error;
+      console.warn(`PostgreSQL unreachable at ${adminUrl}: skipping the PostgreSQL CLI tests (${String(error)})`);
+      return;
+    }
+    const url = new URL(adminUrl);
+    url.pathname = `/${database}`;
+    env = baseEnv({ DATABASE_URL: url.toString(), KEYPOOL_DATA_DIR: join(tmpdir(), `${database}-unused`), ...secretsEnv });
+  });
+
+  afterAll(async () => {
+    if (admin) {
+      await admin.unsafe(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`).catch(() => undefined);
+      await admin.end({ timeout: 5 });
+    }
+  });
+
+  it('migrates, creates and lists a key, adds and lists an account', async (ctx) => {
+    if (!available) ctx.skip();
+    expect((await run(['keys', 'list'], env)).code).toBe(1);
+    expect((await run(['migrate'], env)).code).toBe(0);
+
+    const created = parseJson<{ key: { id: string }; plaintextKey: string }>(
+      await run(['keys', 'create', '--name', 'pg-bot', '--allowed-ips', '192.168.1.0/24', '--json'], env),
+    );
+    const rows = parseJson<Array<{ id: string; allowedIps: string[] }>>(await run(['keys', 'list', '--json'], env));
+    expect(rows.find((r) => r.id === created.key.id)?.allowedIps).toEqual(['192.168.1.0/24']);
+    expect(JSON.stringify(rows)).not.toContain(created.plaintextKey);
+
+    const added = await run(['accounts', 'add', '--provider', 'openai', '--name', 'pg'], env, UPSTREAM_SECRET);
+    expect(added.code).toBe(0);
+    const accounts = await run(['accounts', 'list'], env);
+    expect(accounts.stdout).toMatch(/openai\s+pg/);
+  });
+
+  it('requires the secrets from the environment on PostgreSQL', async (ctx) => {
+    if (!available) ctx.skip();
+    const result = await run(['keys', 'list'], { ...env, KEYPOOL_ENCRYPTION_KEYS: undefined, KEYPOOL_KEY_PEPPER: undefined });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/KEYPOOL_ENCRYPTION_KEYS/);
+  });
+});
