@@ -1,0 +1,183 @@
+// Pure translation between ext_proc messages and the core's vocabulary. No gRPC objects, no I/O.
+// Envoy facts this file encodes (see DESIGN.md "Protocol facts that bite"):
+// - header values arrive in raw_value (bytes) since Envoy 1.27; `value` is the legacy fallback;
+// - a mutation must set ONLY raw_value (both -> rejected, value only -> empty header);
+// - ext_proc honours the deprecated `append` BoolValue, not append_action: send append=false;
+// - a CR/LF/NUL anywhere rejects the whole mutation, so refuse to build one;
+// - an ImmediateResponse without a status is sent as 200: always set it.
+import { deny } from '../../core/errors.js';
+import type { Decision, Deny, HeaderBag, HeaderPairs, RequestView } from '../../core/types.js';
+import type {
+  HeaderMapMsg,
+  HeaderMutationMsg,
+  HeaderValueOptionMsg,
+  HttpHeadersMsg,
+  ProcessingRequestMsg,
+  ProcessingResponseMsg,
+  StructMsg,
+} from './messages.js';
+
+/** Key of ext_proc's own entry in ProcessingRequest.attributes. */
+export const EXT_PROC_ATTRIBUTES_KEY = 'envoy.filters.http.ext_proc';
+export const SOURCE_ADDRESS_ATTRIBUTE = 'source.address';
+
+/** Thrown when a decision cannot be expressed safely on the wire (a bug upstream of the codec). */
+export class UnsafeHeaderError extends Error {
+  constructor(what: string) {
+    super(`keypool: refusing to emit header ${what}`);
+    this.name = 'UnsafeHeaderError';
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Envoy -> core
+// ---------------------------------------------------------------------------------------------
+
+/** Lower-case names; raw_value decoded as UTF-8, else value; repeated names collected in order. */
+export function headerBagFrom(map: HeaderMapMsg | undefined): HeaderBag {
+  // Null prototype: a header literally named `__proto__` must stay data.
+  const bag: Record<string, string | string[]> = Object.create(null) as Record<string, string | string[]>;
+  for (const h of map?.headers ?? []) {
+    if (!h.key) continue;
+    const name = h.key.toLowerCase();
+    const value = h.raw_value && h.raw_value.length > 0 ? Buffer.from(h.raw_value).toString('utf8') : (h.value ?? '');
+    const prev = bag[name];
+    if (prev === undefined) bag[name] = value;
+    else if (typeof prev === 'string') bag[name] = [prev, value];
+    else prev.push(value);
+  }
+  return bag;
+}
+
+/**
+ * Envoy's trusted client address (`1.2.3.4:5678`, `[::1]:443`) from the `source.address`
+ * attribute; null when Envoy did not send it (request_attributes not configured).
+ * Envoy >= 1.27 puts attributes on ProcessingRequest (field 9); older ones on HttpHeaders (field 2).
+ */
+export function clientAddressFrom(request: ProcessingRequestMsg, headers: HttpHeadersMsg | undefined): string | null {
+  return (
+    sourceAddressIn(request.attributes?.[EXT_PROC_ATTRIBUTES_KEY]) ??
+    sourceAddressIn(headers?.attributes?.[EXT_PROC_ATTRIBUTES_KEY]) ??
+    null
+  );
+}
+
+function sourceAddressIn(struct: StructMsg | undefined): string | undefined {
+  const value = struct?.fields?.[SOURCE_ADDRESS_ATTRIBUTE]?.stringValue;
+  return value ? value : undefined;
+}
+
+/** The RequestView for a request_headers message; `provider` comes from the stream's gRPC metadata. */
+export function requestViewFrom(request: ProcessingRequestMsg, provider: string): RequestView {
+  const headers = request.request_headers;
+  return {
+    headers: headerBagFrom(headers?.headers),
+    clientAddress: clientAddressFrom(request, headers),
+    provider,
+  };
+}
+
+/** The upstream status from a response_headers message's `:status`; null when absent or not 100..599. */
+export function statusFrom(headers: HeaderBag): number | null {
+  const raw = headers[':status'];
+  const text = typeof raw === 'string' ? raw : raw?.[0];
+  if (!text || !/^[1-5]\d\d$/.test(text)) return null;
+  return Number(text);
+}
+
+// ---------------------------------------------------------------------------------------------
+// core -> Envoy
+// ---------------------------------------------------------------------------------------------
+
+/** Answer to request_headers: a header mutation on Allow, an ImmediateResponse on Deny. Throws UnsafeHeaderError. */
+export function responseForDecision(decision: Decision): ProcessingResponseMsg {
+  if (decision.kind === 'deny') return immediateResponseFor(decision);
+  return {
+    request_headers: {
+      response: {
+        header_mutation: {
+          remove_headers: decision.removeHeaders.map((name) => checkedName(name)),
+          set_headers: setHeadersFrom(decision.setHeaders),
+        },
+      },
+    },
+  };
+}
+
+/** ImmediateResponse carrying the deny's explicit status, JSON body, headers, and its code as details. */
+export function immediateResponseFor(deny: Deny): ProcessingResponseMsg {
+  if (!Number.isInteger(deny.status) || deny.status < 200 || deny.status > 599) {
+    throw new UnsafeHeaderError(`status ${String(deny.status)}`);
+  }
+  const extra = deny.headers.filter(([name]) => name.toLowerCase() !== 'content-type');
+  const headers: HeaderMutationMsg = {
+    set_headers: setHeadersFrom([['content-type', 'application/json'], ...extra]),
+  };
+  return {
+    immediate_response: {
+      status: { code: deny.status },
+      headers,
+      body: Buffer.from(deny.body, 'utf8'),
+      // Lands in Envoy's response code details (%RESPONSE_CODE_DETAILS% in access logs).
+      details: detailsFor(deny.code),
+    },
+  };
+}
+
+/** The answer for a stream keypool cannot decide (engine threw, unsafe decision, nonsense order). */
+export function unavailableResponse(): ProcessingResponseMsg {
+  return immediateResponseFor(KEYPOOL_UNAVAILABLE);
+}
+
+/** Answer to a response_headers message: no mutation, continue. */
+export const RESPONSE_HEADERS_CONTINUE: ProcessingResponseMsg = Object.freeze({ response_headers: {} });
+
+/** CONTINUE answers for messages keypool never asks for (bodies, trailers). */
+export function continueResponseFor(kind: string): ProcessingResponseMsg | null {
+  switch (kind) {
+    case 'request_headers':
+      return { request_headers: {} };
+    case 'response_headers':
+      return { response_headers: {} };
+    case 'request_body':
+      return { request_body: {} };
+    case 'response_body':
+      return { response_body: {} };
+    case 'request_trailers':
+      return { request_trailers: {} };
+    case 'response_trailers':
+      return { response_trailers: {} };
+    default:
+      return null;
+  }
+}
+
+function setHeadersFrom(pairs: HeaderPairs): HeaderValueOptionMsg[] {
+  return pairs.map(([name, value]) => ({
+    header: { key: checkedName(name), raw_value: Buffer.from(checkedValue(name, value), 'utf8') },
+    append: { value: false },
+  }));
+}
+
+// RFC 9110 token characters; pseudo-headers (`:path`) keep their leading colon.
+const HEADER_NAME = /^:?[!#$%&'*+\-.^_`|~0-9a-z]+$/;
+const FORBIDDEN_IN_VALUE = /[\r\n\0]/;
+
+function checkedName(name: string): string {
+  const lower = name.toLowerCase();
+  if (!HEADER_NAME.test(lower)) throw new UnsafeHeaderError(`name ${JSON.stringify(name)}`);
+  return lower;
+}
+
+function checkedValue(name: string, value: string): string {
+  if (FORBIDDEN_IN_VALUE.test(value)) throw new UnsafeHeaderError(`${name}: value contains CR, LF or NUL`);
+  return value;
+}
+
+function detailsFor(code: string): string {
+  // Envoy wants response code details without whitespace; deny codes are snake_case already.
+  return code.replace(/[^A-Za-z0-9_.-]/g, '_');
+}
+
+/** keypool's internal-error denial (503 keypool_unavailable, OpenAI error shape). */
+export const KEYPOOL_UNAVAILABLE: Deny = deny('keypool_unavailable');

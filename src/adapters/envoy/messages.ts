@@ -1,0 +1,104 @@
+// Plain-object shapes of the ext_proc messages keypool reads and writes, as @grpc/proto-loader
+// produces and accepts them with LOADER_OPTIONS (keepCase, enums as strings, defaults off, oneofs
+// on, bytes as Buffer). Only the fields keypool uses are declared; field numbers are in the comments
+// so they can be checked against proto/deps/envoy-api (the test in test/envoy/protos.test.ts does).
+
+/** envoy.config.core.v3.HeaderValue */
+export interface HeaderValueMsg {
+  key?: string; // 1
+  value?: string; // 2 (legacy; Envoy >= 1.27 sends raw_value)
+  raw_value?: Uint8Array; // 3
+}
+
+/** envoy.config.core.v3.HeaderMap */
+export interface HeaderMapMsg {
+  headers?: HeaderValueMsg[]; // 1
+}
+
+/**
+ * google.protobuf.Value as protobufjs decodes it. NOTE: protobufjs resolves google/protobuf/struct.proto
+ * to its built-in definition whose field names are camelCase, so keepCase does not apply here
+ * (`stringValue`, not `string_value`; the oneof discriminator `kind` is `'stringValue'`).
+ */
+export interface StructValueMsg {
+  kind?: string;
+  nullValue?: string;
+  numberValue?: number;
+  stringValue?: string;
+  boolValue?: boolean;
+  structValue?: StructMsg;
+  listValue?: { values?: StructValueMsg[] };
+}
+
+/** google.protobuf.Struct */
+export interface StructMsg {
+  fields?: Record<string, StructValueMsg>;
+}
+
+/** envoy.service.ext_proc.v3.HttpHeaders */
+export interface HttpHeadersMsg {
+  headers?: HeaderMapMsg; // 1
+  attributes?: Record<string, StructMsg>; // 2 (deprecated; moved to ProcessingRequest.attributes)
+  end_of_stream?: boolean; // 3
+}
+
+export type ProcessingRequestKind =
+  | 'request_headers'
+  | 'response_headers'
+  | 'request_body'
+  | 'response_body'
+  | 'request_trailers'
+  | 'response_trailers';
+
+/** envoy.service.ext_proc.v3.ProcessingRequest */
+export interface ProcessingRequestMsg {
+  request?: ProcessingRequestKind | string; // oneof discriminator
+  request_headers?: HttpHeadersMsg; // 2
+  response_headers?: HttpHeadersMsg; // 3
+  request_body?: { body?: Uint8Array; end_of_stream?: boolean }; // 4
+  response_body?: { body?: Uint8Array; end_of_stream?: boolean }; // 5
+  request_trailers?: { trailers?: HeaderMapMsg }; // 6
+  response_trailers?: { trailers?: HeaderMapMsg }; // 7
+  attributes?: Record<string, StructMsg>; // 9
+  observability_mode?: boolean; // 10
+}
+
+/** envoy.config.core.v3.HeaderValueOption; `append` is google.protobuf.BoolValue (2). */
+export interface HeaderValueOptionMsg {
+  header: { key: string; raw_value: Buffer }; // 1
+  append: { value: boolean }; // 2
+}
+
+/** envoy.service.ext_proc.v3.HeaderMutation */
+export interface HeaderMutationMsg {
+  set_headers?: HeaderValueOptionMsg[]; // 1
+  remove_headers?: string[]; // 2
+}
+
+/** envoy.service.ext_proc.v3.CommonResponse (status CONTINUE = default, left unset). */
+export interface CommonResponseMsg {
+  header_mutation?: HeaderMutationMsg; // 2
+}
+
+/** envoy.service.ext_proc.v3.HeadersResponse */
+export interface HeadersResponseMsg {
+  response?: CommonResponseMsg; // 1
+}
+
+/** envoy.service.ext_proc.v3.ImmediateResponse */
+export interface ImmediateResponseMsg {
+  status: { code: number }; // 1 (envoy.type.v3.HttpStatus, code = 1)
+  headers?: HeaderMutationMsg; // 2
+  body?: Buffer; // 3
+  details?: string; // 5
+}
+
+/** envoy.service.ext_proc.v3.ProcessingResponse: exactly one member is set. */
+export type ProcessingResponseMsg =
+  | { request_headers: HeadersResponseMsg } // 1
+  | { response_headers: HeadersResponseMsg } // 2
+  | { request_body: { response?: CommonResponseMsg } } // 3
+  | { response_body: { response?: CommonResponseMsg } } // 4
+  | { request_trailers: { header_mutation?: HeaderMutationMsg } } // 5
+  | { response_trailers: { header_mutation?: HeaderMutationMsg } } // 6
+  | { immediate_response: ImmediateResponseMsg }; // 7

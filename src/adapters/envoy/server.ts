@@ -1,0 +1,113 @@
+// The gRPC server Envoy's ext_proc filter talks to: envoy.service.ext_proc.v3.ExternalProcessor
+// (one bidi stream per proxied HTTP request) plus grpc.health.v1.Health for Envoy's health checker.
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import type { DecisionEngine } from '../../ports.js';
+import { loadProtos, EXT_PROC_SERVICE } from './protos.js';
+import { ProcessStream, type ProcessStreamDeps } from './stream.js';
+import { HealthService } from './health.js';
+import type { ProcessingRequestMsg, ProcessingResponseMsg } from './messages.js';
+import { DEFAULT_RETRY_CONTEXT, RetryContexts, type RetryContextOptions } from './retry-context.js';
+
+export interface ExtProcServerOptions {
+  /** host:port to bind, e.g. `0.0.0.0:50051`; port 0 asks the OS for a free one. */
+  readonly listen: string;
+  readonly engine: DecisionEngine;
+  readonly logger: Logger;
+  /** gRPC metadata key carrying the route's provider (set per route via ExtProcPerRoute grpc_initial_metadata). */
+  readonly providerMetadataKey?: string | undefined;
+  /** How long shutdown() lets open streams finish before cancelling them. */
+  readonly drainTimeoutMs?: number | undefined;
+  /** How often Health/Watch streams re-check engine.isReady(). */
+  readonly healthPollMs?: number | undefined;
+  /**
+   * Upstream-filter failover (envoy/envoy-failover.yaml): remember each allowed request's client
+   * credentials by x-request-id so Envoy's retry is decided on them (see retry-context.ts).
+   * On by default (cheap, bounded); false turns it off.
+   */
+  readonly retryContext?: Partial<RetryContextOptions> | false | undefined;
+  /** Clock for the retry memory (tests). */
+  readonly nowMs?: (() => number) | undefined;
+}
+
+export interface ExtProcServer {
+  /** The bound port (useful with port 0). */
+  readonly port: number;
+  /** Operator switch: false forces NOT_SERVING; true = SERVING once engine.isReady() (and not draining). */
+  setServing(serving: boolean): void;
+  /** Graceful: NOT_SERVING, stop accepting, let open streams finish up to drainTimeoutMs, then force. */
+  shutdown(): Promise<void>;
+}
+
+export const DEFAULT_PROVIDER_METADATA_KEY = 'x-keypool-provider';
+export const DEFAULT_DRAIN_TIMEOUT_MS = 10_000;
+const DEFAULT_HEALTH_POLL_MS = 1_000;
+
+export async function startExtProcServer(options: ExtProcServerOptions): Promise<ExtProcServer> {
+  const protos = loadProtos();
+  const logger = options.logger.child({ component: 'envoy-ext-proc' });
+  const drainTimeoutMs = options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS;
+  const active = new Set<ProcessStream>();
+  const health = new HealthService({
+    engine: options.engine,
+    logger,
+    serviceNames: ['', EXT_PROC_SERVICE],
+    pollMs: options.healthPollMs ?? DEFAULT_HEALTH_POLL_MS,
+  });
+  const deps: ProcessStreamDeps = {
+    engine: options.engine,
+    logger,
+    providerMetadataKey: (options.providerMetadataKey ?? DEFAULT_PROVIDER_METADATA_KEY).toLowerCase(),
+    onClosed: (stream) => active.delete(stream),
+    retries: options.retryContext === false ? null : new RetryContexts({ ...DEFAULT_RETRY_CONTEXT, ...options.retryContext }),
+    nowMs: options.nowMs ?? Date.now,
+  };
+
+  const server = new grpc.Server();
+  server.addService(protos.extProcService, {
+    Process: (call: grpc.ServerDuplexStream<ProcessingRequestMsg, ProcessingResponseMsg>) => {
+      const stream = new ProcessStream(call, deps);
+      active.add(stream);
+      stream.start();
+    },
+  });
+  server.addService(protos.healthService, health.handlers());
+
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(options.listen, grpc.ServerCredentials.createInsecure(), (err, boundPort) =>
+      err ? reject(err) : resolve(boundPort),
+    );
+  });
+  logger.info({ listen: options.listen, port }, 'ext_proc gRPC server listening');
+
+  let shuttingDown: Promise<void> | null = null;
+  const shutdown = (): Promise<void> => {
+    shuttingDown ??= drain();
+    return shuttingDown;
+  };
+
+  async function drain(): Promise<void> {
+    health.startDraining();
+    logger.info({ openStreams: active.size, drainTimeoutMs }, 'ext_proc draining');
+    const graceful = new Promise<boolean>((resolve) => server.tryShutdown(() => resolve(true)));
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), drainTimeoutMs);
+    });
+    const finished = await Promise.race([graceful, timedOut]);
+    clearTimeout(timer);
+    if (!finished) {
+      logger.warn({ openStreams: active.size }, 'ext_proc drain timed out; cancelling open streams');
+      for (const stream of [...active]) stream.abort('server shutdown');
+      server.forceShutdown();
+    }
+    health.stop();
+    logger.info('ext_proc stopped');
+  }
+
+  return {
+    port,
+    setServing: (serving) => health.setServing(serving),
+    shutdown,
+  };
+}

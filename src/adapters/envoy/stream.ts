@@ -1,0 +1,252 @@
+// One ext_proc Process stream = one proxied HTTP request (or, for the upstream-filter variant, one
+// attempt). A small state machine:
+//
+//   awaiting_headers --request_headers--> deciding --allow--> allowed --response_headers--> observed
+//                                                  \--deny / error--> answered_final
+//
+// Rules that keep Envoy failing closed:
+// - never end the stream with gRPC OK before request_headers is answered (Envoy would then forward
+//   the request without keypool, whatever failure_mode_allow says): nonsense gets a gRPC error;
+// - an engine rejection or an undeliverable decision becomes ImmediateResponse 503 keypool_unavailable;
+// - the ticket is released exactly once: after the response is observed, or when the stream ends
+//   for any other reason (half-close, cancel/reset, error, server shutdown).
+// Messages are handled strictly in arrival order (one promise chain), so answers stay in order.
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import type { DecisionEngine, Ticket } from '../../ports.js';
+import {
+  RESPONSE_HEADERS_CONTINUE,
+  continueResponseFor,
+  headerBagFrom,
+  requestViewFrom,
+  responseForDecision,
+  statusFrom,
+  unavailableResponse,
+} from './codec.js';
+import type { ProcessingRequestMsg, ProcessingResponseMsg } from './messages.js';
+import { RetryContexts } from './retry-context.js';
+
+export interface ProcessStreamDeps {
+  readonly engine: DecisionEngine;
+  readonly logger: Logger;
+  /** Lower-case gRPC metadata key carrying the route's provider. */
+  readonly providerMetadataKey: string;
+  readonly onClosed: (stream: ProcessStream) => void;
+  /** Per-request memory so later upstream attempts are decided on the client's headers; null = off. */
+  readonly retries: RetryContexts | null;
+  readonly nowMs: () => number;
+}
+
+let warnedMissingProvider = false;
+
+type Phase = 'awaiting_headers' | 'deciding' | 'allowed' | 'observed' | 'answered_final' | 'failed';
+
+export class ProcessStream {
+  private phase: Phase = 'awaiting_headers';
+  private ticket: Ticket | null = null;
+  private released = false;
+  private closed = false;
+  private warnedPassThrough = false;
+  /** x-request-id of an allowed request remembered for retries, until this attempt is settled. */
+  private rememberedRequestId: string | null = null;
+  private queue: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly call: grpc.ServerDuplexStream<ProcessingRequestMsg, ProcessingResponseMsg>,
+    private readonly deps: ProcessStreamDeps,
+  ) {}
+
+  start(): void {
+    this.call.on('data', (msg: ProcessingRequestMsg) => this.enqueue(() => this.handle(msg)));
+    // Envoy half-closed its side: finish ours once every queued answer is written.
+    this.call.on('end', () => this.enqueue(async () => this.onPeerEnd()));
+    this.call.on('cancelled', () => this.close());
+    this.call.on('error', (err: unknown) => {
+      this.deps.logger.debug({ err }, 'ext_proc stream error');
+      this.close();
+    });
+    this.call.on('close', () => this.close());
+  }
+
+  /** Server shutdown: give up on this stream (Envoy sees the reset and fails the request closed). */
+  abort(reason: string): void {
+    this.fail(grpc.status.UNAVAILABLE, reason);
+    this.close();
+  }
+
+  private enqueue(task: () => Promise<void>): void {
+    this.queue = this.queue.then(task).catch((err: unknown) => {
+      // handle() catches what it expects; anything here is a bug: fail this stream closed.
+      this.deps.logger.error({ err }, 'ext_proc stream handler failed');
+      this.fail(grpc.status.INTERNAL, 'keypool internal error');
+    });
+  }
+
+  private async handle(msg: ProcessingRequestMsg): Promise<void> {
+    if (this.closed || this.phase === 'failed') return;
+    switch (msg.request) {
+      case 'request_headers':
+        return this.onRequestHeaders(msg);
+      case 'response_headers':
+        return this.onResponseHeaders(msg);
+      case 'request_body':
+      case 'response_body':
+      case 'request_trailers':
+      case 'response_trailers':
+        return this.onPassThrough(msg.request);
+      default:
+        return this.protocolError(`unexpected ProcessingRequest ${String(msg.request)}`);
+    }
+  }
+
+  private async onRequestHeaders(msg: ProcessingRequestMsg): Promise<void> {
+    if (this.phase !== 'awaiting_headers') return this.protocolError(`request_headers in phase ${this.phase}`);
+    this.phase = 'deciding';
+    let view = requestViewFrom(msg, this.provider());
+    const retries = this.deps.retries;
+    const original = retries?.recall(view.headers, this.deps.nowMs());
+    if (original) {
+      this.deps.logger.debug({ requestId: RetryContexts.requestIdOf(view.headers) }, 'later attempt of a remembered request');
+      view = { ...view, headers: original };
+    }
+    let response: ProcessingResponseMsg;
+    try {
+      const outcome = await this.deps.engine.decide(view);
+      if (this.closed) {
+        // Envoy gave up (message_timeout, client reset) while we decided: hand the slot back.
+        if (outcome.ticket) this.releaseTicket(outcome.ticket);
+        return;
+      }
+      try {
+        response = responseForDecision(outcome.decision);
+      } catch (err) {
+        if (outcome.ticket) this.releaseTicket(outcome.ticket);
+        throw err;
+      }
+      if (outcome.decision.kind === 'allow') {
+        if (outcome.ticket) this.ticket = outcome.ticket;
+        if (retries) {
+          retries.remember(view.headers, outcome.decision, this.deps.nowMs());
+          this.rememberedRequestId = RetryContexts.requestIdOf(view.headers);
+        }
+      }
+      this.phase = outcome.decision.kind === 'allow' ? 'allowed' : 'answered_final';
+    } catch (err) {
+      this.deps.logger.error({ err, provider: view.provider }, 'keypool could not decide; answering 503');
+      response = unavailableResponse();
+      this.phase = 'answered_final';
+    }
+    this.write(response);
+  }
+
+  private async onResponseHeaders(msg: ProcessingRequestMsg): Promise<void> {
+    if (this.phase === 'awaiting_headers') {
+      // A route that skips request_headers processing: nothing to observe, let it through.
+      this.deps.logger.warn('ext_proc response_headers before request_headers; continuing without observation');
+      this.write(RESPONSE_HEADERS_CONTINUE);
+      return;
+    }
+    if (this.phase !== 'allowed') return this.protocolError(`response_headers in phase ${this.phase}`);
+    this.phase = 'observed';
+    const headers = headerBagFrom(msg.response_headers?.headers);
+    const status = statusFrom(headers);
+    this.settleRetry(status);
+    const ticket = this.ticket;
+    if (ticket) {
+      if (status === null) {
+        this.deps.logger.warn({ account: ticket.accountName }, 'upstream response without a valid :status; not observed');
+      } else {
+        try {
+          this.deps.engine.observe(ticket, status, headers);
+        } catch (err) {
+          this.deps.logger.error({ err }, 'engine.observe threw');
+        }
+      }
+      // Nothing more to learn on this stream: free the slot now rather than at stream end.
+      this.releaseTicket(ticket);
+    }
+    this.write(RESPONSE_HEADERS_CONTINUE);
+  }
+
+  private async onPassThrough(kind: string): Promise<void> {
+    if (!this.warnedPassThrough) {
+      this.warnedPassThrough = true;
+      this.deps.logger.warn({ kind }, 'ext_proc sent a message keypool does not ask for (check processing_mode); continuing');
+    }
+    const response = continueResponseFor(kind);
+    if (response) this.write(response);
+  }
+
+  private async onPeerEnd(): Promise<void> {
+    if (this.closed || this.phase === 'failed') return;
+    if (this.phase === 'awaiting_headers' || this.phase === 'deciding') {
+      // Never OK before request_headers was answered.
+      this.fail(grpc.status.FAILED_PRECONDITION, 'stream ended before request_headers was answered');
+    } else {
+      this.call.end();
+    }
+    this.close();
+  }
+
+  private protocolError(what: string): void {
+    this.deps.logger.warn({ phase: this.phase }, `ext_proc protocol error: ${what}`);
+    this.fail(grpc.status.INVALID_ARGUMENT, `keypool: ${what}`);
+  }
+
+  /** Ends the stream with a gRPC error (Envoy with failure_mode_allow=false answers the client 5xx). */
+  private fail(code: grpc.status, details: string): void {
+    if (this.phase === 'failed') return;
+    this.phase = 'failed';
+    if (!this.closed && !this.call.writableEnded) {
+      this.call.emit('error', { code, details });
+    }
+    this.close();
+  }
+
+  private write(response: ProcessingResponseMsg): void {
+    if (this.closed || this.call.writableEnded) return;
+    this.call.write(response);
+  }
+
+  private provider(): string {
+    const values = this.call.metadata.get(this.deps.providerMetadataKey);
+    const first = values[0];
+    const provider = typeof first === 'string' ? first.trim() : '';
+    if (!provider && !warnedMissingProvider) {
+      // Once per process: a misconfigured route would otherwise log on every request (the engine denies them).
+      warnedMissingProvider = true;
+      this.deps.logger.warn(
+        `no ${this.deps.providerMetadataKey} gRPC metadata on a stream: set it per route with ExtProcPerRoute grpc_initial_metadata`,
+      );
+    }
+    return provider;
+  }
+
+  private releaseTicket(ticket: Ticket): void {
+    if (ticket === this.ticket) {
+      if (this.released) return;
+      this.released = true;
+    }
+    try {
+      this.deps.engine.release(ticket);
+    } catch (err) {
+      this.deps.logger.error({ err }, 'engine.release threw');
+    }
+  }
+
+  private settleRetry(status: number | null): void {
+    const id = this.rememberedRequestId;
+    if (id === null) return;
+    this.rememberedRequestId = null;
+    this.deps.retries?.settle(id, status, this.deps.nowMs());
+  }
+
+  /** Idempotent: releases the ticket (if any, once) and forgets the stream. */
+  private close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.settleRetry(null);
+    if (this.ticket) this.releaseTicket(this.ticket);
+    this.deps.onClosed(this);
+  }
+}
