@@ -1,0 +1,181 @@
+// The engine through the real runtime (in-memory PGlite, compiled snapshot, memory rate state, write buffer):
+// what a request gets, and what a response does to the next requests and to the database.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openRuntime, type Runtime } from '../../src/runtime.js';
+import { createLogger } from '../../src/log.js';
+import type { Allow, Deny, HeaderBag, RequestView } from '../../src/core/types.js';
+import type { Clock, RequestOutcome } from '../../src/ports.js';
+
+const START_MS = Date.UTC(2026, 10, 22, 12, 0, 0);
+const clock: Clock & { advance(ms: number): void; set(ms: number): void } = (() => {
+  let nowMs = START_MS;
+  return { nowMs: () => nowMs, advance: (ms: number) => void (nowMs += ms), set: (ms: number) => void (nowMs = ms) };
+})();
+
+let runtime: Runtime;
+let validKey: string;
+let allowlistedKey: string;
+let revokedKey: string;
+let expiredKey: string;
+const accountIdByName = new Map<string, string>();
+
+function view(key: string | null, overrides: Partial<RequestView> = {}): RequestView {
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (key !== null) headers.authorization = `Bearer ${key}`;
+  return { headers, clientAddress: '192.0.2.10:40000', provider: 'openai', ...overrides };
+}
+
+async function decide(v: RequestView): Promise<RequestOutcome> {
+  return runtime.engine.decide(v);
+}
+
+function asAllow(outcome: RequestOutcome): Allow {
+  expect(outcome.decision.kind).toBe('allow');
+  return outcome.decision as Allow;
+}
+
+function asDeny(outcome: RequestOutcome): Deny {
+  expect(outcome.decision.kind).toBe('deny');
+  return outcome.decision as Deny;
+}
+
+/** Serves one request to completion with the given upstream answer; returns the account that served it. */
+async function serve(status: number, headers: HeaderBag = {}): Promise<string> {
+  const outcome = await decide(view(validKey));
+  const allow = asAllow(outcome);
+  runtime.engine.observe(outcome.ticket!, status, headers);
+  runtime.engine.release(outcome.ticket!);
+  return allow.accountName;
+}
+
+beforeAll(async () => {
+  runtime = await openRuntime({
+    config: { databaseUrl: 'memory://', demoSeed: false, flushIntervalMs: 60_000, reloadIntervalMs: 600_000 },
+    logger: createLogger('silent'),
+    clock,
+  });
+  const repo = runtime.repository;
+  for (const name of ['openai-a', 'openai-b']) {
+    const row = await repo.accounts.create({ providerSlug: 'openai', name, apiKey: `sk-test-${name}-0123456789` }, 'test');
+    accountIdByName.set(name, row.id);
+  }
+  validKey = (await repo.keys.create({ name: 'valid', tenantId: 'team-a', allowedIps: [] }, 'test')).plaintextKey;
+  allowlistedKey = (await repo.keys.create({ name: 'office', allowedIps: ['10.0.0.0/8'] }, 'test')).plaintextKey;
+  const revoked = await repo.keys.create({ name: 'revoked', allowedIps: [] }, 'test');
+  await repo.keys.revoke(revoked.row.id, 'test');
+  revokedKey = revoked.plaintextKey;
+  expiredKey = (await repo.keys.create({ name: 'expired', allowedIps: [], expiresAt: new Date(START_MS + 1_000) }, 'test'))
+    .plaintextKey;
+  await runtime.snapshots.reload();
+}, 120_000);
+
+afterAll(async () => {
+  await runtime?.stop();
+});
+
+describe('engine decisions', () => {
+  it('allows a valid key: removes the client credential, injects the pooled key, priority and tenant', async () => {
+    const outcome = await decide(view(validKey));
+    const allow = asAllow(outcome);
+    expect(allow.removeHeaders).toContain('authorization');
+    const injected = Object.fromEntries(allow.setHeaders);
+    expect(injected.authorization).toMatch(/^Bearer sk-test-openai-[ab]-0123456789$/);
+    expect(injected['x-keypool-priority']).toBe('7');
+    expect(injected['x-keypool-tenant']).toBe('team-a');
+    expect(outcome.ticket).toMatchObject({ pool: 'openai', accountName: allow.accountName });
+    runtime.engine.release(outcome.ticket!);
+  });
+
+  it.each([
+    ['no key', () => view(null), 401, 'missing_api_key'],
+    ['unknown key', () => view(`kp_${'x'.repeat(40)}`), 401, 'invalid_api_key'],
+    ['revoked key', () => view(revokedKey), 401, 'key_revoked'],
+    ['address outside the allowlist', () => view(allowlistedKey), 403, 'ip_not_allowed'],
+    ['no address while the key has an allowlist', () => view(allowlistedKey, { clientAddress: null }), 403, 'ip_not_allowed'],
+    ['provider without a pool', () => view(validKey, { provider: 'gemini' }), 503, 'no_healthy_account'],
+    ['provider keypool does not know', () => view(validKey, { provider: 'nope' }), 503, 'unknown_provider'],
+  ])('denies %s', async (_name, request, status, code) => {
+    const deny = asDeny(await decide(request()));
+    expect({ status: deny.status, code: deny.code }).toEqual({ status, code });
+    expect(JSON.parse(deny.body)).toMatchObject({ error: { code } });
+  });
+
+  it('accepts an allowlisted key from inside its range, IPv4-mapped IPv6 included', async () => {
+    for (const address of ['10.1.2.3:5000', '[::ffff:10.9.9.9]:443']) {
+      const outcome = await decide(view(allowlistedKey, { clientAddress: address }));
+      asAllow(outcome);
+      runtime.engine.release(outcome.ticket!);
+    }
+  });
+
+  it('denies an expired key once its expiry has passed', async () => {
+    const before = await decide(view(expiredKey));
+    asAllow(before);
+    runtime.engine.release(before.ticket!);
+    clock.advance(1_000);
+    const deny = asDeny(await decide(view(expiredKey)));
+    expect(deny.code).toBe('key_expired');
+  });
+});
+
+describe('engine observations', () => {
+  it('cools an account down on 429 and sends traffic to the other one until the window ends', async () => {
+    clock.set(START_MS + 10_000);
+    const limited = await serve(429, { 'retry-after': '7' });
+    const during = new Set<string>();
+    for (let i = 0; i < 6; i += 1) during.add(await serve(200));
+    expect(during).toEqual(new Set([limited === 'openai-a' ? 'openai-b' : 'openai-a']));
+
+    clock.advance(7_001);
+    const after = new Set<string>();
+    for (let i = 0; i < 6; i += 1) after.add(await serve(200));
+    expect(after).toEqual(new Set(['openai-a', 'openai-b']));
+  });
+
+  it('answers 429 pool_exhausted with retry-after when every account cools down', async () => {
+    clock.set(START_MS + 60_000);
+    const first = await serve(429, { 'retry-after': '20' });
+    const second = await serve(429, { 'retry-after': '30' });
+    expect(new Set([first, second]).size).toBe(2);
+    const deny = asDeny(await decide(view(validKey)));
+    expect(deny).toMatchObject({ status: 429, code: 'pool_exhausted' });
+    expect(Object.fromEntries(deny.headers)['retry-after']).toBe('20');
+    clock.advance(30_001);
+  });
+
+  it('invalidates an account on 401, persists it and audits it; other denials reach the audit log', async () => {
+    clock.set(START_MS + 200_000);
+    let invalidated: string | null = null;
+    // Round-robin alternates: serve until one account answers 401 and the other 200.
+    invalidated = await serve(401);
+    for (let i = 0; i < 4; i += 1) expect(await serve(200)).not.toBe(invalidated);
+    asDeny(await decide(view(allowlistedKey, { clientAddress: '192.0.2.77:1' })));
+
+    await runtime.writes.flush();
+    const account = await runtime.repository.accounts.get(accountIdByName.get(invalidated)!);
+    expect(account.status).toBe('invalid');
+    const audit = await runtime.repository.audit.list({ limit: 100 });
+    const actions = audit.rows.map((row) => row.action);
+    expect(actions).toContain('account_invalidated');
+    expect(actions).toContain('denied_ip');
+    expect(actions).toContain('denied_revoked');
+    const deniedIp = audit.rows.find((row) => row.action === 'denied_ip' && row.clientIp === '192.0.2.77:1');
+    expect(deniedIp).toBeDefined();
+
+    // The change feed reloads the snapshot without the invalid account: the pool keeps serving from the other.
+    await runtime.snapshots.reload();
+    const pool = runtime.snapshots.current()!.pools.get('openai')!;
+    expect(pool.accounts.map((a) => a.name)).not.toContain(invalidated);
+  });
+
+  it('counts usage per account per minute bucket in account_usage_stats', async () => {
+    await runtime.writes.flush();
+    const rows = await runtime.repository.usage.query({ from: new Date(START_MS - 60_000), to: new Date(START_MS + 3_600_000) });
+    const total = rows.reduce(
+      (sum, row) => ({ requests: sum.requests + row.requests, rateLimited: sum.rateLimited + row.rateLimited }),
+      { requests: 0, rateLimited: 0 },
+    );
+    // 1 + 6 + 6 (cooldown test) + 2 (exhausted test) + 5 (invalidation test) responses were observed.
+    expect(total).toEqual({ requests: 20, rateLimited: 3 });
+  });
+});
