@@ -16,8 +16,21 @@ export interface KeypoolConfig {
   readonly adminToken: string | undefined;
   /** Name recorded as the actor of admin writes made with adminToken. */
   readonly adminTokenName: string;
+  /** Who may scrape /metrics: auto (open on a loopback admin address, token elsewhere), public, or token. */
+  readonly metricsAccess: 'auto' | 'public' | 'token';
+  /** Provider base URLs for `check-health` probes (`openai=https://…,azure-openai=https://…`); unset = built-in defaults. */
+  readonly healthCheckBaseUrls: string | undefined;
+  /** Deadline of one `check-health` probe. */
+  readonly healthCheckTimeoutMs: number;
+  /** Revoke keys that are past rotate_after_days in the periodic lifecycle sweep. */
+  readonly autoRevokeOverdue: boolean;
   /** redis://... for state shared by every replica; unset = in-memory state per replica. */
   readonly redisUrl: string | undefined;
+  /**
+   * Prepended to every Redis key (before the `{kp:<pool>}` hash tag), so several keypool deployments (or test runs)
+   * can share one Redis without sharing state. Every replica of one deployment must use the same prefix. Default ''.
+   */
+  readonly redisKeyPrefix: string;
   /** What to do when Redis fails: continue on per-replica state (local) or refuse (closed, 503 state_unavailable). */
   readonly stateFailureMode: StateFailureMode;
   /** Replicas sharing the pool; in local fallback each replica enforces limit / expectedReplicas. */
@@ -65,7 +78,12 @@ export function loadConfig(overrides: Partial<KeypoolConfig> = {}, env: Env = pr
     adminListen: listenAddress(env, 'KEYPOOL_ADMIN_LISTEN', '127.0.0.1:9901'),
     adminToken: nonEmpty(env.KEYPOOL_ADMIN_TOKEN),
     adminTokenName: nonEmpty(env.KEYPOOL_ADMIN_TOKEN_NAME) ?? 'admin',
+    metricsAccess: oneOf(env, 'KEYPOOL_METRICS_ACCESS', ['auto', 'public', 'token'] as const, 'auto'),
+    healthCheckBaseUrls: nonEmpty(env.KEYPOOL_HEALTHCHECK_BASE_URLS),
+    healthCheckTimeoutMs: integer(env, 'KEYPOOL_HEALTHCHECK_TIMEOUT_MS', 5_000, 100, 60_000),
+    autoRevokeOverdue: boolean(env, 'KEYPOOL_AUTO_REVOKE_OVERDUE', false),
     redisUrl: nonEmpty(env.REDIS_URL),
+    redisKeyPrefix: nonEmpty(env.KEYPOOL_REDIS_KEY_PREFIX) ?? '',
     stateFailureMode: oneOf(env, 'KEYPOOL_STATE_FAILURE_MODE', ['local', 'closed'] as const, 'local'),
     expectedReplicas: integer(env, 'KEYPOOL_EXPECTED_REPLICAS', 1, 1, 1000),
     stateTimeoutMs: integer(env, 'KEYPOOL_STATE_TIMEOUT_MS', 50, 1, 10_000),

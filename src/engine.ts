@@ -3,7 +3,7 @@ import { authorizeRequest, buildAllow, denyForAdmission, type Authorized } from 
 import { deny } from './core/errors.js';
 import { orderCandidates } from './core/select.js';
 import { observeResponse } from './core/response.js';
-import type { Account, Deny, HeaderBag, RequestView } from './core/types.js';
+import type { Account, Deny, HeaderBag, ObservationOutcome, RequestView } from './core/types.js';
 import {
   StateUnavailableError,
   type AdmitResult,
@@ -31,6 +31,8 @@ export interface EngineOptions {
   readonly randomUnit?: () => number;
   /** Observes every decision (metrics). Must not throw. */
   readonly onDecision?: (outcome: 'allow' | Deny['code'], elapsedMs: number) => void;
+  /** Observes what each upstream response said about its account (metrics). Must not throw. */
+  readonly onObservation?: (ticket: Ticket, outcome: ObservationOutcome) => void;
 }
 
 const NOT_LOADED = deny('keypool_unavailable', { message: 'keypool has not loaded its configuration yet' });
@@ -95,6 +97,7 @@ export class Engine implements DecisionEngine {
       const observation = observeResponse(dialect, status, headers, nowMs, this.options.defaultCooldownMs);
       this.options.state.observe(ticket.pool, ticket.accountId, observation, nowMs);
       this.options.writes.recordUsage(ticket.accountId, nowMs, observation.outcome, nowMs - ticket.startedAtMs);
+      this.options.onObservation?.(ticket, observation.outcome);
       const account = { pool: ticket.pool, accountId: ticket.accountId, account: ticket.accountName, status };
       if (observation.outcome === 'invalid_credential') {
         this.options.writes.invalidateAccount(ticket.accountId, `upstream answered ${status}`, ACTOR_ENGINE);

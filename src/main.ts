@@ -1,24 +1,66 @@
-// Composition root of `keypool serve`: the runtime plus the gateway-facing servers.
+// Composition root of `keypool serve`: the runtime plus the gateway-facing servers and the admin API.
 import { openRuntime, type Runtime, type RuntimeOptions } from './runtime.js';
 import { startExtProcServer, type ExtProcServer } from './adapters/envoy/server.js';
-import { splitHostPort, type KeypoolConfig } from './config.js';
+import { startAdminServer, type AdminServer } from './admin/server.js';
+import { createAdminDeps } from './admin/deps.js';
+import { KeypoolMetrics } from './admin/metrics.js';
+import { parseBaseUrls } from './admin/health-check.js';
+import { ConfigError, splitHostPort, type KeypoolConfig } from './config.js';
 
 export interface RunningKeypool {
   readonly runtime: Runtime;
   /** host:port the ext_proc gRPC server is bound to (with the real port when 0 was asked for). */
   readonly grpcAddress: string;
+  /** host:port of the admin API and /metrics. */
+  readonly adminAddress: string;
   readonly engine: Runtime['engine'];
+  readonly metrics: KeypoolMetrics;
   stop(): Promise<void>;
 }
 
 export async function startKeypool(
   overrides: Partial<KeypoolConfig> = {},
-  options: Omit<RuntimeOptions, 'config' | 'storeRole'> = {},
+  options: Omit<RuntimeOptions, 'config' | 'storeRole' | 'onDecision' | 'onObservation'> = {},
 ): Promise<RunningKeypool> {
-  const runtime = await openRuntime({ ...options, config: overrides, storeRole: 'owner' });
+  const metrics = new KeypoolMetrics();
+  const runtime = await openRuntime({
+    ...options,
+    config: overrides,
+    storeRole: 'owner',
+    onDecision: metrics.onDecision,
+    onObservation: (ticket, outcome) => metrics.onObservation(ticket.pool, ticket.accountName, outcome),
+  });
   const { config, logger } = runtime;
   let extProc: ExtProcServer | undefined;
+  let admin: AdminServer | undefined;
   try {
+    metrics.attach({
+      snapshots: runtime.snapshots,
+      state: runtime.state,
+      clock: runtime.clock,
+      writes: runtime.writes,
+      breakers: () => ({ state_store: runtime.sharedState?.breakerState ?? 'closed' }),
+    });
+    admin = await startAdminServer({
+      listen: config.adminListen,
+      token: config.adminToken,
+      tokenName: config.adminTokenName,
+      metricsAccess: config.metricsAccess,
+      logger,
+      deps: createAdminDeps({
+        sql: runtime.store.client,
+        keyring: runtime.secrets.keyring,
+        pepper: runtime.secrets.pepper,
+        snapshots: runtime.snapshots,
+        state: runtime.state,
+        clock: runtime.clock,
+        metrics,
+        repository: runtime.repository,
+        healthCheck: { baseUrls: healthCheckBaseUrls(config), timeoutMs: config.healthCheckTimeoutMs },
+        autoRevokeOverdue: config.autoRevokeOverdue,
+        defaultCooldownMs: config.defaultCooldownMs,
+      }),
+    });
     extProc = await startExtProcServer({
       listen: config.grpcListen,
       engine: runtime.engine,
@@ -26,22 +68,36 @@ export async function startKeypool(
       drainTimeoutMs: config.drainTimeoutMs,
     });
   } catch (error) {
+    await admin?.close();
     await runtime.stop();
     throw error;
   }
   const grpcAddress = `${splitHostPort(config.grpcListen).host}:${extProc.port}`;
-  logger.info({ grpc: grpcAddress, store: runtime.store.where }, 'keypool is serving');
-  process.stdout.write(`keypool: ext_proc gRPC listening on ${grpcAddress}; config store: ${runtime.store.where}\n`);
+  const adminAddress = `${splitHostPort(config.adminListen).host}:${admin.port}`;
+  logger.info({ grpc: grpcAddress, admin: adminAddress, store: runtime.store.where }, 'keypool is serving');
+  process.stdout.write(
+    `keypool: ext_proc gRPC on ${grpcAddress}; admin API and /metrics on http://${adminAddress}; config store: ${runtime.store.where}\n`,
+  );
 
   let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {
       logger.info('draining');
       await extProc.shutdown();
+      await admin.close();
       await runtime.stop();
       logger.info('stopped');
     })();
     return stopping;
   };
-  return { runtime, grpcAddress, engine: runtime.engine, stop };
+  return { runtime, grpcAddress, adminAddress, engine: runtime.engine, metrics, stop };
+}
+
+function healthCheckBaseUrls(config: KeypoolConfig): Record<string, string> | undefined {
+  if (config.healthCheckBaseUrls === undefined) return undefined;
+  try {
+    return parseBaseUrls(config.healthCheckBaseUrls);
+  } catch (error) {
+    throw new ConfigError('KEYPOOL_HEALTHCHECK_BASE_URLS', (error as Error).message);
+  }
 }

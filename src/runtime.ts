@@ -1,13 +1,13 @@
 // Composition of everything below the gateway adapters: config store, compiled snapshot, rate state, buffered
 // writes and the engine. `keypool serve` (src/main.ts) and the Kong plugin both build exactly this.
-import { Engine } from './engine.js';
+import { Engine, type EngineOptions } from './engine.js';
 import { loadConfig, type KeypoolConfig } from './config.js';
 import { createLogger, type Logger } from './log.js';
 import { systemClock, type Clock, type DecisionEngine, type RateStateStore } from './ports.js';
 import { loadSecrets } from './secrets/bootstrap.js';
 import { openStore, type OpenedStore } from './stores/open-store.js';
 import { migrate } from './stores/migrate.js';
-import { ConfigRepository } from './stores/repository.js';
+import { ConfigRepository, type RepositorySecrets } from './stores/repository.js';
 import { MemoryRateStateStore } from './stores/memory-state.js';
 import { RedisRateStateStore } from './stores/redis-state.js';
 import { ResilientRateStateStore } from './stores/resilient-state.js';
@@ -23,7 +23,9 @@ export interface RuntimeOptions {
   readonly logger?: Logger;
   readonly clock?: Clock;
   /** Observes every decision (metrics). */
-  readonly onDecision?: (outcome: string, elapsedMs: number) => void;
+  readonly onDecision?: EngineOptions['onDecision'];
+  /** Observes what each upstream response said about its account (metrics). */
+  readonly onObservation?: EngineOptions['onObservation'];
 }
 
 export interface Runtime {
@@ -31,6 +33,8 @@ export interface Runtime {
   readonly logger: Logger;
   readonly clock: Clock;
   readonly store: OpenedStore;
+  /** Key ring and pepper (the admin API encrypts idempotent replies and decrypts keys for health probes). */
+  readonly secrets: RepositorySecrets;
   readonly repository: ConfigRepository;
   readonly snapshots: SnapshotHolder;
   readonly state: RateStateStore;
@@ -114,9 +118,11 @@ export async function openRuntime(options: RuntimeOptions = {}): Promise<Runtime
       leaseMs: config.leaseMs,
       defaultCooldownMs: config.defaultCooldownMs,
       onDecision: options.onDecision,
+      onObservation: options.onObservation,
     });
 
-    return { config, logger, clock, store, repository, snapshots, state, sharedState, writes, engine, stop: stopAll };
+    const repositorySecrets = { keyring: secrets.keyring, pepper: secrets.pepper };
+    return { config, logger, clock, store, secrets: repositorySecrets, repository, snapshots, state, sharedState, writes, engine, stop: stopAll };
   } catch (error) {
     await stopAll();
     throw error;
@@ -126,6 +132,7 @@ export async function openRuntime(options: RuntimeOptions = {}): Promise<Runtime
 function openRateState(config: KeypoolConfig, logger: Logger): { state: RateStateStore; sharedState: ResilientRateStateStore | null } {
   if (!config.redisUrl) return { state: new MemoryRateStateStore(), sharedState: null };
   const redis = RedisRateStateStore.connect(config.redisUrl, {
+    keyPrefix: config.redisKeyPrefix,
     onBackgroundError: (error) => logger.debug({ err: error }, 'redis background write failed'),
   });
   const sharedState = new ResilientRateStateStore(redis, {

@@ -1,0 +1,161 @@
+// `POST /admin/providers/:slug/accounts/:id/check-health`: the one place keypool itself calls a provider.
+// A cheap authenticated GET (the model list, or the key-info endpoint) with a deadline; the caller folds the answer
+// into the account's health exactly as if a proxied request had seen it.
+import type { AuthStyle, HeaderBag } from '../core/types.js';
+
+export interface HealthCheckOptions {
+  /** Base URL per provider slug, overriding the built-in defaults (e.g. a local mock in tests, a regional endpoint). */
+  readonly baseUrls?: Readonly<Record<string, string>>;
+  /** Deadline for the whole probe. Default 5000 ms. */
+  readonly timeoutMs?: number;
+  /** Injected for tests; defaults to the global fetch. */
+  readonly fetch?: typeof fetch;
+}
+
+export interface ProbeTarget {
+  readonly providerSlug: string;
+  readonly authStyle: AuthStyle;
+  /** Decrypted upstream key: used for this one request, never logged or returned. */
+  readonly secret: string;
+  /** Per-account override from the account's `base_url` tag (Azure resources, self-hosted OpenAI-compatible servers). */
+  readonly baseUrlOverride?: string | undefined;
+}
+
+export type ProbeResult =
+  | {
+      readonly kind: 'answered';
+      /** Upstream status; a Gemini 400 `API_KEY_INVALID` is reported as 401 (the credential is bad). */
+      readonly status: number;
+      readonly upstreamStatus: number;
+      readonly headers: HeaderBag;
+      readonly latencyMs: number;
+      /** Probed URL (never carries the key: it travels in a header). */
+      readonly url: string;
+    }
+  | { readonly kind: 'timeout' | 'network_error'; readonly latencyMs: number; readonly url: string; readonly message: string };
+
+export class HealthCheckUnavailable extends Error {
+  constructor(readonly providerSlug: string) {
+    super(
+      `no health-check URL for provider ${providerSlug}: give the account a base_url tag or configure the admin ` +
+        `health-check base URL for this provider`,
+    );
+    this.name = 'HealthCheckUnavailable';
+  }
+}
+
+/** Public endpoints of the providers keypool knows; azure-openai and openai-compatible have no fixed host. */
+export const DEFAULT_BASE_URLS: Readonly<Record<string, string>> = {
+  openai: 'https://api.openai.com',
+  anthropic: 'https://api.anthropic.com',
+  gemini: 'https://generativelanguage.googleapis.com',
+  openrouter: 'https://openrouter.ai',
+};
+
+/** Path probed per provider: cheap, authenticated, no tokens spent. */
+const PROBE_PATHS: Readonly<Record<string, string>> = {
+  openai: '/v1/models',
+  anthropic: '/v1/models?limit=1',
+  gemini: '/v1beta/models?pageSize=1',
+  // OpenRouter's model list is public; the key endpoint needs (and checks) the key.
+  openrouter: '/api/v1/key',
+  'azure-openai': '/openai/models?api-version=2024-10-21',
+  'openai-compatible': '/v1/models',
+};
+const DEFAULT_PROBE_PATH = '/v1/models';
+/** Only the start of a body is read (to spot Gemini's API_KEY_INVALID); a model list can be large. */
+const BODY_PEEK_BYTES = 16 * 1024;
+
+export class HealthChecker {
+  private readonly timeoutMs: number;
+  private readonly fetchFn: typeof fetch;
+
+  constructor(private readonly options: HealthCheckOptions = {}) {
+    this.timeoutMs = options.timeoutMs ?? 5000;
+    this.fetchFn = options.fetch ?? fetch;
+  }
+
+  /** The URL that would be probed; throws HealthCheckUnavailable when the provider has no known host. */
+  urlFor(target: Omit<ProbeTarget, 'secret'>): string {
+    const base = target.baseUrlOverride ?? this.options.baseUrls?.[target.providerSlug] ?? DEFAULT_BASE_URLS[target.providerSlug];
+    if (base === undefined || !/^https?:\/\//i.test(base)) throw new HealthCheckUnavailable(target.providerSlug);
+    return base.replace(/\/+$/, '') + (PROBE_PATHS[target.providerSlug] ?? DEFAULT_PROBE_PATH);
+  }
+
+  async probe(target: ProbeTarget): Promise<ProbeResult> {
+    const url = this.urlFor(target);
+    const startedAt = performance.now();
+    const signal = AbortSignal.timeout(this.timeoutMs);
+    try {
+      const response = await this.fetchFn(url, {
+        method: 'GET',
+        headers: authHeaders(target),
+        // A redirect could carry the key's header to another host: never follow one.
+        redirect: 'manual',
+        signal,
+      });
+      const body = await peekBody(response);
+      const headers: Record<string, string> = {};
+      response.headers.forEach((value, name) => {
+        headers[name.toLowerCase()] = value;
+      });
+      const status = response.status === 400 && /API_KEY_INVALID/.test(body) ? 401 : response.status;
+      return { kind: 'answered', status, upstreamStatus: response.status, headers, latencyMs: performance.now() - startedAt, url };
+    } catch (error) {
+      const latencyMs = performance.now() - startedAt;
+      if (signal.aborted) return { kind: 'timeout', latencyMs, url, message: `no answer within ${this.timeoutMs} ms` };
+      return { kind: 'network_error', latencyMs, url, message: describeNetworkError(error) };
+    }
+  }
+}
+
+function authHeaders(target: ProbeTarget): Record<string, string> {
+  const headers: Record<string, string> = { accept: 'application/json', 'user-agent': 'keypool-health-check' };
+  if (target.authStyle === 'bearer') headers.authorization = `Bearer ${target.secret}`;
+  else headers[target.authStyle] = target.secret;
+  if (target.providerSlug === 'anthropic') headers['anthropic-version'] = '2023-06-01';
+  return headers;
+}
+
+async function peekBody(response: Response): Promise<string> {
+  if (!response.body) return '';
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  try {
+    while (size < BODY_PEEK_BYTES) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      size += value.length;
+    }
+  } finally {
+    await reader.cancel().catch(() => undefined);
+  }
+  return Buffer.concat(chunks).subarray(0, BODY_PEEK_BYTES).toString('utf8');
+}
+
+/** The error's code or class, never its message alone (undici messages may quote request details). */
+function describeNetworkError(error: unknown): string {
+  const cause = (error as { cause?: { code?: unknown } } | null)?.cause;
+  const code = typeof cause?.code === 'string' ? cause.code : undefined;
+  return code ?? (error instanceof Error ? error.name : 'network error');
+}
+
+/**
+ * Parses `openai=https://api.openai.com,azure-openai=https://myres.openai.azure.com` (an environment value) into
+ * per-provider base URLs. Throws a plain Error naming the bad entry.
+ */
+export function parseBaseUrls(spec: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const part of spec.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const eq = part.indexOf('=');
+    const slug = part.slice(0, eq).trim();
+    const url = part.slice(eq + 1).trim();
+    if (eq <= 0 || !/^[a-z0-9][a-z0-9-]{0,63}$/.test(slug) || !/^https?:\/\/[^\s/]+/i.test(url)) {
+      throw new Error(`expected provider=http(s)://host entries separated by commas, got "${part}"`);
+    }
+    out[slug] = url;
+  }
+  return out;
+}

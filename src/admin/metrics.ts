@@ -1,0 +1,292 @@
+// Prometheus metrics on a registry of our own (never prom-client's global one, so two services in one process or
+// one test file do not collide). Event counters are bumped by hooks (Engine.onDecision and onObservation,
+// the admin server); per-account and infrastructure gauges are computed at scrape time from their sources.
+// Labels carry account NAMES and provider slugs only: never a key, a key id or a secret.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Deny, ObservationOutcome, Observation, Snapshot } from '../core/types.js';
+import type { AccountStateView, Clock, HealthState, RateStateStore, SnapshotSource } from '../ports.js';
+
+export type BreakerState = 'closed' | 'open' | 'half-open';
+const BREAKER_STATES: readonly BreakerState[] = ['closed', 'open', 'half-open'];
+const HEALTH_STATES: readonly (HealthState | 'invalid')[] = ['healthy', 'degraded', 'unhealthy', 'invalid'];
+
+/** Snapshot holder facts the metrics read (SnapshotHolder in src/snapshot/holder.ts provides them). */
+export interface SnapshotStatus extends SnapshotSource {
+  /** When the last successful load finished; null before the first. */
+  readonly lastReloadAtMs: number | null;
+  /** Failed reloads since start (the last good snapshot stayed in use). */
+  readonly reloadFailures: number;
+}
+
+/** Where scrape-time gauges read from; attached once the runtime is composed. */
+export interface MetricsSources {
+  readonly snapshots: SnapshotStatus;
+  readonly state: Pick<RateStateStore, 'inspect'>;
+  readonly clock: Clock;
+  readonly writes?: { readonly droppedTotal: number; readonly pending: number } | undefined;
+  /** Current circuit-breaker states by breaker name (`state_store`, `database`). */
+  readonly breakers?: (() => Readonly<Record<string, BreakerState>>) | undefined;
+}
+
+export interface KeypoolMetricsOptions {
+  /** Also export Node.js process metrics (process_*, nodejs_*) on this registry. Default true. */
+  readonly processMetrics?: boolean;
+  /** Upper bound on one scrape's rate-state reads (Redis may be slow); accounts are left out when it passes. */
+  readonly inspectTimeoutMs?: number;
+}
+
+interface AccountReading {
+  readonly provider: string;
+  readonly account: string;
+  readonly view: AccountStateView;
+}
+
+/** Latency buckets for a decision: microseconds in the common case, up to the state-store timeout. */
+const DECISION_BUCKETS_SECONDS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
+
+export class KeypoolMetrics {
+  readonly registry = new Registry();
+  private sources: MetricsSources | undefined;
+  /** The reading in progress: prom-client starts every gauge's collect() in the same tick, so one scrape shares it. */
+  private inspection: Promise<AccountReading[]> | undefined;
+  private readonly inspectTimeoutMs: number;
+
+  private readonly decisions: Counter<'outcome' | 'code'>;
+  private readonly decisionSeconds: Histogram<'outcome'>;
+  private readonly rateLimited: Counter<'provider' | 'account'>;
+  private readonly invalid: Counter<'provider' | 'account'>;
+  private readonly adminRequests: Counter<'method' | 'route' | 'status'>;
+  private readonly overdueKeys: Gauge;
+  private readonly autoRevoked: Counter;
+
+  constructor(options: KeypoolMetricsOptions = {}) {
+    const registers = [this.registry];
+    this.inspectTimeoutMs = options.inspectTimeoutMs ?? 1000;
+    if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+
+    this.decisions = new Counter({
+      name: 'keypool_decisions_total',
+      help: 'Request decisions by outcome (allow or deny) and deny code (none for allows).',
+      labelNames: ['outcome', 'code'],
+      registers,
+    });
+    this.decisionSeconds = new Histogram({
+      name: 'keypool_decision_duration_seconds',
+      help: 'Time to decide one request (snapshot lookup, core rules and rate-state admission).',
+      labelNames: ['outcome'],
+      buckets: DECISION_BUCKETS_SECONDS,
+      registers,
+    });
+    this.rateLimited = new Counter({
+      name: 'keypool_upstream_rate_limited_total',
+      help: 'Upstream 429 rate-limit answers seen per account.',
+      labelNames: ['provider', 'account'],
+      registers,
+    });
+    this.invalid = new Counter({
+      name: 'keypool_upstream_invalid_total',
+      help: 'Upstream answers rejecting an account credential (401/403, Gemini API_KEY_INVALID) per account.',
+      labelNames: ['provider', 'account'],
+      registers,
+    });
+    this.adminRequests = new Counter({
+      name: 'keypool_admin_requests_total',
+      help: 'Admin API requests by method, route template and status.',
+      labelNames: ['method', 'route', 'status'],
+      registers,
+    });
+    this.overdueKeys = new Gauge({
+      name: 'keypool_keys_rotation_overdue',
+      help: 'Active system keys past their rotate_after_days (refreshed by the key lifecycle sweep).',
+      registers,
+    });
+    this.autoRevoked = new Counter({
+      name: 'keypool_keys_auto_revoked_total',
+      help: 'Keys revoked by the lifecycle sweep because rotation was overdue (setting keys.auto_revoke_overdue).',
+      registers,
+    });
+    this.registerScrapeGauges(registers);
+  }
+
+  /** Give the scrape-time gauges their sources (the runtime composes them after the engine). */
+  attach(sources: MetricsSources): void {
+    this.sources = sources;
+  }
+
+  /** Engine hook (`EngineOptions.onDecision`): `allow` or a deny code. Never throws. */
+  readonly onDecision = (outcome: 'allow' | Deny['code'] | (string & {}), elapsedMs: number): void => {
+    const kind = outcome === 'allow' ? 'allow' : 'deny';
+    this.decisions.inc({ outcome: kind, code: outcome === 'allow' ? 'none' : outcome });
+    this.decisionSeconds.observe({ outcome: kind }, Math.max(0, elapsedMs) / 1000);
+  };
+
+  /** Counts what one upstream response said about an account (Engine hook `onObservation`). */
+  onObservation(provider: string, account: string, outcome: ObservationOutcome): void {
+    if (outcome === 'rate_limited') this.rateLimited.inc({ provider, account });
+    else if (outcome === 'invalid_credential') this.invalid.inc({ provider, account });
+  }
+
+  onAdminRequest(method: string, route: string, status: number): void {
+    this.adminRequests.inc({ method, route, status: String(status) });
+  }
+
+  setOverdueKeys(count: number): void {
+    this.overdueKeys.set(count);
+  }
+
+  onAutoRevoked(count: number): void {
+    if (count > 0) this.autoRevoked.inc(count);
+  }
+
+  /** Prometheus text exposition. */
+  async render(): Promise<{ contentType: string; text: string }> {
+    return { contentType: this.registry.contentType, text: await this.registry.metrics() };
+  }
+
+  private registerScrapeGauges(registers: Registry[]): void {
+    const self = this;
+    const perAccount = (name: string, help: string, value: (r: AccountReading, nowMs: number) => number | null) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['provider', 'account'],
+        registers,
+        async collect() {
+          this.reset();
+          const nowMs = self.sources?.clock.nowMs() ?? Date.now();
+          for (const reading of await self.readAccounts()) {
+            const v = value(reading, nowMs);
+            if (v !== null) this.set({ provider: reading.provider, account: reading.account }, v);
+          }
+        },
+      });
+
+    new Gauge({
+      name: 'keypool_account_health_state',
+      help: 'Account health as a state set: 1 for the current state (healthy, degraded, unhealthy, invalid).',
+      labelNames: ['provider', 'account', 'state'],
+      registers,
+      async collect() {
+        this.reset();
+        for (const { provider, account, view } of await self.readAccounts()) {
+          const current = view.invalid ? 'invalid' : view.health;
+          for (const state of HEALTH_STATES) this.set({ provider, account, state }, state === current ? 1 : 0);
+        }
+      },
+    });
+    perAccount('keypool_account_cooldown_seconds', 'Seconds until a cooling-down account (after a 429) may be used again.', (r, nowMs) =>
+      r.view.cooldownUntilMs === null ? 0 : Math.max(0, (r.view.cooldownUntilMs - nowMs) / 1000),
+    );
+    perAccount('keypool_account_remaining_requests', 'Remaining requests in the window, as the provider last reported.', (r) => r.view.learned.requestsRemaining);
+    perAccount('keypool_account_remaining_tokens', 'Remaining tokens in the window, as the provider last reported.', (r) => r.view.learned.tokensRemaining);
+    perAccount('keypool_account_in_flight', 'Requests currently in flight on the account.', (r) => r.view.inFlight);
+
+    new Gauge({
+      name: 'keypool_snapshot_age_seconds',
+      help: 'Seconds since the configuration snapshot was last loaded successfully (-1 before the first load).',
+      registers,
+      collect() {
+        const sources = self.sources;
+        const snapshot = sources?.snapshots.current() ?? null;
+        const loadedAtMs = sources?.snapshots.lastReloadAtMs ?? snapshot?.loadedAtMs ?? null;
+        this.set(sources && loadedAtMs !== null ? Math.max(0, (sources.clock.nowMs() - loadedAtMs) / 1000) : -1);
+      },
+    });
+    new Gauge({
+      name: 'keypool_snapshot_version',
+      help: 'Version of the configuration snapshot in use (0 before the first load).',
+      registers,
+      collect() {
+        this.set(self.sources?.snapshots.current()?.version ?? 0);
+      },
+    });
+    monotonic(registers, 'keypool_snapshot_reload_failures_total', 'Configuration reloads that failed (the last good snapshot stayed in use).', () => self.sources?.snapshots.reloadFailures);
+    monotonic(registers, 'keypool_dropped_writes_total', 'Buffered durable writes (audit, usage, key touches) dropped because the buffer was full.', () => self.sources?.writes?.droppedTotal);
+    new Gauge({
+      name: 'keypool_pending_writes',
+      help: 'Durable writes waiting in the buffer for the database.',
+      registers,
+      collect() {
+        this.set(self.sources?.writes?.pending ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'keypool_breaker_state',
+      help: 'Circuit breakers (state_store, database) as a state set: 1 for the current state (closed, open, half-open).',
+      labelNames: ['breaker', 'state'],
+      registers,
+      collect() {
+        this.reset();
+        const states = safeCall(() => self.sources?.breakers?.()) ?? {};
+        for (const [breaker, current] of Object.entries(states)) {
+          for (const state of BREAKER_STATES) this.set({ breaker, state }, state === current ? 1 : 0);
+        }
+      },
+    });
+  }
+
+  /** Live state of every active account in the snapshot, one read per pool, shared by the gauges of one scrape. */
+  private readAccounts(): Promise<AccountReading[]> {
+    const sources = this.sources;
+    if (!sources) return Promise.resolve([]);
+    this.inspection ??= inspectAll(sources, sources.clock.nowMs(), this.inspectTimeoutMs).finally(() => {
+      this.inspection = undefined;
+    });
+    return this.inspection;
+  }
+}
+
+async function inspectAll(sources: MetricsSources, nowMs: number, timeoutMs: number): Promise<AccountReading[]> {
+  const snapshot = sources.snapshots.current();
+  if (!snapshot) return [];
+  const perPool = await Promise.all(
+    [...snapshot.pools.values()].map(async (pool) => {
+      if (pool.accounts.length === 0) return [];
+      const names = new Map(pool.accounts.map((a) => [a.id, a.name]));
+      try {
+        const views = await withTimeout(sources.state.inspect(pool.slug, [...names.keys()], nowMs), timeoutMs);
+        return views.flatMap((view) => {
+          const account = names.get(view.accountId);
+          return account === undefined ? [] : [{ provider: pool.slug, account, view }];
+        });
+      } catch {
+        return []; // state store unreachable: its breaker gauge says so; leave the accounts out of this scrape
+      }
+    }),
+  );
+  return perPool.flat();
+}
+
+/** A counter mirroring a monotonically growing number held elsewhere (added by the difference at each scrape). */
+function monotonic(registers: Registry[], name: string, help: string, read: () => number | undefined): void {
+  let seen = 0;
+  new Counter({
+    name,
+    help,
+    registers,
+    collect() {
+      const value = safeCall(read);
+      if (value !== undefined && value > seen) {
+        this.inc(value - seen);
+        seen = value;
+      }
+    },
+  });
+}
+
+function safeCall<T>(read: () => T): T | undefined {
+  try {
+    return read();
+  } catch {
+    return undefined;
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, timeoutMs: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error('timed out')), timeoutMs);
+    timer.unref();
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}

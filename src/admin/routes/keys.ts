@@ -1,0 +1,112 @@
+// System (client) API keys. A new or rotated key is in exactly one response body (`api_key`) and nowhere else:
+// the store keeps only its HMAC digest and display prefix.
+import type { IssuedKey } from '../../stores/repository.js';
+import { validateKeyPatch, validateNewKey, validateRotate } from '../../validation.js';
+import type { AdminDeps } from '../deps.js';
+import { checkIdempotencyKey } from '../idempotency.js';
+import { bodyInput, onlyQuery, optionalBodyInput, queryBool, queryChoice, queryString, reasonInput, valid } from '../input.js';
+import { presentKey } from '../present.js';
+import type { RouteDef } from '../router.js';
+
+export const SHOWN_ONCE_NOTICE = 'Store api_key now: it is shown only once and cannot be retrieved again.';
+const ROTATE_SCOPE = 'keys.rotate';
+
+export function keyRoutes(deps: AdminDeps): RouteDef[] {
+  const now = () => deps.clock.nowMs();
+  const issued = (result: IssuedKey) => ({
+    key: presentKey(result.row, now()),
+    api_key: result.plaintextKey,
+    notice: SHOWN_ONCE_NOTICE,
+  });
+  return [
+    {
+      method: 'POST',
+      path: '/admin/keys',
+      access: 'token',
+      handler: async (ctx) => {
+        onlyQuery(ctx, []);
+        const input = valid(validateNewKey(bodyInput(ctx), now()));
+        const result = await deps.repository.keys.create(input, ctx.actor);
+        return { status: 201, body: issued(result), headers: { location: `/admin/keys/${result.row.id}` } };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/admin/keys',
+      access: 'token',
+      handler: async (ctx) => {
+        onlyQuery(ctx, ['due', 'status', 'tenant_id']);
+        const due = queryBool(ctx, 'due') ?? false;
+        const status = queryChoice(ctx, 'status', ['active', 'revoked'] as const);
+        const tenantId = queryString(ctx, 'tenant_id', 64);
+        const nowMs = now();
+        const rows = await deps.repository.keys.list({ dueForRotation: due, now: new Date(nowMs), status, tenantId });
+        return { status: 200, body: { items: rows.map((row) => presentKey(row, nowMs)) } };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/admin/keys/:id',
+      access: 'token',
+      handler: async (ctx) => {
+        onlyQuery(ctx, []);
+        return { status: 200, body: { key: presentKey(await deps.repository.keys.get(ctx.params.id!), now()) } };
+      },
+    },
+    {
+      method: 'PATCH',
+      path: '/admin/keys/:id',
+      access: 'token',
+      handler: async (ctx) => {
+        onlyQuery(ctx, []);
+        const patch = valid(validateKeyPatch(bodyInput(ctx), now()));
+        const row = await deps.repository.keys.update(ctx.params.id!, patch, ctx.actor);
+        return { status: 200, body: { key: presentKey(row, now()) } };
+      },
+    },
+    {
+      method: 'DELETE',
+      path: '/admin/keys/:id',
+      access: 'token',
+      handler: async (ctx) => {
+        onlyQuery(ctx, []);
+        await deps.repository.keys.softDelete(ctx.params.id!, ctx.actor);
+        return { status: 204 };
+      },
+    },
+    {
+      method: 'POST',
+      path: '/admin/keys/:id/rotate',
+      access: 'token',
+      handler: async (ctx) => {
+        onlyQuery(ctx, []);
+        const { graceMs } = valid(validateRotate(optionalBodyInput(ctx)));
+        const id = ctx.params.id!;
+        const idempotencyKey = checkIdempotencyKey(ctx.header('idempotency-key'));
+        if (idempotencyKey === undefined) {
+          return { status: 200, body: issued(await deps.repository.keys.rotate(id, graceMs, ctx.actor)) };
+        }
+        // Claim, rotation and remembered answer commit together: a retry (any replica) gets the same new key.
+        const reply = await deps.transaction((tx) =>
+          deps.idempotency.run(
+            tx.sql,
+            { scope: ROTATE_SCOPE, resourceId: id, idempotencyKey, request: { graceMs }, actor: ctx.actor },
+            async () => ({ status: 200, body: issued(await tx.repository.keys.rotate(id, graceMs, ctx.actor)) }),
+          ),
+        );
+        return { status: reply.status, body: reply.body, headers: { 'idempotent-replayed': String(reply.replayed) } };
+      },
+    },
+    {
+      method: 'POST',
+      path: '/admin/keys/:id/revoke',
+      access: 'token',
+      handler: async (ctx) => {
+        onlyQuery(ctx, []);
+        const reason = reasonInput(ctx);
+        const row = await deps.repository.keys.revoke(ctx.params.id!, ctx.actor, reason);
+        return { status: 200, body: { key: presentKey(row, now()) } };
+      },
+    },
+  ];
+}
