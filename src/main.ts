@@ -39,7 +39,11 @@ export async function startKeypool(
       state: runtime.state,
       clock: runtime.clock,
       writes: runtime.writes,
-      breakers: () => ({ state_store: runtime.sharedState?.breakerState ?? 'closed' }),
+      // state_store: the opossum breaker around Redis; database: open while buffered writes cannot be flushed.
+      breakers: () => ({
+        state_store: runtime.sharedState?.breakerState ?? 'closed',
+        database: runtime.writes.databaseReachable ? 'closed' : 'open',
+      }),
     });
     admin = await startAdminServer({
       listen: config.adminListen,

@@ -43,11 +43,17 @@ export class WriteBuffer {
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
   private dropped = 0;
+  private lastFlushFailed = false;
 
   constructor(private readonly options: WriteBufferOptions) {}
 
   get droppedTotal(): number {
     return this.dropped;
+  }
+
+  /** False while the last flush failed (the database is unreachable or refusing writes); true again after one succeeds. */
+  get databaseReachable(): boolean {
+    return !this.lastFlushFailed;
   }
 
   get pending(): number {
@@ -125,7 +131,9 @@ export class WriteBuffer {
       await this.flushAudit();
       await this.flushTouches();
       await this.flushUsage();
+      this.lastFlushFailed = false;
     } catch (error) {
+      this.lastFlushFailed = true;
       this.options.onFlushError?.(error);
     }
   }

@@ -73,6 +73,7 @@ describe('WriteBuffer', () => {
     await buffer.flush();
     expect(errors.length).toBe(2);
     expect(target.audits).toHaveLength(0);
+    expect(buffer.databaseReachable).toBe(false);
 
     target.down = false;
     await buffer.flush();
@@ -82,6 +83,7 @@ describe('WriteBuffer', () => {
     expect(target.touched).toEqual(['k1']);
     expect(target.usage).toHaveLength(1);
     expect(target.usage[0]).toMatchObject({ requests: 2, successes: 2, latencyMsSum: 7 });
+    expect(buffer.databaseReachable).toBe(true);
   });
 
   it('drops beyond its bound and counts what it dropped', async () => {
