@@ -5,6 +5,7 @@
 // The functions mutate the AccountState they are given (that is the point of a state machine) but touch nothing else.
 import type { LearnedLimits, Observation } from './types.js';
 import type { AccountStateView, AdmitCandidate, AdmitRequest, AdmitResult, HealthState } from '../ports.js';
+import { EMPTY_LIMITS } from './providers/limits.js';
 
 /** Length of the RPM sliding window: in any WINDOW_MS interval at most rpmLimit admissions. */
 export const WINDOW_MS = 60_000;
@@ -128,14 +129,7 @@ export function newAccountState(): AccountState {
     openCount: 0,
     halfOpenProbeLeaseId: null,
     invalidUntilMs: 0,
-    learned: {
-      requestsLimit: null,
-      requestsRemaining: null,
-      requestsResetAtMs: null,
-      tokensLimit: null,
-      tokensRemaining: null,
-      tokensResetAtMs: null,
-    },
+    learned: { ...EMPTY_LIMITS },
   };
 }
 

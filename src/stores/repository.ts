@@ -34,6 +34,7 @@ import { generateClientKey } from '../secrets/client-key.js';
 import type { Keyring } from '../secrets/keyring.js';
 import { ConflictError, InvalidInputError, NotFoundError, sqlState, StateError, violatedConstraint } from './errors.js';
 import type { SqlClient } from './sql-client.js';
+import { addUsageCounts, type MutableUsageCounts } from './usage-counts.js';
 
 // -------------------------------------------------------------------------------------------------
 // Inputs and results
@@ -1155,16 +1156,7 @@ async function insertAudit(sql: SqlClient, entries: readonly AuditInsert[]): Pro
   }
 }
 
-interface MergedBucket extends UsageBucket {
-  requests: number;
-  successes: number;
-  rateLimited: number;
-  clientErrors: number;
-  serverErrors: number;
-  inputTokens: number;
-  outputTokens: number;
-  latencyMsSum: number;
-}
+type MergedBucket = UsageBucket & MutableUsageCounts;
 
 function mergeBuckets(buckets: readonly UsageBucket[]): MergedBucket[] {
   const merged = new Map<string, MergedBucket>();
@@ -1177,14 +1169,7 @@ function mergeBuckets(buckets: readonly UsageBucket[]): MergedBucket[] {
       merged.set(id, { ...bucket, accountId: bucket.accountId.toLowerCase(), bucketStart: new Date(startMs) });
       continue;
     }
-    into.requests += bucket.requests;
-    into.successes += bucket.successes;
-    into.rateLimited += bucket.rateLimited;
-    into.clientErrors += bucket.clientErrors;
-    into.serverErrors += bucket.serverErrors;
-    into.inputTokens += bucket.inputTokens;
-    into.outputTokens += bucket.outputTokens;
-    into.latencyMsSum += bucket.latencyMsSum;
+    addUsageCounts(into, bucket);
   }
   return [...merged.values()];
 }

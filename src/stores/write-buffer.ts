@@ -3,6 +3,7 @@
 // never adds latency to a request and a short outage loses nothing.
 import type { ObservationOutcome } from '../core/types.js';
 import type { AuditEntry, DurableWrites, UsageBucket } from '../ports.js';
+import { addUsageCounts, type MutableUsageCounts } from './usage-counts.js';
 
 const MINUTE_MS = 60_000;
 
@@ -22,17 +23,9 @@ interface Invalidation {
   readonly actor: string;
 }
 
-interface UsageCounters {
-  accountId: string;
-  bucketStartMs: number;
-  requests: number;
-  successes: number;
-  rateLimited: number;
-  clientErrors: number;
-  serverErrors: number;
-  inputTokens: number;
-  outputTokens: number;
-  latencyMsSum: number;
+interface UsageCounters extends MutableUsageCounts {
+  readonly accountId: string;
+  readonly bucketStartMs: number;
 }
 
 export class WriteBuffer {
@@ -204,14 +197,7 @@ function mergeCounters(into: Map<string, UsageCounters>, id: string, counters: U
     into.set(id, counters);
     return;
   }
-  existing.requests += counters.requests;
-  existing.successes += counters.successes;
-  existing.rateLimited += counters.rateLimited;
-  existing.clientErrors += counters.clientErrors;
-  existing.serverErrors += counters.serverErrors;
-  existing.inputTokens += counters.inputTokens;
-  existing.outputTokens += counters.outputTokens;
-  existing.latencyMsSum += counters.latencyMsSum;
+  addUsageCounts(existing, counters);
 }
 
 function toUsageBucket(counters: UsageCounters): UsageBucket {
