@@ -86,6 +86,7 @@ export class Engine implements DecisionEngine {
         leaseId,
         keyId: authorized.key.id,
         startedAtMs,
+        holdsConcurrencySlot: account.maxConcurrency !== null,
       },
     };
   }

@@ -203,6 +203,11 @@ export interface Ticket {
   readonly leaseId: string;
   readonly keyId: string;
   readonly startedAtMs: number;
+  /**
+   * The account has a max_concurrency: its slot must be held until the response has fully ended (a streamed body
+   * included), so adapters that would otherwise release at the response headers keep it until the end.
+   */
+  readonly holdsConcurrencySlot: boolean;
 }
 
 export interface RequestOutcome {

@@ -80,6 +80,7 @@ export class FakeEngine implements DecisionEngine {
       leaseId: `lease-${this.issued.length + 1}`,
       keyId: 'key-1',
       startedAtMs: now,
+      holdsConcurrencySlot: false,
     };
     this.issued.push(ticket);
     const secret = key === CLIENT_KEY_UNSAFE ? `${account}\r\nx-evil: 1` : account;

@@ -104,6 +104,7 @@ describe('records in kong.ctx.shared', () => {
     leaseId: 'l1',
     keyId: 'k1',
     startedAtMs: 1_700_000_000_123,
+    holdsConcurrencySlot: false,
   };
 
   test('a denial carries status, the core body and content-type first', () => {

@@ -109,6 +109,7 @@ export class FakeEngine implements DecisionEngine {
       leaseId,
       keyId: 'key-1',
       startedAtMs: 1_700_000_000_000,
+      holdsConcurrencySlot: false,
     };
     return {
       decision: {

@@ -85,7 +85,7 @@ describe.skipIf(!hasLuajit)('the guard under luajit', () => {
   });
 
   test('an allow passes (the guard does not answer)', () => {
-    const ticket = { pool: 'openai', accountId: 'a', accountName: 'n', leaseId: 'l', keyId: 'k', startedAtMs: 1_700_000_000_000 };
+    const ticket = { pool: 'openai', accountId: 'a', accountName: 'n', leaseId: 'l', keyId: 'k', startedAtMs: 1_700_000_000_000, holdsConcurrencySlot: false };
     expect(runGuard(luaRoundTrip({ action: 'allow', ticket }))).toEqual({ exited: false });
     expect(runGuard(luaRoundTrip({ action: 'allow', ticket: null }))).toEqual({ exited: false });
   });

@@ -205,18 +205,19 @@ export function ticketFromRecord(raw: unknown): Ticket | null {
   if (!isRecord(raw) || raw['action'] !== 'allow') return null;
   const ticket = raw['ticket'];
   if (!isRecord(ticket)) return null;
-  const { pool, accountId, accountName, leaseId, keyId, startedAtMs } = ticket;
+  const { pool, accountId, accountName, leaseId, keyId, startedAtMs, holdsConcurrencySlot } = ticket;
   if (
     typeof pool !== 'string' ||
     typeof accountId !== 'string' ||
     typeof accountName !== 'string' ||
     typeof leaseId !== 'string' ||
     typeof keyId !== 'string' ||
-    typeof startedAtMs !== 'number'
+    typeof startedAtMs !== 'number' ||
+    typeof holdsConcurrencySlot !== 'boolean'
   ) {
     return null;
   }
-  return { pool, accountId, accountName, leaseId, keyId, startedAtMs };
+  return { pool, accountId, accountName, leaseId, keyId, startedAtMs, holdsConcurrencySlot };
 }
 
 /** kong.response.get_status in the log phase: the status sent to the client. */
