@@ -67,6 +67,14 @@ export interface AccountStateView {
   readonly learned: LearnedLimits;
 }
 
+/** An account's health moved (healthy -> degraded -> unhealthy = circuit open, and back); stores report it for logs. */
+export interface HealthChange {
+  readonly pool: string;
+  readonly accountId: string;
+  readonly from: HealthState;
+  readonly to: HealthState;
+}
+
 export interface RateStateStore {
   /** Atomically admit the first candidate with capacity (one round trip for Redis). */
   admit(request: AdmitRequest): Promise<AdmitResult>;

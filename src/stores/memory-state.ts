@@ -11,7 +11,7 @@ import {
   viewOf,
 } from '../core/capacity.js';
 import type { Observation } from '../core/types.js';
-import type { AccountStateView, AdmitCandidate, AdmitRequest, AdmitResult, RateStateStore } from '../ports.js';
+import type { AccountStateView, AdmitCandidate, AdmitRequest, AdmitResult, HealthChange, RateStateStore } from '../ports.js';
 
 export interface MemoryRateStateStoreOptions {
   /**
@@ -26,6 +26,8 @@ export interface MemoryRateStateStoreOptions {
   readonly maxAccounts?: number;
   /** Prefix of the lease ids this store hands out (lets a wrapper route a release to the store that issued it). */
   readonly leasePrefix?: string;
+  /** Called when an observation moves an account's health (circuit opened or closed). Must not throw. */
+  readonly onHealthChange?: (change: HealthChange) => void;
 }
 
 const DEFAULT_MAX_ACCOUNTS = 100_000;
@@ -35,6 +37,7 @@ export class MemoryRateStateStore implements RateStateStore {
   private readonly limitDivisor: number;
   private readonly maxAccounts: number;
   private readonly leasePrefix: string;
+  private readonly onHealthChange: ((change: HealthChange) => void) | undefined;
   private tracked = 0;
   private leaseSeq = 0;
 
@@ -42,6 +45,7 @@ export class MemoryRateStateStore implements RateStateStore {
     this.limitDivisor = Math.max(1, Math.floor(options.limitDivisor ?? 1));
     this.maxAccounts = Math.max(1, options.maxAccounts ?? DEFAULT_MAX_ACCOUNTS);
     this.leasePrefix = options.leasePrefix ?? 'm';
+    this.onHealthChange = options.onHealthChange;
   }
 
   admit(request: AdmitRequest): Promise<AdmitResult> {
@@ -62,7 +66,10 @@ export class MemoryRateStateStore implements RateStateStore {
   }
 
   observe(pool: string, accountId: string, observation: Observation, nowMs: number): void {
-    applyObservation(this.stateIn(this.poolStates(pool), accountId), observation, nowMs);
+    const state = this.stateIn(this.poolStates(pool), accountId);
+    const from = state.health;
+    applyObservation(state, observation, nowMs);
+    if (state.health !== from) this.onHealthChange?.({ pool, accountId, from, to: state.health });
   }
 
   inspect(pool: string, accountIds: readonly string[], nowMs: number): Promise<AccountStateView[]> {

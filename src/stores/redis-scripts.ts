@@ -182,6 +182,7 @@ local outcome = ARGV[1]
 local now = clock(ARGV[10])
 local shift = now - tonumber(ARGV[9])
 local stateTtlMs = tonumber(ARGV[11])
+local healthBefore = redis.call('HGET', sk, 'h') or 'healthy'
 local function at(v)
   local x = num(v)
   if x == nil then return nil end
@@ -240,7 +241,7 @@ elseif outcome == 'server_error' then
 end
 -- Keep the hash at least stateTtlMs, and past every instant it still holds (a daily reset, a long cooldown).
 extend(sk, math.max(stateTtlMs, furthest - now + 60000))
-return now
+return {now, healthBefore, redis.call('HGET', sk, 'h') or 'healthy'}
 `;
 
 /**

@@ -4,7 +4,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { type Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { LearnedLimits, Observation } from '../core/types.js';
-import type { AccountStateView, AdmitRequest, AdmitResult, HealthState, RateStateStore } from '../ports.js';
+import type { AccountStateView, AdmitRequest, AdmitResult, HealthChange, HealthState, RateStateStore } from '../ports.js';
 import { ADMIT_LUA, INSPECT_LUA, OBSERVE_LUA, RESET_FIELDS } from './redis-scripts.js';
 
 export interface RedisRateStateStoreOptions {
@@ -16,6 +16,8 @@ export interface RedisRateStateStoreOptions {
   readonly instanceId?: string;
   /** Called (never throws) when a fire-and-forget command or a connection fails; for a throttled log or a metric. */
   readonly onBackgroundError?: (error: unknown) => void;
+  /** Called when an observation moved an account's shared health (circuit opened or closed). Must not throw. */
+  readonly onHealthChange?: (change: HealthChange) => void;
   /**
    * TEST ONLY. Run the scripts on the caller's nowMs instead of Redis TIME, so the contract suite can drive time.
    * Production never sets it: with it, replicas' clocks would matter again.
@@ -76,6 +78,7 @@ export class RedisRateStateStore implements RateStateStore {
   private readonly stateTtlMs: number;
   private readonly instanceId: string;
   private readonly onBackgroundError: ((error: unknown) => void) | undefined;
+  private readonly onHealthChange: ((change: HealthChange) => void) | undefined;
   private readonly testClock: boolean;
   private readonly keyCache = new Map<string, Map<string, AccountKeys>>();
   private keyCacheSize = 0;
@@ -101,6 +104,7 @@ export class RedisRateStateStore implements RateStateStore {
     this.stateTtlMs = options.stateTtlMs ?? DEFAULT_STATE_TTL_MS;
     this.instanceId = options.instanceId ?? randomBytes(6).toString('base64url');
     this.onBackgroundError = options.onBackgroundError;
+    this.onHealthChange = options.onHealthChange;
     this.testClock = options.testUseRequestClock === true;
     // A restarted Redis has an empty script cache: load on every (re)connect so EVALSHA rarely misses.
     redis.on('ready', this.onReady);
@@ -199,7 +203,16 @@ export class RedisRateStateStore implements RateStateStore {
       this.testClock ? String(nowMs) : '',
       String(this.stateTtlMs),
     ];
-    this.run(OBSERVE, [this.keysOf(pool, accountId)[0]], args).catch((error: unknown) => this.backgroundError(error));
+    this.run(OBSERVE, [this.keysOf(pool, accountId)[0]], args).then(
+      (reply) => this.reportHealthChange(pool, accountId, reply),
+      (error: unknown) => this.backgroundError(error),
+    );
+  }
+
+  private reportHealthChange(pool: string, accountId: string, reply: unknown): void {
+    if (!this.onHealthChange || !Array.isArray(reply)) return;
+    const [, from, to] = reply as [unknown, HealthState, HealthState];
+    if (from !== to) this.onHealthChange({ pool, accountId, from, to });
   }
 
   async inspect(pool: string, accountIds: readonly string[], nowMs: number): Promise<AccountStateView[]> {

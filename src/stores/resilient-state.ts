@@ -9,6 +9,7 @@ import {
   type AccountStateView,
   type AdmitRequest,
   type AdmitResult,
+  type HealthChange,
   type RateStateStore,
   StateUnavailableError,
 } from '../ports.js';
@@ -45,6 +46,8 @@ export interface ResilientRateStateStoreOptions {
   readonly volumeThreshold?: number;
   /** Rolling window of the failure statistics. Default 10 000 ms. */
   readonly rollingWindowMs?: number;
+  /** Health changes seen by the local fallback while it decides (the shared store reports its own). Must not throw. */
+  readonly onHealthChange?: (change: HealthChange) => void;
   /** Called once when shared state is lost and once when it is back (log it; count it). Must not throw. */
   readonly onTransition?: (transition: StateTransition) => void;
 }
@@ -73,7 +76,13 @@ export class ResilientRateStateStore implements RateStateStore {
     this.failureMode = options.failureMode ?? 'local';
     this.timeoutMs = options.timeoutMs ?? 50;
     this.onTransition = options.onTransition;
-    this.local = new MemoryRateStateStore({ limitDivisor: options.expectedReplicas ?? 1, leasePrefix: LOCAL_LEASE_PREFIX });
+    this.local = new MemoryRateStateStore({
+      limitDivisor: options.expectedReplicas ?? 1,
+      leasePrefix: LOCAL_LEASE_PREFIX,
+      onHealthChange: (change) => {
+        if (this.mode === 'local') options.onHealthChange?.(change);
+      },
+    });
     this.breaker = new CircuitBreaker((request: AdmitRequest, context: AdmitContext) => this.sharedAdmit(request, context), {
       timeout: this.timeoutMs,
       resetTimeout: options.resetTimeoutMs ?? 1_000,

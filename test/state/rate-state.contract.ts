@@ -8,11 +8,11 @@ import {
   WINDOW_MS,
 } from '../../src/core/capacity.js';
 import type { LearnedLimits, Observation, ObservationOutcome } from '../../src/core/types.js';
-import type { AdmitCandidate, AdmitResult, RateStateStore } from '../../src/ports.js';
+import type { AdmitCandidate, AdmitResult, HealthChange, RateStateStore } from '../../src/ports.js';
 
 export interface ContractFactory {
   /** A store whose clock is the nowMs the test passes. Closed by the suite after each test. */
-  create(): Promise<RateStateStore>;
+  create(options?: { onHealthChange?: (change: HealthChange) => void }): Promise<RateStateStore>;
 }
 
 const T0 = 1_800_000_000_000;
@@ -245,6 +245,19 @@ export function rateStateContract(name: string, factory: ContractFactory): void 
     });
 
     describe('health and circuit (5xx)', () => {
+      it('reports each health change: degraded, circuit opened, circuit closed', async () => {
+        const changes: HealthChange[] = [];
+        store = await factory.create({ onHealthChange: (change) => changes.push(change) });
+        open.push(store);
+        pool = `pool-${randomBytes(4).toString('hex')}`;
+        for (let i = 0; i < 3; i++) await observe('a', obs('server_error'), T0 + i);
+        await observe('a', obs('success'), T0 + CIRCUIT_BASE_MS + 10);
+        await observe('a', obs('success'), T0 + CIRCUIT_BASE_MS + 20);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        expect(changes.map(({ from, to }) => `${from}->${to}`)).toEqual(['healthy->degraded', 'degraded->unhealthy', 'unhealthy->healthy']);
+        expect(changes.every((change) => change.pool === pool && change.accountId === 'a')).toBe(true);
+      });
+
       it('1-2 consecutive failures degrade, the 3rd opens the circuit for the base back-off', async () => {
         await setup();
         await observe('a', obs('server_error'), T0);

@@ -24,7 +24,7 @@ describe.skipIf(!available)('redis', () => {
 
   // Test clock: the scripts run on the nowMs the test passes instead of Redis TIME (see the real-clock tests below).
   rateStateContract('redis', {
-    create: async () => new RedisRateStateStore(client, { keyPrefix: prefix, testUseRequestClock: true }),
+    create: async (options) => new RedisRateStateStore(client, { keyPrefix: prefix, testUseRequestClock: true, ...options }),
   });
 
   describe('RedisRateStateStore on the Redis clock', () => {
