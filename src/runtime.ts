@@ -15,6 +15,11 @@ import { WriteBuffer } from './stores/write-buffer.js';
 import { SnapshotHolder } from './snapshot/holder.js';
 import { seedDemoOnFirstStart } from './demo-seed.js';
 
+/** Longest the last flush of buffered writes may take at shutdown (a partitioned database answers nothing). */
+const FINAL_FLUSH_TIMEOUT_MS = 5_000;
+/** Longest any one shutdown step may take (the last flush has its own, shorter bound), so a stop always ends. */
+const SHUTDOWN_STEP_TIMEOUT_MS = 6_000;
+
 export interface RuntimeOptions {
   /** Overrides of the environment-derived configuration. */
   readonly config?: Partial<KeypoolConfig>;
@@ -51,7 +56,9 @@ export async function openRuntime(options: RuntimeOptions = {}): Promise<Runtime
   const clock = options.clock ?? systemClock;
   const cleanups: Array<() => Promise<void>> = [];
   const stopAll = async () => {
-    for (const cleanup of cleanups.reverse()) await cleanup().catch((error) => logger.error({ err: error }, 'shutdown step failed'));
+    for (const cleanup of cleanups.reverse()) {
+      await withinDeadline(cleanup(), SHUTDOWN_STEP_TIMEOUT_MS).catch((error) => logger.error({ err: error }, 'shutdown step failed'));
+    }
   };
   try {
     const secrets = await loadSecrets({
@@ -106,7 +113,12 @@ export async function openRuntime(options: RuntimeOptions = {}): Promise<Runtime
       },
     });
     writes.start();
-    cleanups.push(() => writes.stop());
+    cleanups.push(async () => {
+      if (!(await writes.stop(FINAL_FLUSH_TIMEOUT_MS))) {
+        // Never silent: what the database did not take before exit is lost.
+        logger.error({ pending: writes.pending }, 'stopping with durable writes (audit, usage, key touches) the database did not take');
+      }
+    });
 
     const engine = new Engine({
       snapshots,
@@ -145,4 +157,20 @@ function openRateState(config: KeypoolConfig, logger: Logger): { state: RateStat
     },
   });
   return { state: sharedState, sharedState };
+}
+
+function withinDeadline(step: Promise<void>, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`did not finish within ${timeoutMs} ms; continuing`)), timeoutMs);
+    step.then(
+      () => {
+        clearTimeout(timer);
+        resolve();
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
+  });
 }

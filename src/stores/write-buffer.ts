@@ -102,11 +102,17 @@ export class WriteBuffer {
     return this.flushing;
   }
 
-  /** Stop the timer and make a last attempt to write what is pending. */
-  async stop(): Promise<void> {
+  /**
+   * Stop the timer and make a last attempt to write what is pending. A flush already running holds only the batch it
+   * took when it started, so wait for it and then flush once more (what arrived meanwhile, e.g. the last responses of
+   * a drain). Gives up after timeoutMs: a partitioned database answers nothing, and a stopping process must not wait
+   * for it forever. Resolves true when everything was written.
+   */
+  async stop(timeoutMs = Number.POSITIVE_INFINITY): Promise<boolean> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
-    await this.flush();
+    const finished = await settlesWithin(this.flush().then(() => this.flush()), timeoutMs);
+    return finished && this.pending === 0;
   }
 
   private admitOne(): boolean {
@@ -203,4 +209,16 @@ function mergeCounters(into: Map<string, UsageCounters>, id: string, counters: U
 function toUsageBucket(counters: UsageCounters): UsageBucket {
   const { bucketStartMs, ...rest } = counters;
   return { ...rest, bucketStart: new Date(bucketStartMs) };
+}
+
+/** True when `promise` (which never rejects) settles within timeoutMs, false when the time ran out first. */
+function settlesWithin(promise: Promise<unknown>, timeoutMs: number): Promise<boolean> {
+  if (!Number.isFinite(timeoutMs)) return promise.then(() => true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), timeoutMs);
+    void promise.then(() => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
 }
