@@ -3,7 +3,7 @@
 import { Engine, type EngineOptions } from './engine.js';
 import { loadConfig, type KeypoolConfig } from './config.js';
 import { createLogger, type Logger } from './log.js';
-import { systemClock, type Clock, type DecisionEngine, type RateStateStore } from './ports.js';
+import { systemClock, type Clock, type DecisionEngine, type HealthChange, type RateStateStore } from './ports.js';
 import { loadSecrets } from './secrets/bootstrap.js';
 import { openStore, type OpenedStore } from './stores/open-store.js';
 import { migrate } from './stores/migrate.js';
@@ -99,7 +99,7 @@ export async function openRuntime(options: RuntimeOptions = {}): Promise<Runtime
     await snapshots.start();
     cleanups.push(() => snapshots.stop());
 
-    const { state, sharedState } = openRateState(config, logger);
+    const { state, sharedState } = openRateState(config, logger, healthChangeLogger(logger, snapshots));
     cleanups.push(() => state.close());
 
     const writes = new WriteBuffer({
@@ -141,22 +141,39 @@ export async function openRuntime(options: RuntimeOptions = {}): Promise<Runtime
   }
 }
 
-function openRateState(config: KeypoolConfig, logger: Logger): { state: RateStateStore; sharedState: ResilientRateStateStore | null } {
-  if (!config.redisUrl) return { state: new MemoryRateStateStore(), sharedState: null };
+function openRateState(
+  config: KeypoolConfig,
+  logger: Logger,
+  onHealthChange: (change: HealthChange) => void,
+): { state: RateStateStore; sharedState: ResilientRateStateStore | null } {
+  if (!config.redisUrl) return { state: new MemoryRateStateStore({ onHealthChange }), sharedState: null };
   const redis = RedisRateStateStore.connect(config.redisUrl, {
     keyPrefix: config.redisKeyPrefix,
+    onHealthChange,
     onBackgroundError: (error) => logger.debug({ err: error }, 'redis background write failed'),
   });
   const sharedState = new ResilientRateStateStore(redis, {
     failureMode: config.stateFailureMode,
     expectedReplicas: config.expectedReplicas,
     timeoutMs: config.stateTimeoutMs,
+    onHealthChange,
     onTransition: (transition) => {
       if (transition.available) logger.info({ mode: transition.mode }, 'shared rate state is back');
       else logger.error({ mode: transition.mode, failureMode: transition.failureMode, cause: String(transition.cause ?? '') }, 'shared rate state lost');
     },
   });
   return { state: sharedState, sharedState };
+}
+
+/** One log line per account health change, naming the account (never its key). */
+function healthChangeLogger(logger: Logger, snapshots: SnapshotHolder): (change: HealthChange) => void {
+  return ({ pool, accountId, from, to }) => {
+    const account = snapshots.current()?.pools.get(pool)?.accounts.find((candidate) => candidate.id === accountId)?.name;
+    const fields = { pool, accountId, account, from, to };
+    if (to === 'unhealthy') logger.warn(fields, 'account circuit opened after repeated upstream errors');
+    else if (from === 'unhealthy') logger.info(fields, 'account circuit closed');
+    else logger.info(fields, 'account health changed');
+  };
 }
 
 function withinDeadline(step: Promise<void>, timeoutMs: number): Promise<void> {
