@@ -266,7 +266,7 @@ describe('keypool CLI on the embedded store', { timeout: SLOW_TEST_MS }, () => {
       ['unsafe regex', ['mappings', 'add', '--pattern', '^(a+)+$', '--match', 'regex', '--priority', '1'], /pattern/],
       ['unknown setting', ['config', 'set', 'priority.enable', 'true'], /unknown setting/],
       ['bad setting value', ['config', 'set', 'priority.enabled', 'maybe'], /not a boolean/],
-      ['bad weight', ['accounts', 'add', '--provider', 'openai', '--name', 'w', '--weight', '1001'], /--weight: must be between 0 and 1000/],
+      ['bad weight', ['accounts', 'add', '--provider', 'openai', '--name', 'w', '--weight', '1001'], /--weight: must be between 1 and 1000/],
       ['--key-env with a value', ['accounts', 'add', '--provider', 'openai', '--name', 'w', '--key-env', 'sk-abc.def'], /NAME of an environment variable/],
       ['--key-env unset', ['accounts', 'add', '--provider', 'openai', '--name', 'w', '--key-env', 'KP_DEFINITELY_UNSET'], /not set/],
     ])('%s', async (_label, args, message) => {
@@ -369,7 +369,7 @@ describe('keypool serve with the CLI in a second terminal (embedded store)', { t
     const exited = new Promise<number | null>((done) => server.on('exit', (code) => done(code)));
     try {
       const deadline = Date.now() + 120_000;
-      while (!/listening/i.test(serverOut)) {
+      while (!/ext_proc gRPC on /.test(serverOut)) {
         if (Date.now() > deadline || server.exitCode !== null) throw new Error(`keypool serve did not start:\n${serverOut}`);
         await new Promise((r) => setTimeout(r, 100));
       }
