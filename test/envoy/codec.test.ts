@@ -1,14 +1,20 @@
 // Pure codec: ProcessingRequest fixtures (as proto-loader decodes what Envoy sends) -> RequestView,
 // decisions -> ProcessingResponse objects.
+import { readFileSync } from 'node:fs';
+import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import {
+  HOLD_UNTIL_RESPONSE_END,
   KEYPOOL_UNAVAILABLE,
+  RESPONSE_HEADERS_CONTINUE,
   UnsafeHeaderError,
   clientAddressFrom,
   continueResponseFor,
+  endsMessage,
   headerBagFrom,
   requestViewFrom,
   responseForDecision,
+  responseHeadersAnswer,
   statusFrom,
   unavailableResponse,
 } from '../../src/adapters/envoy/codec.js';
@@ -236,4 +242,58 @@ describe('fixed answers', () => {
   ])('continue for %s', (kind, expected) => {
     expect(continueResponseFor(kind)).toEqual(expected);
   });
+});
+
+describe('holding a concurrency slot until the response ends', () => {
+  it('response_headers answer: plain continue, or continue plus the hold mode', () => {
+    expect(responseHeadersAnswer(false)).toBe(RESPONSE_HEADERS_CONTINUE);
+    expect(responseHeadersAnswer(true)).toEqual({ response_headers: {}, mode_override: HOLD_UNTIL_RESPONSE_END });
+  });
+
+  it('the hold mode is the shipped mode with response trailers SEND (no bodies: nothing per chunk)', () => {
+    expect(HOLD_UNTIL_RESPONSE_END).toEqual({
+      request_header_mode: 'SEND',
+      response_header_mode: 'SEND',
+      request_body_mode: 'NONE',
+      response_body_mode: 'NONE',
+      request_trailer_mode: 'SKIP',
+      response_trailer_mode: 'SEND',
+    });
+  });
+
+  it.each([
+    [{ end_of_stream: true }, true],
+    [{ end_of_stream: false }, false],
+    [{}, false],
+    [undefined, false],
+  ])('endsMessage(%j) -> %s', (headers, expected) => {
+    expect(endsMessage(headers)).toBe(expected);
+  });
+});
+
+describe('shipped Envoy configs agree with the codec', () => {
+  const EXT_PROC = 'type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor';
+  type Filter = Record<string, unknown>;
+  const extProcFilters = (node: unknown): Filter[] => {
+    if (Array.isArray(node)) return node.flatMap(extProcFilters);
+    if (node === null || typeof node !== 'object') return [];
+    const obj = node as Filter;
+    return [...(obj['@type'] === EXT_PROC ? [obj] : []), ...Object.values(obj).flatMap(extProcFilters)];
+  };
+
+  it.each(['envoy/envoy.yaml', 'envoy/envoy-failover.yaml'])(
+    '%s: every ext_proc filter allows exactly the hold mode as an override, and ships the cheap mode',
+    (file) => {
+      const filters = extProcFilters(parse(readFileSync(new URL(`../../${file}`, import.meta.url), 'utf8')));
+      expect(filters.length).toBeGreaterThan(0);
+      for (const filter of filters) {
+        expect(filter['allow_mode_override']).toBe(true);
+        // Envoy compares a mode_override with these entries as whole messages.
+        expect(filter['allowed_override_modes']).toEqual([HOLD_UNTIL_RESPONSE_END]);
+        expect(filter['processing_mode']).toEqual({ ...HOLD_UNTIL_RESPONSE_END, response_trailer_mode: 'SKIP' });
+        // Envoy ignores mode_override when bodies are sent before the header answer.
+        expect(filter['send_body_without_waiting_for_header_response']).toBeUndefined();
+      }
+    },
+  );
 });

@@ -72,14 +72,21 @@ describe.skipIf(!ENVOY)('keypool end to end through a real Envoy', () => {
   const repo = () => keypool.runtime.repository;
 
   /** Disables the provider's current accounts and creates fresh ones; returns name -> secret. */
-  async function usePool(provider: string, names: readonly string[]): Promise<Record<string, { id: string; secret: string }>> {
+  async function usePool(
+    provider: string,
+    names: readonly string[],
+    options: { maxConcurrency?: number } = {},
+  ): Promise<Record<string, { id: string; secret: string }>> {
     for (const account of await repo().accounts.list({ providerSlug: provider })) {
       if (account.status === 'active') await repo().accounts.setStatus(account.id, 'disabled', 'e2e: next scenario', ACTOR);
     }
     const created: Record<string, { id: string; secret: string }> = {};
     for (const name of names) {
       const secret = `sk-${provider}-${name}-${Math.random().toString(36).slice(2, 10)}`;
-      const row = await repo().accounts.create({ providerSlug: provider, name: `${name}-${Date.now()}`, apiKey: secret }, ACTOR);
+      const row = await repo().accounts.create(
+        { providerSlug: provider, name: `${name}-${Date.now()}`, apiKey: secret, maxConcurrency: options.maxConcurrency ?? null },
+        ACTOR,
+      );
       created[name] = { id: row.id, secret };
     }
     await keypool.runtime.snapshots.reload('manual');
@@ -338,6 +345,42 @@ describe.skipIf(!ENVOY)('keypool end to end through a real Envoy', () => {
       rest += Buffer.from(value).toString();
     }
     expect(rest).toContain('[DONE]');
+  });
+
+  it('10. max_concurrency 1: the slot stays taken while an SSE body streams (both configs), and is free once it ends', async () => {
+    for (const base of [envoy.baseUrl, failover.baseUrl]) {
+      const pool = await usePool('openai', ['a'], { maxConcurrency: 1 });
+      let release!: () => void;
+      const held = new Promise<void>((resolve) => (release = resolve));
+      upstream.respond = (request) =>
+        request.body.includes('"stream":true') ? { sse: true, first: 'data: {"n":0}\n\n', holdUntil: held, rest: 'data: [DONE]\n\n' } : ok(request);
+      const streaming = await post(base, CHAT, { authorization: `Bearer ${clientKey}` }, '{"model":"m","stream":true}');
+      expect(streaming.status).toBe(200);
+      const reader = streaming.body!.getReader();
+      await reader.read();
+      expect(await inFlight('openai', [pool.a!.id])).toEqual([1]);
+      const second = await chat(clientKey, base);
+      expect(second.status).toBe(429);
+      expect(await second.json()).toMatchObject({ error: { code: 'pool_exhausted' } });
+      release();
+      while (!(await reader.read()).done);
+      await waitForAsync(async () => (await inFlight('openai', [pool.a!.id]))[0] === 0, 2_000, 'slot freed at the end of the body');
+      const third = await chat(clientKey, base);
+      expect(third.status).toBe(200);
+      await third.text();
+      await waitForAsync(async () => (await inFlight('openai', [pool.a!.id]))[0] === 0, 2_000, 'slot freed after a JSON answer');
+    }
+  });
+
+  it('10b. failover, max_concurrency 1: a 503 attempt frees its slot in time for the retry on the same account', async () => {
+    const pool = await usePool('openai', ['a'], { maxConcurrency: 1 });
+    upstream.respond = (request) =>
+      upstream.received.length === 1 ? { status: 503, headers: { 'content-type': 'application/json' }, body: '{"error":{"type":"overloaded"}}' } : ok(request);
+    const res = await chat(clientKey, failover.baseUrl);
+    expect(res.status).toBe(200);
+    await res.text();
+    expect(upstream.received.map(bearerOf)).toEqual([`Bearer ${pool.a!.secret}`, `Bearer ${pool.a!.secret}`]);
+    await waitForAsync(async () => (await inFlight('openai', [pool.a!.id]))[0] === 0, 2_000, 'slot freed');
   });
 
   // Last: it stops keypool.

@@ -1,6 +1,8 @@
 // Through the REAL Envoy binary (envoy/envoy.yaml and envoy/envoy-failover.yaml, ports rewritten),
 // keypool's real ext_proc server with a fake engine, and a mock provider upstream.
 // Skips with a notice when no Envoy binary is found, unless KEYPOOL_REQUIRE_ENVOY=1.
+import { createServer as createHttp2Server, type Http2Server } from 'node:http2';
+import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -17,7 +19,7 @@ import {
 } from '../helpers/envoy.js';
 import { waitFor } from './ext-proc-client.js';
 import { CLIENT_KEY, CLIENT_KEY_DENY_429, CLIENT_KEY_THROW, FakeEngine } from './fake-engine.js';
-import { MockUpstream } from './mock-upstream.js';
+import { MockUpstream, type Reply } from './mock-upstream.js';
 
 const ENVOY = envoyOrSkip('test/envoy/envoy-real.test.ts');
 const logger = pino({ level: process.env['KEYPOOL_TEST_LOG'] ?? 'silent' });
@@ -78,6 +80,7 @@ describe.skipIf(!ENVOY)('envoy/envoy.yaml through a real Envoy', () => {
     upstream.reset();
     engine.views.length = 0;
     engine.observed.length = 0;
+    engine.holdsConcurrencySlot = false;
   });
 
   it('allowed: upstream gets the pooled key instead of the client key; keypool sees provider and client address', async () => {
@@ -176,6 +179,142 @@ describe.skipIf(!ENVOY)('envoy/envoy.yaml through a real Envoy', () => {
     expect(rest).toContain('[DONE]');
   });
 
+  describe('an account with max_concurrency holds its slot until the response has ended', () => {
+    const stat = (name: string) => envoyStat(envoy.adminUrl, `http.llm_gateway.ext_proc.keypool.${name}`);
+
+    it('streamed body: first event unbuffered, slot held past message_timeout, freed once at the end; no body reaches keypool', async () => {
+      engine.holdsConcurrencySlot = true;
+      const sentBefore = await stat('stream_msgs_sent');
+      const timeoutsBefore = await stat('message_timeouts');
+      const sse = heldSse();
+      upstream.enqueue(sse.reply);
+      const res = await post(envoy, CHAT, { authorization: `Bearer ${CLIENT_KEY}` });
+      expect(res.status).toBe(200);
+      const reader = res.body!.getReader();
+      expect(await firstChunk(reader)).toContain('"delta":"Hel"');
+      const lease = lastLease(engine);
+      // Longer than message_timeout (0.5 s): nothing is timed while the body streams.
+      await new Promise((r) => setTimeout(r, 700));
+      expect(engine.observed.map((o) => o.status)).toEqual([200]);
+      expect(engine.releaseCounts()[lease]).toBe(0);
+      sse.finish();
+      expect(await rest(reader)).toContain('[DONE]');
+      await waitFor(() => engine.releaseCounts()[lease] === 1, 2_000, 'release at the end of the body');
+      await new Promise((r) => setTimeout(r, 100));
+      expect(engine.releaseCounts()[lease]).toBe(1);
+      // Two messages each way (request and response headers): no body, no trailers.
+      expect((await stat('stream_msgs_sent')) - sentBefore).toBe(2);
+      expect(await stat('message_timeouts')).toBe(timeoutsBefore);
+      expect(await stat('spurious_msgs_received')).toBe(0);
+    });
+
+    it('a JSON response keeps its content-length; slot freed once', async () => {
+      engine.holdsConcurrencySlot = true;
+      upstream.enqueue({ status: 200, headers: { 'content-type': 'application/json', 'content-length': '13' }, body: '{"object":"x"}'.slice(0, 13) });
+      const res = await post(envoy, CHAT, { authorization: `Bearer ${CLIENT_KEY}` });
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-length')).toBe('13');
+      expect(res.headers.get('transfer-encoding')).toBeNull();
+      await res.text();
+      const lease = lastLease(engine);
+      await waitFor(() => engine.releaseCounts()[lease] === 1, 2_000, 'release');
+    });
+
+    it('client gone mid-stream: slot freed once', async () => {
+      engine.holdsConcurrencySlot = true;
+      const sse = heldSse();
+      upstream.enqueue(sse.reply);
+      const aborted = new AbortController();
+      const res = await fetch(`${envoy.baseUrl}${CHAT}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${CLIENT_KEY}` },
+        body: '{}',
+        signal: aborted.signal,
+      });
+      const reader = res.body!.getReader();
+      await firstChunk(reader);
+      const lease = lastLease(engine);
+      expect(engine.releaseCounts()[lease]).toBe(0);
+      aborted.abort();
+      await waitFor(() => engine.releaseCounts()[lease] === 1, 2_000, 'release after the client left');
+      sse.finish();
+      await new Promise((r) => setTimeout(r, 100));
+      expect(engine.releaseCounts()[lease]).toBe(1);
+    });
+
+    it('an account without max_concurrency keeps the cheap path: slot freed at the response headers, body never held', async () => {
+      const sentBefore = await stat('stream_msgs_sent');
+      const sse = heldSse();
+      upstream.enqueue(sse.reply);
+      const res = await post(envoy, CHAT, { authorization: `Bearer ${CLIENT_KEY}` });
+      const reader = res.body!.getReader();
+      await firstChunk(reader);
+      const lease = lastLease(engine);
+      await waitFor(() => engine.releaseCounts()[lease] === 1, 2_000, 'release at the response headers');
+      sse.finish();
+      await rest(reader);
+      expect(engine.releaseCounts()[lease]).toBe(1);
+      expect((await stat('stream_msgs_sent')) - sentBefore).toBe(2);
+    });
+
+    it('an HTTP/2 provider that sends trailers: keypool answers them and frees the slot there', async () => {
+      engine.holdsConcurrencySlot = true;
+      const h2 = await startTrailingProvider();
+      const config = parse(
+        renderEnvoyConfig('envoy/envoy.yaml', { keypoolPort: keypool.port, upstreams: { openai: h2.port, anthropic: h2.port } }),
+      ) as { static_resources: { clusters: Array<Record<string, unknown>> } };
+      const openai = config.static_resources.clusters.find((c) => c['name'] === 'openai')!;
+      openai['typed_extension_protocol_options'] = {
+        'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
+          '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+          explicit_http_config: { http2_protocol_options: {} },
+        },
+      };
+      const variant = await startEnvoy({ bin: ENVOY as string, config: stringify(config) });
+      try {
+        const res = await post(variant, CHAT, { authorization: `Bearer ${CLIENT_KEY}` });
+        expect(res.status).toBe(200);
+        const reader = res.body!.getReader();
+        expect(await firstChunk(reader)).toContain('data: 1');
+        const lease = lastLease(engine);
+        expect(engine.releaseCounts()[lease]).toBe(0);
+        h2.finish();
+        expect(await rest(reader)).toContain('[DONE]');
+        await waitFor(() => engine.releaseCounts()[lease] === 1, 2_000, 'release at the trailers');
+        expect(await envoyStat(variant.adminUrl, 'http.llm_gateway.ext_proc.keypool.stream_msgs_sent')).toBe(3);
+        expect(await envoyStat(variant.adminUrl, 'http.llm_gateway.ext_proc.keypool.spurious_msgs_received')).toBe(0);
+      } finally {
+        await variant.stop();
+        await h2.stop();
+      }
+    });
+
+    it('keypool draining past its timeout lets a held streamed response finish (clean end, slot freed once)', async () => {
+      engine.holdsConcurrencySlot = true;
+      const draining = await startExtProcServer({ listen: '127.0.0.1:0', engine, logger, drainTimeoutMs: 200 });
+      const variant = await startEnvoy({
+        bin: ENVOY as string,
+        config: renderEnvoyConfig('envoy/envoy.yaml', { keypoolPort: draining.port, upstreams: { openai: upstream.port, anthropic: upstream.port } }),
+      });
+      try {
+        const sse = heldSse();
+        upstream.enqueue(sse.reply);
+        const res = await post(variant, CHAT, { authorization: `Bearer ${CLIENT_KEY}` });
+        const reader = res.body!.getReader();
+        await firstChunk(reader);
+        const lease = lastLease(engine);
+        await draining.shutdown();
+        expect(engine.releaseCounts()[lease]).toBe(1);
+        sse.finish();
+        expect(await rest(reader)).toContain('[DONE]');
+        expect(await envoyStat(variant.adminUrl, 'http.llm_gateway.ext_proc.keypool.streams_failed')).toBe(0);
+      } finally {
+        await variant.stop();
+        await draining.shutdown();
+      }
+    });
+  });
+
   it('gRPC health: Envoy sees keypool healthy when ready, unhealthy when not', async () => {
     await waitForAsync(async () => (await clusterHealthFlags(envoy.adminUrl, 'keypool')).includes('healthy'), 5_000, 'healthy');
     engine.ready = false;
@@ -225,6 +364,24 @@ describe.skipIf(!ENVOY)('envoy/envoy-failover.yaml (ext_proc as an upstream filt
     upstream.reset();
     engine.views.length = 0;
     engine.observed.length = 0;
+    engine.holdsConcurrencySlot = false;
+  });
+
+  it('an account with max_concurrency: the attempt holds its slot until its streamed body ends, then frees it once', async () => {
+    engine.holdsConcurrencySlot = true;
+    const sse = heldSse();
+    upstream.enqueue(sse.reply);
+    const res = await post(envoy, CHAT, { authorization: `Bearer ${CLIENT_KEY}` });
+    expect(res.status).toBe(200);
+    const reader = res.body!.getReader();
+    expect(await firstChunk(reader)).toContain('"delta":"Hel"');
+    const lease = lastLease(engine);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(engine.releaseCounts()[lease]).toBe(0);
+    sse.finish();
+    expect(await rest(reader)).toContain('[DONE]');
+    await waitFor(() => engine.releaseCounts()[lease] === 1, 2_000, 'release at the end of the body');
+    expect(await envoyStat(envoy.adminUrl, 'cluster.openai.ext_proc.keypool.spurious_msgs_received')).toBe(0);
   });
 
   it('a 429 on the first attempt is retried with a different credential; the client sees 200', async () => {
@@ -307,6 +464,63 @@ describe.skipIf(!ENVOY)('envoy/envoy-failover.yaml (ext_proc as an upstream filt
     expect(upstream.received).toHaveLength(0);
   });
 });
+
+/** An SSE reply whose first event goes out at once and whose end waits for finish(). */
+function heldSse(): { reply: Reply; finish: () => void } {
+  let finish!: () => void;
+  const held = new Promise<void>((resolve) => (finish = resolve));
+  return { reply: { sse: true, first: 'data: {"delta":"Hel"}\n\n', holdUntil: held, rest: 'data: [DONE]\n\n' }, finish };
+}
+
+type BodyReader = ReadableStreamDefaultReader<Uint8Array>;
+
+/** The first chunk the client receives; fails if it does not arrive while the upstream holds the rest. */
+async function firstChunk(reader: BodyReader): Promise<string> {
+  const first = await Promise.race([
+    reader.read(),
+    new Promise<never>((_, reject) => setTimeout(() => reject(new Error('first chunk was buffered')), 3_000)),
+  ]);
+  return Buffer.from(first.value ?? []).toString();
+}
+
+async function rest(reader: BodyReader): Promise<string> {
+  let text = '';
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return text;
+    text += Buffer.from(value).toString();
+  }
+}
+
+/** The lease of the most recent allow. */
+function lastLease(engine: FakeEngine): string {
+  const ticket = engine.issued[engine.issued.length - 1];
+  if (!ticket) throw new Error('no ticket issued');
+  return ticket.leaseId;
+}
+
+/** An HTTP/2 provider answering SSE whose end (last event, then trailers) waits for finish(). */
+async function startTrailingProvider(): Promise<{ port: number; finish: () => void; stop: () => Promise<void> }> {
+  let finish!: () => void;
+  const held = new Promise<void>((resolve) => (finish = resolve));
+  const server: Http2Server = createHttp2Server();
+  server.on('stream', (stream) => {
+    stream.on('error', () => undefined); // Envoy resetting a stream at teardown is not this test's concern
+    stream.resume();
+    stream.on('end', () => {
+      stream.respond({ ':status': 200, 'content-type': 'text/event-stream' }, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'x-usage-tokens': '42' }));
+      stream.write('data: 1\n\n');
+      void held.then(() => stream.end('data: [DONE]\n\n'));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    finish,
+    stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
 
 /** Just the parts of envoy-failover.yaml the route-override test edits. */
 interface FailoverConfig {

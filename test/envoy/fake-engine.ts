@@ -41,6 +41,8 @@ function clientKey(headers: HeaderBag): string | null {
 
 export class FakeEngine implements DecisionEngine {
   ready = true;
+  /** What issued tickets say: the account has a max_concurrency, so its slot is held until the response ends. */
+  holdsConcurrencySlot = false;
   /** Delay before decide() settles, to exercise cancel-while-deciding. */
   decideDelayMs = 0;
   readonly views: RequestView[] = [];
@@ -80,7 +82,7 @@ export class FakeEngine implements DecisionEngine {
       leaseId: `lease-${this.issued.length + 1}`,
       keyId: 'key-1',
       startedAtMs: now,
-      holdsConcurrencySlot: false,
+      holdsConcurrencySlot: this.holdsConcurrencySlot,
     };
     this.issued.push(ticket);
     const secret = key === CLIENT_KEY_UNSAFE ? `${account}\r\nx-evil: 1` : account;

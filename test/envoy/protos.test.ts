@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import type { MessageTypeDefinition } from '@grpc/proto-loader';
 import { findProtoRoot, loadProtos, VENDORED_DEPS_DIRS } from '../../src/adapters/envoy/protos.js';
-import { requestViewFrom, responseForDecision } from '../../src/adapters/envoy/codec.js';
+import { requestViewFrom, responseForDecision, responseHeadersAnswer } from '../../src/adapters/envoy/codec.js';
 import type { ProcessingRequestMsg } from '../../src/adapters/envoy/messages.js';
 import type { Allow, Deny } from '../../src/core/types.js';
 import { at, concat, lenField, readFields, sub } from './wire.js';
@@ -105,6 +105,15 @@ describe('fields keypool reads and writes have the official numbers and types', 
       request_trailers: [5, 'TrailersResponse'],
       response_trailers: [6, 'TrailersResponse'],
       immediate_response: [7, 'ImmediateResponse'],
+      mode_override: [9, 'extensions.filters.http.ext_proc.v3.ProcessingMode'],
+    },
+    'envoy.extensions.filters.http.ext_proc.v3.ProcessingMode': {
+      request_header_mode: [1, 'HeaderSendMode'],
+      response_header_mode: [2, 'HeaderSendMode'],
+      request_body_mode: [3, 'BodySendMode'],
+      response_body_mode: [4, 'BodySendMode'],
+      request_trailer_mode: [5, 'HeaderSendMode'],
+      response_trailer_mode: [6, 'HeaderSendMode'],
     },
     'envoy.service.ext_proc.v3.HeadersResponse': { response: [1, 'CommonResponse'] },
     'envoy.service.ext_proc.v3.CommonResponse': { header_mutation: [2, 'HeaderMutation'] },
@@ -128,6 +137,16 @@ describe('fields keypool reads and writes have the official numbers and types', 
       for (const [name, spec] of Object.entries(fields)) expect(actual[name], `${typeName}.${name}`).toEqual(spec);
     });
   }
+
+  it('ProcessingMode enum values', () => {
+    const def = loadProtos().packageDefinition['envoy.extensions.filters.http.ext_proc.v3.ProcessingMode'] as MessageTypeDefinition<object, object>;
+    const enums = (def.type as { enumType: Array<{ name: string; value: Array<{ name: string; number: number }> }> }).enumType;
+    const values = Object.fromEntries(enums.map((e) => [e.name, e.value.map((v) => [v.name, v.number])]));
+    expect(values).toEqual({
+      HeaderSendMode: [['DEFAULT', 0], ['SEND', 1], ['SKIP', 2]],
+      BodySendMode: [['NONE', 0], ['STREAMED', 1], ['BUFFERED', 2], ['BUFFERED_PARTIAL', 3]],
+    });
+  });
 
   it('grpc.health.v1 ServingStatus values and service paths', () => {
     const def = loadProtos().packageDefinition['grpc.health.v1.HealthCheckResponse'] as MessageTypeDefinition<object, object>;
@@ -207,6 +226,15 @@ describe('on the wire', () => {
     const appendValue = readFields(append[0]!.bytes!);
     expect(appendValue.every((f) => f.number === 1 && f.varint === 0n)).toBe(true);
     expect(readFields(option).some((f) => f.number === 3)).toBe(false); // no append_action
+  });
+
+  it('the hold answer serialises as response_headers (2) plus mode_override (9) with response trailers SEND', () => {
+    const bytes = process().responseSerialize(responseHeadersAnswer(true));
+    expect(readFields(bytes).map((f) => f.number)).toEqual([2, 9]);
+    const mode = Object.fromEntries(readFields(at(bytes, [9])!).map((f) => [f.number, f.varint]));
+    // SEND = 1, SKIP = 2, NONE = 0 (proto3 defaults may be written or left out: both read as 0).
+    expect({ 1: 0n, 2: 0n, 3: 0n, 4: 0n, 5: 0n, 6: 0n, ...mode }).toEqual({ 1: 1n, 2: 1n, 3: 0n, 4: 0n, 5: 2n, 6: 1n });
+    expect(readFields(process().responseSerialize(responseHeadersAnswer(false))).map((f) => f.number)).toEqual([2]);
   });
 
   it('a Deny serialises with an explicit HttpStatus code, body and details', () => {

@@ -2,6 +2,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { HOLD_UNTIL_RESPONSE_END } from '../../src/adapters/envoy/codec.js';
 import { startExtProcServer, type ExtProcServer } from '../../src/adapters/envoy/server.js';
 import {
   ExtProcClient,
@@ -192,6 +193,89 @@ describe('Process stream', () => {
     await Promise.all(calls.map((c) => c.status));
     await waitFor(() => engine.released.length === 20, 2_000, 'releases');
     expect(Object.values(engine.releaseCounts()).every((n) => n === 1)).toBe(true);
+  });
+});
+
+describe('an account with max_concurrency: its slot is held until the response has ended', () => {
+  const HOLD_ANSWER = { response_headers: {}, mode_override: HOLD_UNTIL_RESPONSE_END, response: 'response_headers' };
+
+  /** An allowed, observed stream whose ticket holds a concurrency slot. */
+  async function holding(): Promise<ReturnType<ExtProcClient['process']>> {
+    engine.holdsConcurrencySlot = true;
+    const call = client.process();
+    call.send(openaiRequest());
+    await call.next();
+    call.send(responseHeadersMsg(200, { 'content-type': 'text/event-stream' }));
+    expect(await call.next()).toEqual(HOLD_ANSWER);
+    expect(engine.observed.map((o) => o.status)).toEqual([200]);
+    return call;
+  }
+
+  const settle = () => new Promise((r) => setTimeout(r, 50));
+
+  it('response_headers: observed at once, answered with the hold mode, the slot kept; Envoy ending the stream frees it once', async () => {
+    const call = await holding();
+    await settle();
+    expect(engine.released).toHaveLength(0);
+    call.halfClose();
+    expect((await call.status).code).toBe(grpc.status.OK);
+    await waitFor(() => engine.released.length === 1, 2_000, 'release');
+    await settle();
+    expect(engine.releaseCounts()).toEqual({ 'lease-1': 1 });
+  });
+
+  it('a reset (client gone, Envoy reset) frees the slot once', async () => {
+    const call = await holding();
+    call.cancel();
+    await waitFor(() => engine.released.length === 1, 2_000, 'release');
+    await settle();
+    expect(engine.releaseCounts()).toEqual({ 'lease-1': 1 });
+  });
+
+  it('upstream trailers end the response: answered CONTINUE and the slot freed right there, once', async () => {
+    const call = await holding();
+    call.send({ response_trailers: { trailers: { headers: [{ key: 'x-usage', raw_value: Buffer.from('42') }] } } });
+    expect(await call.next()).toEqual({ response_trailers: {}, response: 'response_trailers' });
+    expect(engine.releaseCounts()).toEqual({ 'lease-1': 1 });
+    call.halfClose();
+    expect((await call.status).code).toBe(grpc.status.OK);
+    await settle();
+    expect(engine.releaseCounts()).toEqual({ 'lease-1': 1 });
+    expect(logs.some((l) => l.msg.includes('does not ask for'))).toBe(false);
+  });
+
+  it('a response without a body (end_of_stream on its headers) frees the slot at once, no hold mode', async () => {
+    engine.holdsConcurrencySlot = true;
+    const call = client.process();
+    call.send(openaiRequest());
+    await call.next();
+    const headersOnly = responseHeadersMsg(204);
+    (headersOnly['response_headers'] as { end_of_stream: boolean }).end_of_stream = true;
+    call.send(headersOnly);
+    expect(await call.next()).toEqual({ response_headers: {}, response: 'response_headers' });
+    expect(engine.releaseCounts()).toEqual({ 'lease-1': 1 });
+    call.halfClose();
+    await call.status;
+  });
+
+  it('an account without max_concurrency keeps the cheap path: no hold mode, slot freed at the response headers', async () => {
+    const call = client.process();
+    call.send(openaiRequest());
+    await call.next();
+    call.send(responseHeadersMsg(200, { 'content-type': 'text/event-stream' }));
+    expect(await call.next()).toEqual({ response_headers: {}, response: 'response_headers' });
+    expect(engine.releaseCounts()).toEqual({ 'lease-1': 1 });
+    call.cancel();
+  });
+
+  it('server shutdown past the drain timeout ends a holding stream with OK (Envoy lets the response finish), slot freed once', async () => {
+    client.close();
+    await server.shutdown();
+    await start({ drainTimeoutMs: 200 });
+    const call = await holding();
+    await server.shutdown();
+    expect((await call.status).code).toBe(grpc.status.OK);
+    expect(engine.releaseCounts()).toEqual({ 'lease-1': 1 });
   });
 });
 

@@ -23,9 +23,7 @@ describe.skipIf(!ENVOY)('scenario table through the real Envoy', () => {
   });
 
   for (const scenario of SCENARIOS) {
-    // A known Envoy bug (table.ts `divergence`) runs as an expected failure.
-    const run = scenario.divergence?.envoy ? it.fails : it;
-    run(scenario.name, async () => {
+    it(scenario.name, async () => {
       expectMatchesTable(await runScenario(stack.driver, stack.keypool.runtime, scenario), scenario);
     });
   }

@@ -21,9 +21,7 @@ describe('scenario table through the real Kong plugin server', () => {
   });
 
   for (const scenario of SCENARIOS) {
-    // A known Kong bug (table.ts `divergence`) runs as an expected failure.
-    const run = scenario.divergence?.kong ? it.fails : it;
-    run(scenario.name, async () => {
+    it(scenario.name, async () => {
       expectMatchesTable(await runScenario(stack.driver, stack.runtime, scenario), scenario);
     });
   }

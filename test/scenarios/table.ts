@@ -78,11 +78,6 @@ export interface Scenario {
   readonly expect: ExpectedAnswer;
   /** Account status in the config store once the scenario has settled (observations are written back). */
   readonly accountsAfter?: Readonly<Partial<Record<AccountLabel, 'active' | 'invalid'>>>;
-  /**
-   * A known bug: this gateway does NOT give the expected answer (why, in words). Its row runs as an expected
-   * failure, so it stays visible and flips to a failure the day the bug is fixed (then delete this field).
-   */
-  readonly divergence?: { readonly envoy?: string; readonly kong?: string };
 }
 
 export const UPSTREAM_HEADERS = ['authorization', 'x-api-key', 'x-keypool-priority', 'x-keypool-tenant'] as const;
@@ -282,13 +277,6 @@ export const SCENARIOS: readonly Scenario[] = [
     before: [{ streaming: true }],
     expectBefore: [{ status: 200, account: 'a' }],
     expect: denial(429, 'pool_exhausted', POOL_EXHAUSTED, { ...JSON_ONLY, 'retry-after': '1' }),
-    divergence: {
-      envoy:
-        'Envoy closes the ext_proc stream once response_headers is answered (response_body_mode NONE, trailers ' +
-        'SKIP), and keypool releases the slot there (src/adapters/envoy/stream.ts onResponseHeaders): a streamed ' +
-        'completion no longer counts against max_concurrency while its body streams, so a second request is ' +
-        'admitted (200). Kong frees the slot in the log phase, after the whole response.',
-    },
   },
   {
     name: 'no active account in the pool',

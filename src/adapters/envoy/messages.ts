@@ -93,10 +93,31 @@ export interface ImmediateResponseMsg {
   details?: string; // 5
 }
 
-/** envoy.service.ext_proc.v3.ProcessingResponse: exactly one member is set. */
+/** envoy.extensions.filters.http.ext_proc.v3.ProcessingMode.HeaderSendMode, by name (DEFAULT = 0 is never written). */
+export type HeaderSendMode = 'SEND' | 'SKIP';
+
+/** envoy.extensions.filters.http.ext_proc.v3.ProcessingMode.BodySendMode, by name. */
+export type BodySendMode = 'NONE' | 'STREAMED' | 'BUFFERED' | 'BUFFERED_PARTIAL';
+
+/** envoy.extensions.filters.http.ext_proc.v3.ProcessingMode: every field written, so it compares equal to a config entry. */
+export interface ProcessingModeMsg {
+  readonly request_header_mode: HeaderSendMode; // 1
+  readonly response_header_mode: HeaderSendMode; // 2
+  readonly request_body_mode: BodySendMode; // 3
+  readonly response_body_mode: BodySendMode; // 4
+  readonly request_trailer_mode: HeaderSendMode; // 5
+  readonly response_trailer_mode: HeaderSendMode; // 6
+}
+
+/**
+ * envoy.service.ext_proc.v3.ProcessingResponse: exactly one member of the `response` oneof is set.
+ * `mode_override` (9) changes the processing mode for the rest of this HTTP request; Envoy honours it
+ * only in an answer to request_headers or response_headers, only with the filter's
+ * allow_mode_override: true, and (when set) only if it equals an entry of allowed_override_modes.
+ */
 export type ProcessingResponseMsg =
   | { request_headers: HeadersResponseMsg } // 1
-  | { response_headers: HeadersResponseMsg } // 2
+  | { response_headers: HeadersResponseMsg; mode_override?: ProcessingModeMsg } // 2, 9
   | { request_body: { response?: CommonResponseMsg } } // 3
   | { response_body: { response?: CommonResponseMsg } } // 4
   | { request_trailers: { header_mutation?: HeaderMutationMsg } } // 5

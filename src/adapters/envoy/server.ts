@@ -16,7 +16,11 @@ export interface ExtProcServerOptions {
   readonly logger: Logger;
   /** gRPC metadata key carrying the route's provider (set per route via ExtProcPerRoute grpc_initial_metadata). */
   readonly providerMetadataKey?: string | undefined;
-  /** How long shutdown() lets open streams finish before cancelling them. */
+  /**
+   * How long shutdown() lets open streams finish before ending them: a stream still deciding or waiting for the
+   * response headers fails (Envoy answers that request 5xx); a stream holding a concurrency slot through a streamed
+   * body ends cleanly, and that response continues to the client without keypool.
+   */
   readonly drainTimeoutMs?: number | undefined;
   /** How often Health/Watch streams re-check engine.isReady(). */
   readonly healthPollMs?: number | undefined;
@@ -35,13 +39,15 @@ export interface ExtProcServer {
   readonly port: number;
   /** Operator switch: false forces NOT_SERVING; true = SERVING once engine.isReady() (and not draining). */
   setServing(serving: boolean): void;
-  /** Graceful: NOT_SERVING, stop accepting, let open streams finish up to drainTimeoutMs, then force. */
+  /** Graceful: NOT_SERVING, stop accepting, let open streams finish up to drainTimeoutMs, then end them (see there). */
   shutdown(): Promise<void>;
 }
 
 export const DEFAULT_PROVIDER_METADATA_KEY = 'x-keypool-provider';
 export const DEFAULT_DRAIN_TIMEOUT_MS = 10_000;
 const DEFAULT_HEALTH_POLL_MS = 1_000;
+/** After the drain timeout: how long the streams' final statuses get to reach Envoy before connections are cut. */
+const FINAL_STATUS_FLUSH_MS = 500;
 
 export async function startExtProcServer(options: ExtProcServerOptions): Promise<ExtProcServer> {
   const protos = loadProtos();
@@ -97,8 +103,11 @@ export async function startExtProcServer(options: ExtProcServerOptions): Promise
     const finished = await Promise.race([graceful, timedOut]);
     clearTimeout(timer);
     if (!finished) {
-      logger.warn({ openStreams: active.size }, 'ext_proc drain timed out; cancelling open streams');
+      logger.warn({ openStreams: active.size }, 'ext_proc drain timed out; ending open streams');
       for (const stream of [...active]) stream.abort('server shutdown');
+      // Every stream now has its final status; let those frames go out before cutting the connections, or Envoy
+      // would see resets instead of the clean ends that let streamed responses finish (bounded wait).
+      await Promise.race([graceful, new Promise((resolve) => setTimeout(resolve, FINAL_STATUS_FLUSH_MS).unref())]);
       server.forceShutdown();
     }
     health.stop();

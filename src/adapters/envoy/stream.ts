@@ -2,24 +2,33 @@
 // attempt). A small state machine:
 //
 //   awaiting_headers --request_headers--> deciding --allow--> allowed --response_headers--> observed
-//                                                  \--deny / error--> answered_final
+//                                                  |                  \--(slot held)--> holding
+//                                                  \--deny / error--> answered_final        |
+//                                                                 response_trailers or stream end
 //
 // Rules that keep Envoy failing closed:
 // - never end the stream with gRPC OK before request_headers is answered (Envoy would then forward
 //   the request without keypool, whatever failure_mode_allow says): nonsense gets a gRPC error;
 // - an engine rejection or an undeliverable decision becomes ImmediateResponse 503 keypool_unavailable;
-// - the ticket is released exactly once: after the response is observed, or when the stream ends
-//   for any other reason (half-close, cancel/reset, error, server shutdown).
+// - the ticket is released exactly once, when the upstream's response is over for keypool: at its
+//   response headers, or, when the ticket holds a concurrency slot and a body follows, at the end of
+//   the body (holding: see HOLD_UNTIL_RESPONSE_END in codec.ts); and in any case when the stream
+//   ends for any other reason (half-close, cancel/reset, error, server shutdown).
+// - never end a holding stream with a gRPC error: the client's response has started, so Envoy
+//   (failure_mode_allow false) would reset it mid-body. Server shutdown ends holding streams with OK.
 // Messages are handled strictly in arrival order (one promise chain), so answers stay in order.
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { DecisionEngine, Ticket } from '../../ports.js';
 import {
   RESPONSE_HEADERS_CONTINUE,
+  RESPONSE_TRAILERS_CONTINUE,
   continueResponseFor,
+  endsMessage,
   headerBagFrom,
   requestViewFrom,
   responseForDecision,
+  responseHeadersAnswer,
   statusFrom,
   unavailableResponse,
 } from './codec.js';
@@ -39,7 +48,7 @@ export interface ProcessStreamDeps {
 
 let warnedMissingProvider = false;
 
-type Phase = 'awaiting_headers' | 'deciding' | 'allowed' | 'observed' | 'answered_final' | 'failed';
+type Phase = 'awaiting_headers' | 'deciding' | 'allowed' | 'observed' | 'holding' | 'answered_final' | 'failed';
 
 export class ProcessStream {
   private phase: Phase = 'awaiting_headers';
@@ -68,9 +77,18 @@ export class ProcessStream {
     this.call.on('close', () => this.close());
   }
 
-  /** Server shutdown: give up on this stream (Envoy sees the reset and fails the request closed). */
+  /**
+   * Server shutdown. A stream still deciding or observing fails (Envoy sees the error and fails the request
+   * closed). A holding stream ends with OK instead: its response is already on its way to the client, which an
+   * error would cut off; its slot is freed early.
+   */
   abort(reason: string): void {
-    this.fail(grpc.status.UNAVAILABLE, reason);
+    if (this.phase === 'holding' && !this.closed) {
+      this.deps.logger.debug({ reason }, 'ext_proc shutdown: letting a streamed response finish without keypool');
+      this.call.end();
+    } else {
+      this.fail(grpc.status.UNAVAILABLE, reason);
+    }
     this.close();
   }
 
@@ -89,10 +107,11 @@ export class ProcessStream {
         return this.onRequestHeaders(msg);
       case 'response_headers':
         return this.onResponseHeaders(msg);
+      case 'response_trailers':
+        return this.phase === 'holding' ? this.onResponseEnd() : this.onPassThrough(msg.request);
       case 'request_body':
       case 'response_body':
       case 'request_trailers':
-      case 'response_trailers':
         return this.onPassThrough(msg.request);
       default:
         return this.protocolError(`unexpected ProcessingRequest ${String(msg.request)}`);
@@ -162,10 +181,20 @@ export class ProcessStream {
           this.deps.logger.error({ err }, 'engine.observe threw');
         }
       }
-      // Nothing more to learn on this stream: free the slot now rather than at stream end.
-      this.releaseTicket(ticket);
     }
-    this.write(RESPONSE_HEADERS_CONTINUE);
+    // Nothing more to learn on this stream. The slot is free now, unless the account limits concurrency and a body
+    // follows: the provider counts the request until its body ends, so keep the slot (and this stream) until then.
+    const hold = ticket !== null && ticket.holdsConcurrencySlot && !endsMessage(msg.response_headers);
+    if (hold) this.phase = 'holding';
+    else if (ticket) this.releaseTicket(ticket);
+    this.write(responseHeadersAnswer(hold));
+  }
+
+  /** The upstream's trailers: its response is over, so is the holding. */
+  private async onResponseEnd(): Promise<void> {
+    this.phase = 'observed';
+    if (this.ticket) this.releaseTicket(this.ticket);
+    this.write(RESPONSE_TRAILERS_CONTINUE);
   }
 
   private async onPassThrough(kind: string): Promise<void> {
