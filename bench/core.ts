@@ -1,32 +1,32 @@
 // bench:core — the decision core in-process: ns per decision across config sizes, priority lookup at 10k mappings,
 // and the compile (reload) time of a 10k-mapping snapshot. A benchmark, never part of `npm test`.
+// Also keypool's own handling of one proxied request as the ext_proc server does it, without the gRPC transport:
+// request_headers -> ProcessStream -> codec -> engine.decide -> codec -> answer, then response_headers -> codec ->
+// engine.observe/release -> answer (the target: request + response p50 <= 10 us), with and without protobuf.
 // Prints a table and writes bench/results/core.json.
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { createKeyDigester } from '../src/core/apikey.js';
-import { compilePriority } from '../src/core/priority.js';
-import type { MatchType, RequestView } from '../src/core/types.js';
-import { Engine } from '../src/engine.js';
+import { EventEmitter } from 'node:events';
+import type { ProcessingRequestMsg, ProcessingResponseMsg } from '../src/adapters/envoy/messages.js';
+import { loadProtos } from '../src/adapters/envoy/protos.js';
+import { DEFAULT_RETRY_CONTEXT, RetryContexts } from '../src/adapters/envoy/retry-context.js';
+import { ProcessStream, type ProcessStreamDeps } from '../src/adapters/envoy/stream.js';
 import { createLogger } from '../src/log.js';
-import type { AccountRow, ConfigData, MappingRow, StoredAccount, StoredKey, SystemKeyRow } from '../src/ports.js';
-import { Keyring, encryptSecret } from '../src/secrets/keyring.js';
-import { parsePepper, generatePepperSpec } from '../src/secrets/pepper.js';
+import { compilePriority } from '../src/core/priority.js';
 import { compileSnapshot, type CompiledSnapshot } from '../src/snapshot/compile.js';
-import { MemoryRateStateStore } from '../src/stores/memory-state.js';
-import { WriteBuffer } from '../src/stores/write-buffer.js';
-
-const NOW_MS = Date.UTC(2026, 10, 22);
-const EPOCH = new Date(NOW_MS - 86_400_000);
-const pepper = parsePepper(generatePepperSpec());
-const keyring = Keyring.parse(Keyring.generateSpec());
-const digest = createKeyDigester(pepper);
-
-interface Scenario {
-  readonly keys: number;
-  readonly mappings: number;
-  readonly accounts: number;
-}
+import { envoyRequestHeaders, UPSTREAM_RESPONSE_HEADERS } from './lib/extproc-client.js';
+import { printTargets, target, writeResults } from './lib/report.js';
+import {
+  NOW_MS,
+  OPENAI_OK_HEADERS,
+  allowedViews,
+  benchEngine,
+  clientKey,
+  configData,
+  keyring,
+  mappingRow,
+  measure,
+  pepper,
+  type Scenario,
+} from './lib/synthetic.js';
 
 const SCENARIOS: readonly Scenario[] = [
   { keys: 10, mappings: 10, accounts: 2 },
@@ -37,129 +37,9 @@ const SCENARIOS: readonly Scenario[] = [
   { keys: 100_000, mappings: 10_000, accounts: 1_000 },
 ];
 
-function clientKey(index: number): string {
-  return `kp_${index.toString(36).padStart(10, '0')}${'A'.repeat(30)}`;
-}
-
-function keyRow(index: number): StoredKey {
-  const key = clientKey(index);
-  const row: SystemKeyRow = {
-    id: `00000000-0000-4000-8000-${index.toString(16).padStart(12, '0')}`,
-    name: `key-${index}`,
-    tenantId: `tenant-${index % 50}`,
-    keyPrefix: key.slice(0, 11),
-    status: 'active',
-    expiresAt: null,
-    allowedIps: index % 2 === 0 ? ['10.0.0.0/8', '2001:db8::/32'] : [],
-    rotateAfterDays: null,
-    lastRotatedAt: null,
-    previousKeyExpiresAt: null,
-    lastUsedAt: null,
-    createdAt: EPOCH,
-    updatedAt: EPOCH,
-  };
-  return { ...row, keyHash: digest(key), previousKeyHash: null };
-}
-
-const MATCH_TYPES: readonly MatchType[] = ['exact', 'prefix', 'suffix', 'contains'];
-
-function mappingRow(index: number): MappingRow {
-  const matchType = MATCH_TYPES[index % MATCH_TYPES.length]!;
-  const pattern =
-    matchType === 'exact' ? clientKey(index) : matchType === 'prefix' ? `kp_${index.toString(36).padStart(6, '0')}` : `Z${index.toString(36)}Q`;
-  return {
-    id: `10000000-0000-4000-8000-${index.toString(16).padStart(12, '0')}`,
-    pattern,
-    matchType,
-    priority: index % 8,
-    tenantId: null,
-    tenantName: null,
-    tenantType: null,
-    description: null,
-    enabled: true,
-    createdAt: new Date(EPOCH.getTime() + index),
-  };
-}
-
-function accountRow(index: number): StoredAccount {
-  const id = `20000000-0000-4000-8000-${index.toString(16).padStart(12, '0')}`;
-  const row: AccountRow = {
-    id,
-    providerId: 'p-openai',
-    providerSlug: 'openai',
-    name: `acct-${index}`,
-    keyLast4: '0000',
-    keyVersion: keyring.currentVersion,
-    weight: 1,
-    tier: 0,
-    rpmLimit: null,
-    tpmLimit: null,
-    maxConcurrency: null,
-    status: 'active',
-    disabledReason: null,
-    tags: {},
-    createdAt: EPOCH,
-    updatedAt: EPOCH,
-  };
-  return { ...row, encryptedKey: encryptSecret(keyring, id, `sk-bench-${index}`).ciphertext };
-}
-
-function configData(scenario: Scenario): ConfigData {
-  return {
-    readAt: new Date(NOW_MS),
-    configVersion: 1,
-    providers: [
-      { id: 'p-openai', slug: 'openai', displayName: 'OpenAI', authStyle: 'bearer', rateLimitDialect: 'openai', defaultStrategy: 'round-robin' },
-    ],
-    accounts: Array.from({ length: scenario.accounts }, (_, i) => accountRow(i)),
-    keys: Array.from({ length: scenario.keys }, (_, i) => keyRow(i)),
-    mappings: Array.from({ length: scenario.mappings }, (_, i) => mappingRow(i)),
-    settings: { enabled: true, defaultPriority: 7, cacheTtlSec: 300 },
-  };
-}
-
-function percentile(sortedNs: Float64Array, p: number): number {
-  return sortedNs[Math.min(sortedNs.length - 1, Math.floor((p / 100) * sortedNs.length))]!;
-}
-
-/** Runs `iterations` timed calls (after warm-up) and returns p50/p99 in ns. */
-async function measure(iterations: number, call: (i: number) => unknown): Promise<{ p50: number; p99: number; mean: number }> {
-  for (let i = 0; i < Math.min(iterations, 20_000); i += 1) await call(i);
-  const samples = new Float64Array(iterations);
-  for (let i = 0; i < iterations; i += 1) {
-    const started = process.hrtime.bigint();
-    await call(i);
-    samples[i] = Number(process.hrtime.bigint() - started);
-  }
-  const mean = samples.reduce((a, b) => a + b, 0) / iterations;
-  samples.sort();
-  return { p50: percentile(samples, 50), p99: percentile(samples, 99), mean };
-}
-
 async function decisionBench(scenario: Scenario, snapshot: CompiledSnapshot) {
-  const logger = createLogger('silent');
-  const writes = new WriteBuffer({
-    target: { appendAudit: async () => {}, markAccountInvalid: async () => {}, touchKeys: async () => {}, addUsage: async () => {} },
-    maxPending: 1_000_000,
-    flushIntervalMs: 60_000,
-  });
-  const engine = new Engine({
-    snapshots: { current: () => snapshot },
-    state: new MemoryRateStateStore(),
-    writes,
-    clock: { nowMs: () => NOW_MS },
-    logger,
-    keyHeaders: ['authorization', 'x-api-key', 'api-key'],
-    leaseMs: 60_000,
-    defaultCooldownMs: 30_000,
-  });
-  // Keys with an allowlist (even index) are presented from inside it, so every decision is an allow.
-  const views: RequestView[] = Array.from({ length: Math.min(scenario.keys, 1024) }, (_, i) => ({
-    headers: { authorization: `Bearer ${clientKey(i)}`, 'content-type': 'application/json' },
-    clientAddress: '10.1.2.3:5000',
-    provider: 'openai',
-  }));
-  const responseHeaders = { 'x-ratelimit-remaining-requests': '499', 'x-ratelimit-reset-requests': '120ms' };
+  const { engine, writes } = benchEngine(snapshot);
+  const views = allowedViews(scenario.keys);
   let denied = 0;
   const decide = await measure(200_000, async (i) => {
     const outcome = await engine.decide(views[i % views.length]!);
@@ -169,20 +49,99 @@ async function decisionBench(scenario: Scenario, snapshot: CompiledSnapshot) {
   if (denied > 0) throw new Error(`benchmark setup is wrong: ${denied} denials`);
   const roundTrip = await measure(200_000, async (i) => {
     const outcome = await engine.decide(views[i % views.length]!);
-    engine.observe(outcome.ticket!, 200, responseHeaders);
+    engine.observe(outcome.ticket!, 200, OPENAI_OK_HEADERS);
     engine.release(outcome.ticket!);
   });
   await writes.stop();
   return { decide, roundTrip };
 }
 
+interface MethodCodec {
+  requestSerialize(value: unknown): Buffer;
+  requestDeserialize(bytes: Buffer): ProcessingRequestMsg;
+  responseSerialize(value: unknown): Buffer;
+}
+
+/** What ProcessStream uses of grpc-js's ServerDuplexStream; write() hands the answer to the waiting bench. */
+class FakeCall extends EventEmitter {
+  readonly metadata = { get: (key: string) => (key === 'x-keypool-provider' ? ['openai'] : []) };
+  writableEnded = false;
+  onWrite: ((msg: ProcessingResponseMsg) => void) | null = null;
+  write(msg: ProcessingResponseMsg): boolean {
+    const onWrite = this.onWrite;
+    this.onWrite = null;
+    onWrite?.(msg);
+    return true;
+  }
+  end(): void {
+    this.writableEnded = true;
+  }
+}
+
+/**
+ * keypool's own work per proxied request inside the ext_proc server, minus grpc-js's HTTP/2 transport: a
+ * ProcessStream (the server's per-stream state machine, retry memory on as shipped) gets request_headers and
+ * response_headers as grpc-js hands them over, through the codec and the engine, until both answers are written.
+ * With `protobuf`, both messages are also decoded from the bytes Envoy sends and both answers encoded (work a null
+ * ext_proc server does too, except encoding keypool's header mutation).
+ */
+async function handlerBench(snapshot: CompiledSnapshot, protobuf: boolean) {
+  const codec = loadProtos().extProcService['Process'] as unknown as MethodCodec;
+  const headerMap = (headers: Record<string, string>) => ({
+    headers: Object.entries(headers).map(([key, value]) => ({ key, raw_value: Buffer.from(value) })),
+  });
+  const requests = Array.from({ length: 256 }, (_, i) =>
+    codec.requestSerialize({
+      request_headers: { headers: headerMap({ ...envoyRequestHeaders(clientKey(i % 10)), 'x-request-id': `req-${i}` }), end_of_stream: false },
+      attributes: { 'envoy.filters.http.ext_proc': { fields: { 'source.address': { stringValue: '10.1.2.3:43122' } } } },
+    }),
+  );
+  const response = codec.requestSerialize({ response_headers: { headers: headerMap(UPSTREAM_RESPONSE_HEADERS), end_of_stream: false } });
+  const decodedRequests = requests.map((bytes) => codec.requestDeserialize(bytes));
+  const decodedResponse = codec.requestDeserialize(response);
+  const { engine, writes } = benchEngine(snapshot);
+  const deps: ProcessStreamDeps = {
+    engine,
+    logger: createLogger('silent'),
+    providerMetadataKey: 'x-keypool-provider',
+    onClosed: () => undefined,
+    retries: new RetryContexts(DEFAULT_RETRY_CONTEXT),
+    nowMs: () => NOW_MS,
+  };
+  let denied = 0;
+  let bytesOut = 0;
+  const result = await measure(200_000, async (i) => {
+    const call = new FakeCall();
+    new ProcessStream(call as never, deps).start();
+    const first = new Promise<ProcessingResponseMsg>((resolve) => (call.onWrite = resolve));
+    call.emit('data', protobuf ? codec.requestDeserialize(requests[i & 255]!) : decodedRequests[i & 255]!);
+    const answer = await first;
+    if (protobuf) bytesOut += codec.responseSerialize(answer).length;
+    if (!('request_headers' in answer)) {
+      denied += 1;
+      return;
+    }
+    const second = new Promise<ProcessingResponseMsg>((resolve) => (call.onWrite = resolve));
+    call.emit('data', protobuf ? codec.requestDeserialize(response) : decodedResponse);
+    const continued = await second;
+    if (protobuf) bytesOut += codec.responseSerialize(continued).length;
+    call.emit('end');
+    call.emit('close');
+  });
+  await writes.stop();
+  if (denied > 0) throw new Error(`benchmark setup is wrong: ${denied} denials`);
+  return { ...result, bytesOut };
+}
+
 async function main(): Promise<void> {
   const rows: Array<Record<string, number | string>> = [];
+  let smallSnapshot: CompiledSnapshot | null = null;
   for (const scenario of SCENARIOS) {
     const data = configData(scenario);
     const compileStarted = process.hrtime.bigint();
     const snapshot = compileSnapshot(data, { pepper, keyring }, 1, NOW_MS);
     const compileMs = Number(process.hrtime.bigint() - compileStarted) / 1e6;
+    smallSnapshot ??= snapshot;
     const { decide, roundTrip } = await decisionBench(scenario, snapshot);
     rows.push({
       keys: scenario.keys,
@@ -212,22 +171,37 @@ async function main(): Promise<void> {
   const reloadData = configData({ keys: 10, mappings: 10_000, accounts: 2 });
   const reload = await measure(30, () => compileSnapshot(reloadData, { pepper, keyring }, 2, NOW_MS));
 
+  const handler = await handlerBench(smallSnapshot!, false);
+  const handlerWithProtobuf = await handlerBench(smallSnapshot!, true);
+
   console.table(rows);
   console.log(`priority lookup at 10k mappings: ${priorityNs.toFixed(0)} ns/lookup (compile ${priorityCompileMs.toFixed(1)} ms; checksum ${sink})`);
   console.log(`snapshot reload with 10k mappings: p50 ${(reload.p50 / 1e6).toFixed(2)} ms, p99 ${(reload.p99 / 1e6).toFixed(2)} ms`);
+  const us = (ns: number) => (ns / 1000).toFixed(2);
+  console.log(`ext_proc handler in-process (ProcessStream + codec + engine, request and response): p50 ${us(handler.p50)} us, p99 ${us(handler.p99)} us`);
+  console.log(`  the same with protobuf decode + encode of both messages: p50 ${us(handlerWithProtobuf.p50)} us, p99 ${us(handlerWithProtobuf.p99)} us`);
+  const engineOnly = rows[0]!['requestAndResponseP50Ns'] as number;
+  const targets = [
+    target('own handling, request + response, p50 (engine alone)', engineOnly / 1000, 10, 'us', '<=', '10 keys / 10 mappings / 2 accounts'),
+    target(
+      'own handling, request + response, p50 (ext_proc handler: stream + codec + engine)',
+      handler.p50 / 1000,
+      10,
+      'us',
+      '<=',
+      `p99 ${us(handler.p99)} us; with protobuf decode/encode p50 ${us(handlerWithProtobuf.p50)} us`,
+    ),
+  ];
+  printTargets(targets);
 
-  const results = {
-    name: 'core',
-    node: process.version,
-    at: new Date().toISOString(),
+  writeResults('core', {
     decisions: rows,
     priorityLookupNsAt10kMappings: Math.round(priorityNs),
     reload10kMappingsMs: { p50: reload.p50 / 1e6, p99: reload.p99 / 1e6 },
-  };
-  const out = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'results', 'core.json');
-  mkdirSync(dirname(out), { recursive: true });
-  writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
-  console.log(`written ${out}`);
+    extProcHandlerNs: { p50: Math.round(handler.p50), p99: Math.round(handler.p99), mean: Math.round(handler.mean) },
+    extProcHandlerWithProtobufNs: { p50: Math.round(handlerWithProtobuf.p50), p99: Math.round(handlerWithProtobuf.p99), mean: Math.round(handlerWithProtobuf.mean) },
+    targets,
+  });
 }
 
 await main();

