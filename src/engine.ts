@@ -55,15 +55,18 @@ export class Engine implements DecisionEngine {
   }
 
   async decide(view: RequestView): Promise<RequestOutcome> {
+    // Decision latency is measured on the monotonic sub-millisecond clock; startedAtMs is the wall-clock instant
+    // the rules evaluate (expiry, grace windows, cooldowns) and may be a test clock.
+    const startedAt = performance.now();
     const startedAtMs = this.options.clock.nowMs();
     const snapshot = this.options.snapshots.current();
-    if (!snapshot) return this.denied(NOT_LOADED, view, startedAtMs);
+    if (!snapshot) return this.denied(NOT_LOADED, view, startedAtMs, startedAt);
 
     const authorized = authorizeRequest(view, snapshot, startedAtMs, view.keyHeaders ?? this.options.keyHeaders);
-    if (authorized.kind === 'deny') return this.denied(authorized, view, startedAtMs);
+    if (authorized.kind === 'deny') return this.denied(authorized, view, startedAtMs, startedAt);
 
     const pool = authorized.pool;
-    if (pool.accounts.length === 0) return this.denied(EMPTY_POOL, view, startedAtMs);
+    if (pool.accounts.length === 0) return this.denied(EMPTY_POOL, view, startedAtMs, startedAt);
     const strategy = view.strategyOverride ?? pool.strategy;
     const cursor = this.roundRobinCursor++;
     const window = orderCandidates(pool, strategy, cursor, this.randomUnit, CANDIDATE_WINDOW);
@@ -73,10 +76,10 @@ export class Engine implements DecisionEngine {
       const everyAccount = orderCandidates(pool, strategy, cursor, this.randomUnit);
       admitted = await this.admit(authorized, everyAccount, strategy === 'least-loaded', startedAtMs);
     }
-    if ('kind' in admitted) return this.denied(admitted, view, startedAtMs);
+    if ('kind' in admitted) return this.denied(admitted, view, startedAtMs, startedAt);
     const { account, leaseId } = admitted;
     this.options.writes.touchKey(authorized.key.id, startedAtMs);
-    this.options.onDecision?.('allow', this.options.clock.nowMs() - startedAtMs);
+    this.options.onDecision?.('allow', performance.now() - startedAt);
     return {
       decision: buildAllow(authorized, account),
       ticket: {
@@ -148,7 +151,7 @@ export class Engine implements DecisionEngine {
     return { account, leaseId: result.leaseId };
   }
 
-  private denied(denial: Deny, view: RequestView, startedAtMs: number): RequestOutcome {
+  private denied(denial: Deny, view: RequestView, startedAtMs: number, startedAt: number): RequestOutcome {
     if (denial.audit) {
       this.options.writes.audit({
         keyId: denial.audit.keyId,
@@ -163,7 +166,7 @@ export class Engine implements DecisionEngine {
       { code: denial.code, status: denial.status, provider: view.provider, keyId: denial.audit?.keyId },
       'request denied',
     );
-    this.options.onDecision?.(denial.code, this.options.clock.nowMs() - startedAtMs);
+    this.options.onDecision?.(denial.code, performance.now() - startedAt);
     return { decision: denial, ticket: null };
   }
 }
