@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describePostgres } from '../helpers/db.js';
 import { Replica, startReplicas, stopAll } from '../helpers/replica.js';
 import { redisAvailable } from '../state/services.js';
-import { CutProxy } from './cut-proxy.js';
+import { CutProxy } from '../helpers/cut-proxy.js';
 import { Deployment, REDIS_URL, uniqueRedisPrefix, type PooledAccount } from './deployment.js';
 import { decide, describeAnswer, sleep, type Answer, type Exchange, type RequestSpec } from './traffic.js';
 

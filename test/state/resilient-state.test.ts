@@ -12,7 +12,7 @@ import {
 } from '../../src/stores/resilient-state.js';
 import { cand, obs } from './rate-state.contract.js';
 import { deletePrefix, REDIS_URL, redisAvailable, sleep, uniquePrefix } from './services.js';
-import { freePort, TcpProxy } from './tcp-proxy.js';
+import { CutProxy, freePort } from '../helpers/cut-proxy.js';
 
 const TIMEOUT_MS = 50;
 /** Admit must settle within the timeout; allow scheduling slack on a busy 2-core machine. */
@@ -100,7 +100,7 @@ describe('ResilientRateStateStore with nothing listening', () => {
 const available = await redisAvailable();
 
 describe.skipIf(!available)('ResilientRateStateStore in front of the real Redis (through a proxy)', () => {
-  let proxy: TcpProxy;
+  let proxy: CutProxy;
   let direct: RedisRateStateStore;
   let directClient: Redis;
 
@@ -111,7 +111,7 @@ describe.skipIf(!available)('ResilientRateStateStore in front of the real Redis 
   });
 
   afterEach(async () => {
-    await proxy?.stop();
+    await proxy?.cut();
   });
 
   afterAll(async () => {
@@ -126,8 +126,8 @@ describe.skipIf(!available)('ResilientRateStateStore in front of the real Redis 
   }
 
   it('a slow Redis never holds a request past the timeout, and a late shared admission gives its slot back', async () => {
-    proxy = new TcpProxy(6379);
-    const port = await proxy.start(0);
+    proxy = new CutProxy(6379);
+    const port = await proxy.start();
     const { store } = resilient(`redis://127.0.0.1:${port}`, { volumeThreshold: 100 });
     await sleep(100);
     expect((await store.admit(request('slow', [cand('a')]))).ok).toBe(true);
@@ -142,8 +142,8 @@ describe.skipIf(!available)('ResilientRateStateStore in front of the real Redis 
   });
 
   it('falls back when Redis goes away and returns to shared state by itself when it is back', async () => {
-    proxy = new TcpProxy(6379);
-    const port = await proxy.start(0);
+    proxy = new CutProxy(6379);
+    const port = await proxy.start();
     const { store, transitions } = resilient(`redis://127.0.0.1:${port}`);
     await sleep(100);
     const c = [cand('a', { maxConcurrency: 100 })];
@@ -154,7 +154,7 @@ describe.skipIf(!available)('ResilientRateStateStore in front of the real Redis 
     expect(held.ok).toBe(true);
     expect(await inFlight('recover', 'held')).toBe(1);
 
-    await proxy.stop();
+    await proxy.cut();
     // Released while Redis is away: retried when it is back, so the slot does not wait for its lease to expire.
     if (held.ok) store.release('recover', 'held', held.leaseId);
     const deadline = Date.now() + 3_000;
@@ -170,7 +170,7 @@ describe.skipIf(!available)('ResilientRateStateStore in front of the real Redis 
     for (let i = 0; i < 5; i++) await store.admit(request('recover', c));
     expect(transitions).toHaveLength(1);
 
-    await proxy.start();
+    await proxy.restore();
     const back = Date.now() + 5_000;
     while (store.mode !== 'shared' && Date.now() < back) {
       const { ms } = await timed(store.admit(request('recover', c)));

@@ -132,3 +132,12 @@ export class CutProxy {
     };
   }
 }
+
+/** A TCP port with nothing listening on it (bound, read, released). */
+export async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
