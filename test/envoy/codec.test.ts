@@ -84,7 +84,12 @@ describe('headerBagFrom', () => {
   it('a header named __proto__ stays data', () => {
     const bag = headerBagFrom({ headers: [raw('__proto__', 'x')] });
     expect(bag['__proto__']).toBe('x');
-    expect(Object.getPrototypeOf(bag)).toBe(null);
+    // The bag inherits nothing: no Object.prototype members, no accessor behind __proto__.
+    expect('toString' in bag).toBe(false);
+    expect('constructor' in bag).toBe(false);
+    expect('hasOwnProperty' in bag).toBe(false);
+    expect(Object.keys(bag)).toEqual(['__proto__']);
+    expect(headerBagFrom({ headers: [raw('x', 'y')] })['toString']).toBeUndefined();
   });
 });
 

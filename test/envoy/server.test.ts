@@ -280,22 +280,31 @@ describe('an account with max_concurrency: its slot is held until the response h
 });
 
 describe('later attempts of one request (upstream-filter failover)', () => {
+  /** What envoy-failover.yaml's provider clusters send as the ext_proc stream's initial metadata. */
+  const FAILOVER_METADATA = { 'x-keypool-provider': 'openai', 'x-keypool-retry-context': 'enabled' };
+
   /** Attempt 2 as Envoy sends it: the shared header map still carries attempt 1's mutation. */
   function attempt(requestId: string, auth: string): Msg {
     return requestHeadersMsg({ ':path': '/v1/chat/completions', 'x-request-id': requestId, authorization: auth, 'x-keypool-priority': '1', 'x-keypool-tenant': 'acme' });
   }
 
-  it('the retry is decided on the client key and gets a different account', async () => {
-    const first = client.process();
-    first.send(requestHeadersMsg({ ':path': '/v1/chat/completions', 'x-request-id': 'r-1', authorization: `Bearer ${CLIENT_KEY}` }));
+  /** Attempt 1 of `requestId`, allowed and answered 429 upstream; the authorization keypool injected. */
+  async function firstAttempt(requestId: string, metadata: Record<string, string>): Promise<string> {
+    const first = client.process(metadata);
+    first.send(requestHeadersMsg({ ':path': '/v1/chat/completions', 'x-request-id': requestId, authorization: `Bearer ${CLIENT_KEY}` }));
     const injected = setHeadersOf(await first.next())['authorization'];
     first.send(responseHeadersMsg(429, { 'retry-after': '20' }));
     await first.next();
     first.halfClose();
     await first.status;
+    return injected as string;
+  }
 
-    const second = client.process();
-    second.send(attempt('r-1', injected as string));
+  it('the retry is decided on the client key and gets a different account', async () => {
+    const injected = await firstAttempt('r-1', FAILOVER_METADATA);
+
+    const second = client.process(FAILOVER_METADATA);
+    second.send(attempt('r-1', injected));
     const retried = setHeadersOf(await second.next())['authorization'];
     expect(engine.views[1]?.headers['authorization']).toBe(`Bearer ${CLIENT_KEY}`);
     expect(engine.views[1]?.headers['x-keypool-priority']).toBeUndefined();
@@ -305,10 +314,25 @@ describe('later attempts of one request (upstream-filter failover)', () => {
   });
 
   it('an unknown request id or wrong injected credential is decided as sent (and denied)', async () => {
-    const call = client.process();
+    const call = client.process(FAILOVER_METADATA);
     call.send(attempt('never-seen', 'Bearer sk-openai-a'));
     expect(immediate(await call.next()).status.code).toBe('Unauthorized');
     call.cancel();
+  });
+
+  it('streams without x-keypool-retry-context: enabled (envoy.yaml) are neither remembered nor recalled', async () => {
+    // Remembered, but the retry's stream does not ask: decided as sent.
+    const injected = await firstAttempt('r-3', FAILOVER_METADATA);
+    const second = client.process();
+    second.send(attempt('r-3', injected));
+    expect(immediate(await second.next()).status.code).toBe('Unauthorized');
+    second.cancel();
+    // Not remembered: the first attempt's stream did not ask, so even an asking retry is decided as sent.
+    const notRemembered = await firstAttempt('r-4', { 'x-keypool-provider': 'openai', 'x-keypool-retry-context': 'off' });
+    const third = client.process(FAILOVER_METADATA);
+    third.send(attempt('r-4', notRemembered));
+    expect(immediate(await third.next()).status.code).toBe('Unauthorized');
+    third.cancel();
   });
 
   it('can be turned off', async () => {
@@ -317,15 +341,9 @@ describe('later attempts of one request (upstream-filter failover)', () => {
     logs = [];
     server = await startExtProcServer({ listen: '127.0.0.1:0', engine, logger: pino({ level: 'silent' }), retryContext: false });
     client = new ExtProcClient(`127.0.0.1:${server.port}`);
-    const first = client.process();
-    first.send(requestHeadersMsg({ 'x-request-id': 'r-2', authorization: `Bearer ${CLIENT_KEY}` }));
-    const injected = setHeadersOf(await first.next())['authorization'];
-    first.send(responseHeadersMsg(429));
-    await first.next();
-    first.halfClose();
-    await first.status;
-    const second = client.process();
-    second.send(attempt('r-2', injected as string));
+    const injected = await firstAttempt('r-2', FAILOVER_METADATA);
+    const second = client.process(FAILOVER_METADATA);
+    second.send(attempt('r-2', injected));
     expect(immediate(await second.next()).status.code).toBe('Unauthorized');
     second.cancel();
   });

@@ -14,9 +14,21 @@
 // (up to attemptTtlMs) and then only retryWindowMs after a retriable outcome (429/5xx/reset).
 // It works when every attempt of a request reaches the same keypool process (the shipped sidecar
 // topology: one keypool endpoint per Envoy). Pure: time comes in as nowMs.
+//
+// Per stream and declarative: only streams whose gRPC metadata carries `x-keypool-retry-context: enabled`
+// (envoy-failover.yaml sets it on each provider cluster's ext_proc grpc_service) are remembered and
+// recalled. envoy.yaml runs keypool once per request, never sends it, and skips this work entirely.
 import type { Allow, HeaderBag, HeaderPairs } from '../../core/types.js';
 
 export const REQUEST_ID_HEADER = 'x-request-id';
+
+/** gRPC metadata key (initial metadata of an ext_proc stream) that turns the retry memory on for that stream. */
+export const RETRY_CONTEXT_METADATA_KEY = 'x-keypool-retry-context';
+/**
+ * The metadata value that turns it on (compared trimmed, case-insensitively); anything else leaves it off. Not `on`:
+ * YAML 1.1 (Envoy's loader) reads an unquoted `on` as a boolean, and Envoy then rejects the bootstrap.
+ */
+export const RETRY_CONTEXT_ENABLED = 'enabled';
 
 export interface RetryContextOptions {
   /** Most requests remembered at once. */

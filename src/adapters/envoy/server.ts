@@ -26,8 +26,9 @@ export interface ExtProcServerOptions {
   readonly healthPollMs?: number | undefined;
   /**
    * Upstream-filter failover (envoy/envoy-failover.yaml): remember each allowed request's client
-   * credentials by x-request-id so Envoy's retry is decided on them (see retry-context.ts).
-   * On by default (cheap, bounded); false turns it off.
+   * credentials by x-request-id so Envoy's retry is decided on them (see retry-context.ts). Used only
+   * by streams whose gRPC metadata carries `x-keypool-retry-context: enabled` (envoy-failover.yaml sets it per
+   * provider cluster); other streams skip it. Available by default (bounded); false turns it off for all.
    */
   readonly retryContext?: Partial<RetryContextOptions> | false | undefined;
   /** Clock for the retry memory (tests). */

@@ -33,7 +33,7 @@ import {
   unavailableResponse,
 } from './codec.js';
 import type { ProcessingRequestMsg, ProcessingResponseMsg } from './messages.js';
-import { RetryContexts } from './retry-context.js';
+import { RETRY_CONTEXT_METADATA_KEY, RETRY_CONTEXT_ENABLED, RetryContexts } from './retry-context.js';
 
 export interface ProcessStreamDeps {
   readonly engine: DecisionEngine;
@@ -41,12 +41,16 @@ export interface ProcessStreamDeps {
   /** Lower-case gRPC metadata key carrying the route's provider. */
   readonly providerMetadataKey: string;
   readonly onClosed: (stream: ProcessStream) => void;
-  /** Per-request memory so later upstream attempts are decided on the client's headers; null = off. */
+  /**
+   * Per-request memory so later upstream attempts are decided on the client's headers; null = off. Used only by
+   * streams whose gRPC metadata carries `x-keypool-retry-context: enabled` (envoy-failover.yaml); others skip it.
+   */
   readonly retries: RetryContexts | null;
   readonly nowMs: () => number;
 }
 
 let warnedMissingProvider = false;
+let warnedRetryContextValue = false;
 
 type Phase = 'awaiting_headers' | 'deciding' | 'allowed' | 'observed' | 'holding' | 'answered_final' | 'failed';
 
@@ -122,7 +126,7 @@ export class ProcessStream {
     if (this.phase !== 'awaiting_headers') return this.protocolError(`request_headers in phase ${this.phase}`);
     this.phase = 'deciding';
     let view = requestViewFrom(msg, this.provider());
-    const retries = this.deps.retries;
+    const retries = this.retryMemory();
     const original = retries?.recall(view.headers, this.deps.nowMs());
     if (original) {
       this.deps.logger.debug({ requestId: RetryContexts.requestIdOf(view.headers) }, 'later attempt of a remembered request');
@@ -249,6 +253,23 @@ export class ProcessStream {
       );
     }
     return provider;
+  }
+
+  /** The retry memory when the server has it and this stream asks for it in its gRPC metadata; else null. */
+  private retryMemory(): RetryContexts | null {
+    const retries = this.deps.retries;
+    if (retries === null) return null;
+    const first = this.call.metadata.get(RETRY_CONTEXT_METADATA_KEY)[0];
+    if (first === undefined) return null;
+    if (typeof first === 'string' && first.trim().toLowerCase() === RETRY_CONTEXT_ENABLED) return retries;
+    if (!warnedRetryContextValue) {
+      // Once per process, like the provider warning: a misconfigured cluster would log on every request.
+      warnedRetryContextValue = true;
+      this.deps.logger.warn(
+        `${RETRY_CONTEXT_METADATA_KEY} gRPC metadata is not "${RETRY_CONTEXT_ENABLED}": retry memory stays off for such streams`,
+      );
+    }
+    return null;
   }
 
   private releaseTicket(ticket: Ticket): void {
