@@ -80,7 +80,7 @@ class FakeCall extends EventEmitter {
 
 /**
  * keypool's own work per proxied request inside the ext_proc server, minus grpc-js's HTTP/2 transport: a
- * ProcessStream (the server's per-stream state machine, retry memory on as shipped) gets request_headers and
+ * ProcessStream (the server's per-stream state machine, as envoy.yaml drives it: no retry memory) gets request_headers and
  * response_headers as grpc-js hands them over, through the codec and the engine, until both answers are written.
  * With `protobuf`, both messages are also decoded from the bytes Envoy sends and both answers encoded (work a null
  * ext_proc server does too, except encoding keypool's header mutation).

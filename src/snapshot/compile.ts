@@ -2,12 +2,12 @@
 // Pure apart from decryption: no I/O, time comes in as nowMs. Anything wrong with one row (an account whose secret
 // no longer decrypts, a mapping whose pattern is now refused) drops that row and is reported as a warning; it
 // never fails the whole snapshot, so one bad row cannot take every tenant down.
-import { createKeyDigester } from '../core/apikey.js';
 import { compileAllowlist } from '../core/cidr.js';
 import { compilePriority, type CompiledPriority } from '../core/priority.js';
 import type { Account, Allowlist, KeyEntry, ProviderPool, Snapshot, SystemKey } from '../core/types.js';
 import type { ConfigData, StoredAccount, StoredKey } from '../ports.js';
 import type { Keyring } from '../secrets/keyring.js';
+import { cachedKeyDigester } from './digest-cache.js';
 
 export interface CompileDeps {
   /** HMAC pepper: the snapshot's digestKey must match the digests the repository stored. */
@@ -53,7 +53,7 @@ export function compileSnapshot(data: ConfigData, deps: CompileDeps, version: nu
   return Object.freeze({
     version,
     loadedAtMs: nowMs,
-    digestKey: createKeyDigester(deps.pepper),
+    digestKey: cachedKeyDigester(deps.pepper),
     keysByDigest,
     pools,
     priority,
