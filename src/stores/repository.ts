@@ -270,12 +270,10 @@ export class AccountStore extends StorePart {
   async update(ref: string, patch: AccountPatch, actor: string): Promise<AccountRow> {
     return this.sql.transaction(async (tx) => {
       const current = await accountByRef(tx, ref, true);
-      const sets: string[] = [];
-      const params: unknown[] = [];
+      const update = new UpdateBuilder();
       const changed: string[] = [];
       const set = (column: string, value: unknown, field: string, cast = ''): void => {
-        params.push(value);
-        sets.push(`${column} = $${params.length}${cast}`);
+        update.set(column, value, cast);
         changed.push(field);
       };
       if (patch.name !== undefined) set('name', patch.name, 'name');
@@ -288,14 +286,12 @@ export class AccountStore extends StorePart {
       if (patch.apiKey !== undefined) {
         const encrypted = this.keyring.encrypt(patch.apiKey, current.id);
         set('encrypted_key', encrypted.ciphertext, 'apiKey');
-        params.push(encrypted.keyVersion, last4(patch.apiKey));
-        sets.push(`key_version = $${params.length - 1}`, `key_last4 = $${params.length}`);
+        update.set('key_version', encrypted.keyVersion);
+        update.set('key_last4', last4(patch.apiKey));
       }
-      if (sets.length === 0) return toAccount(current);
-      params.push(actor, current.id);
+      if (update.isEmpty) return toAccount(current);
       await mapErrors(
-        () =>
-          tx.query(`UPDATE provider_accounts SET ${sets.join(', ')}, updated_by = $${params.length - 1} WHERE id = $${params.length}`, params),
+        () => tx.query(...update.statement('provider_accounts', actor, current.id)),
         {
           provider_accounts_name_active_uq: () =>
             new ConflictError('account', 'name', `account "${patch.name ?? ''}" already exists for provider ${current.provider_slug}`),
@@ -471,12 +467,10 @@ export class KeyStore extends StorePart {
   async update(ref: string, patch: KeyPatch, actor: string): Promise<SystemKeyRow> {
     return this.sql.transaction(async (tx) => {
       const current = await keyByRef(tx, ref, true);
-      const sets: string[] = [];
-      const params: unknown[] = [];
+      const update = new UpdateBuilder();
       const changed: Record<string, unknown> = {};
       const set = (column: string, value: unknown, field: string, shown: unknown, cast = ''): void => {
-        params.push(value);
-        sets.push(`${column} = $${params.length}${cast}`);
+        update.set(column, value, cast);
         changed[field] = shown;
       };
       if (patch.name !== undefined) set('name', patch.name, 'name', patch.name);
@@ -484,14 +478,9 @@ export class KeyStore extends StorePart {
       if (patch.allowedIps !== undefined) set('allowed_ips', [...patch.allowedIps], 'allowedIps', patch.allowedIps, '::text[]');
       if (patch.expiresAt !== undefined) set('expires_at', patch.expiresAt, 'expiresAt', patch.expiresAt?.toISOString() ?? null);
       if (patch.rotateAfterDays !== undefined) set('rotate_after_days', patch.rotateAfterDays, 'rotateAfterDays', patch.rotateAfterDays);
-      if (sets.length === 0) return toKey(current);
-      params.push(actor, current.id);
+      if (update.isEmpty) return toKey(current);
       const rows = await mapErrors(
-        () =>
-          tx.query<DbKey>(
-            `UPDATE system_api_keys SET ${sets.join(', ')}, updated_by = $${params.length - 1} WHERE id = $${params.length} RETURNING ${KEY_COLUMNS}`,
-            params,
-          ),
+        () => tx.query<DbKey>(...update.statement('system_api_keys', actor, current.id, KEY_COLUMNS)),
         { system_api_keys_name_active_uq: () => new ConflictError('key', 'name', `a key named "${patch.name ?? ''}" already exists`) },
       );
       await insertAudit(tx, [{ keyId: current.id, action: 'updated', actor, metadata: { changes: changed } }]);
@@ -627,25 +616,17 @@ export class MappingStore extends StorePart {
         ['description', 'description'],
         ['enabled', 'enabled'],
       ];
-      const sets: string[] = [];
-      const params: unknown[] = [];
+      const update = new UpdateBuilder();
       const fields: string[] = [];
       for (const [field, column] of columns) {
         const value = patch[field];
         if (value === undefined) continue;
-        params.push(value);
-        sets.push(`${column} = $${params.length}`);
+        update.set(column, value);
         fields.push(field);
       }
-      if (sets.length === 0) return toMapping(current);
-      params.push(actor, current.id);
+      if (update.isEmpty) return toMapping(current);
       const rows = await mapErrors(
-        () =>
-          tx.query<DbMapping>(
-            `UPDATE api_key_priority_mappings SET ${sets.join(', ')}, updated_by = $${params.length - 1}
-             WHERE id = $${params.length} RETURNING ${MAPPING_COLUMNS}`,
-            params,
-          ),
+        () => tx.query<DbMapping>(...update.statement('api_key_priority_mappings', actor, current.id, MAPPING_COLUMNS)),
         { api_key_priority_mappings_pattern_active_uq: () => mappingConflict(matchType, pattern) },
       );
       const row = toMapping(rows[0]!);
@@ -883,6 +864,28 @@ export class ConfigRepository implements DurableWrites {
   async configVersion(): Promise<number> {
     const rows = await this.#sql.query<{ version: number }>(`SELECT version FROM config_version WHERE id = 1`);
     return Number(rows[0]?.version ?? 0);
+  }
+}
+
+/** Collects `column = $n` assignments for one row's UPDATE (updated_by and the id come last). */
+class UpdateBuilder {
+  private readonly assignments: string[] = [];
+  private readonly params: unknown[] = [];
+
+  get isEmpty(): boolean {
+    return this.assignments.length === 0;
+  }
+
+  set(column: string, value: unknown, cast = ''): void {
+    this.params.push(value);
+    this.assignments.push(`${column} = $${this.params.length}${cast}`);
+  }
+
+  /** The statement and its parameters, for `sql.query(...statement)`. */
+  statement(table: string, actor: string, id: string, returning?: string): [string, unknown[]] {
+    const params = [...this.params, actor, id];
+    const text = `UPDATE ${table} SET ${this.assignments.join(', ')}, updated_by = $${params.length - 1} WHERE id = $${params.length}`;
+    return [returning === undefined ? text : `${text} RETURNING ${returning}`, params];
   }
 }
 
