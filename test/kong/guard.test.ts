@@ -1,78 +1,24 @@
 // The Lua fail-closed guard (kong/guard.lua, inlined in kong/kong.yml as a post-function) run by luajit against
 // a small fake `kong`, fed with exactly what the JS plugin records in kong.ctx.shared for every outcome.
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { describe, expect, test } from 'vitest';
-import { DECISION_KEY, UNAVAILABLE_RECORD, parseKongConfig, recordFromOutcome } from '../../src/adapters/kong/codec.js';
+import { UNAVAILABLE_RECORD, parseKongConfig, recordFromOutcome } from '../../src/adapters/kong/codec.js';
 import { DENY_SPECS, deny } from '../../src/core/errors.js';
 import type { DenyCode } from '../../src/core/types.js';
-import { GUARD_PATH, REQUIRE_KONG_TOOLS, haveTool, readKongYml } from './kong-tools.js';
+import { REQUIRE_KONG_TOOLS, readKongYml } from './kong-tools.js';
+import { GUARD_SOURCE, HAVE_LUAJIT, runGuardUnderLuajit, toLua } from './guard-runner.js';
 import { luaRoundTrip } from './kong-request.js';
 
-const guard = readFileSync(GUARD_PATH, 'utf8');
-const hasLuajit = haveTool('luajit', ['-v'], 'apt-get install -y luajit');
-
-/** A JS value as a Lua table constructor (what MessagePack turns it into inside Kong). */
-function toLua(value: unknown): string {
-  if (value === undefined || value === null) return 'nil';
-  if (typeof value === 'string') {
-    let level = '';
-    while (value.includes(`]${level}]`)) level += '=';
-    return `[${level}[${value}]${level}]`;
-  }
-  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
-  if (Array.isArray(value)) return `{${value.map(toLua).join(', ')}}`;
-  return `{${Object.entries(value as Record<string, unknown>).map(([k, v]) => `[ ${toLua(k)} ] = ${toLua(v)}`).join(', ')}}`;
-}
-
-interface GuardAnswer {
-  readonly exited: boolean;
-  readonly status?: number;
-  readonly body?: string;
-  readonly headers?: Record<string, string>;
-}
-
-/** Runs the guard the way post-function does (loadstring, then call) with kong.ctx.shared.keypool_decision set. */
-function runGuard(recorded: unknown): GuardAnswer {
-  const script = `
-    local out = {}
-    kong = {
-      ctx = { shared = { ${DECISION_KEY} = ${toLua(recorded)} } },
-      response = { exit = function(status, body, headers)
-        out[#out + 1] = "exit\\t" .. tostring(status)
-        out[#out + 1] = "body\\t" .. tostring(body)
-        for k, v in pairs(headers or {}) do out[#out + 1] = "header\\t" .. k .. "\\t" .. v end
-      end },
-    }
-    local chunk = assert(loadstring(io.read("*a"), "=post-function"))
-    chunk()
-    if #out == 0 then out[1] = "pass" end
-    io.write(table.concat(out, "\\n"))
-  `;
-  const run = spawnSync('luajit', ['-e', script], { input: guard, encoding: 'utf8' });
-  if (run.status !== 0) throw new Error(`luajit failed: ${run.stderr}`);
-  const answer: { exited: boolean; status?: number; body?: string; headers: Record<string, string> } = {
-    exited: false,
-    headers: {},
-  };
-  for (const line of run.stdout.split('\n')) {
-    const [kind, a = '', b = ''] = line.split('\t');
-    if (kind === 'exit') Object.assign(answer, { exited: true, status: Number(a) });
-    if (kind === 'body') answer.body = a;
-    if (kind === 'header') answer.headers[a] = b;
-  }
-  return answer.exited ? answer : { exited: false };
-}
 
 /** What the JS side records, after its trip through a Lua table. */
 function recorded(code: DenyCode, retryAfterSec?: number): unknown {
   return luaRoundTrip(recordFromOutcome({ decision: deny(code, { retryAfterSec }), ticket: null }));
 }
 
-describe.skipIf(!hasLuajit)('the guard under luajit', () => {
+describe.skipIf(!HAVE_LUAJIT)('the guard under luajit', () => {
   test.each(Object.keys(DENY_SPECS) as DenyCode[])('a recorded %s denial is answered exactly', (code) => {
-    expect(runGuard(recorded(code))).toEqual({
+    expect(runGuardUnderLuajit(recorded(code))).toEqual({
       exited: true,
       status: DENY_SPECS[code].status,
       body: deny(code).body,
@@ -81,13 +27,13 @@ describe.skipIf(!hasLuajit)('the guard under luajit', () => {
   });
 
   test('retry-after travels with the denial', () => {
-    expect(runGuard(recorded('pool_exhausted', 42))).toMatchObject({ status: 429, headers: { 'retry-after': '42' } });
+    expect(runGuardUnderLuajit(recorded('pool_exhausted', 42))).toMatchObject({ status: 429, headers: { 'retry-after': '42' } });
   });
 
   test('an allow passes (the guard does not answer)', () => {
     const ticket = { pool: 'openai', accountId: 'a', accountName: 'n', leaseId: 'l', keyId: 'k', startedAtMs: 1_700_000_000_000, holdsConcurrencySlot: false };
-    expect(runGuard(luaRoundTrip({ action: 'allow', ticket }))).toEqual({ exited: false });
-    expect(runGuard(luaRoundTrip({ action: 'allow', ticket: null }))).toEqual({ exited: false });
+    expect(runGuardUnderLuajit(luaRoundTrip({ action: 'allow', ticket }))).toEqual({ exited: false });
+    expect(runGuardUnderLuajit(luaRoundTrip({ action: 'allow', ticket: null }))).toEqual({ exited: false });
   });
 
   test.each([
@@ -96,7 +42,7 @@ describe.skipIf(!hasLuajit)('the guard under luajit', () => {
     ['a denial without status', { action: 'deny', body: '{}' }],
     ['an unknown action', { action: 'maybe', status: 200 }],
   ])('%s -> 503 keypool_unavailable', (_name, value) => {
-    expect(runGuard(value)).toEqual({
+    expect(runGuardUnderLuajit(value)).toEqual({
       exited: true,
       status: 503,
       body: deny('keypool_unavailable').body,
@@ -105,7 +51,7 @@ describe.skipIf(!hasLuajit)('the guard under luajit', () => {
   });
 
   test("the JS side's own 503 record and the guard's fallback are the same answer", () => {
-    expect(runGuard(luaRoundTrip(UNAVAILABLE_RECORD))).toEqual(runGuard(undefined));
+    expect(runGuardUnderLuajit(luaRoundTrip(UNAVAILABLE_RECORD))).toEqual(runGuardUnderLuajit(undefined));
   });
 
   test('the Schema Lua patterns accept exactly what the plugin accepts', () => {
@@ -123,7 +69,7 @@ describe.skipIf(!hasLuajit)('the guard under luajit', () => {
 });
 
 test.runIf(REQUIRE_KONG_TOOLS)('luajit is installed (KEYPOOL_REQUIRE_KONG_TOOLS=1)', () => {
-  expect(hasLuajit).toBe(true);
+  expect(HAVE_LUAJIT).toBe(true);
 });
 
 describe('kong.yml carries the guard', () => {
@@ -135,7 +81,7 @@ describe('kong.yml carries the guard', () => {
     for (const service of withKeypool) {
       const guards = service.plugins?.filter((plugin) => plugin.name === 'post-function') ?? [];
       expect(guards).toHaveLength(1);
-      expect(guards[0]?.config).toEqual({ access: [guard] });
+      expect(guards[0]?.config).toEqual({ access: [GUARD_SOURCE] });
     }
   });
 });
