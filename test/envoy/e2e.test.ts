@@ -10,8 +10,8 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startKeypool, type RunningKeypool } from '../../src/main.js';
 import { CLIENT_KEY_PREFIX } from '../../src/secrets/client-key.js';
 import { envoyOrSkip, renderEnvoyConfig, startEnvoy, type RunningEnvoy } from '../helpers/envoy.js';
-import { waitFor } from './ext-proc-client.js';
-import { MockUpstream, type ReceivedRequest, type Reply } from './mock-upstream.js';
+import { waitFor, waitForAsync } from './ext-proc-client.js';
+import { MockUpstream, firstChunk, restOfBody, type ReceivedRequest, type Reply } from './mock-upstream.js';
 
 // The runtime reads a few settings straight from the environment: keep the caller's out (this file
 // runs in its own worker process).
@@ -332,19 +332,9 @@ describe.skipIf(!ENVOY)('keypool end to end through a real Envoy', () => {
     const res = await post(envoy.baseUrl, CHAT, { authorization: `Bearer ${clientKey}` }, '{"model":"m","stream":true}');
     expect(res.status).toBe(200);
     const reader = res.body!.getReader();
-    const first = await Promise.race([
-      reader.read(),
-      new Promise<never>((_, reject) => setTimeout(() => reject(new Error('first SSE chunk was buffered')), 3_000)),
-    ]);
-    expect(Buffer.from(first.value ?? []).toString()).toContain('"content":"Hi"');
+    expect(await firstChunk(reader)).toContain('"content":"Hi"');
     release();
-    let rest = '';
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      rest += Buffer.from(value).toString();
-    }
-    expect(rest).toContain('[DONE]');
+    expect(await restOfBody(reader)).toContain('[DONE]');
   });
 
   it('10. max_concurrency 1: the slot stays taken while an SSE body streams (both configs), and is free once it ends', async () => {
@@ -412,10 +402,3 @@ function concurrentPosts(url: string, headers: Record<string, string>, n: number
   });
 }
 
-async function waitForAsync(predicate: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}

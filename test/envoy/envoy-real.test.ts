@@ -17,9 +17,9 @@ import {
   validateEnvoyConfig,
   type RunningEnvoy,
 } from '../helpers/envoy.js';
-import { waitFor } from './ext-proc-client.js';
+import { waitFor, waitForAsync } from './ext-proc-client.js';
 import { CLIENT_KEY, CLIENT_KEY_DENY_429, CLIENT_KEY_THROW, FakeEngine } from './fake-engine.js';
-import { MockUpstream, type Reply } from './mock-upstream.js';
+import { MockUpstream, firstChunk, restOfBody, type Reply } from './mock-upstream.js';
 
 const ENVOY = envoyOrSkip('test/envoy/envoy-real.test.ts');
 const logger = pino({ level: process.env['KEYPOOL_TEST_LOG'] ?? 'silent' });
@@ -164,19 +164,9 @@ describe.skipIf(!ENVOY)('envoy/envoy.yaml through a real Envoy', () => {
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toBe('text/event-stream');
     const reader = res.body!.getReader();
-    const first = await Promise.race([
-      reader.read(),
-      new Promise<never>((_, reject) => setTimeout(() => reject(new Error('first SSE chunk was buffered')), 3_000)),
-    ]);
-    expect(Buffer.from(first.value ?? []).toString()).toContain('"delta":"Hel"');
+    expect(await firstChunk(reader)).toContain('"delta":"Hel"');
     release();
-    let rest = '';
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      rest += Buffer.from(value).toString();
-    }
-    expect(rest).toContain('[DONE]');
+    expect(await restOfBody(reader)).toContain('[DONE]');
   });
 
   describe('an account with max_concurrency holds its slot until the response has ended', () => {
@@ -198,7 +188,7 @@ describe.skipIf(!ENVOY)('envoy/envoy.yaml through a real Envoy', () => {
       expect(engine.observed.map((o) => o.status)).toEqual([200]);
       expect(engine.releaseCounts()[lease]).toBe(0);
       sse.finish();
-      expect(await rest(reader)).toContain('[DONE]');
+      expect(await restOfBody(reader)).toContain('[DONE]');
       await waitFor(() => engine.releaseCounts()[lease] === 1, 2_000, 'release at the end of the body');
       await new Promise((r) => setTimeout(r, 100));
       expect(engine.releaseCounts()[lease]).toBe(1);
@@ -252,7 +242,7 @@ describe.skipIf(!ENVOY)('envoy/envoy.yaml through a real Envoy', () => {
       const lease = lastLease(engine);
       await waitFor(() => engine.releaseCounts()[lease] === 1, 2_000, 'release at the response headers');
       sse.finish();
-      await rest(reader);
+      await restOfBody(reader);
       expect(engine.releaseCounts()[lease]).toBe(1);
       expect((await stat('stream_msgs_sent')) - sentBefore).toBe(2);
     });
@@ -279,7 +269,7 @@ describe.skipIf(!ENVOY)('envoy/envoy.yaml through a real Envoy', () => {
         const lease = lastLease(engine);
         expect(engine.releaseCounts()[lease]).toBe(0);
         h2.finish();
-        expect(await rest(reader)).toContain('[DONE]');
+        expect(await restOfBody(reader)).toContain('[DONE]');
         await waitFor(() => engine.releaseCounts()[lease] === 1, 2_000, 'release at the trailers');
         expect(await envoyStat(variant.adminUrl, 'http.llm_gateway.ext_proc.keypool.stream_msgs_sent')).toBe(3);
         expect(await envoyStat(variant.adminUrl, 'http.llm_gateway.ext_proc.keypool.spurious_msgs_received')).toBe(0);
@@ -306,7 +296,7 @@ describe.skipIf(!ENVOY)('envoy/envoy.yaml through a real Envoy', () => {
         await draining.shutdown();
         expect(engine.releaseCounts()[lease]).toBe(1);
         sse.finish();
-        expect(await rest(reader)).toContain('[DONE]');
+        expect(await restOfBody(reader)).toContain('[DONE]');
         expect(await envoyStat(variant.adminUrl, 'http.llm_gateway.ext_proc.keypool.streams_failed')).toBe(0);
       } finally {
         await variant.stop();
@@ -379,7 +369,7 @@ describe.skipIf(!ENVOY)('envoy/envoy-failover.yaml (ext_proc as an upstream filt
     await new Promise((r) => setTimeout(r, 300));
     expect(engine.releaseCounts()[lease]).toBe(0);
     sse.finish();
-    expect(await rest(reader)).toContain('[DONE]');
+    expect(await restOfBody(reader)).toContain('[DONE]');
     await waitFor(() => engine.releaseCounts()[lease] === 1, 2_000, 'release at the end of the body');
     expect(await envoyStat(envoy.adminUrl, 'cluster.openai.ext_proc.keypool.spurious_msgs_received')).toBe(0);
   });
@@ -472,26 +462,6 @@ function heldSse(): { reply: Reply; finish: () => void } {
   return { reply: { sse: true, first: 'data: {"delta":"Hel"}\n\n', holdUntil: held, rest: 'data: [DONE]\n\n' }, finish };
 }
 
-type BodyReader = ReadableStreamDefaultReader<Uint8Array>;
-
-/** The first chunk the client receives; fails if it does not arrive while the upstream holds the rest. */
-async function firstChunk(reader: BodyReader): Promise<string> {
-  const first = await Promise.race([
-    reader.read(),
-    new Promise<never>((_, reject) => setTimeout(() => reject(new Error('first chunk was buffered')), 3_000)),
-  ]);
-  return Buffer.from(first.value ?? []).toString();
-}
-
-async function rest(reader: BodyReader): Promise<string> {
-  let text = '';
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) return text;
-    text += Buffer.from(value).toString();
-  }
-}
-
 /** The lease of the most recent allow. */
 function lastLease(engine: FakeEngine): string {
   const ticket = engine.issued[engine.issued.length - 1];
@@ -542,10 +512,3 @@ interface FailoverConfig {
   };
 }
 
-async function waitForAsync(predicate: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}

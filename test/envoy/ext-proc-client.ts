@@ -147,3 +147,12 @@ export async function waitFor(predicate: () => boolean, timeoutMs = 5_000, what 
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+/** Polls an async condition every 50 ms until it holds, or fails after timeoutMs. */
+export async function waitForAsync(predicate: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

@@ -86,3 +86,24 @@ export class MockUpstream {
     this.server = null;
   }
 }
+
+type BodyReader = ReadableStreamDefaultReader<Uint8Array>;
+
+/** The first chunk the client receives; fails if it does not arrive while the upstream holds the rest. */
+export async function firstChunk(reader: BodyReader): Promise<string> {
+  const first = await Promise.race([
+    reader.read(),
+    new Promise<never>((_, reject) => setTimeout(() => reject(new Error('first chunk was buffered')), 3_000)),
+  ]);
+  return Buffer.from(first.value ?? []).toString();
+}
+
+/** Everything the client receives after what it has read so far, until the response ends. */
+export async function restOfBody(reader: BodyReader): Promise<string> {
+  let text = '';
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return text;
+    text += Buffer.from(value).toString();
+  }
+}
