@@ -10,7 +10,7 @@ import { loadProtos } from '../src/adapters/envoy/protos.js';
 import { DEFAULT_RETRY_CONTEXT, RetryContexts } from '../src/adapters/envoy/retry-context.js';
 import { ProcessStream, type ProcessStreamDeps } from '../src/adapters/envoy/stream.js';
 import { createLogger } from '../src/log.js';
-import { compilePriority } from '../src/core/priority.js';
+import { compilePriority } from '../src/core/priority/index.js';
 import { compileSnapshot, type CompiledSnapshot } from '../src/snapshot/compile.js';
 import { envoyRequestHeaders, UPSTREAM_RESPONSE_HEADERS } from './lib/extproc-client.js';
 import { printTargets, target, writeResults } from './lib/report.js';

@@ -11,7 +11,7 @@
 // Messages may quote a rejected value (truncated and escaped) except upstream secrets, which are never echoed.
 import { parseCidr } from './core/cidr.js';
 import { parseHumanDurationMs } from './core/duration.js';
-import { MAX_PATTERN_LENGTH, validatePattern } from './core/priority.js';
+import { MAX_PATTERN_LENGTH, validatePattern } from './core/priority/index.js';
 import { MATCH_TYPES, type MatchType } from './core/types.js';
 
 // ---------------------------------------------------------------------------------------------

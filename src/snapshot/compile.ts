@@ -3,7 +3,7 @@
 // no longer decrypts, a mapping whose pattern is now refused) drops that row and is reported as a warning; it
 // never fails the whole snapshot, so one bad row cannot take every tenant down.
 import { compileAllowlist } from '../core/cidr.js';
-import { compilePriority, type CompiledPriority } from '../core/priority.js';
+import { compilePriority, type CompiledPriority } from '../core/priority/index.js';
 import type { Account, Allowlist, KeyEntry, ProviderPool, Snapshot, SystemKey } from '../core/types.js';
 import type { ConfigData, StoredAccount, StoredKey } from '../ports.js';
 import type { Keyring } from '../secrets/keyring.js';

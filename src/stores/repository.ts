@@ -15,7 +15,7 @@
 // References: every `ref` parameter takes an id (UUID) or, where names are unique, a name.
 import { randomUUID } from 'node:crypto';
 import { digestKey, keyDisplayPrefix } from '../core/apikey.js';
-import { validatePattern } from '../core/priority.js';
+import { validatePattern } from '../core/priority/index.js';
 import type { AccountStatus, MatchType, PrioritySettings, RateLimitDialect, AuthStyle, Strategy } from '../core/types.js';
 import type {
   AccountRow,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { compilePriority, validatePattern, type MappingInput } from '../../src/core/priority.js';
+import { compilePriority, validatePattern, type MappingInput } from '../../src/core/priority/index.js';
 import type { MatchType, PrioritySettings } from '../../src/core/types.js';
 
 const ON: PrioritySettings = { enabled: true, defaultPriority: 7, cacheTtlSec: 300 };

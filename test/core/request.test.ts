@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createKeyDigester, DEFAULT_KEY_HEADERS } from '../../src/core/apikey.js';
 import { compileAllowlist } from '../../src/core/cidr.js';
-import { compilePriority } from '../../src/core/priority.js';
+import { compilePriority } from '../../src/core/priority/index.js';
 import { authorizeRequest, buildAllow, denyForAdmission, type Authorized } from '../../src/core/request.js';
 import type {
   Account,

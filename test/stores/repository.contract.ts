@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLIENT_KEY_PATTERN, digestKey } from '../../src/core/apikey.js';
-import { validatePattern } from '../../src/core/priority.js';
+import { validatePattern } from '../../src/core/priority/index.js';
 import { Keyring } from '../../src/secrets/keyring.js';
 import { compileSnapshot } from '../../src/snapshot/compile.js';
 import { ConflictError, InvalidInputError, NotFoundError, StateError } from '../../src/stores/errors.js';

@@ -1,6 +1,6 @@
 // Priority mappings (presented key pattern -> priority and tenant). Every route here answers 501 while priority
 // mapping is disabled, saying how to enable it.
-import type { CompiledPriority } from '../../core/priority.js';
+import type { CompiledPriority } from '../../core/priority/index.js';
 import type { PriorityMatcher } from '../../core/types.js';
 import { validateNewMapping } from '../../validation.js';
 import type { AdminDeps } from '../deps.js';
