@@ -2,8 +2,8 @@
 // examples/seed-demo.sql, so `npm start` shows a working pool at once. Runs only when the store has no account at
 // all, so it never touches real data.
 import { applyDemoSeed } from './stores/migrate.js';
-import type { ConfigRepository } from './stores/repository.js';
 import type { SqlClient } from './stores/sql-client.js';
+import type { ConfigRepository } from './catalog/repository.js';
 
 const DEMO_ACTOR = 'demo-seed';
 

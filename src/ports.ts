@@ -1,15 +1,7 @@
 // Interfaces the engine and the adapters depend on. Each has several implementations sharing one contract test suite.
-import type {
-  AccountStatus,
-  AuditAction,
-  AuthStyle,
-  KeyStatus,
-  LearnedLimits,
-  MatchType,
-  Observation,
-  RateLimitDialect,
-  Strategy,
-} from './core/types.js';
+import type { AuditEntry } from './catalog/audit/rows.js';
+import type { UsageBucket } from './catalog/usage/rows.js';
+import type { LearnedLimits, Observation } from './core/types.js';
 
 /** Wall clock, injected so lifecycle tests can control time. */
 export interface Clock {
@@ -93,95 +85,8 @@ export interface RateStateStore {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Configuration (PGlite embedded, or PostgreSQL) — rows as the repository returns them
+// Durable writes of the request path and the compiled snapshot (implemented over the catalog)
 // ---------------------------------------------------------------------------------------------
-
-export interface ProviderRow {
-  readonly id: string;
-  readonly slug: string;
-  readonly displayName: string;
-  readonly authStyle: AuthStyle;
-  readonly rateLimitDialect: RateLimitDialect;
-  readonly defaultStrategy: Strategy;
-}
-
-/** Account as shown to operators: never the secret, only its last 4 characters. */
-export interface AccountRow {
-  readonly id: string;
-  readonly providerId: string;
-  readonly providerSlug: string;
-  readonly name: string;
-  readonly keyLast4: string;
-  readonly keyVersion: string;
-  readonly weight: number;
-  readonly tier: number;
-  readonly rpmLimit: number | null;
-  readonly tpmLimit: number | null;
-  readonly maxConcurrency: number | null;
-  readonly status: AccountStatus;
-  readonly disabledReason: string | null;
-  readonly tags: Readonly<Record<string, unknown>>;
-  readonly createdAt: Date;
-  readonly updatedAt: Date;
-}
-
-export interface SystemKeyRow {
-  readonly id: string;
-  readonly name: string;
-  readonly tenantId: string | null;
-  readonly keyPrefix: string;
-  readonly status: KeyStatus;
-  readonly expiresAt: Date | null;
-  readonly allowedIps: readonly string[];
-  readonly rotateAfterDays: number | null;
-  readonly lastRotatedAt: Date | null;
-  readonly previousKeyExpiresAt: Date | null;
-  readonly lastUsedAt: Date | null;
-  readonly createdAt: Date;
-  readonly updatedAt: Date;
-}
-
-export interface MappingRow {
-  readonly id: string;
-  readonly pattern: string;
-  readonly matchType: MatchType;
-  readonly priority: number;
-  readonly tenantId: string | null;
-  readonly tenantName: string | null;
-  readonly tenantType: 'internal' | 'external' | null;
-  readonly description: string | null;
-  readonly enabled: boolean;
-  readonly createdAt: Date;
-}
-
-export interface AuditEntry {
-  readonly keyId: string | null;
-  readonly action: AuditAction;
-  readonly actor: string;
-  readonly clientIp?: string | null | undefined;
-  readonly metadata?: Readonly<Record<string, unknown>> | undefined;
-  /** Defaults to the database's now(). */
-  readonly at?: Date | undefined;
-}
-
-export interface AuditRow extends Required<Omit<AuditEntry, 'at'>> {
-  readonly id: string;
-  readonly createdAt: Date;
-}
-
-/** Usage of one account in one minute bucket; flushed with an additive upsert. */
-export interface UsageBucket {
-  readonly accountId: string;
-  readonly bucketStart: Date;
-  readonly requests: number;
-  readonly successes: number;
-  readonly rateLimited: number;
-  readonly clientErrors: number;
-  readonly serverErrors: number;
-  readonly inputTokens: number;
-  readonly outputTokens: number;
-  readonly latencyMsSum: number;
-}
 
 /** Writes the request path produces; the engine queues them in a bounded buffer and flushes with retry. */
 export interface DurableWrites {
@@ -241,38 +146,4 @@ export class StateUnavailableError extends Error {
     super(message);
     this.name = 'StateUnavailableError';
   }
-}
-
-// ---------------------------------------------------------------------------------------------
-// What the configuration store hands the snapshot compiler (src/stores/repository.ts -> src/snapshot/compile.ts)
-// ---------------------------------------------------------------------------------------------
-
-/** An account as loaded for compilation: the operator view plus its encrypted secret (decrypted only in memory). */
-export interface StoredAccount extends AccountRow {
-  /** base64(iv | tag | ciphertext); see src/secrets/keyring.ts. */
-  readonly encryptedKey: string;
-}
-
-/** A system key as loaded for compilation: the operator view plus its digests. */
-export interface StoredKey extends SystemKeyRow {
-  /** HMAC-SHA256(pepper, key), hex. */
-  readonly keyHash: string;
-  /** Digest of the key before the last rotation; valid until previousKeyExpiresAt. */
-  readonly previousKeyHash: string | null;
-}
-
-/** One consistent read of everything the compiled snapshot needs (soft-deleted rows excluded). */
-export interface ConfigData {
-  /** The database's clock at the time of the read. */
-  readonly readAt: Date;
-  /** config_version counter at the time of the read (bumped by every configuration write). */
-  readonly configVersion: number;
-  readonly providers: readonly ProviderRow[];
-  /** Every non-deleted account of a non-deleted provider, any status, ordered by (provider, tier, name). */
-  readonly accounts: readonly StoredAccount[];
-  /** Every non-deleted key, active or revoked. */
-  readonly keys: readonly StoredKey[];
-  /** Every non-deleted mapping, enabled or not, in created order. */
-  readonly mappings: readonly MappingRow[];
-  readonly settings: import('./core/types.js').PrioritySettings;
 }

@@ -7,13 +7,13 @@ import { systemClock, type Clock, type DecisionEngine, type HealthChange, type R
 import { loadSecrets } from './secrets/bootstrap.js';
 import { openStore, type OpenedStore } from './stores/open-store.js';
 import { migrate } from './stores/migrate.js';
-import { ConfigRepository, type RepositorySecrets } from './stores/repository.js';
 import { MemoryRateStateStore } from './stores/memory-state.js';
 import { RedisRateStateStore } from './stores/redis-state.js';
 import { ResilientRateStateStore } from './stores/resilient-state.js';
 import { WriteBuffer } from './stores/write-buffer.js';
 import { SnapshotHolder } from './snapshot/holder.js';
 import { seedDemoOnFirstStart } from './demo-seed.js';
+import { ConfigRepository, type RepositorySecrets } from './catalog/repository.js';
 
 /** Longest the last flush of buffered writes may take at shutdown (a partitioned database answers nothing). */
 const FINAL_FLUSH_TIMEOUT_MS = 5_000;

@@ -12,9 +12,9 @@ import type { RequestView } from '../../src/core/types.js';
 import { compileSnapshot } from '../../src/snapshot/compile.js';
 import { migrate } from '../../src/stores/migrate.js';
 import { openPglite } from '../../src/stores/pglite-client.js';
-import { ConfigRepository } from '../../src/stores/repository.js';
 import { encryptSecret } from '../../src/secrets/keyring.js';
 import { NOW_MS, benchEngine, clientKey, configData, keyring, measure, pepper } from './synthetic.js';
+import { ConfigRepository } from '../../src/catalog/repository.js';
 
 const gc = (globalThis as { gc?: () => void }).gc;
 if (!gc) throw new Error('run with --expose-gc');

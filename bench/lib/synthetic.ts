@@ -4,12 +4,15 @@ import { createKeyDigester } from '../../src/core/apikey.js';
 import type { MatchType, RequestView } from '../../src/core/types.js';
 import { Engine } from '../../src/engine.js';
 import { createLogger } from '../../src/log.js';
-import type { AccountRow, ConfigData, MappingRow, StoredAccount, StoredKey, SystemKeyRow } from '../../src/ports.js';
 import { Keyring, encryptSecret } from '../../src/secrets/keyring.js';
 import { parsePepper, generatePepperSpec } from '../../src/secrets/pepper.js';
 import type { CompiledSnapshot } from '../../src/snapshot/compile.js';
 import { MemoryRateStateStore } from '../../src/stores/memory-state.js';
 import { WriteBuffer } from '../../src/stores/write-buffer.js';
+import type { AccountRow, StoredAccount } from '../../src/catalog/accounts/rows.js';
+import type { ConfigData } from '../../src/catalog/config-data.js';
+import type { StoredKey, SystemKeyRow } from '../../src/catalog/keys/rows.js';
+import type { MappingRow } from '../../src/catalog/mappings/rows.js';
 
 export const NOW_MS = Date.UTC(2026, 10, 22);
 const EPOCH = new Date(NOW_MS - 86_400_000);
@@ -100,7 +103,7 @@ export function configData(scenario: Scenario): ConfigData {
     accounts: Array.from({ length: scenario.accounts }, (_, i) => accountRow(i)),
     keys: Array.from({ length: scenario.keys }, (_, i) => keyRow(i)),
     mappings: Array.from({ length: scenario.mappings }, (_, i) => mappingRow(i)),
-    settings: { enabled: true, defaultPriority: 7, cacheTtlSec: 300 },
+    settings: { enabled: true, defaultPriority: 7 },
   };
 }
 

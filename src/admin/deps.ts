@@ -1,12 +1,12 @@
 // Everything the admin routes need, and a factory that builds it from the runtime's parts.
 import type { Clock, RateStateStore } from '../ports.js';
 import type { Keyring } from '../secrets/keyring.js';
-import { ConfigRepository } from '../stores/repository.js';
 import type { SqlClient } from '../stores/sql-client.js';
 import { CONFIG_CHANNEL } from '../snapshot/holder.js';
 import { HealthChecker, type HealthCheckOptions } from './health-check.js';
 import { IdempotencyStore } from './idempotency.js';
 import type { KeypoolMetrics, SnapshotStatus } from './metrics.js';
+import { ConfigRepository } from '../catalog/repository.js';
 
 /** The snapshot holder as the admin API sees it (src/snapshot/holder.ts SnapshotHolder fits). */
 export interface AdminSnapshots extends SnapshotStatus {

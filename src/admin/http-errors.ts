@@ -1,7 +1,7 @@
 // Every error the admin API answers, as one value type rendered in exactly one place (server.ts).
 // Body shape: {"error":{"code","message","field"}} (+ "details" when validation found several problems).
 import { ConflictError, InvalidInputError, NotFoundError, StateError } from '../stores/errors.js';
-import { snakeCase, ValidationFailure, type FieldError } from '../validation.js';
+import { type FieldError, ValidationFailure, snakeCase } from '../catalog/validated.js';
 
 export interface ErrorBody {
   readonly error: {
@@ -53,10 +53,7 @@ export function errorResponse(error: unknown): { status: number; body: ErrorBody
   if (error instanceof HttpError) {
     return { status: error.status, body: error.toBody(), headers: { ...error.headers }, expected: true };
   }
-  if (error instanceof ValidationFailure) {
-    const { status, body } = error.toHttp({ fieldCase: 'snake' });
-    return { status, body, headers: {}, expected: true };
-  }
+  if (error instanceof ValidationFailure) return { status: 422, body: validationBody(error), headers: {}, expected: true };
   const refused = asStoreError(error);
   if (refused) return { ...refused, headers: {}, expected: true };
   return {
@@ -65,6 +62,13 @@ export function errorResponse(error: unknown): { status: number; body: ErrorBody
     headers: {},
     expected: false,
   };
+}
+
+/** Bad operator input: the first problem as the error, every problem in `details`, fields named snake_case as sent. */
+function validationBody(failure: ValidationFailure): ErrorBody {
+  const details = failure.errors.map((e) => ({ ...e, field: snakeCase(e.field) }));
+  const first = details[0]!;
+  return { error: { code: first.code, message: first.message, field: first.field, details } };
 }
 
 /** The repository's typed refusals (src/stores/errors.ts); their messages are written for operators, never hold secrets. */

@@ -1,8 +1,9 @@
 // Reading a request's JSON body and query string into the shapes src/validation.ts and the repository take.
 // Query-string problems are 400 (the URL is malformed); body problems are 422 via ValidationFailure.
-import { camelCaseKeys, parseIsoInstantMs, unwrap, validateReason, type Validated } from '../validation.js';
 import { badRequest } from './http-errors.js';
 import type { RequestContext } from './router.js';
+import { validateReason } from '../catalog/accounts/schema.js';
+import { type Validated, camelCaseKeys, parseIsoInstantMs, unwrap } from '../catalog/validated.js';
 
 /** The body with snake_case top-level keys renamed to the validators' camelCase (`allowed_ips` -> `allowedIps`). */
 export function bodyInput(ctx: RequestContext): unknown {

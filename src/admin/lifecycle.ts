@@ -2,8 +2,8 @@
 // when auto-revoke is on, revokes them (audited, actor `keypool`). Runs on a timer on every replica; revoking is
 // idempotent in the repository, so replicas racing on the same key write one audit row.
 import type { Logger } from '../log.js';
-import type { SystemKeyRow } from '../ports.js';
 import type { AdminDeps } from './deps.js';
+import type { SystemKeyRow } from '../catalog/keys/rows.js';
 
 const DAY_MS = 86_400_000;
 export const LIFECYCLE_ACTOR = 'keypool';

@@ -1,8 +1,15 @@
 // JSON views of the store's rows, field by field (snake_case). Listing fields explicitly (never spreading a row)
 // keeps anything secret-bearing that a row type may gain later out of responses by default.
+import { settingsByName } from '../catalog/settings/schema.js';
 import type { PrioritySettings } from '../core/types.js';
-import type { AccountRow, AccountStateView, AuditRow, MappingRow, ProviderRow, SystemKeyRow, UsageBucket } from '../ports.js';
+import type { AccountStateView } from '../ports.js';
 import { isRotationOverdue, rotationDueAtMs } from './lifecycle.js';
+import type { AccountRow } from '../catalog/accounts/rows.js';
+import type { AuditRow } from '../catalog/audit/rows.js';
+import type { SystemKeyRow } from '../catalog/keys/rows.js';
+import type { MappingRow } from '../catalog/mappings/rows.js';
+import type { ProviderRow } from '../catalog/providers/rows.js';
+import type { UsageBucket } from '../catalog/usage/rows.js';
 
 const iso = (date: Date | null): string | null => (date === null ? null : date.toISOString());
 const isoMs = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
@@ -88,11 +95,7 @@ export function presentAudit(row: AuditRow): Record<string, unknown> {
 }
 
 export function presentSettings(settings: PrioritySettings): Record<string, unknown> {
-  return {
-    'priority.enabled': settings.enabled,
-    'priority.default_priority': settings.defaultPriority,
-    'priority.cache_ttl_sec': settings.cacheTtlSec,
-  };
+  return settingsByName(settings);
 }
 
 export function presentUsageBucket(bucket: UsageBucket): Record<string, unknown> {

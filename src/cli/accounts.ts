@@ -1,11 +1,13 @@
 // `keypool accounts add|list|disable|enable`: upstream provider credentials. The secret comes from stdin or an
 // environment variable (never argv), is encrypted by the repository, and is never printed: only its last 4 characters.
-import type { AccountRow } from '../ports.js';
-import { unwrap, validateId, validateNewAccount, validateProviderSlug, validateReason, ValidationFailure } from '../validation.js';
 import { definedOnly, listOption, stringOption, UsageError, type CommandSpec } from './args.js';
 import type { Command, CommandGroup } from './command.js';
 import { printJson, printRecord, printTable, type Column } from './output.js';
 import { readUpstreamSecret, SECRET_IN_ARGV_REASON } from './secret-input.js';
+import type { AccountRow } from '../catalog/accounts/rows.js';
+import { validateNewAccount, validateReason } from '../catalog/accounts/schema.js';
+import { validateProviderSlug } from '../catalog/providers/schema.js';
+import { ValidationFailure, unwrap, validateId } from '../catalog/validated.js';
 
 const addSpec: CommandSpec = {
   name: 'accounts add',

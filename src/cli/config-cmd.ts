@@ -1,15 +1,15 @@
-// `keypool config set|get`: runtime settings (priority.enabled, priority.default_priority, priority.cache_ttl_sec).
+// `keypool config set|get`: runtime settings (priority.enabled, priority.default_priority).
 // A change reaches every running instance through the store's change feed.
-import { SETTING_NAMES, unwrap, validateSetting, validateSettingName, type SettingName } from '../validation.js';
 import type { CommandSpec } from './args.js';
 import type { Command, CommandGroup } from './command.js';
 import { printJson, printTable } from './output.js';
+import { SETTING_NAMES, settingsByName, type SettingName, validateSetting, validateSettingName } from '../catalog/settings/schema.js';
+import { unwrap } from '../catalog/validated.js';
 
 const SETTINGS_HELP = [
   'Settings:',
   '  priority.enabled            true | false: match keys against priority mappings (default false)',
   '  priority.default_priority   0-9: priority when no mapping matches or matching is off (default 7)',
-  '  priority.cache_ttl_sec      0-86400: how long a resolved key -> priority answer is cached (default 300)',
 ].join('\n');
 
 const setSpec: CommandSpec = {
@@ -62,10 +62,5 @@ export const configGroup: CommandGroup = {
 };
 
 async function readSettings(repo: import('./store.js').CliStore['repo']): Promise<Record<SettingName, boolean | number>> {
-  const s = await repo.settings.get();
-  return {
-    'priority.enabled': s.enabled,
-    'priority.default_priority': s.defaultPriority,
-    'priority.cache_ttl_sec': s.cacheTtlSec,
-  };
+  return settingsByName(await repo.settings.get());
 }

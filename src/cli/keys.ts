@@ -1,9 +1,10 @@
 // `keypool keys create|list|rotate|revoke`: system (client) API keys. A new key is printed once and never again.
-import type { SystemKeyRow } from '../ports.js';
-import { unwrap, validateId, validateNewKey, validateRotate } from '../validation.js';
 import { definedOnly, listOption, stringOption, type CommandSpec } from './args.js';
 import type { Command, CommandGroup } from './command.js';
 import { printJson, printRecord, printTable, type Column } from './output.js';
+import type { SystemKeyRow } from '../catalog/keys/rows.js';
+import { validateNewKey, validateRotate } from '../catalog/keys/schema.js';
+import { unwrap, validateId } from '../catalog/validated.js';
 
 const ONCE_NOTICE = 'Store this key now: it is shown only once and cannot be retrieved again.';
 

@@ -1,10 +1,11 @@
 // `keypool mappings add|list|remove`: priority mappings (which keys get which priority and tenant).
-import type { MappingRow } from '../ports.js';
 import { MATCH_TYPES } from '../core/types.js';
-import { unwrap, validateId, validateNewMapping } from '../validation.js';
 import { definedOnly, stringOption, type CommandSpec } from './args.js';
 import type { Command, CommandGroup } from './command.js';
 import { printJson, printRecord, printTable, type Column } from './output.js';
+import type { MappingRow } from '../catalog/mappings/rows.js';
+import { validateNewMapping } from '../catalog/mappings/schema.js';
+import { unwrap, validateId } from '../catalog/validated.js';
 
 const addSpec: CommandSpec = {
   name: 'mappings add',

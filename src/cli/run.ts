@@ -2,7 +2,6 @@
 //   0 done; 1 infrastructure failure (database unreachable, schema missing, unexpected error);
 //   2 bad input (unknown flag or command, invalid value, unknown id or provider, conflict, bad configuration).
 // Only the modules a command needs are loaded: the store on first use, the service only for `serve`.
-import { ValidationFailure, formatErrors, type FieldError } from '../validation.js';
 import { accountsGroup } from './accounts.js';
 import { flagForField, groupHelp, helpText, parseCommand, UsageError } from './args.js';
 import type { CliContext, Command, CommandGroup } from './command.js';
@@ -14,6 +13,7 @@ import { migrateCommand } from './migrate.js';
 import { processOutput, type Output } from './output.js';
 import { serveCommand } from './serve.js';
 import { openCliStore, SchemaMissingError, type CliStore } from './store.js';
+import { type FieldError, ValidationFailure, formatErrors } from '../catalog/validated.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;

@@ -2,9 +2,9 @@
 // SQL client (embedded PGlite, the running server's shared PGlite, or PostgreSQL) and the same repository.
 // Loaded lazily by commands that need it, so `--help` and bad flags never start a database.
 import type { KeypoolConfig } from '../config.js';
-import type { ConfigRepository } from '../stores/repository.js';
 import type { SqlClient } from '../stores/sql-client.js';
 import type { CliContext } from './command.js';
+import type { ConfigRepository } from '../catalog/repository.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -27,7 +27,7 @@ export async function openCliStore(env: Env): Promise<CliStore> {
   const config = await loadCliConfig(env);
   const [{ loadSecrets }, { ConfigRepository: Repository }, { pendingMigrations }] = await Promise.all([
     import('../secrets/bootstrap.js'),
-    import('../stores/repository.js'),
+    import('../catalog/repository.js'),
     import('../stores/migrate.js'),
   ]);
   const secrets = await loadSecrets({

@@ -95,7 +95,6 @@ export interface PriorityMatcher {
 export interface PrioritySettings {
   readonly enabled: boolean;
   readonly defaultPriority: number;
-  readonly cacheTtlSec: number;
 }
 
 /** The compiled, immutable configuration every decision reads. Swapped atomically on reload. */

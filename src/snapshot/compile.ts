@@ -5,9 +5,11 @@
 import { compileAllowlist } from '../core/cidr.js';
 import { compilePriority, type CompiledPriority } from '../core/priority/index.js';
 import type { Account, Allowlist, KeyEntry, ProviderPool, Snapshot, SystemKey } from '../core/types.js';
-import type { ConfigData, StoredAccount, StoredKey } from '../ports.js';
 import type { Keyring } from '../secrets/keyring.js';
 import { cachedKeyDigester } from './digest-cache.js';
+import type { StoredAccount } from '../catalog/accounts/rows.js';
+import type { ConfigData } from '../catalog/config-data.js';
+import type { StoredKey } from '../catalog/keys/rows.js';
 
 export interface CompileDeps {
   /** HMAC pepper: the snapshot's digestKey must match the digests the repository stored. */

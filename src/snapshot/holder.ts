@@ -6,9 +6,10 @@
 // - optionally a config_version poll (cheap one-row read) for setups where notifications cannot arrive;
 // - a reload that fails keeps the last good snapshot and reports the error through onError (the caller logs it);
 // - swaps are atomic: current() returns either the old or the new snapshot, never a half-built one.
-import type { Clock, ConfigData, SnapshotSource } from '../ports.js';
+import type { Clock, SnapshotSource } from '../ports.js';
 import type { SqlClient } from '../stores/sql-client.js';
 import { compileSnapshot, type CompileDeps, type CompiledSnapshot, type CompileWarning } from './compile.js';
+import type { ConfigData } from '../catalog/config-data.js';
 
 export const CONFIG_CHANNEL = 'keypool_config';
 

@@ -1,6 +1,6 @@
+import type { UsageBucket } from '../catalog/usage/rows.js';
 // The counters of one account's minute bucket, added together wherever buckets meet (the in-memory aggregation of
 // the write buffer, a batch merged before its upsert).
-import type { UsageBucket } from '../ports.js';
 
 /** The additive part of a UsageBucket. */
 export type UsageCounts = Omit<UsageBucket, 'accountId' | 'bucketStart'>;

@@ -2,8 +2,10 @@
 // queued in memory with a hard bound and flushed in the background with retry, so a slow or absent database
 // never adds latency to a request and a short outage loses nothing.
 import type { ObservationOutcome } from '../core/types.js';
-import type { AuditEntry, DurableWrites, UsageBucket } from '../ports.js';
+import type { DurableWrites } from '../ports.js';
 import { addUsageCounts, type MutableUsageCounts } from './usage-counts.js';
+import type { AuditEntry } from '../catalog/audit/rows.js';
+import type { UsageBucket } from '../catalog/usage/rows.js';
 
 const MINUTE_MS = 60_000;
 

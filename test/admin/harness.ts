@@ -15,10 +15,10 @@ import type { Clock } from '../../src/ports.js';
 import { Keyring } from '../../src/secrets/keyring.js';
 import { SnapshotHolder } from '../../src/snapshot/holder.js';
 import { MemoryRateStateStore } from '../../src/stores/memory-state.js';
-import { ConfigRepository } from '../../src/stores/repository.js';
 import type { SqlClient } from '../../src/stores/sql-client.js';
 import { WriteBuffer } from '../../src/stores/write-buffer.js';
 import { createPgliteDatabase, type TestDatabase } from '../helpers/db.js';
+import { ConfigRepository } from '../../src/catalog/repository.js';
 
 export const TOKEN = 'test-admin-token-0123456789abcdef';
 export const TOKEN_NAME = 'ci-admin';

@@ -6,10 +6,10 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { DEFAULT_KEY_HEADERS } from '../../src/core/apikey.js';
 import { authorizeRequest } from '../../src/core/request.js';
 import { SnapshotHolder } from '../../src/snapshot/holder.js';
-import { ConfigRepository } from '../../src/stores/repository.js';
 import type { PostgresClient } from '../../src/stores/postgres-client.js';
 import { createPostgresDatabase, describePostgres, type TestDatabase } from '../helpers/db.js';
 import { eventually, startHarness, TOKEN_NAME, UPSTREAM_KEYS, type Harness } from './harness.js';
+import { ConfigRepository } from '../../src/catalog/repository.js';
 
 describePostgres('admin API on PostgreSQL', () => {
   let db: TestDatabase;

@@ -234,7 +234,6 @@ describe('keypool CLI on the embedded store', { timeout: SLOW_TEST_MS }, () => {
     expect(parseJson<Record<string, unknown>>(await cli(['config', 'get', '--json']))).toEqual({
       'priority.enabled': true,
       'priority.default_priority': 5,
-      'priority.cache_ttl_sec': 300,
     });
     expect(parseJson(await cli(['config', 'get', 'priority.enabled', '--json']))).toEqual({ name: 'priority.enabled', value: true });
   });

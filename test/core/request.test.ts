@@ -68,7 +68,7 @@ function buildSnapshot(priorityEnabled: boolean): Snapshot {
     [KEYS.office, { key: systemKey('key-office', { allowlist: compileAllowlist(['10.0.0.0/8', '2001:db8::/32']) }), graceEndsAtMs: null }],
     [KEYS.vip, { key: systemKey('key-vip', { tenantId: 'key-tenant' }), graceEndsAtMs: null }],
   ];
-  const settings: PrioritySettings = { enabled: priorityEnabled, defaultPriority: 7, cacheTtlSec: 300 };
+  const settings: PrioritySettings = { enabled: priorityEnabled, defaultPriority: 7 };
   const mapping = { tenantName: null, enabled: true, createdAtMs: 1 };
   return {
     version: 1,

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { WriteBuffer } from '../../src/stores/write-buffer.js';
-import type { AuditEntry, DurableWrites, UsageBucket } from '../../src/ports.js';
+import type { DurableWrites } from '../../src/ports.js';
+import type { AuditEntry } from '../../src/catalog/audit/rows.js';
+import type { UsageBucket } from '../../src/catalog/usage/rows.js';
 
 /** A DurableWrites that records what reached it and can be switched off like a database outage. */
 class RecordingWrites implements DurableWrites {

@@ -5,10 +5,10 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { Keyring } from '../../src/secrets/keyring.js';
 import { parsePepper } from '../../src/secrets/pepper.js';
-import { ConfigRepository } from '../../src/stores/repository.js';
-import type { UsageBucket } from '../../src/ports.js';
 import { createPostgresDatabase, type TestDatabase } from '../helpers/db.js';
 import { generateReplicaSecrets, type ReplicaSecrets } from '../helpers/replica.js';
+import { ConfigRepository } from '../../src/catalog/repository.js';
+import type { UsageBucket } from '../../src/catalog/usage/rows.js';
 
 export const REDIS_URL = 'redis://127.0.0.1:6379';
 export const ACTOR = 'replica-test';

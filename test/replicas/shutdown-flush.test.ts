@@ -2,7 +2,9 @@
 // interval flush and SIGTERM meet and where a partitioned PostgreSQL answers nothing.
 import { describe, expect, it } from 'vitest';
 import { WriteBuffer } from '../../src/stores/write-buffer.js';
-import type { AuditEntry, DurableWrites, UsageBucket } from '../../src/ports.js';
+import type { DurableWrites } from '../../src/ports.js';
+import type { AuditEntry } from '../../src/catalog/audit/rows.js';
+import type { UsageBucket } from '../../src/catalog/usage/rows.js';
 
 /** A database whose usage writes wait until the test lets them through (or forever: a partition). */
 class GatedWrites implements DurableWrites {

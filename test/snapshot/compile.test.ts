@@ -2,9 +2,11 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { digestKey } from '../../src/core/apikey.js';
-import type { ConfigData, StoredAccount, StoredKey } from '../../src/ports.js';
 import { Keyring } from '../../src/secrets/keyring.js';
 import { compileSnapshot } from '../../src/snapshot/compile.js';
+import type { StoredAccount } from '../../src/catalog/accounts/rows.js';
+import type { ConfigData } from '../../src/catalog/config-data.js';
+import type { StoredKey } from '../../src/catalog/keys/rows.js';
 
 const NOW = Date.parse('2030-01-01T00:00:00Z');
 const keyring = Keyring.parse(Keyring.generateSpec('v1'));
@@ -70,7 +72,7 @@ function data(overrides: Partial<ConfigData> = {}): ConfigData {
     accounts: [],
     keys: [],
     mappings: [],
-    settings: { enabled: false, defaultPriority: 7, cacheTtlSec: 300 },
+    settings: { enabled: false, defaultPriority: 7 },
     ...overrides,
   };
 }
@@ -139,10 +141,10 @@ describe('compileSnapshot', () => {
       { id: uuid(), pattern: 'kp_team', matchType: 'prefix' as const, priority: 2, tenantId: 't', tenantName: 'Team', tenantType: null, description: null, enabled: true, createdAt: new Date(NOW) },
       { id: uuid(), pattern: 'kp_off', matchType: 'prefix' as const, priority: 0, tenantId: null, tenantName: null, tenantType: null, description: null, enabled: false, createdAt: new Date(NOW) },
     ];
-    const on = compileSnapshot(data({ mappings, settings: { enabled: true, defaultPriority: 7, cacheTtlSec: 60 } }), deps, 1, NOW);
+    const on = compileSnapshot(data({ mappings, settings: { enabled: true, defaultPriority: 7 } }), deps, 1, NOW);
     expect(on.priority.resolve('kp_team_123')).toMatchObject({ priority: 2, tenantId: 't', mappingId: mappings[0]!.id });
     expect(on.priority.resolve('kp_off_1').priority).toBe(7);
-    expect(on.prioritySettings).toEqual({ enabled: true, defaultPriority: 7, cacheTtlSec: 60 });
+    expect(on.prioritySettings).toEqual({ enabled: true, defaultPriority: 7 });
     const off = compileSnapshot(data({ mappings }), deps, 1, NOW);
     expect(off.priority.resolve('kp_team_123')).toMatchObject({ priority: 7, mappingId: null });
   });

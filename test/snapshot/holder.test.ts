@@ -5,14 +5,15 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { systemClock, type ConfigData } from '../../src/ports.js';
+import { systemClock } from '../../src/ports.js';
 import { Keyring } from '../../src/secrets/keyring.js';
 import { SnapshotHolder, type ReloadReason } from '../../src/snapshot/holder.js';
 import { migrate } from '../../src/stores/migrate.js';
 import { openStore, type OpenedStore } from '../../src/stores/open-store.js';
-import { ConfigRepository } from '../../src/stores/repository.js';
 import type { SqlClient } from '../../src/stores/sql-client.js';
 import { createPgliteDatabase, createPostgresDatabase, describePostgres, type TestDatabase } from '../helpers/db.js';
+import type { ConfigData } from '../../src/catalog/config-data.js';
+import { ConfigRepository } from '../../src/catalog/repository.js';
 
 const secrets = { keyring: Keyring.parse(Keyring.generateSpec('v1')), pepper: new Uint8Array(randomBytes(32)) };
 

@@ -13,7 +13,7 @@ import { migrate } from '../../src/stores/migrate.js';
 import { openStore, StoreOpenError, type OpenedStore } from '../../src/stores/open-store.js';
 import type { PgliteClient } from '../../src/stores/pglite-client.js';
 import { _wire, findLiveShare, readShareInfo, SHARE_APPLICATION_PREFIX } from '../../src/stores/pglite-share.js';
-import { ConfigRepository } from '../../src/stores/repository.js';
+import { ConfigRepository } from '../../src/catalog/repository.js';
 
 const run = promisify(execFile);
 const secrets = { keyring: Keyring.parse(Keyring.generateSpec('v1')), pepper: new Uint8Array(randomBytes(32)) };

@@ -11,9 +11,9 @@ import { Keyring } from '../../src/secrets/keyring.js';
 import { compileSnapshot } from '../../src/snapshot/compile.js';
 import { ConflictError, InvalidInputError, NotFoundError, StateError } from '../../src/stores/errors.js';
 import { applyDemoSeed, findSqlDir, migrate, MigrationError, pendingMigrations } from '../../src/stores/migrate.js';
-import { ConfigRepository } from '../../src/stores/repository.js';
 import type { SqlClient } from '../../src/stores/sql-client.js';
 import type { TestDatabase } from '../helpers/db.js';
+import { ConfigRepository } from '../../src/catalog/repository.js';
 
 export interface ContractTarget {
   readonly name: 'pglite' | 'postgres';
@@ -89,7 +89,7 @@ export function repositoryContract(target: ContractTarget): void {
       });
 
       it('seeds the priority settings', async () => {
-        expect(await repo.settings.get()).toEqual({ enabled: false, defaultPriority: 7, cacheTtlSec: 300 });
+        expect(await repo.settings.get()).toEqual({ enabled: false, defaultPriority: 7 });
       });
     });
 
@@ -292,10 +292,10 @@ export function repositoryContract(target: ContractTarget): void {
       it('settings set/get with audit; unknown names and bad values refused', async () => {
         await repo.settings.set('priority.enabled', true, 'ops');
         await repo.settings.set('default_priority', 3, 'ops');
-        expect(await repo.settings.get()).toEqual({ enabled: true, defaultPriority: 3, cacheTtlSec: 300 });
+        expect(await repo.settings.get()).toEqual({ enabled: true, defaultPriority: 3 });
         await expect(repo.settings.set('priority.nope', true, 'ops')).rejects.toBeInstanceOf(InvalidInputError);
         await expect(repo.settings.set('priority.enabled', 1, 'ops')).rejects.toBeInstanceOf(InvalidInputError);
-        await expect(repo.settings.set('priority.cache_ttl_sec', -1, 'ops')).rejects.toBeInstanceOf(InvalidInputError);
+        await expect(repo.settings.set('priority.default_priority', 10, 'ops')).rejects.toBeInstanceOf(InvalidInputError);
         const audit = (await repo.audit.list({ action: 'config_set' })).rows;
         expect(audit[0]!.metadata).toEqual({ name: 'priority.default_priority', value: 3, previous: 7 });
         await repo.settings.set('priority.enabled', false, 'ops');
@@ -394,7 +394,7 @@ export function repositoryContract(target: ContractTarget): void {
         expect(storedKey.previousKeyHash).toBe(digestKey(pepper, old));
         expect(storedKey.previousKeyExpiresAt).toBeInstanceOf(Date);
         expect(data.mappings.map((m) => m.id)).toContain(mapping.id);
-        expect(data.settings).toEqual({ enabled: false, defaultPriority: 7, cacheTtlSec: 300 });
+        expect(data.settings).toEqual({ enabled: false, defaultPriority: 7 });
 
         const snapshot = compileSnapshot(data, { keyring, pepper }, 1, Date.now());
         expect(snapshot.keysByDigest.get(snapshot.digestKey(rotated.plaintextKey))).toMatchObject({ graceEndsAtMs: null });
@@ -418,7 +418,7 @@ export function repositoryContract(target: ContractTarget): void {
         const unlisten = await listener.listen('keypool_config', (payload) => payloads.push(payload));
         try {
           await repo.keys.create({ name: unique('feed') }, ACTOR);
-          await repo.settings.set('priority.cache_ttl_sec', 300, ACTOR);
+          await repo.settings.set('priority.default_priority', 7, ACTOR);
           await waitFor(() => payloads.includes('system_api_keys') && payloads.includes('api_key_priority_config'));
         } finally {
           await unlisten();

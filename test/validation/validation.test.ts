@@ -1,29 +1,12 @@
-// Table tests of src/validation.ts: every validator, the normalised values it returns and the bad inputs it refuses.
+// Table tests of the catalog's validation (src/catalog/validated.ts and the entity schemas): every validator, the normalised values it returns and the bad inputs it refuses.
 import { describe, expect, it } from 'vitest';
-import {
-  DEFAULT_ROTATE_GRACE_MS,
-  ValidationFailure,
-  camelCaseKeys,
-  formatErrors,
-  parseIsoInstantMs,
-  snakeCase,
-  unwrap,
-  validateAccountPatch,
-  validateId,
-  validateKeyPatch,
-  validateMappingPatch,
-  validateNewAccount,
-  validateNewKey,
-  validateNewMapping,
-  validateProviderSlug,
-  validateReason,
-  validateRotate,
-  validateSetting,
-  validateSettingName,
-  validateUpstreamSecret,
-  type FieldError,
-  type Validated,
-} from '../../src/validation.js';
+import { errorResponse } from '../../src/admin/http-errors.js';
+import { validateAccountPatch, validateNewAccount, validateReason, validateUpstreamSecret } from '../../src/catalog/accounts/schema.js';
+import { DEFAULT_ROTATE_GRACE_MS, validateKeyPatch, validateNewKey, validateRotate } from '../../src/catalog/keys/schema.js';
+import { validateMappingPatch, validateNewMapping } from '../../src/catalog/mappings/schema.js';
+import { validateProviderSlug } from '../../src/catalog/providers/schema.js';
+import { validateSetting, validateSettingName } from '../../src/catalog/settings/schema.js';
+import { type FieldError, type Validated, ValidationFailure, camelCaseKeys, formatErrors, parseIsoInstantMs, snakeCase, unwrap, validateId } from '../../src/catalog/validated.js';
 
 const NOW_MS = Date.parse('2025-06-01T00:00:00Z');
 const DAY_MS = 86_400_000;
@@ -260,7 +243,7 @@ describe('upstream secrets never appear in messages', () => {
     for (const result of results) {
       const errors = errorsOf(result);
       expect(errors.some((e) => e.field === 'apiKey')).toBe(true);
-      const text = JSON.stringify(errors) + new ValidationFailure(errors).message + JSON.stringify(new ValidationFailure(errors).toHttp());
+      const text = JSON.stringify(errors) + new ValidationFailure(errors).message + JSON.stringify(errorResponse(new ValidationFailure(errors)).body);
       expect(text).not.toContain('THIS-IS-THE-SECRET');
     }
   });
@@ -377,25 +360,26 @@ describe('validateSetting', () => {
     ['priority.enabled', false, false],
     ['priority.default_priority', '0', 0],
     ['priority.default_priority', 9, 9],
-    ['priority.cache_ttl_sec', '0', 0],
-    ['priority.cache_ttl_sec', '86400', 86400],
   ])('%s = %j', (name, value, expected) => {
     expect(valueOf(validateSetting(name, value))).toEqual({ name, value: expected });
   });
 
   it.each([
     ['priority.enable', 'true', 'name', 'unknown_setting'],
-    ['enabled', 'true', 'name', 'unknown_setting'],
+    ['cache_ttl_sec', '300', 'name', 'unknown_setting'],
     ['priority.enabled', 'maybe', 'value', 'invalid_type'],
     ['priority.default_priority', '10', 'value', 'out_of_range'],
-    ['priority.cache_ttl_sec', '-5', 'value', 'out_of_range'],
-    ['priority.cache_ttl_sec', '5m', 'value', 'invalid_type'],
+    ['priority.default_priority', '-1', 'value', 'out_of_range'],
+    ['priority.default_priority', '5m', 'value', 'invalid_type'],
+    ['priority.cache_ttl_sec', '300', 'name', 'unknown_setting'],
   ])('refuses %s = %j', (name, value, field, code) => {
     expect(errorsOf(validateSetting(name, value))).toEqual([expect.objectContaining({ field, code })]);
   });
 
   it('validates a name alone', () => {
-    expect(valueOf(validateSettingName('priority.cache_ttl_sec'))).toBe('priority.cache_ttl_sec');
+    expect(valueOf(validateSettingName('priority.default_priority'))).toBe('priority.default_priority');
+    // The short form (without `priority.`) names the same setting, as the CLI and the catalog always accepted.
+    expect(valueOf(validateSetting('enabled', 'true'))).toEqual({ name: 'priority.enabled', value: true });
     expect(errorsOf(validateSettingName('x'))[0]?.code).toBe('unknown_setting');
   });
 });
@@ -444,10 +428,10 @@ describe('small validators', () => {
 describe('ValidationFailure and helpers', () => {
   it('renders the admin API body with snake_case fields', () => {
     const failure = new ValidationFailure(errorsOf(validateNewKey({ name: 'k', allowedIps: 'x', rotateAfterDays: 0 }, NOW_MS)));
-    const { status, body } = failure.toHttp({ fieldCase: 'snake' });
+    const { status, body } = errorResponse(failure);
     expect(status).toBe(422);
     expect(body.error).toMatchObject({ code: 'invalid_cidr', field: 'allowed_ips' });
-    expect(body.error.details.map((d) => d.field)).toEqual(['allowed_ips', 'rotate_after_days']);
+    expect(body.error.details?.map((d) => d.field)).toEqual(['allowed_ips', 'rotate_after_days']);
   });
 
   it('unwrap returns the value or throws ValidationFailure', () => {

@@ -2,14 +2,16 @@
 // `api_key` and only its last 4 characters ever come out.
 import { observeResponse } from '../../core/response.js';
 import type { Observation } from '../../core/types.js';
-import type { AccountRow, AccountStateView, ProviderRow } from '../../ports.js';
-import { validateAccountPatch, validateNewAccount } from '../../validation.js';
+import type { AccountStateView } from '../../ports.js';
 import type { AdminDeps } from '../deps.js';
 import { HealthCheckUnavailable } from '../health-check.js';
 import { badRequest, notFound, unprocessable } from '../http-errors.js';
 import { bodyInput, onlyQuery, queryChoice, queryInstant, reasonInput, valid } from '../input.js';
 import { presentAccount, presentLiveState, presentUsageBucket, usageTotals } from '../present.js';
 import type { RequestContext, RouteDef } from '../router.js';
+import type { AccountRow } from '../../catalog/accounts/rows.js';
+import { validateAccountPatch, validateNewAccount } from '../../catalog/accounts/schema.js';
+import type { ProviderRow } from '../../catalog/providers/rows.js';
 
 const BASE = '/admin/providers/:slug/accounts';
 const DEFAULT_STATS_WINDOW_MS = 3_600_000;

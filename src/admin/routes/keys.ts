@@ -1,12 +1,12 @@
 // System (client) API keys. A new or rotated key is in exactly one response body (`api_key`) and nowhere else:
 // the store keeps only its HMAC digest and display prefix.
-import type { IssuedKey } from '../../stores/repository.js';
-import { validateKeyPatch, validateNewKey, validateRotate } from '../../validation.js';
 import type { AdminDeps } from '../deps.js';
 import { checkIdempotencyKey } from '../idempotency.js';
 import { bodyInput, onlyQuery, optionalBodyInput, queryBool, queryChoice, queryString, reasonInput, valid } from '../input.js';
 import { presentKey } from '../present.js';
 import type { RouteDef } from '../router.js';
+import type { IssuedKey } from '../../catalog/keys/dao.js';
+import { validateKeyPatch, validateNewKey, validateRotate } from '../../catalog/keys/schema.js';
 
 export const SHOWN_ONCE_NOTICE = 'Store api_key now: it is shown only once and cannot be retrieved again.';
 const ROTATE_SCOPE = 'keys.rotate';

@@ -2,12 +2,12 @@
 // mapping is disabled, saying how to enable it.
 import type { CompiledPriority } from '../../core/priority/index.js';
 import type { PriorityMatcher } from '../../core/types.js';
-import { validateNewMapping } from '../../validation.js';
 import type { AdminDeps } from '../deps.js';
 import { badRequest, HttpError, PRIORITY_DISABLED_MESSAGE } from '../http-errors.js';
 import { bodyInput, onlyQuery, valid } from '../input.js';
 import { presentMapping } from '../present.js';
 import type { RequestContext, Reply, RouteDef } from '../router.js';
+import { validateNewMapping } from '../../catalog/mappings/schema.js';
 
 const BASE = '/admin/api-key-priority';
 

@@ -1,9 +1,9 @@
 // Providers are seeded (sql/seed/providers.sql) and read-only here; each shows how many accounts it pools.
-import type { AccountRow } from '../../ports.js';
 import type { AdminDeps } from '../deps.js';
 import { onlyQuery } from '../input.js';
 import { presentProvider } from '../present.js';
 import type { RouteDef } from '../router.js';
+import type { AccountRow } from '../../catalog/accounts/rows.js';
 
 export function providerRoutes(deps: AdminDeps): RouteDef[] {
   return [

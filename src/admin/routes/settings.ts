@@ -1,10 +1,10 @@
 // Runtime settings (today: the priority settings `keypool config set` also writes).
-import { validateSetting } from '../../validation.js';
 import type { AdminDeps } from '../deps.js';
 import { unprocessable } from '../http-errors.js';
 import { onlyQuery, valid } from '../input.js';
 import { presentSettings } from '../present.js';
 import type { RouteDef } from '../router.js';
+import { validateSetting } from '../../catalog/settings/schema.js';
 
 export function settingRoutes(deps: AdminDeps): RouteDef[] {
   return [

@@ -1,0 +1,33 @@
+// Provider rows as the DAO returns them, and their mapping from SQL.
+import type { AuthStyle, RateLimitDialect, Strategy } from '../../core/types.js';
+
+export interface ProviderRow {
+  readonly id: string;
+  readonly slug: string;
+  readonly displayName: string;
+  readonly authStyle: AuthStyle;
+  readonly rateLimitDialect: RateLimitDialect;
+  readonly defaultStrategy: Strategy;
+}
+
+export const PROVIDER_COLUMNS = 'id, slug, display_name, auth_style, rate_limit_dialect, default_strategy';
+
+export interface DbProvider {
+  id: string;
+  slug: string;
+  display_name: string;
+  auth_style: AuthStyle;
+  rate_limit_dialect: RateLimitDialect;
+  default_strategy: Strategy;
+}
+
+export function toProvider(row: DbProvider): ProviderRow {
+  return {
+    id: row.id,
+    slug: row.slug,
+    displayName: row.display_name,
+    authStyle: row.auth_style,
+    rateLimitDialect: row.rate_limit_dialect,
+    defaultStrategy: row.default_strategy,
+  };
+}

@@ -1,0 +1,53 @@
+// The rules operator input must satisfy, each written exactly once. Validation (src/catalog/validated.ts and the
+// entity schemas), the admin API's path parameters, the Kong plugin's config and the SQL CHECK constraints
+// (sql/migrations, kept in agreement by test/catalog/rules-sql.test.ts) all follow these definitions.
+
+/** A provider (pool) slug: `openai`, `azure-openai`. Lower-case letters, digits and inner dashes, 1-64 characters. */
+export const PROVIDER_SLUG = /^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/;
+export const PROVIDER_SLUG_MAX_CHARS = 64;
+
+/** A row id: a UUID of any version, either case (stored and returned lower-case). */
+export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** A tenant id as forwarded in `x-keypool-tenant`: 1-64 characters of A-Z a-z 0-9 . _ - */
+export const TENANT_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** A lower-case HTTP header name that may carry a client key (Kong's `key_headers`, KEYPOOL_KEY_HEADERS). */
+export const HEADER_NAME = /^[a-z0-9][a-z0-9_-]{0,127}$/;
+
+/** Request priority: 0 is the highest, 9 the lowest. Mappings and `priority.default_priority` use this range. */
+export const PRIORITY_RANGE = { min: 0, max: 9 } as const;
+/** Priority of a request no mapping matches (and of every request while matching is off). */
+export const DEFAULT_PRIORITY = 7;
+
+/** Inclusive numeric ranges and sizes (help texts and the OpenAPI document quote the same numbers). */
+export const LIMITS = {
+  nameMaxChars: 100,
+  descriptionMaxChars: 500,
+  reasonMaxChars: 500,
+  allowedIpsMax: 256,
+  /** Longest `expiresIn`: ten years. */
+  expiresInMaxMs: 3650 * 86_400_000,
+  rotateAfterDaysMin: 1,
+  rotateAfterDaysMax: 3650,
+  graceMaxMs: 30 * 86_400_000,
+  weightMin: 1,
+  weightMax: 1000,
+  tierMin: 0,
+  tierMax: 100,
+  /** rpm/tpm/concurrency columns are INTEGER. */
+  limitMin: 1,
+  limitMax: 2_147_483_647,
+  tagsMaxKeys: 50,
+  tagKeyMaxChars: 64,
+  tagValueMaxChars: 256,
+  secretMaxChars: 4096,
+} as const;
+
+export function isUuid(value: unknown): value is string {
+  return typeof value === 'string' && UUID.test(value);
+}
+
+export function isProviderSlug(value: unknown): value is string {
+  return typeof value === 'string' && PROVIDER_SLUG.test(value);
+}
