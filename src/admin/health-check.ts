@@ -2,6 +2,7 @@
 // A cheap authenticated GET (the model list, or the key-info endpoint) with a deadline; the caller folds the answer
 // into the account's health exactly as if a proxied request had seen it.
 import type { AuthStyle, HeaderBag } from '../core/types.js';
+import { isProviderSlug } from '../catalog/rules.js';
 
 export interface HealthCheckOptions {
   /** Base URL per provider slug, overriding the built-in defaults (e.g. a local mock in tests, a regional endpoint). */
@@ -152,7 +153,7 @@ export function parseBaseUrls(spec: string): Record<string, string> {
     const eq = part.indexOf('=');
     const slug = part.slice(0, eq).trim();
     const url = part.slice(eq + 1).trim();
-    if (eq <= 0 || !/^[a-z0-9][a-z0-9-]{0,63}$/.test(slug) || !/^https?:\/\/[^\s/]+/i.test(url)) {
+    if (eq <= 0 || !isProviderSlug(slug) || !/^https?:\/\/[^\s/]+/i.test(url)) {
       throw new Error(`expected provider=http(s)://host entries separated by commas, got "${part}"`);
     }
     out[slug] = url;

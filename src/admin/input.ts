@@ -4,6 +4,7 @@ import { badRequest } from './http-errors.js';
 import type { RequestContext } from './router.js';
 import { validateReason } from '../catalog/accounts/schema.js';
 import { type Validated, camelCaseKeys, parseIsoInstantMs, unwrap } from '../catalog/validated.js';
+import { isUuid } from '../catalog/rules.js';
 
 /** The body with snake_case top-level keys renamed to the validators' camelCase (`allowed_ips` -> `allowedIps`). */
 export function bodyInput(ctx: RequestContext): unknown {
@@ -82,11 +83,10 @@ export function queryChoice<T extends string>(ctx: RequestContext, name: string,
   return value as T;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export function queryUuid(ctx: RequestContext, name: string): string | undefined {
   const value = single(ctx, name);
   if (value === undefined) return undefined;
-  if (!UUID.test(value)) throw badRequest('invalid_parameter', `${name} must be a UUID`, name);
+  if (!isUuid(value)) throw badRequest('invalid_parameter', `${name} must be a UUID`, name);
   return value.toLowerCase();
 }

@@ -1,6 +1,7 @@
 // The admin route table and its matcher. Routes are plain data (method, path template, access, handler), so the
 // OpenAPI coverage test reads the same table the server serves.
 import { HttpError, badRequest } from './http-errors.js';
+import { isProviderSlug, isUuid } from '../catalog/rules.js';
 
 export type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
@@ -48,8 +49,6 @@ export interface RouteMatch {
   readonly params: Record<string, string>;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const SLUG = /^[a-z0-9][a-z0-9-]{0,63}$/;
 const SETTING = /^[a-z0-9_.]{1,64}$/;
 /** Longest path segment the router looks at; nothing legitimate comes close. */
 const MAX_SEGMENT_CHARS = 200;
@@ -129,11 +128,11 @@ function decodeSegment(raw: string, name: string): string {
 
 function checkParam(name: string, value: string): string {
   if (name === 'id' || name.endsWith('Id')) {
-    if (!UUID.test(value)) throw badRequest('invalid_uuid', `path parameter ${name} must be a UUID`, name);
+    if (!isUuid(value)) throw badRequest('invalid_uuid', `path parameter ${name} must be a UUID`, name);
     return value.toLowerCase();
   }
   if (name === 'slug') {
-    if (!SLUG.test(value)) throw badRequest('invalid_slug', 'path parameter slug must be a provider slug (a-z, 0-9, -)', name);
+    if (!isProviderSlug(value)) throw badRequest('invalid_slug', 'path parameter slug must be a provider slug (a-z, 0-9, -)', name);
     return value;
   }
   if (name === 'name') {

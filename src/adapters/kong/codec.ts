@@ -12,6 +12,7 @@ import {
   type Strategy,
 } from '../../core/types.js';
 import type { RequestOutcome, Ticket } from '../../ports.js';
+import { HEADER_NAME, isProviderSlug } from '../../catalog/rules.js';
 
 /** kong.ctx.shared key holding keypool's record for the bundled Lua guard (access) and for the log phase. */
 export const DECISION_KEY = 'keypool_decision';
@@ -27,8 +28,6 @@ const CREDENTIAL_HEADERS: ReadonlySet<string> = new Set(
 /** Value Kong itself writes over a hidden header in serialized logs. */
 export const REDACTED = 'REDACTED';
 
-const PROVIDER_SLUG = /^[a-z0-9][a-z0-9_-]{0,63}$/;
-const HEADER_NAME = /^[a-z0-9][a-z0-9_-]{0,127}$/;
 const MAX_KEY_HEADERS = 8;
 
 /** The plugin's route/service configuration after validation (Kong field names in comments). */
@@ -61,7 +60,7 @@ function isStrategy(value: unknown): value is Strategy {
 export function parseKongConfig(raw: unknown): ConfigResult {
   if (!isRecord(raw)) return { ok: false, error: 'keypool config must be an object' };
   const provider = raw['provider'];
-  if (typeof provider !== 'string' || !PROVIDER_SLUG.test(provider)) {
+  if (typeof provider !== 'string' || !isProviderSlug(provider)) {
     return { ok: false, error: 'keypool config.provider is required: a lower-case provider slug such as "openai"' };
   }
   const strategy = raw['strategy'] ?? null;

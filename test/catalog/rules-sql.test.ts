@@ -1,0 +1,95 @@
+// The SQL CHECK constraints agree with src/catalog/rules.ts: at each rule's boundaries, a value the catalog's
+// validation accepts is accepted by the database and a value it refuses is refused, on PGlite and PostgreSQL.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { validateNewAccount } from '../../src/catalog/accounts/schema.js';
+import { validateNewKey } from '../../src/catalog/keys/schema.js';
+import { validateNewMapping } from '../../src/catalog/mappings/schema.js';
+import { isProviderSlug } from '../../src/catalog/rules.js';
+import { validateSetting } from '../../src/catalog/settings/schema.js';
+import type { Validated } from '../../src/catalog/validated.js';
+import type { SqlClient } from '../../src/stores/sql-client.js';
+import { createPgliteDatabase, createPostgresDatabase, describePostgres, type TestDatabase } from '../helpers/db.js';
+
+const NOW_MS = Date.parse('2026-01-01T00:00:00Z');
+/** A distinct well-formed digest per case (key_hash is unique). */
+const hashFor = (n: number): string => n.toString(16).padStart(64, '0');
+
+interface Case {
+  readonly rule: string;
+  readonly value: unknown;
+  /** What the catalog says. */
+  readonly valid: boolean;
+  /** Writes the value with plain SQL; throws when the database refuses it. */
+  readonly write: (sql: SqlClient, n: number) => Promise<unknown>;
+}
+
+const ok = (result: Validated<unknown>): boolean => result.ok;
+
+function cases(): Case[] {
+  const out: Case[] = [];
+  const add = (rule: string, values: readonly unknown[], valid: (v: unknown) => boolean, write: Case['write'] extends (s: SqlClient, n: number) => infer R ? (sql: SqlClient, n: number, value: unknown) => R : never): void => {
+    for (const value of values) out.push({ rule, value, valid: valid(value), write: (sql, n) => write(sql, n, value) });
+  };
+  const account = (fields: Record<string, unknown>) => ok(validateNewAccount({ providerSlug: 'openai', name: 'a', apiKey: 'sk-0123456789abcdef', ...fields }));
+  const insertAccount = (column: string) => (sql: SqlClient, n: number, value: unknown) =>
+    sql.query(
+      `INSERT INTO provider_accounts (provider_id, encrypted_key, key_version, key_last4, name${column === 'name' ? '' : `, ${column}`})
+       SELECT id, 'x', 'v1', '', $1${column === 'name' ? '' : ', $2'} FROM providers WHERE slug = 'openai'`,
+      column === 'name' ? [value] : [`rules-${n}`, value],
+    );
+  add('provider slug', ['a', 'my-llm', 'azure-openai-eu', 'a'.repeat(64), 'a'.repeat(65), 'a-', '-a', 'Open', 'a_b'], isProviderSlug, (sql, _n, value) =>
+    sql.query(`INSERT INTO providers (slug, display_name, auth_style, rate_limit_dialect) VALUES ($1, 'x', 'bearer', 'none')`, [value]),
+  );
+  add('account weight', [0, 1, 1000, 1001], (v) => account({ weight: v }), insertAccount('weight'));
+  add('account tier', [-1, 0, 100, 101], (v) => account({ tier: v }), insertAccount('priority_tier'));
+  add('account name', ['n'.repeat(100), 'n'.repeat(101)], (v) => account({ name: v }), insertAccount('name'));
+  const key = (fields: Record<string, unknown>) => ok(validateNewKey({ name: 'k', ...fields }, NOW_MS));
+  const insertKey = (column: string) => (sql: SqlClient, n: number, value: unknown) =>
+    column === 'name'
+      ? sql.query(`INSERT INTO system_api_keys (name, key_prefix, key_hash) VALUES ($1, 'kp_', $2)`, [value, hashFor(n)])
+      : sql.query(`INSERT INTO system_api_keys (name, key_prefix, key_hash, ${column}) VALUES ($1, 'kp_', $2, $3)`, [`rules-${n}`, hashFor(n), value]);
+  add('key name', ['n'.repeat(100), 'n'.repeat(101)], (v) => key({ name: v }), insertKey('name'));
+  add('key tenant id', ['a', 'team-a.prod_1', 't'.repeat(64), 't'.repeat(65), 'a b', 'a/b'], (v) => key({ tenantId: v }), insertKey('tenant_id'));
+  add('key rotate_after_days', [0, 1, 3650, 3651], (v) => key({ rotateAfterDays: v }), insertKey('rotate_after_days'));
+  const mapping = (fields: Record<string, unknown>) => ok(validateNewMapping({ pattern: 'p', matchType: 'exact', priority: 1, ...fields }));
+  const insertMapping = (column: string) => (sql: SqlClient, n: number, value: unknown) =>
+    column === 'pattern'
+      ? sql.query(`INSERT INTO api_key_priority_mappings (pattern, match_type, priority) VALUES ($1, 'exact', 1)`, [value])
+      : sql.query(`INSERT INTO api_key_priority_mappings (pattern, match_type, priority, ${column}) VALUES ($1, 'exact', 1, $2)`, [`rules-${n}`, value]);
+  add('mapping priority', [-1, 0, 9, 10], (v) => mapping({ priority: v }), (sql, n, value) =>
+    sql.query(`INSERT INTO api_key_priority_mappings (pattern, match_type, priority) VALUES ($1, 'exact', $2)`, [`rules-${n}`, value]),
+  );
+  add('mapping pattern length', ['p'.repeat(256), 'p'.repeat(257)], (v) => mapping({ pattern: v }), insertMapping('pattern'));
+  add('mapping tenant id', ['a', 't'.repeat(64), 't'.repeat(65), 'a b'], (v) => mapping({ tenantId: v }), insertMapping('tenant_id'));
+  add('default priority', [-1, 0, 9, 10], (v) => ok(validateSetting('priority.default_priority', v)), (sql, _n, value) =>
+    sql.query(`UPDATE api_key_priority_config SET value = $1::text::jsonb WHERE key = 'default_priority'`, [JSON.stringify(value)]),
+  );
+  return out;
+}
+
+function agreementSuite(open: () => Promise<TestDatabase>): void {
+  let db: TestDatabase;
+  beforeAll(async () => {
+    db = await open();
+  });
+  afterAll(async () => {
+    await db?.drop();
+  });
+  const all = cases();
+  it.each(all.map((c, n) => [c.rule, JSON.stringify(c.value).slice(0, 20), c.valid, n] as const))(
+    '%s %s: the catalog says %s and so does SQL',
+    async (_rule, _label, valid, n) => {
+      const accepted = await all[n]!.write(db.client, n).then(
+        () => true,
+        (error: unknown) => {
+          if ((error as { code?: string }).code !== '23514') throw error; // only CHECK violations count as a refusal
+          return false;
+        },
+      );
+      expect(accepted).toBe(valid);
+    },
+  );
+}
+
+describe('rules and SQL CHECKs agree (PGlite)', () => agreementSuite(() => createPgliteDatabase()));
+describePostgres('rules and SQL CHECKs agree (PostgreSQL)', () => agreementSuite(() => createPostgresDatabase()));
