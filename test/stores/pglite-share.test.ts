@@ -148,9 +148,10 @@ describe('embedded store shared over a loopback socket', () => {
         Array.from({ length: 15 }, (_, i) =>
           store.client.transaction(async (tx) => {
             const pattern = `${tag}-${i}-${randomBytes(3).toString('hex')}`;
-            await tx.query(`INSERT INTO api_key_priority_mappings (pattern, match_type, priority) VALUES ($1, 'contains', $2)`, [pattern, i]);
+            const priority = i % 10; // within the priority range (0-9)
+            await tx.query(`INSERT INTO api_key_priority_mappings (pattern, match_type, priority) VALUES ($1, 'contains', $2)`, [pattern, priority]);
             const rows = await tx.query<{ priority: number }>('SELECT priority FROM api_key_priority_mappings WHERE pattern = $1', [pattern]);
-            return rows[0]!.priority === i;
+            return rows[0]!.priority === priority;
           }),
         );
       const results = await Promise.all([...work(clients[0]!, 'a'), ...work(clients[1]!, 'b'), ...work(owner, 'o')]);
