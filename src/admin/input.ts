@@ -1,4 +1,4 @@
-// Reading a request's JSON body and query string into the shapes src/validation.ts and the repository take.
+// Reading a request's JSON body and query string into the shapes the catalog schemas (src/catalog/*/schema.ts) take.
 // Query-string problems are 400 (the URL is malformed); body problems are 422 via ValidationFailure.
 import { badRequest } from './http-errors.js';
 import type { RequestContext } from './router.js';
