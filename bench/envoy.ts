@@ -75,12 +75,16 @@ async function main(): Promise<void> {
   console.log(pinnedCpus ? 'load generator and mock provider on CPU 0; Envoy and keypool pinned to CPU 1' : '[notice] processes are not pinned');
   const sut = pinnedCpus ? CPUS.sut : null;
   const loadCpu = pinnedCpus ? CPUS.load : null;
-  /** Failed requests (non-2xx or transport error) per phase, per target. */
-  const failures = new Map<string, Map<string, { failed: number; sent: number }>>();
-  const countFailures = (phase: string, target: string, failed: number, sent: number): void => {
-    const byTarget = failures.get(phase) ?? new Map<string, { failed: number; sent: number }>();
-    const entry = byTarget.get(target) ?? { failed: 0, sent: 0 };
+  /**
+   * Per phase, per target: requests that failed (non-2xx or transport error), and requests still unanswered when an
+   * overloaded open-loop run's drain time ended (abandoned by the generator: a backlog, not an error answer).
+   */
+  const failures = new Map<string, Map<string, PhaseFailures>>();
+  const countFailures = (phase: string, target: string, failed: number, sent: number, abandoned = 0): void => {
+    const byTarget = failures.get(phase) ?? new Map<string, PhaseFailures>();
+    const entry = byTarget.get(target) ?? { failed: 0, abandoned: 0, sent: 0 };
     entry.failed += failed;
+    entry.abandoned += abandoned;
     entry.sent += sent;
     byTarget.set(target, entry);
     failures.set(phase, byTarget);
@@ -174,7 +178,7 @@ async function main(): Promise<void> {
         const after = await cpuOf(t);
         t.load.reset();
         await quiet(allCpu);
-        countFailures(`${rate} req/s`, t.name, result.errors, result.sent);
+        countFailures(`${rate} req/s`, t.name, result.errors - result.abandoned, result.sent, result.abandoned);
         const cpuUsPerRequest = Object.fromEntries(t.cpu.map((c, i) => [c.name, (after[i]! - before[i]!) / Math.max(1, result.completed)]));
         byTarget.set(t.name, { ...percentiles(result.latUs), errors: result.errors, cpuUsPerRequest });
       }
@@ -212,7 +216,7 @@ async function main(): Promise<void> {
           const result = await constantRate(t.load.fire, rate, which === 'envoy' ? OVERLOAD_MS : RATE_MS, 2_000);
           t.load.reset();
           await quiet(allCpu);
-          countFailures(`${rate} req/s (80% of ${which === 'envoy' ? 'Envoy alone' : 'Envoy+keypool'})`, t.name, result.errors, result.sent);
+          countFailures(`${rate} req/s (80% of ${which === 'envoy' ? 'Envoy alone' : 'Envoy+keypool'})`, t.name, result.errors - result.abandoned, result.sent, result.abandoned);
           const entry = byTarget.get(t.name) ?? { lat: [], errors: 0, sent: 0, lag: 0, achieved: [] };
           entry.lat.push(result.latUs);
           entry.errors += result.errors;
@@ -278,6 +282,11 @@ function median(values: readonly number[]): number {
 }
 
 type LoadStat = Percentiles & { errors: number; sent: number; sendLagP99Us: number; achievedRate: number };
+interface PhaseFailures {
+  failed: number;
+  abandoned: number;
+  sent: number;
+}
 type LadderStat = Percentiles & { errors: number; cpuUsPerRequest: Record<string, number> };
 
 function report(r: {
@@ -288,7 +297,7 @@ function report(r: {
   loadStats: Map<string, Map<string, LoadStat>>;
   ladder: Map<number, Map<string, LadderStat>>;
   statuses: Record<string, Record<number, number>>;
-  failures: Map<string, Map<string, { failed: number; sent: number }>>;
+  failures: Map<string, Map<string, PhaseFailures>>;
   keypoolCluster: Record<string, Record<string, number>>;
   mutationRejections: number;
   pinnedCpus: boolean;
@@ -347,10 +356,10 @@ function report(r: {
   console.log(`\nLatency against offered load (open loop):\n${ladderTable}`);
   const phases = [...r.failures.keys()];
   const failureTable = markdownTable(
-    ['failed / sent', ...phases],
+    ['failed / sent (unanswered at the end of an overloaded run)', ...phases],
     names.map((name) => [name, ...phases.map((phase) => {
       const f = r.failures.get(phase)?.get(name);
-      return f ? `${f.failed ? `**${f.failed}**` : 0} / ${f.sent}` : '-';
+      return f ? `${f.failed ? `**${f.failed}**` : 0} / ${f.sent}${f.abandoned ? ` (${f.abandoned})` : ''}` : '-';
     })]),
   );
   const totalFailed = [...r.failures.values()].flatMap((m) => [...m.values()]).reduce((n, f) => n + f.failed, 0);

@@ -71,7 +71,7 @@ export async function startExtProcServer(options: ExtProcServerOptions): Promise
   };
 
   const server = new grpc.Server();
-  server.addService(protos.extProcService, {
+  server.addService(protos.extProcServerService, {
     Process: (call: grpc.ServerDuplexStream<ProcessingRequestMsg, ProcessingResponseMsg>) => {
       const stream = new ProcessStream(call, deps);
       active.add(stream);
