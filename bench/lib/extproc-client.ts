@@ -25,6 +25,8 @@ export interface StreamEndStyle {
 }
 
 const GRACEFUL_CLOSE_FLAG = 'envoy.reloadable_features.ext_proc_graceful_grpc_close';
+/** Streams before the connection budget at which the next connection is opened, so it is connected when needed. */
+const SPARE_AHEAD = 128;
 
 /**
  * How Envoy ends keypool's streams with the shipped envoy/envoy.yaml: graceful when its runtime layers turn
@@ -174,10 +176,20 @@ export class ExtProcLoad {
   sessionsLost = 0;
 
   private openSession(slot: number): ClientHttp2Session {
+    const session = this.newSession();
+    this.install(slot, session);
+    return session;
+  }
+
+  private newSession(): ClientHttp2Session {
     // Far above Node's 10 MB default: an overloaded server leaves thousands of streams open, and the bench must
     // measure that backlog, not have its own session refuse streams.
     const session = connect(`http://127.0.0.1:${this.port}`, { maxSessionMemory: 1_000, peerMaxConcurrentStreams: 1_000_000 });
     session.on('error', () => undefined);
+    return session;
+  }
+
+  private install(slot: number, session: ClientHttp2Session): void {
     this.streamsOn[slot] = 0;
     session.once('close', () => {
       if (this.sessions[slot] === session) {
@@ -186,26 +198,56 @@ export class ExtProcLoad {
       }
     });
     this.sessions[slot] = session;
-    return session;
   }
 
   /** Sessions this client retired after max_requests_per_connection streams, as Envoy's connection pool does. */
   sessionsRotated = 0;
+  /** Per slot: the connection that takes over at the budget, opened ahead so its SETTINGS exchange is done by then. */
+  private readonly spares = new Map<number, { session: ClientHttp2Session; ready: boolean }>();
 
   private liveSession(): ClientHttp2Session {
     const slot = this.next;
     this.next = (slot + 1) % this.sessions.length;
     let session = this.sessions[slot];
-    if (session && this.streamsOn[slot]! >= this.style.maxStreamsPerConnection) {
-      // Envoy drains the connection: no new streams on it, the open ones finish.
-      this.sessions[slot] = null;
-      session.close();
+    const budget = this.style.maxStreamsPerConnection;
+    if (session && this.streamsOn[slot]! >= budget - SPARE_AHEAD && !this.spares.has(slot)) {
+      const spare = { session: this.newSession(), ready: false };
+      spare.session.once('remoteSettings', () => (spare.ready = true));
+      this.spares.set(slot, spare);
+    }
+    const spare = this.spares.get(slot);
+    if (session && this.streamsOn[slot]! >= budget && spare?.ready) {
+      // Envoy drains the connection: no new streams on it, the open ones finish. (Until the spare is ready the old
+      // one takes a few streams past its budget, where Envoy would queue them: fewer than 1,000 either way.)
+      this.spares.delete(slot);
+      this.retire(session, this.lastStream[slot]);
+      this.install(slot, spare.session);
       this.sessionsRotated++;
-      session = null;
+      session = spare.session;
     }
     if (!session || session.destroyed || session.closed) session = this.openSession(slot);
     this.streamsOn[slot]!++;
     return session;
+  }
+
+  /** The latest stream opened on each slot's connection (see retire()). */
+  private readonly lastStream: Array<ClientHttp2Stream | undefined> = [];
+
+  /**
+   * Closes a connection at its budget once its last stream is over. Closed earlier, Node's client sends its GOAWAY
+   * ahead of the HEADERS of streams still queued on that connection and refuses them itself (REFUSED_STREAM): a
+   * client artefact (measured) that Envoy's pool does not have.
+   */
+  private retire(session: ClientHttp2Session, last: ClientHttp2Stream | undefined): void {
+    if (last && !last.closed) last.once('close', () => session.close());
+    else session.close();
+  }
+
+  private request(): ClientHttp2Stream {
+    const slot = this.next;
+    const stream = this.liveSession().request(this.streamHeaders, { endStream: false });
+    this.lastStream[slot] = stream;
+    return stream;
   }
 
   /** Ends a stream whose last answer has arrived, as Envoy does (see the file comment). */
@@ -223,7 +265,7 @@ export class ExtProcLoad {
 
   /** One proxied request: resolves done(true) when the response_headers answer arrives. */
   readonly fire: Fire = (done) => {
-    const stream = this.liveSession().request(this.streamHeaders, { endStream: false });
+    const stream = this.request();
     let pending: Buffer | null = null;
     let answers = 0;
     let settled = false;
@@ -264,7 +306,7 @@ export class ExtProcLoad {
   /** One request, both answers decoded (to check the setup: an allow with a pooled credential). */
   async probe(): Promise<unknown[]> {
     const { responseDeserialize } = codec();
-    const stream = this.liveSession().request(this.streamHeaders, { endStream: false });
+    const stream = this.request();
     const messages: unknown[] = [];
     let pending = Buffer.alloc(0);
     await new Promise<void>((resolve) => {
@@ -287,6 +329,8 @@ export class ExtProcLoad {
   }
 
   close(): void {
+    for (const spare of this.spares.values()) spare.session.close();
+    this.spares.clear();
     const sessions = [...this.sessions];
     this.sessions.fill(null);
     for (const session of sessions) session?.close();

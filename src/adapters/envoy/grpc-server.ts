@@ -93,7 +93,8 @@ export class GrpcServerCall<Request = unknown, Response = unknown> extends Event
     this.on('error', (err: unknown) => this.sendStatus(statusOf(err)));
     stream.on('data', (chunk: Buffer) => this.onData(chunk));
     stream.on('end', () => {
-      if (!this.statusSent) this.emit('end');
+      // Node also ends the readable side of a stream the peer reset: that is no half-close.
+      if (!this.statusSent && !this.cancelled) this.emit('end');
     });
     // Node emits 'aborted' when the peer resets a stream whose writable side is still open.
     stream.on('aborted', () => this.onCancelled());
