@@ -1,6 +1,6 @@
 // The hand-written wire format (src/adapters/envoy/wire-format.ts) against protobufjs on the vendored official protos:
-// what Envoy sends decodes to what protobufjs decodes (unknown fields skipped), and every answer keypool builds
-// encodes to the bytes protobufjs writes.
+// what Envoy sends decodes to what protobufjs decodes (unknown fields skipped; header values resolved into `value`
+// as the codec would read them), and every answer keypool builds encodes to the bytes protobufjs writes.
 import { describe, expect, it } from 'vitest';
 import {
   HOLD_UNTIL_RESPONSE_END,
@@ -62,10 +62,40 @@ const REQUESTS: Array<[string, ProcessingRequestMsg]> = [
   ],
 ];
 
+/**
+ * protobufjs's decoding with each header's value resolved as keypool's decoder does it (raw_value as UTF-8 when
+ * non-empty, else value; raw_value dropped), so the two can be compared whole.
+ */
+function resolved(decoded: unknown): unknown {
+  const message = decoded as Record<string, any>; // freshly decoded: changed in place
+  for (const part of ['request_headers', 'response_headers']) {
+    for (const h of message[part]?.headers?.headers ?? []) resolveHeader(h);
+  }
+  for (const part of ['request_trailers', 'response_trailers']) {
+    for (const h of message[part]?.trailers?.headers ?? []) resolveHeader(h);
+  }
+  return message;
+}
+
+function resolveHeader(h: { value?: string; raw_value?: Uint8Array }): void {
+  if (h.raw_value !== undefined && h.raw_value.length > 0) h.value = Buffer.from(h.raw_value).toString('utf8');
+  delete h.raw_value;
+}
+
 describe('decodeProcessingRequest', () => {
   it.each(REQUESTS)('%s: as protobufjs decodes it', (_name, message) => {
     const bytes = reference.requestSerialize(message);
-    expect(decodeProcessingRequest(bytes)).toEqual(reference.requestDeserialize(bytes));
+    expect(decodeProcessingRequest(bytes)).toEqual(resolved(reference.requestDeserialize(bytes)));
+  });
+
+  it('a header value: raw_value wins over value; an empty raw_value falls back to value', () => {
+    const bytes = reference.requestSerialize({
+      request_headers: { headers: { headers: [{ key: 'a', value: 'old', raw_value: Buffer.from('new') }, { key: 'b', value: 'v', raw_value: Buffer.alloc(0) }] } },
+    });
+    expect(decodeProcessingRequest(bytes).request_headers?.headers?.headers).toEqual([
+      { key: 'a', value: 'new' },
+      { key: 'b', value: 'v' },
+    ]);
   });
 
   it("skips fields it does not know, such as Envoy 1.40's protocol_config (11) and metadata_context (8)", () => {
@@ -74,7 +104,7 @@ describe('decodeProcessingRequest', () => {
     // 8: metadata_context {filter_metadata {key "x"}}; 11: protocol_config {request_body_mode: 2}; 12: a fixed64;
     // 13: a fixed32; 14: a varint.
     const unknown = Buffer.from([0x42, 0x05, 0x0a, 0x03, 0x0a, 0x01, 0x78, 0x5a, 0x02, 0x08, 0x02, 0x61, 1, 2, 3, 4, 5, 6, 7, 8, 0x6d, 1, 2, 3, 4, 0x70, 0x96, 0x01]);
-    expect(decodeProcessingRequest(Buffer.concat([unknown, known]))).toEqual(reference.requestDeserialize(known));
+    expect(decodeProcessingRequest(Buffer.concat([unknown, known]))).toEqual(resolved(reference.requestDeserialize(known)));
   });
 
   it('skips nested struct and list attribute values (keypool reads scalars only)', () => {

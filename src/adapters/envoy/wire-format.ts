@@ -6,7 +6,9 @@
 // Decoding reads only what keypool uses and skips every other field by its wire type, whatever its number: unknown
 // fields (Envoy 1.40's protocol_config, field 11; metadata_context, 8) cost a skip, not an object. Within
 // google.protobuf.Struct attributes only scalar values are decoded (keypool reads `source.address`, a string);
-// nested structs and lists are skipped. Header values stay Buffer views into the received message (no copy).
+// nested structs and lists are skipped. A header's value is decoded straight from the received bytes into `value`:
+// raw_value (UTF-8) when present and non-empty, else the legacy `value` field (Envoy's rule, see codec.ts), so no
+// Buffer view is made per header; `raw_value` is never set by this decoder.
 // Encoding writes the fields keypool sets, in field-number order, as protobufjs does (test/envoy/wire-format.test.ts
 // checks both directions against protobufjs and the vendored protos).
 import type {
@@ -206,25 +208,27 @@ function headerValues(r: Reader, end: number, into: HeaderValueMsg[] | undefined
 }
 
 function headerValue(r: Reader, end: number): HeaderValueMsg {
-  const h: HeaderValueMsg = {};
+  let key: string | undefined;
+  let value: string | undefined;
+  let raw = '';
   while (r.pos < end) {
     const tag = r.varint();
     switch (tag) {
       case (1 << 3) | LENGTH_DELIMITED:
-        h.key = r.string(r.lengthEnd());
+        key = r.string(r.lengthEnd());
         break;
       case (2 << 3) | LENGTH_DELIMITED:
-        h.value = r.string(r.lengthEnd());
+        value = r.string(r.lengthEnd());
         break;
       case (3 << 3) | LENGTH_DELIMITED:
-        h.raw_value = r.bytes(r.lengthEnd());
+        raw = r.string(r.lengthEnd());
         break;
       default:
         r.skip(tag & 7);
     }
   }
   r.pos = end;
-  return h;
+  return { key, value: raw.length > 0 ? raw : value };
 }
 
 function trailersOf(r: Reader, end: number): { headers?: HeaderValueMsg[] } | undefined {
