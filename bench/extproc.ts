@@ -158,7 +158,8 @@ async function main(): Promise<void> {
   const pinnedCpus = pinSelf(CPUS.load);
   console.log(pinnedCpus ? 'client on CPU 0, servers pinned to CPU 1 (taskset)' : '[notice] no taskset or a single CPU: processes are not pinned');
   const style = streamEndFromShippedConfig();
-  console.log(`streams end as the shipped envoy/envoy.yaml ends them: ${style.end}, at most ${style.maxStreamsPerConnection} per connection`);
+  const source = process.env['BENCH_STREAM_END'] ? 'BENCH_STREAM_END' : 'as the shipped envoy/envoy.yaml makes Envoy end them';
+  console.log(`streams end: ${style.end} (${source}), at most ${style.maxStreamsPerConnection} per connection`);
   const redis = await startBenchRedis(pinnedCpus ? CPUS.any : null);
   if (process.env['BENCH_PROFILE_ONLY'] === '1') {
     try {
