@@ -58,6 +58,8 @@ interface Target_ {
   readonly load: HttpLoad;
   /** Processes whose CPU counts as this target's cost. */
   readonly cpu: Array<{ name: string; read: () => Promise<number> }>;
+  /** The ext_proc server child (keypool or null), whose event-loop delay is read around each open-loop run. */
+  readonly extProc?: NodeChild;
 }
 
 function request(port: number, path: string, clientKey: string): Buffer {
@@ -84,12 +86,13 @@ async function main(): Promise<void> {
    * overloaded open-loop run's drain time ended (abandoned by the generator: a backlog, not an error answer).
    */
   const failures = new Map<string, Map<string, PhaseFailures>>();
-  const countFailures = (phase: string, target: string, failed: number, sent: number, abandoned = 0): void => {
+  const countFailures = (phase: string, target: string, failed: number, sent: number, abandoned = 0, loopMaxMs: number | null = null): void => {
     const byTarget = failures.get(phase) ?? new Map<string, PhaseFailures>();
-    const entry = byTarget.get(target) ?? { failed: 0, abandoned: 0, sent: 0 };
+    const entry = byTarget.get(target) ?? { failed: 0, abandoned: 0, sent: 0, loopMaxMs: null };
     entry.failed += failed;
     entry.abandoned += abandoned;
     entry.sent += sent;
+    if (loopMaxMs !== null) entry.loopMaxMs = Math.max(entry.loopMaxMs ?? 0, loopMaxMs);
     byTarget.set(target, entry);
     failures.set(phase, byTarget);
   };
@@ -125,16 +128,19 @@ async function main(): Promise<void> {
         name: 'envoy+null-ext_proc',
         load: new HttpLoad(withNull.port, request(withNull.port, path, 'kp_null')),
         cpu: [mockCpu, envoyCpu(withNull), { name: 'ext_proc', read: () => nullProc.cpuUs() }],
+        extProc: nullProc,
       },
       {
         name: 'envoy+keypool',
         load: new HttpLoad(withMem.port, request(withMem.port, path, String(kpMem.ready['clientKey']))),
         cpu: [mockCpu, envoyCpu(withMem), { name: 'keypool', read: () => kpMem.cpuUs() }],
+        extProc: kpMem,
       },
       {
         name: 'envoy+keypool-redis',
         load: new HttpLoad(withRedis.port, request(withRedis.port, path, String(kpRedis.ready['clientKey']))),
         cpu: [mockCpu, envoyCpu(withRedis), { name: 'keypool', read: () => kpRedis.cpuUs() }],
+        extProc: kpRedis,
       },
     ];
     loads.push(...targets.map((t) => t.load));
@@ -179,6 +185,7 @@ async function main(): Promise<void> {
       return;
     }
 
+    for (const t of targets) await loopDelay(t); // starts each ext_proc server's event-loop monitor
     // One request at a time, interleaved.
     const oneByOne = new Map(targets.map((t) => [t.name, [] as Float64Array[]]));
     for (let round = 0; round < ROUNDS; round++) {
@@ -198,11 +205,13 @@ async function main(): Promise<void> {
       for (const t of targets) {
         if (t.name === 'direct') continue;
         const before = await cpuOf(t);
+        await loopDelay(t);
         const result = await constantRate(t.load.fire, rate, LADDER_MS, 2_000);
+        const loopMaxMs = await loopDelay(t);
         const after = await cpuOf(t);
         t.load.reset();
         await quiet(allCpu);
-        countFailures(`${rate} req/s`, t.name, result.errors - result.abandoned, result.sent, result.abandoned);
+        countFailures(`${rate} req/s`, t.name, result.errors - result.abandoned, result.sent, result.abandoned, loopMaxMs);
         const cpuUsPerRequest = Object.fromEntries(t.cpu.map((c, i) => [c.name, (after[i]! - before[i]!) / Math.max(1, result.completed)]));
         byTarget.set(t.name, { ...percentiles(result.latUs), errors: result.errors, cpuUsPerRequest });
       }
@@ -237,10 +246,12 @@ async function main(): Promise<void> {
       for (let round = 0; round < (which === 'envoy' ? 1 : LOAD_ROUNDS); round++) {
         for (const t of targets) {
           if (which === 'keypool' && t.name === 'direct') continue;
+          await loopDelay(t);
           const result = await constantRate(t.load.fire, rate, which === 'envoy' ? OVERLOAD_MS : RATE_MS, 2_000);
+          const loopMaxMs = await loopDelay(t);
           t.load.reset();
           await quiet(allCpu);
-          countFailures(`${rate} req/s (80% of ${which === 'envoy' ? 'Envoy alone' : 'Envoy+keypool'})`, t.name, result.errors - result.abandoned, result.sent, result.abandoned);
+          countFailures(`${rate} req/s (80% of ${which === 'envoy' ? 'Envoy alone' : 'Envoy+keypool'})`, t.name, result.errors - result.abandoned, result.sent, result.abandoned, loopMaxMs);
           const entry = byTarget.get(t.name) ?? { lat: [], errors: 0, sent: 0, lag: 0, achieved: [] };
           entry.lat.push(result.latUs);
           entry.errors += result.errors;
@@ -310,6 +321,18 @@ interface PhaseFailures {
   failed: number;
   abandoned: number;
   sent: number;
+  /** Longest event-loop block of the target's ext_proc server during the phase (null: not an ext_proc target). */
+  loopMaxMs: number | null;
+}
+
+/**
+ * The ext_proc server's longest event-loop block since the previous call, in ms (null for targets without one). A
+ * phase's first call only resets the reading; a block longer than Envoy's message_timeout (0.5 s) shows as 504s.
+ */
+async function loopDelay(t: Target_): Promise<number | null> {
+  if (!t.extProc) return null;
+  const reading = await t.extProc.ask<{ maxMs?: number }>('loopDelay');
+  return reading.maxMs ?? null;
 }
 type LadderStat = Percentiles & { errors: number; cpuUsPerRequest: Record<string, number> };
 
@@ -380,10 +403,11 @@ function report(r: {
   console.log(`\nLatency against offered load (open loop):\n${ladderTable}`);
   const phases = [...r.failures.keys()];
   const failureTable = markdownTable(
-    ['failed / sent (unanswered at the end of an overloaded run)', ...phases],
+    ['failed / sent (unanswered at the end of an overloaded run); ext_proc server\'s longest event-loop block', ...phases],
     names.map((name) => [name, ...phases.map((phase) => {
       const f = r.failures.get(phase)?.get(name);
-      return f ? `${f.failed ? `**${f.failed}**` : 0} / ${f.sent}${f.abandoned ? ` (${f.abandoned})` : ''}` : '-';
+      const loop = f?.loopMaxMs != null ? `; loop ${Math.round(f.loopMaxMs)} ms` : '';
+      return f ? `${f.failed ? `**${f.failed}**` : 0} / ${f.sent}${f.abandoned ? ` (${f.abandoned})` : ''}${loop}` : '-';
     })]),
   );
   const totalFailed = [...r.failures.values()].flatMap((m) => [...m.values()]).reduce((n, f) => n + f.failed, 0);
