@@ -276,6 +276,16 @@ describe('keypool CLI on the embedded store', { timeout: SLOW_TEST_MS }, () => {
       expect(result.stdout).toBe('');
     });
 
+    it('a key pasted where --key-env wants a variable name is never printed back', async () => {
+      const pasted = `gsk_${randomBytes(20).toString('hex')}`;
+      for (const json of [[], ['--json']]) {
+        const result = await cli(['accounts', 'add', '--provider', 'openai', '--name', 'w', '--key-env', pasted, ...json]);
+        expect(result.code).toBe(2);
+        expect(result.stderr).toMatch(/--key-env is not set or empty/);
+        expect(result.stderr + result.stdout).not.toContain(pasted.slice(4));
+      }
+    });
+
     it('with --json, errors are JSON on stderr in the admin API shape', async () => {
       const result = await cli(['keys', 'create', '--allowed-ips', '010.0.0.1', '--json']);
       expect(result.code).toBe(2);
@@ -338,6 +348,25 @@ describe('keypool CLI on the embedded store', { timeout: SLOW_TEST_MS }, () => {
       const result = await cli(args);
       expect(result.code, args.join(' ')).toBe(0);
       expect(result.stdout).toMatch(/Usage: keypool/);
+    }
+  });
+});
+
+describe('keypool serve refuses an unauthenticated ext_proc listener', () => {
+  it('exits 2 naming the variables, before opening any store', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'kp-cli-grpc-'));
+    try {
+      const result = await run(
+        ['serve'],
+        baseEnv({ KEYPOOL_DATA_DIR: join(dataDir, 'never-created'), KEYPOOL_GRPC_LISTEN: '0.0.0.0:0', KEYPOOL_ADMIN_LISTEN: '127.0.0.1:0' }),
+      );
+      expect(result.code).toBe(2);
+      for (const name of ['KEYPOOL_GRPC_LISTEN', 'KEYPOOL_GRPC_TLS_CERT', 'KEYPOOL_GRPC_TLS_KEY', 'KEYPOOL_GRPC_TLS_CLIENT_CA', 'KEYPOOL_GRPC_TOKEN']) {
+        expect(result.stderr).toContain(name);
+      }
+      expect(existsSync(join(dataDir, 'never-created'))).toBe(false);
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
     }
   });
 });

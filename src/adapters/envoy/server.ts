@@ -10,8 +10,10 @@ import type { ProcessingRequestMsg, ProcessingResponseMsg } from './messages.js'
 import { DEFAULT_RETRY_CONTEXT, RetryContexts, type RetryContextOptions } from './retry-context.js';
 
 export interface ExtProcServerOptions {
-  /** host:port to bind, e.g. `0.0.0.0:50051`; port 0 asks the OS for a free one. */
+  /** host:port to bind, e.g. `127.0.0.1:50051`; port 0 asks the OS for a free one. */
   readonly listen: string;
+  /** TLS and client authentication (channel-security.ts); unset = plaintext without authentication (loopback, tests). */
+  readonly credentials?: grpc.ServerCredentials | undefined;
   readonly engine: DecisionEngine;
   readonly logger: Logger;
   /** gRPC metadata key carrying the route's provider (set per route via ExtProcPerRoute grpc_initial_metadata). */
@@ -81,7 +83,7 @@ export async function startExtProcServer(options: ExtProcServerOptions): Promise
   server.addService(protos.healthService, health.handlers());
 
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(options.listen, grpc.ServerCredentials.createInsecure(), (err, boundPort) =>
+    server.bindAsync(options.listen, options.credentials ?? grpc.ServerCredentials.createInsecure(), (err, boundPort) =>
       err ? reject(err) : resolve(boundPort),
     );
   });
