@@ -29,6 +29,11 @@ export interface KeypoolConfig {
   readonly adminListen: string;
   /** Bearer token for the admin API; required when adminListen is not loopback. */
   readonly adminToken: string | undefined;
+  /**
+   * Host names the admin API answers to besides IP literals and `localhost` (KEYPOOL_ADMIN_ALLOWED_HOSTS, comma
+   * separated): any other Host header is refused, so a web page cannot reach the API by rebinding its DNS name.
+   */
+  readonly adminAllowedHosts: readonly string[];
   /** Name recorded as the actor of admin writes made with adminToken. */
   readonly adminTokenName: string;
   /** Who may scrape /metrics: auto (open on a loopback admin address, token elsewhere), public, or token. */
@@ -100,6 +105,7 @@ export function loadConfig(overrides: Partial<KeypoolConfig> = {}, env: Env = pr
     grpcToken: secretToken(env, 'KEYPOOL_GRPC_TOKEN'),
     adminListen: listenAddress(env, 'KEYPOOL_ADMIN_LISTEN', '127.0.0.1:9901'),
     adminToken: nonEmpty(env.KEYPOOL_ADMIN_TOKEN),
+    adminAllowedHosts: hostNameList(env, 'KEYPOOL_ADMIN_ALLOWED_HOSTS'),
     adminTokenName: nonEmpty(env.KEYPOOL_ADMIN_TOKEN_NAME) ?? 'admin',
     metricsAccess: oneOf(env, 'KEYPOOL_METRICS_ACCESS', ['auto', 'public', 'token'] as const, 'auto'),
     healthCheckBaseUrls: nonEmpty(env.KEYPOOL_HEALTHCHECK_BASE_URLS),
@@ -193,6 +199,15 @@ function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], 
     throw new ConfigError(name, `expected one of ${allowed.join(', ')}, got "${raw}"`);
   }
   return raw as T;
+}
+
+function hostNameList(env: Env, name: string): readonly string[] {
+  const raw = nonEmpty(env[name]);
+  if (raw === undefined) return [];
+  const names = raw.split(',').map((part) => part.trim().toLowerCase()).filter(Boolean);
+  const invalid = names.find((host) => !/^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?)*$/.test(host));
+  if (invalid !== undefined) throw new ConfigError(name, `expected comma-separated host names without port (e.g. keypool-admin.internal), got "${invalid}"`);
+  return names;
 }
 
 function headerList(env: Env, name: string, fallback: readonly string[]): readonly string[] {

@@ -63,6 +63,7 @@ export async function startKeypool(
       token: config.adminToken,
       tokenName: config.adminTokenName,
       metricsAccess: config.metricsAccess,
+      allowedHosts: config.adminAllowedHosts,
       logger,
       deps: createAdminDeps({
         sql: runtime.store.client,
