@@ -95,7 +95,7 @@ export async function startKeypool(
   const adminAddress = `${splitHostPort(config.adminListen).host}:${admin.port}`;
   logger.info({ grpc: grpcAddress, grpcChannel: channel.mode, admin: adminAddress, store: runtime.store.where }, 'keypool is serving');
   process.stdout.write(
-    `keypool: ext_proc gRPC on ${grpcAddress} (${channel.mode}); admin API and /metrics on http://${adminAddress}; config store: ${runtime.store.where}\n`,
+    `keypool: ext_proc gRPC on ${grpcAddress}; channel ${channel.mode}; admin API and /metrics on http://${adminAddress}; config store: ${runtime.store.where}\n`,
   );
 
   let stopping: Promise<void> | undefined;
