@@ -1,7 +1,7 @@
 // Composition root of `keypool serve`: the runtime plus the gateway-facing servers and the admin API.
 import { openRuntime, type Runtime, type RuntimeOptions } from './runtime.js';
 import { startExtProcServer, type ExtProcServer } from './adapters/envoy/server.js';
-import { openChannelSecurity } from './adapters/envoy/channel-security.js';
+import { grpcJsCredentials, openChannelSecurity } from './adapters/envoy/channel-security.js';
 import { startAdminServer, type AdminServer } from './admin/server.js';
 import { createAdminDeps } from './admin/deps.js';
 import { KeypoolMetrics } from './admin/metrics.js';
@@ -81,7 +81,7 @@ export async function startKeypool(
     });
     extProc = await startExtProcServer({
       listen: config.grpcListen,
-      credentials: channel.credentials,
+      credentials: grpcJsCredentials(channel),
       engine: runtime.engine,
       logger,
       drainTimeoutMs: config.drainTimeoutMs,

@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openChannelSecurity } from '../../src/adapters/envoy/channel-security.js';
+import { grpcJsCredentials, openChannelSecurity } from '../../src/adapters/envoy/channel-security.js';
 import { startExtProcServer, type ExtProcServer } from '../../src/adapters/envoy/server.js';
 import { clientCredentialRedactions, headerBagFromKong, recordFromOutcome, upstreamMutation } from '../../src/adapters/kong/codec.js';
 import { ExtProcClient, requestHeadersMsg, setHeadersOf, type Msg } from '../envoy/ext-proc-client.js';
@@ -37,7 +37,7 @@ beforeAll(async () => {
   await h.holder.reload();
   const channel = await openChannelSecurity({ listen: '127.0.0.1:0', token: TOKEN });
   const logger = pino({ level: 'trace' }, { write: (line: string) => void extProcLogs.push(line) });
-  extProc = await startExtProcServer({ listen: '127.0.0.1:0', engine: h.engine, logger, credentials: channel.credentials });
+  extProc = await startExtProcServer({ listen: '127.0.0.1:0', engine: h.engine, logger, credentials: grpcJsCredentials(channel) });
   await new Promise<void>((resolve) => attackerServer.listen(0, '127.0.0.1', resolve));
 });
 

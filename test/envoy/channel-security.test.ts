@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { channelSecurityProblem, openChannelSecurity, type ChannelSecuritySettings } from '../../src/adapters/envoy/channel-security.js';
+import { channelSecurityProblem, grpcJsCredentials, openChannelSecurity, type ChannelSecuritySettings } from '../../src/adapters/envoy/channel-security.js';
 import { startExtProcServer, type ExtProcServer } from '../../src/adapters/envoy/server.js';
 import { loadConfig } from '../../src/config.js';
 import { createTestPki, type TestCa, type TestCert, type TestPki } from '../helpers/tls.js';
@@ -54,6 +54,23 @@ describe('channelSecurityProblem: who may start', () => {
   });
 });
 
+describe('the transport-neutral rules', () => {
+  it('authorizes: exactly one `Bearer <token>` value passes; without a token everything does', async () => {
+    const withToken = await openChannelSecurity({ listen: '127.0.0.1:0', token: TOKEN });
+    expect(withToken.tokenRequired).toBe(true);
+    expect(withToken.authorizes([`Bearer ${TOKEN}`])).toBe(true);
+    expect(withToken.authorizes([`bearer ${TOKEN}`])).toBe(true);
+    for (const values of [[], [TOKEN], [`Bearer ${TOKEN}x`], [`Bearer ${TOKEN}`, `Bearer ${TOKEN}`], [Buffer.from(`Bearer ${TOKEN}`)], [`Basic ${TOKEN}`]]) {
+      expect(withToken.authorizes(values), String(values)).toBe(false);
+    }
+    const open = await openChannelSecurity({ listen: '127.0.0.1:0' });
+    expect(open.tokenRequired).toBe(false);
+    expect(open.authorizes([])).toBe(true);
+    expect(open.tls()).toBeNull();
+    expect(open.mode).toBe('plaintext');
+  });
+});
+
 interface Started {
   readonly engine: FakeEngine;
   readonly server: ExtProcServer;
@@ -63,7 +80,7 @@ interface Started {
 async function startSecured(settings: Omit<ChannelSecuritySettings, 'listen'>): Promise<Started> {
   const engine = new FakeEngine();
   const channel = await openChannelSecurity({ listen: '127.0.0.1:0', ...settings });
-  const server = await startExtProcServer({ listen: '127.0.0.1:0', engine, logger, credentials: channel.credentials });
+  const server = await startExtProcServer({ listen: '127.0.0.1:0', engine, logger, credentials: grpcJsCredentials(channel) });
   return { engine, server, reload: channel.reload };
 }
 
@@ -145,6 +162,12 @@ describe('TLS', () => {
       started = await startSecured({ tlsCertFile: serverCert.certFile, tlsKeyFile: serverCert.keyFile, tlsClientCaFile: ca.certFile });
     });
     afterAll(() => started.server.shutdown());
+
+    it('tls(): the node:http2 options a secure listener needs (client CA, requestCert, rejectUnauthorized)', async () => {
+      const channel = await openChannelSecurity({ listen: '0.0.0.0:0', tlsCertFile: serverCert.certFile, tlsKeyFile: serverCert.keyFile, tlsClientCaFile: ca.certFile });
+      expect(channel.mode).toBe('tls+mtls');
+      expect(channel.tls()).toMatchObject({ cert: read(serverCert.certFile), key: read(serverCert.keyFile), ca: read(ca.certFile), requestCert: true, rejectUnauthorized: true });
+    });
 
     it('a client certificate signed by the client CA: decided, Health answers', async () => {
       const client = tlsClient(started.server.port, envoyCert);

@@ -6,9 +6,11 @@
 //     a call without it ends UNAUTHENTICATED before its handler runs (no decision, nothing from the engine).
 // Both apply to every service on the port, grpc.health.v1 included (Envoy's health checker uses the same channel).
 // Certificates are read at start and again on reload() (`keypool serve` calls it on SIGHUP); a reload that fails
-// keeps serving the previous certificates.
+// keeps serving the previous certificates. The rules here know no gRPC library; grpcJsCredentials() binds them to
+// grpc-js's server.
 import { readFile } from 'node:fs/promises';
-import { createSecureContext } from 'node:tls';
+import type { SecureServerOptions } from 'node:http2';
+import { createSecureContext, type SecureContextOptions } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { ConfigError, isLoopbackListen } from '../../config.js';
 import { bearerTokenOf, tokenDigest, tokenMatches } from '../../secrets/bearer-token.js';
@@ -26,11 +28,25 @@ export interface ChannelSecuritySettings {
   readonly token?: string | undefined;
 }
 
+/**
+ * The channel's security, independent of the gRPC transport: what a secure listener needs (node:http2 secure-server
+ * options, certificate updates) and the per-call token rule. grpcJsCredentials() binds it to grpc-js; a transport
+ * on node:http2 directly takes `tls`, calls setSecureContext from onCertificates, and asks authorizes() per call.
+ */
 export interface ChannelSecurity {
-  /** What to bind the ext_proc server with (TLS context updates and the token check included). */
-  readonly credentials: grpc.ServerCredentials;
   /** For the startup log: `plaintext`, `tls`, `tls+mtls`, `tls+token`, `plaintext+token`, ... (never a secret). */
   readonly mode: string;
+  /**
+   * node:http2 secure-server options of the listener as last loaded: certificate chain and key, and for mTLS the
+   * client CA with requestCert and rejectUnauthorized; null = plaintext.
+   */
+  tls(): SecureServerOptions | null;
+  /** True when every call must present the token (authorizes() then refuses calls without it). */
+  readonly tokenRequired: boolean;
+  /** Whether a call's `authorization` metadata values pass the token rule (always true without a token). */
+  authorizes(authorization: readonly unknown[]): boolean;
+  /** Called with the new certificates after every successful reload (a secure server's setSecureContext). */
+  onCertificates(listener: (context: SecureContextOptions) => void): void;
   /** Re-reads the certificate files; on failure keeps the current ones and rejects with a ConfigError. */
   reload(): Promise<void>;
 }
@@ -62,46 +78,74 @@ export function channelSecurityProblem(settings: ChannelSecuritySettings): Confi
   );
 }
 
-/** Checks the settings, reads the certificate files and builds the server credentials; throws ConfigError. */
+/** Checks the settings and reads the certificate files; throws ConfigError. */
 export async function openChannelSecurity(settings: ChannelSecuritySettings): Promise<ChannelSecurity> {
   const problem = channelSecurityProblem(settings);
   if (problem) throw problem;
-  const interceptors = settings.token === undefined ? [] : [tokenInterceptor(tokenDigest(settings.token))];
-  const tokenMode = settings.token === undefined ? '' : '+token';
+  const digest = settings.token === undefined ? null : tokenDigest(settings.token);
+  const authorizes = (authorization: readonly unknown[]): boolean => digest === null || presentsToken(authorization, digest);
+  const tokenMode = digest === null ? '' : '+token';
   if (settings.tlsCertFile === undefined || settings.tlsKeyFile === undefined) {
-    const insecure = grpc.ServerCredentials.createInsecure();
     return {
-      credentials: interceptors.length > 0 ? grpc.experimental.createServerCredentialsWithInterceptors(insecure, interceptors) : insecure,
       mode: `plaintext${tokenMode}`,
+      tokenRequired: digest !== null,
+      tls: () => null,
+      authorizes,
+      onCertificates: () => undefined,
       reload: async () => undefined,
     };
   }
   const files = { cert: settings.tlsCertFile, key: settings.tlsKeyFile, clientCa: settings.tlsClientCaFile };
-  const provider = new ReloadableCertificates(files);
-  await provider.reload();
-  const requireClientCert = files.clientCa !== undefined;
-  // grpc-js names the first parameter caCertificateProvider but passes it on as the identity provider; this
-  // provider answers both roles, and the CA role only when a client CA is configured (null = no client certs).
-  const tls = grpc.experimental.createCertificateProviderServerCredentials(provider, requireClientCert ? provider : null, requireClientCert);
+  let current = await readCertificates(files);
+  const listeners = new Set<(context: SecureContextOptions) => void>();
+  const mtls = files.clientCa !== undefined;
   return {
-    credentials: interceptors.length > 0 ? grpc.experimental.createServerCredentialsWithInterceptors(tls, interceptors) : tls,
-    mode: `tls${requireClientCert ? '+mtls' : ''}${tokenMode}`,
-    reload: () => provider.reload(),
+    mode: `tls${mtls ? '+mtls' : ''}${tokenMode}`,
+    tokenRequired: digest !== null,
+    // Only certificates the client CA signed: the handshake itself refuses the rest (no certificate, another CA).
+    tls: () => ({ ...current, ...(mtls ? { requestCert: true, rejectUnauthorized: true } : {}) }),
+    authorizes,
+    onCertificates: (listener) => void listeners.add(listener),
+    async reload() {
+      current = await readCertificates(files);
+      for (const listener of listeners) listener(current);
+    },
   };
 }
 
 /**
- * Refuses, with UNAUTHENTICATED and before the method's handler exists, every call whose metadata lacks
- * `authorization: Bearer <token>`. Messages of a refused call are dropped, never handed on.
+ * The channel bound to grpc-js: TLS through a certificate provider (so reload() reaches the running server) and the
+ * token through an interceptor on every service of the port, Health included.
  */
-function tokenInterceptor(digest: Buffer): grpc.ServerInterceptor {
+export function grpcJsCredentials(channel: ChannelSecurity): grpc.ServerCredentials {
+  const tls = channel.tls();
+  let credentials: grpc.ServerCredentials;
+  if (tls === null) {
+    credentials = grpc.ServerCredentials.createInsecure();
+  } else {
+    const provider = new ChannelCertificates(tls);
+    channel.onCertificates((context) => provider.update(context));
+    const mtls = tls.requestCert === true;
+    // grpc-js names the first parameter caCertificateProvider but passes it on as the identity provider; this
+    // provider answers both roles, and the CA role only with a client CA (null = no client certificates).
+    credentials = grpc.experimental.createCertificateProviderServerCredentials(provider, mtls ? provider : null, mtls);
+  }
+  // No interceptor without a token: grpc-js then skips the intercepting layer on the hot path.
+  return channel.tokenRequired ? grpc.experimental.createServerCredentialsWithInterceptors(credentials, [tokenInterceptor(channel)]) : credentials;
+}
+
+/**
+ * Refuses, with UNAUTHENTICATED and before the method's handler exists, every call whose `authorization` metadata
+ * does not pass the channel's token rule. Messages of a refused call are dropped, never handed on.
+ */
+function tokenInterceptor(channel: ChannelSecurity): grpc.ServerInterceptor {
   return (_method, call) => {
     let refused = false;
     return new grpc.ServerInterceptingCall(call, {
       start: (next) =>
         next({
           onReceiveMetadata: (metadata, passOn) => {
-            if (presentsToken(metadata, digest)) return passOn(metadata);
+            if (channel.authorizes(metadata.get('authorization'))) return passOn(metadata);
             refused = true;
             call.sendStatus({ code: grpc.status.UNAUTHENTICATED, details: 'keypool: missing or invalid gRPC token', metadata: new grpc.Metadata() });
           },
@@ -116,8 +160,7 @@ function tokenInterceptor(digest: Buffer): grpc.ServerInterceptor {
   };
 }
 
-function presentsToken(metadata: grpc.Metadata, digest: Buffer): boolean {
-  const values = metadata.get('authorization');
+function presentsToken(values: readonly unknown[], digest: Buffer): boolean {
   if (values.length !== 1 || typeof values[0] !== 'string') return false;
   const presented = bearerTokenOf(values[0]);
   return presented !== null && tokenMatches(presented, digest);
@@ -129,30 +172,44 @@ interface CertificateFiles {
   readonly clientCa: string | undefined;
 }
 
-/** A grpc-js CertificateProvider fed from PEM files, re-read on demand. */
-class ReloadableCertificates implements grpc.experimental.CertificateProvider {
-  private identity: grpc.experimental.IdentityCertificateUpdate | null = null;
-  private ca: grpc.experimental.CaCertificateUpdate | null = null;
+interface Certificates {
+  readonly cert: Buffer;
+  readonly key: Buffer;
+  readonly ca?: Buffer;
+}
+
+/** Reads and checks one set of PEM files: Node verifies they parse and that the key matches the certificate. */
+async function readCertificates(files: CertificateFiles): Promise<Certificates> {
+  const [cert, key, ca] = await Promise.all([
+    readPem(files.cert, 'KEYPOOL_GRPC_TLS_CERT'),
+    readPem(files.key, 'KEYPOOL_GRPC_TLS_KEY'),
+    files.clientCa === undefined ? undefined : readPem(files.clientCa, 'KEYPOOL_GRPC_TLS_CLIENT_CA'),
+  ]);
+  const certificates = ca === undefined ? { cert, key } : { cert, key, ca };
+  try {
+    // Refused here, before a server would install it (grpc-js drops every new connection after a failed update).
+    createSecureContext(certificates);
+  } catch (error) {
+    throw new ConfigError('KEYPOOL_GRPC_TLS_CERT', `the TLS certificate, key or client CA is unusable (${(error as Error).message})`);
+  }
+  return certificates;
+}
+
+/** A grpc-js CertificateProvider holding the channel's current certificates. */
+class ChannelCertificates implements grpc.experimental.CertificateProvider {
+  private identity: grpc.experimental.IdentityCertificateUpdate;
+  private ca: grpc.experimental.CaCertificateUpdate | null;
   private readonly identityListeners = new Set<grpc.experimental.IdentityCertificateUpdateListener>();
   private readonly caListeners = new Set<grpc.experimental.CaCertificateUpdateListener>();
 
-  constructor(private readonly files: CertificateFiles) {}
+  constructor(initial: SecureContextOptions) {
+    this.identity = identityOf(initial);
+    this.ca = caOf(initial);
+  }
 
-  async reload(): Promise<void> {
-    const [certificate, privateKey, caCertificate] = await Promise.all([
-      readPem(this.files.cert, 'KEYPOOL_GRPC_TLS_CERT'),
-      readPem(this.files.key, 'KEYPOOL_GRPC_TLS_KEY'),
-      this.files.clientCa === undefined ? undefined : readPem(this.files.clientCa, 'KEYPOOL_GRPC_TLS_CLIENT_CA'),
-    ]);
-    try {
-      // Node checks that the key matches the certificate and that every PEM parses; a bad set is refused here,
-      // before grpc-js would install it (it drops every new connection after a failed update).
-      createSecureContext({ cert: certificate, key: privateKey, ...(caCertificate ? { ca: caCertificate } : {}) });
-    } catch (error) {
-      throw new ConfigError('KEYPOOL_GRPC_TLS_CERT', `the TLS certificate, key or client CA is unusable (${(error as Error).message})`);
-    }
-    this.identity = { certificate, privateKey };
-    this.ca = caCertificate === undefined ? null : { caCertificate };
+  update(context: SecureContextOptions): void {
+    this.identity = identityOf(context);
+    this.ca = caOf(context);
     for (const listener of this.identityListeners) listener(this.identity);
     if (this.ca) for (const listener of this.caListeners) listener(this.ca);
   }
@@ -171,12 +228,20 @@ class ReloadableCertificates implements grpc.experimental.CertificateProvider {
   addIdentityCertificateListener(listener: grpc.experimental.IdentityCertificateUpdateListener): void {
     this.identityListeners.add(listener);
     queueMicrotask(() => {
-      if (this.identity && this.identityListeners.has(listener)) listener(this.identity);
+      if (this.identityListeners.has(listener)) listener(this.identity);
     });
   }
   removeIdentityCertificateListener(listener: grpc.experimental.IdentityCertificateUpdateListener): void {
     this.identityListeners.delete(listener);
   }
+}
+
+function identityOf(context: SecureContextOptions): grpc.experimental.IdentityCertificateUpdate {
+  return { certificate: context.cert as Buffer, privateKey: context.key as Buffer };
+}
+
+function caOf(context: SecureContextOptions): grpc.experimental.CaCertificateUpdate | null {
+  return context.ca === undefined ? null : { caCertificate: context.ca as Buffer };
 }
 
 async function readPem(file: string, variable: string): Promise<Buffer> {
