@@ -95,6 +95,20 @@ function post(envoy: RunningEnvoy): Promise<Response> {
   });
 }
 
+describe('envoy/envoy-mtls.yaml', () => {
+  it('is envoy/envoy.yaml except for the keypool cluster\'s address and TLS (no drift between the two)', () => {
+    const load = (file: string) => parse(readFileSync(join(REPO_ROOT, file), 'utf8')) as Json;
+    const [plain, mtls] = [load('envoy/envoy.yaml'), load('envoy/envoy-mtls.yaml')];
+    const keypoolOf = (doc: Json) => (doc['static_resources'] as { clusters: Json[] }).clusters.find((c) => c['name'] === 'keypool')!;
+    const [plainKeypool, mtlsKeypool] = [keypoolOf(plain), keypoolOf(mtls)];
+    expect(mtlsKeypool['transport_socket']).toMatchObject({ name: 'envoy.transport_sockets.tls' });
+    for (const cluster of [plainKeypool, mtlsKeypool]) {
+      for (const field of ['type', 'load_assignment', 'transport_socket']) delete cluster[field];
+    }
+    expect(mtls).toEqual(plain);
+  });
+});
+
 describe.skipIf(!ENVOY)('the ext_proc channel through a real Envoy', () => {
   const upstream = new MockUpstream();
   let upstreamPort: number;
