@@ -109,7 +109,7 @@ export class HealthChecker {
         signal,
       });
       const body = await peekBody(response);
-      const headers: Record<string, string> = {};
+      const headers = Object.create(null) as Record<string, string>; // a header bag inherits nothing
       response.headers.forEach((value, name) => {
         headers[name.toLowerCase()] = value;
       });

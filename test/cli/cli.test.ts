@@ -3,12 +3,15 @@
 // an upstream secret never reaches stdout or stderr.
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync } from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ExtProcClient } from '../envoy/ext-proc-client.js';
+import { createTestPki } from '../helpers/tls.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const CLI = join(ROOT, 'dist/src/cli/main.js');
@@ -367,6 +370,79 @@ describe('keypool serve refuses an unauthenticated ext_proc listener', () => {
       expect(existsSync(join(dataDir, 'never-created'))).toBe(false);
     } finally {
       await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('keypool serve re-reads its gRPC TLS certificates on SIGHUP', { timeout: SLOW_TEST_MS }, () => {
+  it('new connections get the rotated certificate without a restart', async () => {
+    const pki = createTestPki();
+    const [oldCa, newCa] = [pki.ca('old-ca'), pki.ca('new-ca')];
+    const [oldCert, newCert] = [pki.leaf(oldCa, 'old', 'keypool.test'), pki.leaf(newCa, 'new', 'keypool.test')];
+    const certFile = join(pki.dir, 'live.crt');
+    const keyFile = join(pki.dir, 'live.key');
+    copyFileSync(oldCert.certFile, certFile);
+    copyFileSync(oldCert.keyFile, keyFile);
+    const env = baseEnv({
+      DATABASE_URL: 'memory://',
+      KEYPOOL_GRPC_LISTEN: '127.0.0.1:0',
+      KEYPOOL_GRPC_TLS_CERT: certFile,
+      KEYPOOL_GRPC_TLS_KEY: keyFile,
+      KEYPOOL_ADMIN_LISTEN: '127.0.0.1:0',
+      KEYPOOL_DEMO_SEED: 'false',
+      ...secretsEnv,
+    });
+    const server = spawn(process.execPath, [CLI, 'serve'], { cwd: ROOT, env: env as NodeJS.ProcessEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+    let serverOut = '';
+    server.stdout.on('data', (chunk: Buffer) => (serverOut += chunk.toString()));
+    server.stderr.on('data', (chunk: Buffer) => (serverOut += chunk.toString()));
+    const exited = new Promise<number | null>((done) => server.on('exit', (code) => done(code)));
+    const trusting = (ca: { certFile: string }) =>
+      new ExtProcClient(address, {
+        credentials: grpc.credentials.createSsl(readFileSync(ca.certFile)),
+        channelOptions: { 'grpc.ssl_target_name_override': 'keypool.test', 'grpc.default_authority': 'keypool.test' },
+      });
+    const handshakes = async (ca: { certFile: string }): Promise<boolean> => {
+      const client = trusting(ca);
+      try {
+        await client.check();
+        return true;
+      } catch {
+        return false;
+      } finally {
+        client.close();
+      }
+    };
+    let address = '';
+    try {
+      const deadline = Date.now() + 120_000;
+      for (;;) {
+        const match = /ext_proc gRPC on (\S+?); channel tls;/.exec(serverOut);
+        if (match) {
+          address = match[1]!;
+          break;
+        }
+        if (Date.now() > deadline || server.exitCode !== null) throw new Error(`keypool serve did not start:\n${serverOut}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(await handshakes(oldCa)).toBe(true);
+      copyFileSync(newCert.certFile, certFile);
+      copyFileSync(newCert.keyFile, keyFile);
+      server.kill('SIGHUP');
+      const rotatedBy = Date.now() + 20_000;
+      while (!(await handshakes(newCa))) {
+        if (Date.now() > rotatedBy) throw new Error(`the new certificate was not served after SIGHUP:\n${serverOut}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      expect(await handshakes(oldCa)).toBe(false);
+      expect(server.exitCode).toBeNull(); // SIGHUP reloads; it does not end the process
+    } finally {
+      server.kill('SIGTERM');
+      const timer = setTimeout(() => server.kill('SIGKILL'), 20_000);
+      const code = await exited;
+      clearTimeout(timer);
+      pki.remove();
+      expect(code, serverOut).toBe(0);
     }
   });
 });
