@@ -2,13 +2,14 @@
 import { authorizeRequest, buildAllow, denyForAdmission, type Authorized } from './core/request.js';
 import { deny } from './core/errors.js';
 import { orderCandidates } from './core/select.js';
-import { observeResponse } from './core/response.js';
+import { changesAdmission, observeResponse } from './core/response.js';
 import type { Account, Deny, HeaderBag, ObservationOutcome, RequestView } from './core/types.js';
 import {
   StateUnavailableError,
   type AdmitResult,
   type Clock,
   type DecisionEngine,
+  type ObserveOptions,
   type RateStateStore,
   type RequestOutcome,
   type SnapshotSource,
@@ -27,6 +28,11 @@ export interface EngineOptions {
   readonly keyHeaders: readonly string[];
   readonly leaseMs: number;
   readonly defaultCooldownMs: number;
+  /**
+   * Longest an answer waits for a state-changing observation (cooldown, invalidation, circuit) to reach the shared
+   * state (KEYPOOL_STATE_TIMEOUT_MS). Past it the answer goes anyway and stateCommitTimeouts counts it. Default 200.
+   */
+  readonly stateTimeoutMs?: number;
   /** Uniform [0,1) source for weighted-random; injectable for tests. */
   readonly randomUnit?: () => number;
   /** Observes every decision (metrics). Must not throw. */
@@ -41,13 +47,32 @@ const STATE_UNAVAILABLE = deny('state_unavailable');
 const ACTOR_ENGINE = 'keypool';
 /** Accounts offered to the rate state per attempt; a second attempt offers the whole pool when all are blocked. */
 const CANDIDATE_WINDOW = 16;
+/** Default bound on holding an answer for a state change (the config default of KEYPOOL_STATE_TIMEOUT_MS). */
+const DEFAULT_STATE_TIMEOUT_MS = 200;
 
 export class Engine implements DecisionEngine {
   private roundRobinCursor = 0;
   private readonly randomUnit: () => number;
+  private commitTimeouts = 0;
+  private gatewayReplyCount = 0;
+  readonly renewIntervalMs: number;
+  private readonly stateTimeoutMs: number;
 
   constructor(private readonly options: EngineOptions) {
     this.randomUnit = options.randomUnit ?? Math.random;
+    // Three renewals per lease: a lease survives two lost renewals (a slow Redis, a busy event loop).
+    this.renewIntervalMs = Math.max(1, Math.floor(options.leaseMs / 3));
+    this.stateTimeoutMs = options.stateTimeoutMs ?? DEFAULT_STATE_TIMEOUT_MS;
+  }
+
+  /** State-changing observations whose shared-state write did not settle within stateTimeoutMs (answered anyway). */
+  get stateCommitTimeouts(): number {
+    return this.commitTimeouts;
+  }
+
+  /** Responses the gateway generated itself (upstream unreachable, timeouts), left out of account health. */
+  get gatewayReplies(): number {
+    return this.gatewayReplyCount;
   }
 
   isReady(): boolean {
@@ -94,12 +119,21 @@ export class Engine implements DecisionEngine {
     };
   }
 
-  observe(ticket: Ticket, status: number, headers: HeaderBag): void {
+  observe(ticket: Ticket, status: number, headers: HeaderBag, options: ObserveOptions = {}): Promise<void> | null {
     try {
       const nowMs = this.options.clock.nowMs();
+      if (options.origin === 'gateway') {
+        // The gateway's own reply (connect failure, timeout, no healthy upstream) says nothing about the credential:
+        // counting it would open circuits on every account while the network, not the provider, is down.
+        this.gatewayReplyCount++;
+        this.options.logger.debug({ pool: ticket.pool, account: ticket.accountName, status }, 'gateway-generated reply; account state unchanged');
+        if (options.release) this.release(ticket);
+        return null;
+      }
       const dialect = this.options.snapshots.current()?.pools.get(ticket.pool)?.dialect ?? 'none';
       const observation = observeResponse(dialect, status, headers, nowMs, this.options.defaultCooldownMs);
-      this.options.state.observe(ticket.pool, ticket.accountId, observation, nowMs);
+      const releaseLeaseId = options.release ? ticket.leaseId : null;
+      const committed = this.options.state.observe(ticket.pool, ticket.accountId, observation, nowMs, releaseLeaseId);
       this.options.writes.recordUsage(ticket.accountId, nowMs, observation.outcome, nowMs - ticket.startedAtMs);
       this.options.onObservation?.(ticket, observation.outcome);
       const account = { pool: ticket.pool, accountId: ticket.accountId, account: ticket.accountName, status };
@@ -112,8 +146,17 @@ export class Engine implements DecisionEngine {
           'account cooling down',
         );
       }
+      if (observation.cappedResetAtMs !== undefined) {
+        this.options.logger.warn(
+          { ...account, reportedResetAt: new Date(observation.cappedResetAtMs).toISOString() },
+          'provider reported a rate-limit reset beyond any real window; capped',
+        );
+      }
+      return changesAdmission(observation) ? this.boundedCommit(committed) : null;
     } catch (error) {
       this.options.logger.error({ err: error, pool: ticket.pool }, 'failed to observe an upstream response');
+      if (options.release) this.release(ticket);
+      return null;
     }
   }
 
@@ -123,6 +166,29 @@ export class Engine implements DecisionEngine {
     } catch (error) {
       this.options.logger.error({ err: error, pool: ticket.pool }, 'failed to release an in-flight slot');
     }
+  }
+
+  renew(ticket: Ticket): void {
+    try {
+      this.options.state.renew(ticket.pool, ticket.accountId, ticket.leaseId, this.options.leaseMs, this.options.clock.nowMs());
+    } catch (error) {
+      this.options.logger.error({ err: error, pool: ticket.pool }, 'failed to renew an in-flight slot');
+    }
+  }
+
+  /** `committed`, or a resolved promise once stateTimeoutMs passed first (counted): an answer is never held longer. */
+  private boundedCommit(committed: Promise<void>): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.commitTimeouts++;
+        this.options.logger.warn({ timeoutMs: this.stateTimeoutMs }, 'state change not confirmed by the shared state in time; answering anyway');
+        resolve();
+      }, this.stateTimeoutMs);
+      void committed.then(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
   }
 
   private async admit(

@@ -129,6 +129,7 @@ export async function openRuntime(options: RuntimeOptions = {}): Promise<Runtime
       keyHeaders: config.keyHeaders,
       leaseMs: config.leaseMs,
       defaultCooldownMs: config.defaultCooldownMs,
+      stateTimeoutMs: config.stateTimeoutMs,
       onDecision: options.onDecision,
       onObservation: options.onObservation,
     });

@@ -199,15 +199,20 @@ export class KeypoolKongPlugin {
     const ticket = ticketFromRecord(await kong.ctx.shared.get(DECISION_KEY));
     const engine = openedRuntime?.engine;
     if (!ticket || !engine) return;
+    let released = false;
     try {
-      // Only the provider's own answer says something about the account: not another plugin's exit, nor
-      // Kong's 502 for an unreachable upstream.
-      if ((await kong.response.get_source()) !== 'service') return;
+      // kong.response.get_source(): 'service' when the provider answered; 'exit' (another plugin) or 'error' (Kong's
+      // own 502/504 for an unreachable or slow upstream) say nothing about the credential: the engine's one rule for
+      // gateway replies (ports.ts ResponseOrigin) keeps them out of the account's health.
+      const origin = (await kong.response.get_source()) === 'service' ? 'upstream' : 'gateway';
       const status = statusFromKong(await kong.response.get_status());
       if (status === null) return;
-      engine.observe(ticket, status, headerBagFromKong(await kong.response.get_headers()));
+      const headers = origin === 'upstream' ? headerBagFromKong(await kong.response.get_headers()) : {};
+      released = true;
+      // The log phase runs after the client has its answer: nothing to hold, so the commit is not awaited.
+      void engine.observe(ticket, status, headers, { origin, release: true });
     } finally {
-      engine.release(ticket);
+      if (!released) engine.release(ticket);
     }
   }
 }
