@@ -43,7 +43,10 @@ export interface KeypoolConfig {
   readonly stateTimeoutMs: number;
   /** Client headers that may carry the system API key, in lookup order. */
   readonly keyHeaders: readonly string[];
-  /** How long an in-flight slot survives without a release (a crashed replica's slots come back after this). */
+  /**
+   * How long an in-flight slot survives without a release or a renewal. A live request's slot is renewed every
+   * leaseMs / 3 while it runs (however long it streams), so this is how soon a crashed replica's slots come back.
+   */
   readonly leaseMs: number;
   /** Safety-net full reload of the config snapshot (the change feed normally reloads within ~100 ms). */
   readonly reloadIntervalMs: number;
@@ -92,7 +95,7 @@ export function loadConfig(overrides: Partial<KeypoolConfig> = {}, env: Env = pr
     expectedReplicas: integer(env, 'KEYPOOL_EXPECTED_REPLICAS', 1, 1, 1000),
     stateTimeoutMs: integer(env, 'KEYPOOL_STATE_TIMEOUT_MS', 200, 1, 10_000),
     keyHeaders: headerList(env, 'KEYPOOL_KEY_HEADERS', DEFAULT_KEY_HEADERS),
-    leaseMs: integer(env, 'KEYPOOL_LEASE_MS', 600_000, 1_000, 86_400_000),
+    leaseMs: integer(env, 'KEYPOOL_LEASE_MS', 30_000, 1_000, 86_400_000),
     reloadIntervalMs: integer(env, 'KEYPOOL_RELOAD_INTERVAL_MS', 30_000, 500, 86_400_000),
     flushIntervalMs: integer(env, 'KEYPOOL_FLUSH_INTERVAL_MS', 2_000, 100, 600_000),
     writeBufferMax: integer(env, 'KEYPOOL_WRITE_BUFFER_MAX', 100_000, 100, 10_000_000),

@@ -3,7 +3,7 @@
 import { Engine, type EngineOptions } from './engine.js';
 import { loadConfig, type KeypoolConfig } from './config.js';
 import { createLogger, type Logger } from './log.js';
-import { systemClock, type Clock, type DecisionEngine, type HealthChange, type RateStateStore } from './ports.js';
+import { systemClock, type Clock, type HealthChange, type RateStateStore } from './ports.js';
 import { loadSecrets } from './secrets/bootstrap.js';
 import { openStore, type OpenedStore } from './stores/open-store.js';
 import { migrate } from './stores/migrate.js';
@@ -46,7 +46,8 @@ export interface Runtime {
   /** Present when REDIS_URL is set: breaker state and mode for metrics. */
   readonly sharedState: ResilientRateStateStore | null;
   readonly writes: WriteBuffer;
-  readonly engine: DecisionEngine;
+  /** The DecisionEngine adapters call, with its counters for metrics. */
+  readonly engine: Engine;
   stop(): Promise<void>;
 }
 

@@ -24,6 +24,8 @@ export interface MetricsSources {
   readonly state: Pick<RateStateStore, 'inspect'>;
   readonly clock: Clock;
   readonly writes?: { readonly droppedTotal: number; readonly pending: number } | undefined;
+  /** Engine counters (src/engine.ts): state commits that timed out, gateway-generated replies left out of health. */
+  readonly engine?: { readonly stateCommitTimeouts: number; readonly gatewayReplies: number } | undefined;
   /** Current circuit-breaker states by breaker name (`state_store`, `database`). */
   readonly breakers?: (() => Readonly<Record<string, BreakerState>>) | undefined;
 }
@@ -215,6 +217,18 @@ export class KeypoolMetrics {
     });
     monotonic(registers, 'keypool_snapshot_reload_failures_total', 'Configuration reloads that failed (the last good snapshot stayed in use).', () => self.sources?.snapshots.reloadFailures);
     monotonic(registers, 'keypool_dropped_writes_total', 'Buffered durable writes (audit, usage, key touches) dropped because the buffer was full.', () => self.sources?.writes?.droppedTotal);
+    monotonic(
+      registers,
+      'keypool_state_commit_timeouts_total',
+      'State-changing observations (cooldown, invalidation, circuit) answered before the shared state confirmed them (KEYPOOL_STATE_TIMEOUT_MS passed).',
+      () => self.sources?.engine?.stateCommitTimeouts,
+    );
+    monotonic(
+      registers,
+      'keypool_gateway_replies_total',
+      'Responses the gateway generated itself (upstream unreachable, timeout), left out of account health.',
+      () => self.sources?.engine?.gatewayReplies,
+    );
     new Gauge({
       name: 'keypool_pending_writes',
       help: 'Durable writes waiting in the buffer for the database.',

@@ -2,7 +2,8 @@
 // the instant that answer arrives never gets the throttled account. Two `keypool serve` processes, one Redis, the
 // test playing Envoy and the provider. Replica 1 reaches Redis over a link that delays its writes by 10 ms (a proxy):
 // were the observation sent after the answer, replica 2 (direct link) would admit the account in that gap every time. Also counts what one request costs in Redis (MONITOR): the admit, and the
-// observation carrying the release, nothing else.
+// observation carrying the release, nothing else. And with a 1 s lease, a request held for 5 s keeps its slot on
+// every replica by renewal.
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CutProxy } from '../helpers/cut-proxy.js';
@@ -21,6 +22,7 @@ describePostgres('a cooldown reaches every replica before the 429 is answered', 
     let deployment: Deployment;
     let clientKey: string;
     let pool: PooledAccount[];
+    let single: PooledAccount;
     let replicas: Replica[] = [];
     const prefix = uniqueRedisPrefix();
     const slowLink = new CutProxy(Number(new URL(REDIS_URL).port));
@@ -28,6 +30,7 @@ describePostgres('a cooldown reaches every replica before the 429 is answered', 
     beforeAll(async () => {
       deployment = await Deployment.create();
       pool = await deployment.addAccounts('openrouter', [{ name: 'vis-a' }, { name: 'vis-b' }]);
+      [single] = await deployment.addAccounts('openai-compatible', [{ name: 'renew-a', maxConcurrency: 1 }]);
       clientKey = (await deployment.issueKey('visibility-client')).key;
       const slowPort = await slowLink.start();
       slowLink.delayToServiceMs = SLOW_LINK_MS;
@@ -35,7 +38,8 @@ describePostgres('a cooldown reaches every replica before the 429 is answered', 
         databaseUrl: deployment.databaseUrl(),
         secrets: deployment.secrets,
         // A busy two-core runner must not push admits to the per-replica fallback: this file is about shared state.
-        env: { KEYPOOL_REDIS_KEY_PREFIX: prefix, KEYPOOL_STATE_TIMEOUT_MS: '2000' },
+        // A 1 s lease: the renewal test holds a request five times as long.
+        env: { KEYPOOL_REDIS_KEY_PREFIX: prefix, KEYPOOL_STATE_TIMEOUT_MS: '2000', KEYPOOL_LEASE_MS: '1000' },
       };
       replicas = await Promise.all([
         Replica.start({ ...common, name: 'r1', redisUrl: `redis://127.0.0.1:${slowPort}` }),
@@ -111,6 +115,37 @@ describePostgres('a cooldown reaches every replica before the 429 is answered', 
       } finally {
         monitor.disconnect();
       }
+    }, 60_000);
+
+    it('lease 1 s, a request held 5 s: its max_concurrency 1 slot holds on both replicas until it ends', async () => {
+      const [r1, r2] = replicas as [Replica, Replica];
+      const request = { provider: 'openai-compatible', clientKey };
+      const held = await decide(r1.client, request);
+      if (held.kind !== 'allow') throw new Error(describeAnswer(held));
+      const startedAt = Date.now();
+      const admittedMeanwhile: string[] = [];
+      let probes = 0;
+      while (Date.now() - startedAt < 5_000) {
+        for (const replica of [r1, r2]) {
+          const answer = await decide(replica.client, request);
+          probes++;
+          if (answer.kind === 'allow') {
+            admittedMeanwhile.push(`${replica.name} at ${Date.now() - startedAt} ms`);
+            await answer.exchange.respond(200);
+          } else {
+            expect(describeAnswer(answer)).toMatch(/^deny 429 pool_exhausted/);
+          }
+        }
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      await held.exchange.respond(200);
+      const after = await decide(r2.client, request);
+      console.log(`[replicas] lease renewal: ${probes} probes over 5 s with a 1 s lease, ${admittedMeanwhile.length} admitted over the limit`);
+      expect(admittedMeanwhile).toEqual([]);
+      expect(probes).toBeGreaterThan(20);
+      expect(describeAnswer(after)).toMatch(/^allow/);
+      if (after.kind === 'allow') await after.exchange.respond(200);
+      expect(await deployment.leaseCount(prefix, 'openai-compatible', single.id)).toBe(0);
     }, 60_000);
   });
 });

@@ -15,7 +15,7 @@
 //   the body (holding: see HOLD_UNTIL_RESPONSE_END in codec.ts); and in any case when the stream
 //   ends for any other reason (half-close, cancel/reset, error, server shutdown), including a reset
 //   no event reported: the stream is checked when its decision is ready, and while it holds a ticket
-//   the LeaseKeeper renews the lease and checks that the stream is still alive (lease-keeper.ts).
+//   the LeaseKeeper renews the lease and checks that the stream is still alive (../lease-keeper.ts).
 // - an observation that changes who may be admitted (429 cooldown, 401/403, circuit) is committed to
 //   the shared state before the response_headers answer goes out (bounded by the engine), so no
 //   replica admits that account once Envoy has passed the 429 on.
@@ -40,7 +40,7 @@ import {
 } from './codec.js';
 import type { ProcessingRequestMsg, ProcessingResponseMsg } from './messages.js';
 import { RETRY_CONTEXT_METADATA_KEY, RETRY_CONTEXT_ENABLED, RetryContexts } from './retry-context.js';
-import { LeaseKeeper, type HeldTicket } from './lease-keeper.js';
+import { LeaseKeeper, type HeldTicket } from '../lease-keeper.js';
 
 export interface ProcessStreamDeps {
   readonly engine: DecisionEngine;

@@ -1,14 +1,14 @@
-// Ties every in-flight slot to a stream keypool can see alive. While a stream holds a ticket (from its allow until its
-// release), the keeper renews the ticket's lease every engine.renewIntervalMs (a third of the lease), so a long
+// Ties every in-flight slot to a request keypool can see alive (an Envoy ext_proc stream; a Kong request between its
+// access and log phases). While a request holds a ticket (from its allow until its release), the keeper renews the ticket's lease every engine.renewIntervalMs (a third of the lease), so a long
 // upstream wait or a long streamed body keeps its slot however short the lease is; and it asks the stream whether it
 // is still alive, so a stream that died without any event reaching keypool (a peer reset grpc-js did not report) is
 // closed within one interval: its slot comes back and its memory goes. A crashed replica renews nothing, so its
 // slots come back one lease after its last renewal.
 //
 // One timer per engine for every stream (not one per stream), running only while some stream holds a ticket.
-import type { DecisionEngine, Ticket } from '../../ports.js';
+import type { DecisionEngine, Ticket } from '../ports.js';
 
-/** A stream holding a ticket, as the keeper sees it. */
+/** A request holding a ticket, as the keeper sees it. */
 export interface HeldTicket {
   readonly ticket: Ticket;
   /** False once the stream is gone (cancelled, reset, destroyed), even if no event said so. */
