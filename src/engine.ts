@@ -1,7 +1,7 @@
 // Wires one request through the current snapshot, the pure core and the rate state. The only thing adapters call.
 import { authorizeRequest, buildAllow, denyForAdmission, type Authorized } from './core/request.js';
 import { deny } from './core/errors.js';
-import { orderCandidates } from './core/select.js';
+import { cursorSkips, orderCandidates } from './core/select.js';
 import { changesAdmission, observeResponse } from './core/response.js';
 import type { Account, Deny, HeaderBag, ObservationOutcome, RequestView } from './core/types.js';
 import {
@@ -51,7 +51,8 @@ const CANDIDATE_WINDOW = 16;
 const DEFAULT_STATE_TIMEOUT_MS = 200;
 
 export class Engine implements DecisionEngine {
-  private roundRobinCursor = 0;
+  /** Per pool: where the next rotation starts (one step per request, plus the accounts skipped; see cursorSkips). */
+  private readonly cursors = new Map<string, number>();
   private readonly randomUnit: () => number;
   private commitTimeouts = 0;
   private gatewayReplyCount = 0;
@@ -93,7 +94,9 @@ export class Engine implements DecisionEngine {
     const pool = authorized.pool;
     if (pool.accounts.length === 0) return this.denied(EMPTY_POOL, view, startedAtMs, startedAt);
     const strategy = view.strategyOverride ?? pool.strategy;
-    const cursor = this.roundRobinCursor++;
+    const cursor = this.cursors.get(pool.slug) ?? 0;
+    // Advance at once, so concurrent decisions of this pool do not all start on the same account.
+    this.cursors.set(pool.slug, cursor + 1);
     const window = orderCandidates(pool, strategy, cursor, this.randomUnit, CANDIDATE_WINDOW);
     let admitted = await this.admit(authorized, window, strategy === 'least-loaded', startedAtMs);
     if ('kind' in admitted && admitted.code !== 'state_unavailable' && window.length < pool.accounts.length) {
@@ -103,6 +106,8 @@ export class Engine implements DecisionEngine {
     }
     if ('kind' in admitted) return this.denied(admitted, view, startedAtMs, startedAt);
     const { account, leaseId } = admitted;
+    const skips = cursorSkips(pool, strategy, cursor, account.id);
+    if (skips > 0) this.cursors.set(pool.slug, (this.cursors.get(pool.slug) ?? 0) + skips);
     this.options.writes.touchKey(authorized.key.id, startedAtMs);
     this.options.onDecision?.('allow', performance.now() - startedAt);
     return {
