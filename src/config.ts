@@ -97,7 +97,7 @@ export function loadConfig(overrides: Partial<KeypoolConfig> = {}, env: Env = pr
     keyHeaders: headerList(env, 'KEYPOOL_KEY_HEADERS', DEFAULT_KEY_HEADERS),
     leaseMs: integer(env, 'KEYPOOL_LEASE_MS', 30_000, 1_000, 86_400_000),
     reloadIntervalMs: integer(env, 'KEYPOOL_RELOAD_INTERVAL_MS', 30_000, 500, 86_400_000),
-    flushIntervalMs: integer(env, 'KEYPOOL_FLUSH_INTERVAL_MS', 2_000, 100, 600_000),
+    flushIntervalMs: integer(env, 'KEYPOOL_FLUSH_INTERVAL_MS', 1_000, 100, 600_000),
     writeBufferMax: integer(env, 'KEYPOOL_WRITE_BUFFER_MAX', 100_000, 100, 10_000_000),
     defaultCooldownMs: integer(env, 'KEYPOOL_DEFAULT_COOLDOWN_MS', 30_000, 0, 86_400_000),
     migrateOnStart: boolean(env, 'KEYPOOL_MIGRATE_ON_START', true),

@@ -1,5 +1,6 @@
 // Wires one request through the current snapshot, the pure core and the rate state. The only thing adapters call.
 import { authorizeRequest, buildAllow, denyForAdmission, type Authorized } from './core/request.js';
+import { normaliseClientAddress } from './core/cidr.js';
 import { deny } from './core/errors.js';
 import { cursorSkips, orderCandidates } from './core/select.js';
 import { changesAdmission, observeResponse } from './core/response.js';
@@ -228,7 +229,9 @@ export class Engine implements DecisionEngine {
         keyId: denial.audit.keyId,
         action: denial.audit.action,
         actor: ACTOR_ENGINE,
-        clientIp: view.clientAddress,
+        // Canonical text, or nothing: the attribute is whatever the gateway passed on, and a value PostgreSQL cannot
+        // store (a NUL byte) or an operator cannot search by must not reach the audit log.
+        clientIp: view.clientAddress === null ? null : normaliseClientAddress(view.clientAddress),
         metadata: { provider: view.provider, code: denial.code },
         at: new Date(startedAtMs),
       });

@@ -112,6 +112,12 @@ export async function openRuntime(options: RuntimeOptions = {}): Promise<Runtime
         // Log the first drop and then every thousandth, so an outage does not flood the log.
         if (total === 1 || total % 1000 === 0) logger.error({ droppedTotal: total }, 'write buffer full: dropping durable writes');
       },
+      // Never the row itself (it may carry client input): its kind and the database's reason. Throttled like drops.
+      onRejected: ({ kind, sqlState, rejectedTotal }) => {
+        if (rejectedTotal === 1 || rejectedTotal % 1000 === 0) {
+          logger.error({ kind, sqlState, rejectedTotal }, 'the database refused a durable write; dropped it and wrote the rest of its batch');
+        }
+      },
     });
     writes.start();
     cleanups.push(async () => {
