@@ -56,6 +56,11 @@ export interface KeypoolConfig {
   readonly writeBufferMax: number;
   /** Cooldown applied to an account after a 429 without any retry hint. */
   readonly defaultCooldownMs: number;
+  /**
+   * Audit rows and usage buckets older than this many days are pruned hourly (through the audited prune path, see
+   * sql/migrations/0003_retention.sql); 0 keeps everything (prune by hand with `keypool audit prune --before 90d`).
+   */
+  readonly retentionDays: number;
   /** Apply migrations at start (takes an advisory lock on PostgreSQL, so replicas may start together). */
   readonly migrateOnStart: boolean;
   /** Embedded store only: insert demo accounts and mappings on the first start. */
@@ -100,6 +105,7 @@ export function loadConfig(overrides: Partial<KeypoolConfig> = {}, env: Env = pr
     flushIntervalMs: integer(env, 'KEYPOOL_FLUSH_INTERVAL_MS', 1_000, 100, 600_000),
     writeBufferMax: integer(env, 'KEYPOOL_WRITE_BUFFER_MAX', 100_000, 100, 10_000_000),
     defaultCooldownMs: integer(env, 'KEYPOOL_DEFAULT_COOLDOWN_MS', 30_000, 0, 86_400_000),
+    retentionDays: integer(env, 'KEYPOOL_RETENTION_DAYS', 0, 0, 3650),
     migrateOnStart: boolean(env, 'KEYPOOL_MIGRATE_ON_START', true),
     demoSeed: boolean(env, 'KEYPOOL_DEMO_SEED', true),
     drainTimeoutMs: integer(env, 'KEYPOOL_DRAIN_TIMEOUT_MS', 10_000, 0, 600_000),

@@ -225,7 +225,7 @@ export class Engine implements DecisionEngine {
 
   private denied(denial: Deny, view: RequestView, startedAtMs: number, startedAt: number): RequestOutcome {
     if (denial.audit) {
-      this.options.writes.audit({
+      this.options.writes.auditDenial({
         keyId: denial.audit.keyId,
         action: denial.audit.action,
         actor: ACTOR_ENGINE,

@@ -173,6 +173,8 @@ export interface AuditEntry {
   readonly metadata?: Readonly<Record<string, unknown>> | undefined;
   /** Defaults to the database's now(). */
   readonly at?: Date | undefined;
+  /** Requests this row stands for (identical denials aggregated in one flush window). Default 1. */
+  readonly occurrences?: number | undefined;
 }
 
 export interface AuditRow extends Required<Omit<AuditEntry, 'at'>> {

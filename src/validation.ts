@@ -426,6 +426,18 @@ export function validateUpstreamSecret(secret: unknown, field = 'apiKey'): Valid
   return check.ok ? { ok: true, value: check.value } : failure(field, check.code, `${field} ${check.message}`);
 }
 
+/** Shortest audit/usage retention an operator may ask for: pruning the last hour is a typo, not a policy. */
+export const MIN_RETENTION_MS = 3_600_000;
+
+/**
+ * How old audit rows and usage buckets must be to be pruned (`90d`; an hour to ten years); returns the cut-off
+ * instant, `nowMs` minus the duration.
+ */
+export function validateRetention(value: unknown, nowMs: number, field = 'before'): Validated<Date> {
+  const check = checkDurationMs({ min: MIN_RETENTION_MS, max: LIMITS.expiresInMaxMs })(value);
+  return check.ok ? { ok: true, value: new Date(nowMs - check.value) } : failure(field, check.code, `${field}: ${check.message}`);
+}
+
 /** A row id (UUID, any version); returned lower-case. */
 export function validateId(value: unknown, field = 'id'): Validated<string> {
   const check = checkUuid(value);

@@ -15,15 +15,17 @@
 // reason API_KEY_INVALID in the body. No header distinguishes them, so they are seen as rate_limited and
 // client_error. quota_exhausted is produced for 402 only until body inspection exists.
 import { learnedLimitsFor } from './providers/dialects.js';
+import { MAX_RESET_AHEAD_MS } from './providers/limits.js';
 import { parseRetryAfterMs } from './providers/retry-after.js';
 import type { HeaderBag, LearnedLimits, Observation, ObservationOutcome, RateLimitDialect } from './types.js';
 
 export const DEFAULT_COOLDOWN_MS = 30_000;
 /**
  * Longest a learned request-window reset may lie ahead: the longest request window providers use is a day (Groq
- * counts requests per day). A later instant is a provider bug or a misparsed header, and would park the account.
+ * counts requests per day). The dialect parsers already ignore a reset beyond it (providers/limits.ts); kept here as
+ * the cap's one name next to the token cap.
  */
-export const MAX_REQUESTS_RESET_MS = 24 * 3_600_000;
+export const MAX_REQUESTS_RESET_MS = MAX_RESET_AHEAD_MS;
 /** Longest a learned token-window reset may lie ahead: token windows are per minute everywhere; an hour is generous. */
 export const MAX_TOKENS_RESET_MS = 3_600_000;
 

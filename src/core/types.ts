@@ -140,7 +140,8 @@ export type AuditAction =
   | 'mapping_created'
   | 'mapping_updated'
   | 'mapping_deleted'
-  | 'config_set';
+  | 'config_set'
+  | 'audit_pruned';
 
 export interface Deny {
   readonly kind: 'deny';

@@ -708,12 +708,21 @@ export class AuditStore extends StorePart {
     }
     params.push(limit + 1);
     const rows = await this.sql.query<DbAudit>(
-      `SELECT id, key_id, action, actor, client_ip, metadata, created_at FROM api_key_audit_logs
+      `SELECT id, key_id, action, actor, client_ip, metadata, occurrences, created_at FROM api_key_audit_logs
        ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC LIMIT $${params.length}`,
       params,
     );
     const page = rows.slice(0, limit).map(toAudit);
     return { rows: page, nextCursor: rows.length > limit ? page[page.length - 1]!.id : null };
+  }
+
+  /**
+   * Deletes rows created before `before` through keypool_prune_audit() (migration 0003: the one path the append-only
+   * trigger lets a DELETE through), which also records an `audit_pruned` row by `actor`. Returns the rows deleted.
+   */
+  async prune(before: Date, actor: string): Promise<number> {
+    const [row] = await this.sql.query<{ deleted: string | number }>('SELECT keypool_prune_audit($1::timestamptz, $2) AS deleted', [before, actor]);
+    return Number(row?.deleted ?? 0);
   }
 }
 
@@ -782,6 +791,15 @@ export class UsageStore extends StorePart {
       params,
     );
     return rows.map(toUsage);
+  }
+
+  /** Deletes the minute buckets that start before `before` (usage counters are not audit: no trigger guards them). */
+  async prune(before: Date): Promise<number> {
+    const rows = await this.sql.query<{ n: string | number }>(
+      'WITH gone AS (DELETE FROM account_usage_stats WHERE bucket_start < $1 RETURNING 1) SELECT count(*) AS n FROM gone',
+      [before],
+    );
+    return Number(rows[0]?.n ?? 0);
   }
 }
 
@@ -964,6 +982,7 @@ interface DbAudit {
   actor: string;
   client_ip: string | null;
   metadata: Record<string, unknown>;
+  occurrences: number;
   created_at: Date;
 }
 
@@ -1053,6 +1072,7 @@ function toAudit(row: DbAudit): AuditRow {
     actor: row.actor,
     clientIp: row.client_ip,
     metadata: row.metadata ?? {},
+    occurrences: Number(row.occurrences ?? 1),
     createdAt: row.created_at,
   };
 }
@@ -1148,12 +1168,13 @@ async function insertAudit(sql: SqlClient, entries: readonly AuditInsert[]): Pro
         entry.clientIp ?? null,
         JSON.stringify(entry.metadata ?? {}),
         entry.at ?? null,
+        entry.occurrences ?? 1,
       );
-      const n = params.length - 6;
-      return `($${n + 1}::uuid, $${n + 2}, $${n + 3}, $${n + 4}, $${n + 5}::text::jsonb, COALESCE($${n + 6}::timestamptz, now()))`;
+      const n = params.length - 7;
+      return `($${n + 1}::uuid, $${n + 2}, $${n + 3}, $${n + 4}, $${n + 5}::text::jsonb, COALESCE($${n + 6}::timestamptz, now()), $${n + 7}::integer)`;
     });
     await sql.query(
-      `INSERT INTO api_key_audit_logs (key_id, action, actor, client_ip, metadata, created_at) VALUES ${values.join(', ')}`,
+      `INSERT INTO api_key_audit_logs (key_id, action, actor, client_ip, metadata, created_at, occurrences) VALUES ${values.join(', ')}`,
       params,
     );
   }

@@ -63,6 +63,8 @@ interface UsageCounters extends MutableUsageCounts {
 
 export class WriteBuffer {
   private auditQueue: AuditEntry[] = [];
+  /** Denials queued since the last flush took the audit queue, by identity (see auditDenial). */
+  private pendingDenials = new Map<string, AuditEntry & { occurrences: number }>();
   private invalidations = new Map<string, Invalidation>();
   private touchedKeys = new Map<string, number>();
   private usageBuckets = new Map<string, UsageCounters>();
@@ -104,6 +106,24 @@ export class WriteBuffer {
 
   audit(entry: AuditEntry): void {
     if (this.admitOne('audit')) this.auditQueue.push(entry);
+  }
+
+  /**
+   * A request-path denial. Identical ones (same key, action and client address) until the next flush become one row
+   * whose `occurrences` counts them, so a flood of denials writes one row per flush window, not one per request.
+   * The row keeps the first denial's time and metadata.
+   */
+  auditDenial(entry: AuditEntry): void {
+    const identity = `${entry.keyId ?? ''}|${entry.action}|${entry.clientIp ?? ''}`;
+    const pending = this.pendingDenials.get(identity);
+    if (pending !== undefined) {
+      pending.occurrences += 1;
+      return;
+    }
+    if (!this.admitOne('audit')) return;
+    const row = { ...entry, occurrences: entry.occurrences ?? 1 };
+    this.pendingDenials.set(identity, row);
+    this.auditQueue.push(row);
   }
 
   /** Queued, and written at once (not at the next tick); kept for the next flush if the database is away. */
@@ -209,6 +229,8 @@ export class WriteBuffer {
     if (this.auditQueue.length === 0) return;
     const batch = this.auditQueue;
     this.auditQueue = [];
+    // Rows taken for writing are no longer counted into; the next identical denial starts a new row.
+    this.pendingDenials = new Map();
     const { unwritten, error } = await this.writeIsolating('audit', batch, (rows) => this.options.target.appendAudit(rows));
     if (error !== undefined) {
       this.auditQueue = unwritten.concat(this.auditQueue);

@@ -181,4 +181,19 @@ describe('engine observations', () => {
     // 1 + 6 + 6 (cooldown test) + 2 (exhausted test) + 5 (invalidation test) responses were observed.
     expect(total).toEqual({ requests: 20, rateLimited: 3 });
   });
+
+  it('enabling an account again (any path: here the repository, as the CLI does) forgets its learned limits and cooldown', async () => {
+    await runtime.writes.flush();
+    const parked = await serve(200, { 'x-ratelimit-limit-requests': '10000', 'x-ratelimit-remaining-requests': '0', 'x-ratelimit-reset-requests': '23h59m0s' });
+    const deny = asDeny(await decide(view(validKey)));
+    expect(deny).toMatchObject({ status: 429, code: 'pool_exhausted' });
+    expect(Number(Object.fromEntries(deny.headers)['retry-after'])).toBe(86_340);
+    const id = accountIdByName.get(parked)!;
+    await runtime.repository.accounts.setStatus(id, 'disabled', 'test', 'test');
+    await runtime.snapshots.reload();
+    await runtime.repository.accounts.setStatus(id, 'active', null, 'test');
+    await runtime.snapshots.reload();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(asAllow(await decide(view(validKey))).accountName).toBe(parked);
+  });
 });

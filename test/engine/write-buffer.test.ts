@@ -182,4 +182,24 @@ describe('WriteBuffer', () => {
     expect(target.invalidated).toEqual(['acc-1']);
     expect(buffer.pending).toBe(0);
   });
+
+  it('identical denials until the next flush become one row with a count; a flush starts a new row', async () => {
+    const target = new RecordingWrites();
+    const { buffer } = bufferOver(target, 10);
+    const denial = { keyId: 'k1', action: 'denied_revoked' as const, actor: 'keypool', clientIp: '10.0.0.1' };
+    for (let i = 0; i < 1_000; i++) buffer.auditDenial(denial);
+    buffer.auditDenial({ ...denial, clientIp: '10.0.0.2' });
+    buffer.auditDenial({ ...denial, action: 'denied_ip' });
+    expect(buffer.pending).toBe(3);
+    await buffer.flush();
+    buffer.auditDenial(denial);
+    await buffer.flush();
+    expect(target.audits.map((a) => [a.action, a.clientIp, a.occurrences])).toEqual([
+      ['denied_revoked', '10.0.0.1', 1_000],
+      ['denied_revoked', '10.0.0.2', 1],
+      ['denied_ip', '10.0.0.1', 1],
+      ['denied_revoked', '10.0.0.1', 1],
+    ]);
+    expect(buffer.droppedTotal).toBe(0);
+  });
 });
