@@ -87,7 +87,9 @@ export class FakeEngine implements DecisionEngine {
     }
   }
 
-  readonly renewIntervalMs = 10_000;
+  renewIntervalMs = 10_000;
+  /** Lease ids renewed, in order. */
+  readonly renewed: string[] = [];
 
   observe(ticket: Ticket, status: number, headers: HeaderBag, options: ObserveOptions = {}): Promise<void> | null {
     if (options.release) this.release(ticket);
@@ -101,8 +103,8 @@ export class FakeEngine implements DecisionEngine {
     return null;
   }
 
-  renew(): void {
-    // Leases of this fake never expire.
+  renew(ticket: Ticket): void {
+    this.renewed.push(ticket.leaseId);
   }
 
   release(ticket: Ticket): void {
