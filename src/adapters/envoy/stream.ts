@@ -201,9 +201,9 @@ export class ProcessStream {
       } else {
         const origin = responseOriginFrom(msg);
         // The release rides on the observation (one state write); the engine releases even if observing fails.
-        if (!hold) this.markReleased(ticket);
+        const release = !hold && this.markReleased(ticket);
         try {
-          committed = this.deps.engine.observe(ticket, status, headers, { release: !hold, ...(origin ? { origin } : {}) });
+          committed = this.deps.engine.observe(ticket, status, headers, { release, ...(origin ? { origin } : {}) });
         } catch (err) {
           this.deps.logger.error({ err }, 'engine.observe threw');
         }
