@@ -2,10 +2,10 @@
 // queued in memory with a hard bound and flushed in the background with retry, so a slow or absent database
 // never adds latency to a request and a short outage loses nothing.
 //
-// Each kind flushes on its own: one kind failing never holds back another. A batch the database refuses for its
-// data (SQLSTATE class 22 data exception, 23 integrity violation: a value PostgreSQL cannot store, a row whose
-// account was deleted meanwhile) is split until the offending rows are alone; those are dropped and reported, the
-// rest is written. Only a failure of the database itself (connection, timeout) keeps a batch for the next flush.
+// One kind failing never starves another: the next flush starts right after the kind that failed. A batch the
+// database refuses for its data (SQLSTATE class 22 data exception, 23 integrity violation: a value PostgreSQL cannot
+// store, a row whose account was deleted meanwhile) is split until the offending rows are alone; those are dropped
+// and reported, the rest is written. Only a failure of the database itself (connection, timeout) keeps a batch for the next flush.
 // Invalidations (rare, and what every replica's next snapshot must see) are written at once, not at the next tick.
 import type { ObservationOutcome } from '../core/types.js';
 import type { AuditEntry, DurableWrites, UsageBucket } from '../ports.js';
@@ -201,18 +201,34 @@ export class WriteBuffer {
 
   private async flushOnce(): Promise<void> {
     // Each kind is taken out before its write and put back only if the database failed, so a retry never repeats a
-    // write that succeeded; and each kind's failure is its own: the others still flush.
+    // write that succeeded. A failing kind ends this flush (the database is most likely away: the others would only
+    // fail too), and the next flush starts with the kind after it, so a kind that keeps failing never starves the
+    // others: they are written first on every flush.
+    const kinds = this.flushOrder;
     let failure: unknown = undefined;
-    for (const flushKind of [() => this.invalidating ?? this.flushInvalidations(), () => this.flushAudit(), () => this.flushTouches(), () => this.flushUsage()]) {
+    for (let i = 0; i < kinds.length; i++) {
+      const index = (this.firstKind + i) % kinds.length;
       try {
-        await flushKind();
+        await kinds[index]!();
       } catch (error) {
-        failure ??= error;
+        failure = error;
+        this.firstKind = (index + 1) % kinds.length;
+        break;
       }
     }
     this.lastFlushFailed = failure !== undefined;
     if (failure !== undefined) this.options.onFlushError?.(failure);
   }
+
+  /** The kinds in their usual order (invalidations first: what every replica's next snapshot must see). */
+  private readonly flushOrder: ReadonlyArray<() => Promise<void>> = [
+    () => this.invalidating ?? this.flushInvalidations(),
+    () => this.flushAudit(),
+    () => this.flushTouches(),
+    () => this.flushUsage(),
+  ];
+  /** Where the next flush starts: right after the kind that failed last. */
+  private firstKind = 0;
 
   private async flushInvalidations(): Promise<void> {
     for (const [accountId, invalidation] of [...this.invalidations]) {

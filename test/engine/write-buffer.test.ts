@@ -155,7 +155,7 @@ describe('WriteBuffer', () => {
     expect(target.calls).toBe(calls);
   });
 
-  it('kinds flush independently: audit failing does not hold back usage and key touches', async () => {
+  it('a kind that keeps failing does not starve the others: every later flush writes them first', async () => {
     const target = new RecordingWrites();
     const { buffer, errors } = bufferOver(target);
     target.down = true;
@@ -163,15 +163,20 @@ describe('WriteBuffer', () => {
     buffer.audit({ keyId: 'k1', action: 'denied_ip', actor: 'keypool' });
     buffer.touchKey('k1', 1);
     buffer.recordUsage('acc-1', 60_000, 'success', 3);
-    await buffer.flush();
+    await buffer.flush(); // audit fails: this flush ends there
+    await buffer.flush(); // starts after audit: touches and usage go through, audit fails again
     expect(target.usage).toHaveLength(1);
     expect(target.touched).toEqual(['k1']);
+    buffer.recordUsage('acc-1', 120_000, 'success', 3);
+    await buffer.flush();
+    expect(target.usage).toHaveLength(2);
     expect(target.audits).toEqual([]);
-    expect(errors).toHaveLength(1);
+    expect(errors).toHaveLength(3);
     expect(buffer.pending).toBe(1);
     target.down = false;
     await buffer.flush();
     expect(target.audits).toHaveLength(1);
+    expect(buffer.pending).toBe(0);
   });
 
   it('an invalidation is written at once, without waiting for the next flush', async () => {
