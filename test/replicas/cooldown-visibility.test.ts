@@ -153,6 +153,10 @@ describePostgres('a cooldown reaches every replica before the 429 is answered', 
       expect(probes).toBeGreaterThan(20);
       expect(describeAnswer(after)).toMatch(/^allow/);
       if (after.kind === 'allow') await after.exchange.respond(200);
+      // Every slot handed back (the last release rides on a success nobody waits for: give it a moment).
+      for (let attempt = 0; attempt < 40 && (await deployment.leaseCount(prefix, 'openai-compatible', single.id)) > 0; attempt++) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
       expect(await deployment.leaseCount(prefix, 'openai-compatible', single.id)).toBe(0);
     }, 60_000);
   });
