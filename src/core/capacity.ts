@@ -4,7 +4,7 @@
 //
 // The functions mutate the AccountState they are given (that is the point of a state machine) but touch nothing else.
 import type { LearnedLimits, Observation } from './types.js';
-import type { AccountStateView, AdmitCandidate, AdmitRequest, AdmitResult, HealthState } from '../ports.js';
+import type { AccountStateView, AdmitCandidate, AdmitRequest, AdmitResult, HealthState } from './admission.js';
 import { EMPTY_LIMITS } from './providers/limits.js';
 
 /** Length of the RPM sliding window: in any WINDOW_MS interval at most rpmLimit admissions. */
