@@ -7,6 +7,7 @@ import { HealthChecker, type HealthCheckOptions } from './health-check.js';
 import { IdempotencyStore } from './idempotency.js';
 import type { KeypoolMetrics, SnapshotStatus } from './metrics.js';
 import { ConfigRepository } from '../catalog/repository.js';
+import { DEFAULT_COOLDOWN_MS } from '../core/response.js';
 
 /** The snapshot holder as the admin API sees it (src/snapshot/holder.ts SnapshotHolder fits). */
 export interface AdminSnapshots extends SnapshotStatus {
@@ -78,7 +79,7 @@ export function createAdminDeps(input: AdminDepsInput): AdminDeps {
     healthChecker: new HealthChecker(input.healthCheck),
     accountSecret: (account) => accountSecretFrom(input.snapshots, repository, input.keyring, account),
     autoRevokeOverdue: input.autoRevokeOverdue ?? false,
-    defaultCooldownMs: input.defaultCooldownMs ?? 30_000,
+    defaultCooldownMs: input.defaultCooldownMs ?? DEFAULT_COOLDOWN_MS,
   };
 }
 
