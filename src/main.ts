@@ -72,12 +72,12 @@ export async function startKeypool(
         pepper: runtime.secrets.pepper,
         snapshots: runtime.snapshots,
         state: runtime.state,
+        engine: runtime.engine,
         clock: runtime.clock,
         metrics,
         repository: runtime.repository,
         healthCheck: { baseUrls: healthCheckBaseUrls(config), timeoutMs: config.healthCheckTimeoutMs },
         autoRevokeOverdue: config.autoRevokeOverdue,
-        defaultCooldownMs: config.defaultCooldownMs,
       }),
     });
     extProc = await startExtProcServer({

@@ -157,18 +157,6 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   const writes = new WriteBuffer({ target: repository, maxPending: 1000, flushIntervalMs: 60_000 });
   metrics.attach({ snapshots: holder, state, clock, writes, breakers: () => ({ state_store: 'closed', database: 'closed' }) });
   const mock = await startMockProvider();
-  const deps = createAdminDeps({
-    sql: db.client,
-    keyring,
-    pepper,
-    snapshots: holder,
-    state,
-    clock,
-    metrics,
-    repository,
-    healthCheck: { baseUrls: { openai: mock.url, anthropic: mock.url }, timeoutMs: options.healthCheckTimeoutMs ?? 300 },
-    autoRevokeOverdue: options.autoRevokeOverdue,
-  });
   const engine = new Engine({
     snapshots: holder,
     state,
@@ -180,6 +168,19 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     defaultCooldownMs: 30_000,
     onDecision: metrics.onDecision,
     onObservation: (ticket, outcome) => metrics.onObservation(ticket.pool, ticket.accountName, outcome),
+  });
+  const deps = createAdminDeps({
+    sql: db.client,
+    keyring,
+    pepper,
+    snapshots: holder,
+    state,
+    engine,
+    clock,
+    metrics,
+    repository,
+    healthCheck: { baseUrls: { openai: mock.url, anthropic: mock.url }, timeoutMs: options.healthCheckTimeoutMs ?? 300 },
+    autoRevokeOverdue: options.autoRevokeOverdue,
   });
   const server = await startAdminServer({
     listen: '127.0.0.1:0',
