@@ -1,31 +1,29 @@
 // The Kong plugin through kong-pdk's own test harness (PluginTest, Request), with a fake engine.
 import { createRequire } from 'node:module';
-import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import { beforeEach, describe, expect, test } from 'vitest';
 import { DECISION_KEY, UNAVAILABLE_RECORD, denyRecord } from '../../src/adapters/kong/codec.js';
-import { KeypoolKongPlugin, setDecideDeadlineMs, setRuntimeFactory } from '../../src/adapters/kong/plugin.js';
+import { createKongPlugin, type KongPluginOptions } from '../../src/adapters/kong/plugin.js';
 import { deny } from '../../src/core/errors.js';
 import type { DenyCode } from '../../src/core/types.js';
 import { FAKE_KEYS, FakeEngine, UPSTREAM_SECRETS } from './fake-engine.js';
 import { HarnessRequestClass, KeypoolPluginTest, PdkFailure } from './pdk-harness.js';
 
 const entry = createRequire(import.meta.url)('../../kong/plugins/keypool.cjs') as Record<string, unknown>;
-/** The TS plugin class with the shipped entry's Schema, Version and Priority. */
-const plugin = { ...entry, Plugin: KeypoolKongPlugin };
+/** The TS plugin class (over its own runtime) with the shipped entry's Schema, Version and Priority. */
+function pluginWith(options: KongPluginOptions) {
+  return { ...entry, Plugin: createKongPlugin(options).Plugin };
+}
 
 const KONG_FIELDS = { __plugin_id: '0c5b7e1e-4f1e-4c55-9d6c-2b1d3d8e7a10', __seq__: 1, route_id: 'r-openai' };
 const OPENAI = { provider: 'openai', strategy: null, key_headers: null, ...KONG_FIELDS };
 const ANTHROPIC = { provider: 'anthropic', key_headers: ['x-api-key', 'authorization'], ...KONG_FIELDS };
 
 let engine: FakeEngine;
+let plugin: ReturnType<typeof pluginWith>;
 
 beforeEach(() => {
   engine = new FakeEngine();
-  setRuntimeFactory(async () => ({ engine, stop: async () => undefined }));
-});
-
-afterEach(() => {
-  setRuntimeFactory(null);
-  setDecideDeadlineMs(null);
+  plugin = pluginWith({ openRuntime: async () => ({ engine, stop: async () => undefined }) });
 });
 
 function request(headers: Record<string, string>) {
@@ -186,9 +184,9 @@ describe('fail closed', () => {
   });
 
   test('a decision past the deadline records 503, and its late allow is released', async () => {
-    setDecideDeadlineMs(50);
+    const hurried = pluginWith({ openRuntime: async () => ({ engine, stop: async () => undefined }), decideDeadlineMs: 50 });
     const t = new KeypoolPluginTest(request({ 'x-api-key': FAKE_KEYS.slow }));
-    await t.phase(KeypoolPluginTest.instance(plugin, OPENAI), 'access');
+    await t.phase(KeypoolPluginTest.instance(hurried, OPENAI), 'access');
     expect(t.shared.get(DECISION_KEY)).toEqual(UNAVAILABLE_RECORD);
     await new Promise((resolve) => setTimeout(resolve, 400));
     expect(engine.stats).toMatchObject({ allowed: 1, released: 1, inFlight: 0 });
@@ -213,11 +211,13 @@ describe('fail closed', () => {
 
   test('a runtime that fails to open: 503, then fail fast without reopening on every request', async () => {
     let opens = 0;
-    setRuntimeFactory(async () => {
-      opens += 1;
-      throw new Error('DATABASE_URL unreachable');
+    const broken = pluginWith({
+      openRuntime: async () => {
+        opens += 1;
+        throw new Error('DATABASE_URL unreachable');
+      },
     });
-    const instance = KeypoolPluginTest.instance(plugin, OPENAI);
+    const instance = KeypoolPluginTest.instance(broken, OPENAI);
     for (let i = 0; i < 3; i++) {
       const t = new KeypoolPluginTest(request({ 'x-api-key': FAKE_KEYS.good }));
       await t.phase(instance, 'access');

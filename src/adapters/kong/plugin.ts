@@ -91,15 +91,6 @@ function stopHolding(engine: DecisionEngine, ticket: Ticket): void {
   LeaseKeeper.of(engine).drop(held);
 }
 
-// Module scope on purpose: Kong's plugin server recreates plugin instances after 60 s idle, and one keypool
-// state per plugin-server process must outlive them.
-let runtimeFactory: RuntimeFactory = openDistRuntime;
-let decideDeadlineMs = DEFAULT_DECIDE_DEADLINE_MS;
-let runtime: Promise<KeypoolRuntime> | null = null;
-let openedRuntime: KeypoolRuntime | null = null;
-let openFailedAtMs = -Infinity;
-let lastErrorLogAtMs = -Infinity;
-
 /** The default factory: the runtime built next to this file (dist/src/runtime.js), configured from the environment. */
 async function openDistRuntime(): Promise<KeypoolRuntime> {
   // A computed specifier: resolved at run time only, so loading this module touches nothing.
@@ -111,59 +102,104 @@ async function openDistRuntime(): Promise<KeypoolRuntime> {
   return mod.openRuntime({ requireConfiguredStore: true });
 }
 
-/** Replaces how the runtime is opened (tests use a fake engine); null restores the default. Stops nothing. */
-export function setRuntimeFactory(factory: RuntimeFactory | null): void {
-  runtimeFactory = factory ?? openDistRuntime;
-  runtime = null;
-  openedRuntime = null;
-  openFailedAtMs = -Infinity;
-  lastErrorLogAtMs = -Infinity;
+export interface KongPluginOptions {
+  /** Opens the runtime on the first request (default: dist/src/runtime.js from the environment). */
+  readonly openRuntime?: RuntimeFactory;
+  /** Longest a decision may take before the request is answered 503 keypool_unavailable. */
+  readonly decideDeadlineMs?: number;
 }
 
-/** Overrides the per-request decision deadline (tests); null restores the default. */
-export function setDecideDeadlineMs(ms: number | null): void {
-  decideDeadlineMs = ms ?? DEFAULT_DECIDE_DEADLINE_MS;
+export interface KongPlugin {
+  /** The class the plugin entry (kong/plugins/keypool.cjs) instantiates per Kong plugin configuration. */
+  readonly Plugin: new (rawConfig: unknown) => KeypoolKongPluginInstance;
+  /** Stops the runtime, if one was opened; the next request opens a new one. */
+  stopRuntime(): Promise<void>;
 }
 
-/** Stops the module's runtime, if one was opened; the next request opens a new one. */
-export async function stopRuntime(): Promise<void> {
-  const current = runtime;
-  runtime = null;
-  openedRuntime = null;
-  if (current) await current.then((opened) => opened.stop(), () => undefined);
+export interface KeypoolKongPluginInstance {
+  access(kong: KongPdk): Promise<void>;
+  log(kong: KongPdk): Promise<void>;
 }
 
-/** The module's engine; opens the runtime on first use. A request waits for the opening at most OPEN_WAIT_MS. */
-function engineOrOpen(): Promise<DecisionEngine> {
-  if (openedRuntime) return Promise.resolve(openedRuntime.engine);
-  if (!runtime) {
-    if (Date.now() - openFailedAtMs < REOPEN_BACKOFF_MS) {
-      return Promise.reject(new Error('keypool runtime failed to open recently; retrying shortly'));
+/**
+ * One keypool for one plugin-server process: the runtime (opened on first use, shared by every plugin instance) and
+ * the plugin class bound to it. Kong's plugin server recreates plugin instances after 60 s idle, so the state lives
+ * here, not in the instances; the shipped entry uses the module's default (KeypoolKongPlugin).
+ */
+export function createKongPlugin(options: KongPluginOptions = {}): KongPlugin {
+  const runtimes = new RuntimeSlot(options.openRuntime ?? openDistRuntime, options.decideDeadlineMs ?? DEFAULT_DECIDE_DEADLINE_MS);
+  class Plugin extends KongPluginInstance {
+    constructor(rawConfig: unknown) {
+      super(rawConfig, runtimes);
     }
-    const opening = runtimeFactory();
-    runtime = opening;
-    opening.then(
-      (opened) => {
-        if (runtime === opening) openedRuntime = opened;
-      },
-      () => {
-        if (runtime === opening) {
-          runtime = null;
-          openFailedAtMs = Date.now();
-        }
-      },
-    );
   }
-  // The opening goes on in the background past a request's deadline; later requests find it open.
-  return within(runtime, OPEN_WAIT_MS, 'opening the keypool runtime').then((opened) => opened.engine);
+  return { Plugin, stopRuntime: () => runtimes.stop() };
 }
 
-/** Resolves like engine.decide, or rejects after the deadline; a late allow's slot is released, not leaked. */
-function decideWithin(engine: DecisionEngine, view: RequestView): Promise<RequestOutcome> {
-  const decision = engine.decide(view);
-  return within(decision, decideDeadlineMs, 'the keypool decision', (late) => {
-    if (late.ticket) engine.release(late.ticket);
-  });
+/** The runtime of one plugin-server process: opened on first use, reopened after a failure (with back-off). */
+class RuntimeSlot {
+  private runtime: Promise<KeypoolRuntime> | null = null;
+  private openedRuntime: KeypoolRuntime | null = null;
+  private openFailedAtMs = -Infinity;
+  private lastErrorLogAtMs = -Infinity;
+
+  constructor(
+    private readonly open: RuntimeFactory,
+    private readonly decideDeadlineMs: number,
+  ) {}
+
+  /** The engine, if the runtime is open (the log phase never opens one). */
+  get openedEngine(): DecisionEngine | null {
+    return this.openedRuntime?.engine ?? null;
+  }
+
+  async stop(): Promise<void> {
+    const current = this.runtime;
+    this.runtime = null;
+    this.openedRuntime = null;
+    if (current) await current.then((opened) => opened.stop(), () => undefined);
+  }
+
+  /** The engine; opens the runtime on first use. A request waits for the opening at most OPEN_WAIT_MS. */
+  engineOrOpen(): Promise<DecisionEngine> {
+    if (this.openedRuntime) return Promise.resolve(this.openedRuntime.engine);
+    if (!this.runtime) {
+      if (Date.now() - this.openFailedAtMs < REOPEN_BACKOFF_MS) {
+        return Promise.reject(new Error('keypool runtime failed to open recently; retrying shortly'));
+      }
+      const opening = this.open();
+      this.runtime = opening;
+      opening.then(
+        (opened) => {
+          if (this.runtime === opening) this.openedRuntime = opened;
+        },
+        () => {
+          if (this.runtime === opening) {
+            this.runtime = null;
+            this.openFailedAtMs = Date.now();
+          }
+        },
+      );
+    }
+    // The opening goes on in the background past a request's deadline; later requests find it open.
+    return within(this.runtime, OPEN_WAIT_MS, 'opening the keypool runtime').then((opened) => opened.engine);
+  }
+
+  /** Resolves like engine.decide, or rejects after the deadline; a late allow's slot is released, not leaked. */
+  decideWithin(engine: DecisionEngine, view: RequestView): Promise<RequestOutcome> {
+    const decision = engine.decide(view);
+    return within(decision, this.decideDeadlineMs, 'the keypool decision', (late) => {
+      if (late.ticket) engine.release(late.ticket);
+    });
+  }
+
+  async logErrorRarely(kong: KongPdk, error: unknown): Promise<void> {
+    const nowMs = Date.now();
+    if (nowMs - this.lastErrorLogAtMs < ERROR_LOG_INTERVAL_MS) return;
+    this.lastErrorLogAtMs = nowMs;
+    const message = error instanceof Error ? error.message : String(error);
+    await kong.log.err(`keypool: answering 503 keypool_unavailable: ${message}`).catch(() => undefined);
+  }
 }
 
 /** `work`, or a rejection after `ms`; `onLate` receives what `work` resolves to after the deadline passed. */
@@ -182,10 +218,13 @@ function within<T>(work: Promise<T>, ms: number, what: string, onLate?: (late: T
  * One instance per Kong plugin configuration (route or service). Holds only its parsed config; everything
  * stateful lives at module scope.
  */
-export class KeypoolKongPlugin {
+class KongPluginInstance implements KeypoolKongPluginInstance {
   private readonly config: ConfigResult;
 
-  constructor(rawConfig: unknown) {
+  constructor(
+    rawConfig: unknown,
+    private readonly runtimes: RuntimeSlot,
+  ) {
     this.config = parseKongConfig(rawConfig);
   }
 
@@ -207,8 +246,8 @@ export class KeypoolKongPlugin {
       await redact(kong, clientCredentialRedactions(headers), redacted);
       const clientAddress = clientAddressFromKong(await kong.client.get_forwarded_ip());
       if (!this.config.ok) throw new Error(this.config.error);
-      engine = await engineOrOpen();
-      const outcome = await decideWithin(engine, requestViewFromKong(this.config.config, headers, clientAddress));
+      engine = await this.runtimes.engineOrOpen();
+      const outcome = await this.runtimes.decideWithin(engine, requestViewFromKong(this.config.config, headers, clientAddress));
       ticket = outcome.ticket;
       if (outcome.decision.kind === 'allow') {
         const mutation = upstreamMutation(outcome.decision.removeHeaders, outcome.decision.setHeaders);
@@ -225,7 +264,7 @@ export class KeypoolKongPlugin {
       await record(kong, UNAVAILABLE_RECORD).catch(() => undefined);
       // Those not hidden yet; every credential header name when the headers could not even be read.
       await redact(kong, clientCredentialRedactions(headers), redacted).catch(() => undefined);
-      await logErrorRarely(kong, error);
+      await this.runtimes.logErrorRarely(kong, error);
     }
   }
 
@@ -235,7 +274,7 @@ export class KeypoolKongPlugin {
    */
   async log(kong: KongPdk): Promise<void> {
     const ticket = ticketFromRecord(await kong.ctx.shared.get(DECISION_KEY));
-    const engine = openedRuntime?.engine;
+    const engine = this.runtimes.openedEngine;
     if (!ticket || !engine) return;
     stopHolding(engine, ticket);
     let released = false;
@@ -269,10 +308,9 @@ function record(kong: KongPdk, value: KongRecord): Promise<unknown> {
   return kong.ctx.shared.set(DECISION_KEY, value);
 }
 
-async function logErrorRarely(kong: KongPdk, error: unknown): Promise<void> {
-  const nowMs = Date.now();
-  if (nowMs - lastErrorLogAtMs < ERROR_LOG_INTERVAL_MS) return;
-  lastErrorLogAtMs = nowMs;
-  const message = error instanceof Error ? error.message : String(error);
-  await kong.log.err(`keypool: answering 503 keypool_unavailable: ${message}`).catch(() => undefined);
-}
+/** The module's keypool: what the shipped plugin entry (kong/plugins/keypool.cjs) uses. */
+const processPlugin = createKongPlugin();
+/** The plugin class of the module's keypool (one runtime per plugin-server process). */
+export const KeypoolKongPlugin = processPlugin.Plugin;
+/** Stops the module's runtime, if one was opened. */
+export const stopRuntime = processPlugin.stopRuntime;
