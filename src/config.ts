@@ -1,5 +1,6 @@
 // Service configuration: parsed and validated once at start. Precedence: explicit overrides > environment > defaults.
 import { DEFAULT_KEY_HEADERS } from './core/apikey.js';
+import { parseRedisUrl, RedisUrlError } from './stores/redis-url.js';
 
 export type StateFailureMode = 'local' | 'closed';
 
@@ -24,7 +25,11 @@ export interface KeypoolConfig {
   readonly healthCheckTimeoutMs: number;
   /** Revoke keys that are past rotate_after_days in the periodic lifecycle sweep. */
   readonly autoRevokeOverdue: boolean;
-  /** redis://... for state shared by every replica; unset = in-memory state per replica. */
+  /**
+   * Redis for state shared by every replica; unset = in-memory state per replica. redis:// or rediss:// (TLS) for one
+   * server, redis+cluster:// or rediss+cluster:// with comma-separated seed nodes for Redis Cluster; an ACL user and
+   * password go in the URL (src/stores/redis-url.ts). Validated here; never logged (it may carry a password).
+   */
   readonly redisUrl: string | undefined;
   /**
    * Prepended to every Redis key (before the `{kp:<pool>}` hash tag), so several keypool deployments (or test runs)
@@ -86,7 +91,7 @@ export function loadConfig(overrides: Partial<KeypoolConfig> = {}, env: Env = pr
     healthCheckBaseUrls: nonEmpty(env.KEYPOOL_HEALTHCHECK_BASE_URLS),
     healthCheckTimeoutMs: integer(env, 'KEYPOOL_HEALTHCHECK_TIMEOUT_MS', 5_000, 100, 60_000),
     autoRevokeOverdue: boolean(env, 'KEYPOOL_AUTO_REVOKE_OVERDUE', false),
-    redisUrl: nonEmpty(env.REDIS_URL),
+    redisUrl: redisUrl(env),
     redisKeyPrefix: nonEmpty(env.KEYPOOL_REDIS_KEY_PREFIX) ?? '',
     stateFailureMode: oneOf(env, 'KEYPOOL_STATE_FAILURE_MODE', ['local', 'closed'] as const, 'local'),
     expectedReplicas: integer(env, 'KEYPOOL_EXPECTED_REPLICAS', 1, 1, 1000),
@@ -124,6 +129,19 @@ function definedOnly<T extends object>(value: T): Partial<T> {
 function nonEmpty(value: string | undefined): string | undefined {
   const trimmed = value?.trim();
   return trimmed ? trimmed : undefined;
+}
+
+function redisUrl(env: Env): string | undefined {
+  const value = nonEmpty(env.REDIS_URL);
+  if (value === undefined) return undefined;
+  try {
+    parseRedisUrl(value);
+  } catch (error) {
+    // RedisUrlError messages never repeat the URL: it may carry a password.
+    if (error instanceof RedisUrlError) throw new ConfigError('REDIS_URL', error.message);
+    throw error;
+  }
+  return value;
 }
 
 function listenAddress(env: Env, name: string, fallback: string): string {
