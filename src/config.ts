@@ -1,6 +1,7 @@
 // Service configuration: parsed and validated once at start. Precedence: explicit overrides > environment > defaults.
 import { DEFAULT_KEY_HEADERS } from './core/apikey.js';
 import { parseRedisUrl, RedisUrlError } from './stores/redis-url.js';
+import type { TracingSettings } from './telemetry/tracing.js';
 
 export type StateFailureMode = 'local' | 'closed';
 
@@ -65,6 +66,13 @@ export interface KeypoolConfig {
   /** Longest a graceful shutdown waits for open streams. */
   readonly drainTimeoutMs: number;
   readonly logLevel: string;
+  /**
+   * OpenTelemetry traces (src/telemetry/), from the standard OTEL_* variables; null = off, and then no SDK module is
+   * loaded. On when OTEL_TRACES_EXPORTER=otlp, or when it is unset and OTEL_EXPORTER_OTLP_ENDPOINT or
+   * OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set; OTEL_TRACES_EXPORTER=none or OTEL_SDK_DISABLED=true turn them off.
+   * The exporter reads the endpoint, headers, timeout and OTEL_BSP_* batching variables itself.
+   */
+  readonly tracing: TracingSettings | null;
 }
 
 export class ConfigError extends Error {
@@ -106,6 +114,7 @@ export function loadConfig(overrides: Partial<KeypoolConfig> = {}, env: Env = pr
     demoSeed: boolean(env, 'KEYPOOL_DEMO_SEED', true),
     drainTimeoutMs: integer(env, 'KEYPOOL_DRAIN_TIMEOUT_MS', 10_000, 0, 600_000),
     logLevel: oneOf(env, 'LOG_LEVEL', ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const, 'info'),
+    tracing: tracingSettings(env),
   };
   return { ...fromEnv, ...definedOnly(overrides) };
 }
@@ -129,6 +138,18 @@ function definedOnly<T extends object>(value: T): Partial<T> {
 function nonEmpty(value: string | undefined): string | undefined {
   const trimmed = value?.trim();
   return trimmed ? trimmed : undefined;
+}
+
+function tracingSettings(env: Env): TracingSettings | null {
+  if (nonEmpty(env.OTEL_SDK_DISABLED)?.toLowerCase() === 'true') return null;
+  const exporter = nonEmpty(env.OTEL_TRACES_EXPORTER)?.toLowerCase();
+  if (exporter === 'none') return null;
+  if (exporter !== undefined && exporter !== 'otlp') throw new ConfigError('OTEL_TRACES_EXPORTER', `keypool supports otlp or none, got "${exporter}"`);
+  const endpoint = nonEmpty(env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) ?? nonEmpty(env.OTEL_EXPORTER_OTLP_ENDPOINT);
+  if (exporter === undefined && endpoint === undefined) return null;
+  // grpc is not offered: it would load a second gRPC stack for the exporter alone.
+  const protocol = oneOf(env, env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ? 'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL' : 'OTEL_EXPORTER_OTLP_PROTOCOL', ['http/protobuf', 'http/json'] as const, 'http/protobuf');
+  return { protocol, serviceName: nonEmpty(env.OTEL_SERVICE_NAME) ?? 'keypool' };
 }
 
 function redisUrl(env: Env): string | undefined {

@@ -14,6 +14,7 @@ import { WriteBuffer } from './stores/write-buffer.js';
 import { SnapshotHolder } from './snapshot/holder.js';
 import { seedDemoOnFirstStart } from './demo-seed.js';
 import { ConfigRepository, type RepositorySecrets } from './catalog/repository.js';
+import { startTracing } from './telemetry/tracing.js';
 
 /** Longest the last flush of buffered writes may take at shutdown (a partitioned database answers nothing). */
 const FINAL_FLUSH_TIMEOUT_MS = 5_000;
@@ -52,9 +53,13 @@ export interface Runtime {
 
 export async function openRuntime(options: RuntimeOptions = {}): Promise<Runtime> {
   const config = loadConfig(options.config);
-  const logger = options.logger ?? createLogger(config.logLevel);
+  // Before the logger: its lines carry the active trace id. Null (and no SDK loaded) unless OTEL_* asks for traces.
+  const tracing = config.tracing === null ? null : await startTracing(config.tracing);
+  const logger = options.logger ?? createLogger(config.logLevel, undefined, tracing?.logMixin);
   const clock = options.clock ?? systemClock;
   const cleanups: Array<() => Promise<void>> = [];
+  // First in, last out: spans of the drain are exported too.
+  if (tracing !== null) cleanups.push(() => tracing.shutdown());
   const stopAll = async () => {
     for (const cleanup of cleanups.reverse()) {
       await withinDeadline(cleanup(), SHUTDOWN_STEP_TIMEOUT_MS).catch((error) => logger.error({ err: error }, 'shutdown step failed'));
@@ -130,11 +135,24 @@ export async function openRuntime(options: RuntimeOptions = {}): Promise<Runtime
       leaseMs: config.leaseMs,
       defaultCooldownMs: config.defaultCooldownMs,
       onDecision: options.onDecision,
-      onObservation: options.onObservation,
+      onObservation: tracing === null ? options.onObservation : both(options.onObservation, tracing.onObservation),
     });
 
     const repositorySecrets = { keyring: secrets.keyring, pepper: secrets.pepper };
-    return { config, logger, clock, store, secrets: repositorySecrets, repository, snapshots, state, sharedState, writes, engine, stop: stopAll };
+    return {
+      config,
+      logger,
+      clock,
+      store,
+      secrets: repositorySecrets,
+      repository,
+      snapshots,
+      state,
+      sharedState,
+      writes,
+      engine: tracing === null ? engine : tracing.wrap(engine),
+      stop: stopAll,
+    };
   } catch (error) {
     await stopAll();
     throw error;
@@ -173,6 +191,13 @@ function healthChangeLogger(logger: Logger, snapshots: SnapshotHolder): (change:
     if (to === 'unhealthy') logger.warn(fields, 'account circuit opened after repeated upstream errors');
     else if (from === 'unhealthy') logger.info(fields, 'account circuit closed');
     else logger.info(fields, 'account health changed');
+  };
+}
+
+function both<A extends unknown[]>(first: ((...args: A) => void) | undefined, second: (...args: A) => void): (...args: A) => void {
+  return first === undefined ? second : (...args) => {
+    first(...args);
+    second(...args);
   };
 }
 
