@@ -131,6 +131,10 @@ describe.skipIf(!TOOLS)('kubernetes manifests (offline)', () => {
     const options = cluster.typed_extension_protocol_options['envoy.extensions.upstreams.http.v3.HttpProtocolOptions'];
     expect(options.common_http_protocol_options.max_requests_per_connection).toBeLessThan(1_000);
     expect(extProcFilter(sidecar)).toEqual(extProcFilter(reference));
+    // Below its header the sidecar file is envoy/envoy.yaml itself.
+    const marker = /^# Validate: envoy --mode validate -c \S+\n\n/m;
+    const bodyOf = (text: string) => text.slice(text.search(marker)).replace(marker, '');
+    expect(bodyOf(readFileSync(join(DEPLOY, 'base', 'envoy.yaml'), 'utf8'))).toBe(bodyOf(readFileSync(join(REPO_ROOT, 'envoy', 'envoy.yaml'), 'utf8')));
   });
 
   it('overlay: replicas share Redis, the local fallback divides by the replica count, the PDB keeps a majority', () => {
