@@ -144,11 +144,14 @@ function tracingSettings(env: Env): TracingSettings | null {
   if (nonEmpty(env.OTEL_SDK_DISABLED)?.toLowerCase() === 'true') return null;
   const exporter = nonEmpty(env.OTEL_TRACES_EXPORTER)?.toLowerCase();
   if (exporter === 'none') return null;
-  if (exporter !== undefined && exporter !== 'otlp') throw new ConfigError('OTEL_TRACES_EXPORTER', `keypool supports otlp or none, got "${exporter}"`);
+  if (exporter !== undefined && exporter !== 'otlp') {
+    throw new ConfigError('OTEL_TRACES_EXPORTER', `keypool supports otlp or none, got "${exporter}"`);
+  }
   const endpoint = nonEmpty(env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) ?? nonEmpty(env.OTEL_EXPORTER_OTLP_ENDPOINT);
   if (exporter === undefined && endpoint === undefined) return null;
   // grpc is not offered: it would load a second gRPC stack for the exporter alone.
-  const protocol = oneOf(env, env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ? 'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL' : 'OTEL_EXPORTER_OTLP_PROTOCOL', ['http/protobuf', 'http/json'] as const, 'http/protobuf');
+  const protocolVariable = nonEmpty(env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL) ? 'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL' : 'OTEL_EXPORTER_OTLP_PROTOCOL';
+  const protocol = oneOf(env, protocolVariable, ['http/protobuf', 'http/json'] as const, 'http/protobuf');
   return { protocol, serviceName: nonEmpty(env.OTEL_SERVICE_NAME) ?? 'keypool' };
 }
 

@@ -38,7 +38,7 @@ export function createRedisClient(url: string, nodeOptions: RedisOptions): Redis
         ...perNode,
         ...(endpoint.username === undefined ? {} : { username: endpoint.username }),
         ...(endpoint.password === undefined ? {} : { password: endpoint.password }),
-        // servername for SNI is set per node by ioredis from the node's host.
+        // TLS on every node connection, verified against Node's CA store (NODE_EXTRA_CA_CERTS adds a private CA).
         ...(endpoint.tls ? { tls: {} } : {}),
       },
     },
