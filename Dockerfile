@@ -28,8 +28,7 @@ COPY proto ./proto
 COPY deploy/docker/readyz.mjs ./readyz.mjs
 RUN chmod 0755 dist/src/cli/main.js \
  && ln -s /app/dist/src/cli/main.js /usr/local/bin/keypool \
- && mkdir -p /var/lib/keypool \
- && chown 10001:10001 /var/lib/keypool
+ && install -d -o 10001 -g 10001 -m 0700 /var/lib/keypool
 # A fixed numeric user (Kubernetes runAsNonRoot can check it); it owns only the embedded data directory.
 USER 10001:10001
 VOLUME ["/var/lib/keypool"]
