@@ -38,43 +38,69 @@ export async function startOtel(settings: TracingSettings): Promise<Tracing> {
   // Decision context per allowed request, for its observation span; the ticket's lifetime bounds it.
   const decisionContexts = new WeakMap<Ticket, Context>();
 
-  const wrap = (engine: DecisionEngine): DecisionEngine => ({
-    isReady: () => engine.isReady(),
-    release: (ticket) => engine.release(ticket),
-    decide: async (view: RequestView): Promise<RequestOutcome> => {
-      const parent = propagator.extract(ROOT_CONTEXT, view.headers, HEADER_GETTER);
-      const span = tracer.startSpan('keypool.decide', { kind: SpanKind.INTERNAL, attributes: { 'keypool.provider': view.provider } }, parent);
-      const spanContext = trace.setSpan(parent, span);
-      try {
-        const outcome = await context.with(spanContext, () => engine.decide(view));
-        describeDecision(span, outcome.decision);
-        if (outcome.ticket !== null) decisionContexts.set(outcome.ticket, spanContext);
-        return outcome;
-      } catch (error) {
-        // The message only: an error's other fields are not ours to export.
-        span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : 'decision failed' });
-        throw error;
-      } finally {
-        span.end();
-      }
-    },
-    observe: (ticket, status, headers) => {
-      const parent = decisionContexts.get(ticket) ?? ROOT_CONTEXT;
-      const span = tracer.startSpan(
-        'keypool.observe',
-        {
-          kind: SpanKind.INTERNAL,
-          attributes: { 'keypool.provider': ticket.pool, 'keypool.account': ticket.accountName, 'http.response.status_code': status },
-        },
-        parent,
-      );
-      try {
-        context.with(trace.setSpan(parent, span), () => engine.observe(ticket, status, headers));
-      } finally {
-        span.end();
-      }
-    },
-  });
+  /** Traced decide: a span around the engine's, parented on the request's traceparent. */
+  const decideOf = (engine: DecisionEngine) => async (view: RequestView): Promise<RequestOutcome> => {
+    const parent = propagator.extract(ROOT_CONTEXT, view.headers, HEADER_GETTER);
+    const span = tracer.startSpan('keypool.decide', { kind: SpanKind.INTERNAL, attributes: { 'keypool.provider': view.provider } }, parent);
+    const spanContext = trace.setSpan(parent, span);
+    try {
+      const outcome = await context.with(spanContext, () => engine.decide(view));
+      describeDecision(span, outcome.decision);
+      if (outcome.ticket !== null) decisionContexts.set(outcome.ticket, spanContext);
+      return outcome;
+    } catch (error) {
+      // The message only: an error's other fields are not ours to export.
+      span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : 'decision failed' });
+      throw error;
+    } finally {
+      span.end();
+    }
+  };
+
+  /** Traced observe: a child span of the ticket's decision, ended once a state commit the answer waits for settles. */
+  const observeOf = (engine: DecisionEngine): DecisionEngine['observe'] => (ticket, status, headers, options) => {
+    const parent = decisionContexts.get(ticket) ?? ROOT_CONTEXT;
+    const span = tracer.startSpan(
+      'keypool.observe',
+      {
+        kind: SpanKind.INTERNAL,
+        attributes: { 'keypool.provider': ticket.pool, 'keypool.account': ticket.accountName, 'http.response.status_code': status },
+      },
+      parent,
+    );
+    let committed: Promise<void> | null = null;
+    try {
+      committed = context.with(trace.setSpan(parent, span), () => engine.observe(ticket, status, headers, options));
+    } finally {
+      if (committed === null) span.end();
+    }
+    // The engine's promise never rejects (DecisionEngine.observe).
+    return committed === null ? null : committed.finally(() => span.end());
+  };
+
+  /**
+   * The engine with decide and observe traced and everything else (release, renew, counters for metrics) its own:
+   * a Proxy, so whatever the engine adds stays reachable without this file knowing it.
+   */
+  const wrap = <E extends DecisionEngine>(engine: E): E => {
+    const decide = decideOf(engine);
+    const observe = observeOf(engine);
+    const bound = new Map<PropertyKey, unknown>();
+    return new Proxy(engine, {
+      get(target, property) {
+        if (property === 'decide') return decide;
+        if (property === 'observe') return observe;
+        const value: unknown = Reflect.get(target, property, target);
+        if (typeof value !== 'function') return value;
+        let method = bound.get(property);
+        if (method === undefined) {
+          method = (value as (...args: unknown[]) => unknown).bind(target);
+          bound.set(property, method);
+        }
+        return method;
+      },
+    });
+  };
 
   return {
     wrap,

@@ -16,8 +16,11 @@ export interface TracingSettings {
 
 /** Spans and log correlation, once started. */
 export interface Tracing {
-  /** The engine with a span per decision and per observation, parented on the request's W3C `traceparent`. */
-  wrap(engine: DecisionEngine): DecisionEngine;
+  /**
+   * The engine with a span per decision and per observation, parented on the request's W3C `traceparent`; every
+   * other member (release, renew, counters) is the engine's own.
+   */
+  wrap<E extends DecisionEngine>(engine: E): E;
   /** Engine hook (`onObservation`): adds the observation's outcome to the active observe span. Never throws. */
   readonly onObservation: (ticket: Ticket, outcome: ObservationOutcome) => void;
   /** pino `mixin`: `trace_id` and `span_id` of the active span on every log line written inside one. */
