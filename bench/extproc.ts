@@ -14,6 +14,9 @@
 // admission: the only call the decision waits for).
 // BENCH_CPU_PROF=1 additionally profiles keypool under saturation (V8's CPU profiler, as `node --cpu-prof`, over the
 // load window only) and prints the top frames; BENCH_PROFILE_ONLY=1 does only that.
+// BENCH_TRACING=1 runs the keypool servers with OpenTelemetry traces on, exported to an OTLP sink in this process
+// (bench/lib/otlp-sink.ts), and writes bench/results/extproc-tracing-on.json; BENCH_TRACING=0 is the same run with
+// traces off (extproc-tracing-off.json), for the comparison.
 import { mkdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +25,7 @@ import { closedLoop, constantRate, sequential } from './lib/load.js';
 import { CPUS, pinSelf, startNodeChild, type NodeChild } from './lib/procs.js';
 import { summarizeProfile } from './lib/profile.js';
 import { startBenchRedis } from './lib/redis.js';
+import { startOtlpSink } from './lib/otlp-sink.js';
 import { REPO_ROOT, RESULTS_DIR, markdownTable, percentiles, printTargets, round1, round2, target, writeResults, type Target } from './lib/report.js';
 
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3);
@@ -39,6 +43,9 @@ const SERVER_SCRIPT = fileURLToPath(new URL('./lib/extproc-server.js', import.me
 
 /** The runtime reads a few settings straight from the environment: keep the caller's out of the children. */
 const CLEAN_ENV: NodeJS.ProcessEnv = { DATABASE_URL: '', REDIS_URL: '', KEYPOOL_ENCRYPTION_KEYS: '', KEYPOOL_KEY_PEPPER: '' };
+/** BENCH_TRACING=1: the servers export traces to this sink (the null server ignores the variables). */
+const TRACING = process.env['BENCH_TRACING'];
+const otlpSink = TRACING === '1' ? await startOtlpSink() : null;
 
 interface Server {
   readonly name: string;
@@ -47,7 +54,7 @@ interface Server {
 }
 
 async function startServer(name: string, args: string[], nodeArgs: string[] = []): Promise<Server> {
-  const child = await startNodeChild({ script: SERVER_SCRIPT, args, nodeArgs, cpuList: CPUS.sut, env: CLEAN_ENV });
+  const child = await startNodeChild({ script: SERVER_SCRIPT, args, nodeArgs, cpuList: CPUS.sut, env: { ...CLEAN_ENV, ...otlpSink?.env } });
   const load = new ExtProcLoad(Number(child.ready['port']), String(child.ready['clientKey']), CONNECTIONS);
   await load.connect();
   return { name, child, load };
@@ -322,8 +329,9 @@ function report(
     targets.push(target('Redis round trips the decision waits for', Number(redisCalls['admitEvalshaPerRequest']), 1, 'per request', '<=', `plus fire-and-forget after the answer: observe EVALSHA ${String(redisCalls['observeEvalshaPerRequest'])}, release ZREM ${String(redisCalls['zremPerRequest'])}`));
   }
   printTargets(targets);
-  writeResults('extproc', {
-    setup: { pinned: pinnedCpus, streamEnd: streamEndFromShippedConfig(), rounds: ROUNDS, connections: CONNECTIONS, saturationConcurrency: SAT_CONCURRENCY, saturationMs: SAT_MS, rateMs: RATE_MS, privateRedis },
+  if (otlpSink) console.log(`traces: ${otlpSink.counts.requests} OTLP exports, ${otlpSink.counts.bytes} bytes received by the sink`);
+  writeResults(TRACING === '1' ? 'extproc-tracing-on' : TRACING === '0' ? 'extproc-tracing-off' : 'extproc', {
+    setup: { pinned: pinnedCpus, streamEnd: streamEndFromShippedConfig(), rounds: ROUNDS, connections: CONNECTIONS, saturationConcurrency: SAT_CONCURRENCY, saturationMs: SAT_MS, rateMs: RATE_MS, privateRedis, tracing: otlpSink !== null },
     saturation: sat,
     fixedRates: fixed,
     redisCommandsPerRequest: redisCommands,
@@ -335,4 +343,8 @@ function report(
   });
 }
 
-await main();
+try {
+  await main();
+} finally {
+  await otlpSink?.stop();
+}

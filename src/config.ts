@@ -2,6 +2,8 @@
 import { DEFAULT_KEY_HEADERS } from './core/apikey.js';
 import { DEFAULT_COOLDOWN_MS } from './core/response.js';
 import { DEFAULT_STATE_TIMEOUT_MS, type StateFailureMode } from './stores/resilient-state.js';
+import { parseRedisUrl, RedisUrlError } from './stores/redis-url.js';
+import type { TracingSettings } from './telemetry/tracing.js';
 
 export type { StateFailureMode };
 
@@ -55,7 +57,11 @@ export interface KeypoolConfig {
   readonly healthCheckTimeoutMs: number;
   /** Revoke keys that are past rotate_after_days in the periodic lifecycle sweep. */
   readonly autoRevokeOverdue: boolean;
-  /** redis://... for state shared by every replica; unset = in-memory state per replica. */
+  /**
+   * Redis for state shared by every replica; unset = in-memory state per replica. redis:// or rediss:// (TLS) for one
+   * server, redis+cluster:// or rediss+cluster:// with comma-separated seed nodes for Redis Cluster; an ACL user and
+   * password go in the URL (src/stores/redis-url.ts). Validated here; never logged (it may carry a password).
+   */
   readonly redisUrl: string | undefined;
   /**
    * Prepended to every Redis key (before the `{kp:<pool>}` hash tag), so several keypool deployments (or test runs)
@@ -99,6 +105,13 @@ export interface KeypoolConfig {
   /** Longest a graceful shutdown waits for open streams. */
   readonly drainTimeoutMs: number;
   readonly logLevel: string;
+  /**
+   * OpenTelemetry traces (src/telemetry/), from the standard OTEL_* variables; null = off, and then no SDK module is
+   * loaded. On when OTEL_TRACES_EXPORTER=otlp, or when it is unset and OTEL_EXPORTER_OTLP_ENDPOINT or
+   * OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set; OTEL_TRACES_EXPORTER=none or OTEL_SDK_DISABLED=true turn them off.
+   * The exporter reads the endpoint, headers, timeout and OTEL_BSP_* batching variables itself.
+   */
+  readonly tracing: TracingSettings | null;
 }
 
 export class ConfigError extends Error {
@@ -132,7 +145,7 @@ export function loadConfig(overrides: Partial<KeypoolConfig> = {}, env: Env = pr
     healthCheckBaseUrls: nonEmpty(env.KEYPOOL_HEALTHCHECK_BASE_URLS),
     healthCheckTimeoutMs: integer(env, 'KEYPOOL_HEALTHCHECK_TIMEOUT_MS', 5_000, 100, 60_000),
     autoRevokeOverdue: boolean(env, 'KEYPOOL_AUTO_REVOKE_OVERDUE', false),
-    redisUrl: nonEmpty(env.REDIS_URL),
+    redisUrl: redisUrl(env),
     redisKeyPrefix: nonEmpty(env.KEYPOOL_REDIS_KEY_PREFIX) ?? '',
     stateFailureMode: oneOf(env, 'KEYPOOL_STATE_FAILURE_MODE', ['local', 'closed'] as const, 'local'),
     expectedReplicas: integer(env, 'KEYPOOL_EXPECTED_REPLICAS', 1, 1, 1000),
@@ -148,6 +161,7 @@ export function loadConfig(overrides: Partial<KeypoolConfig> = {}, env: Env = pr
     demoSeed: boolean(env, 'KEYPOOL_DEMO_SEED', true),
     drainTimeoutMs: integer(env, 'KEYPOOL_DRAIN_TIMEOUT_MS', 10_000, 0, 600_000),
     logLevel: oneOf(env, 'LOG_LEVEL', ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const, 'info'),
+    tracing: tracingSettings(env),
   };
   return { ...fromEnv, ...definedOnly(overrides) };
 }
@@ -171,6 +185,34 @@ function definedOnly<T extends object>(value: T): Partial<T> {
 function nonEmpty(value: string | undefined): string | undefined {
   const trimmed = value?.trim();
   return trimmed ? trimmed : undefined;
+}
+
+function tracingSettings(env: Env): TracingSettings | null {
+  if (nonEmpty(env.OTEL_SDK_DISABLED)?.toLowerCase() === 'true') return null;
+  const exporter = nonEmpty(env.OTEL_TRACES_EXPORTER)?.toLowerCase();
+  if (exporter === 'none') return null;
+  if (exporter !== undefined && exporter !== 'otlp') {
+    throw new ConfigError('OTEL_TRACES_EXPORTER', `keypool supports otlp or none, got "${exporter}"`);
+  }
+  const endpoint = nonEmpty(env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) ?? nonEmpty(env.OTEL_EXPORTER_OTLP_ENDPOINT);
+  if (exporter === undefined && endpoint === undefined) return null;
+  // grpc is not offered: it would load a second gRPC stack for the exporter alone.
+  const protocolVariable = nonEmpty(env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL) ? 'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL' : 'OTEL_EXPORTER_OTLP_PROTOCOL';
+  const protocol = oneOf(env, protocolVariable, ['http/protobuf', 'http/json'] as const, 'http/protobuf');
+  return { protocol, serviceName: nonEmpty(env.OTEL_SERVICE_NAME) ?? 'keypool' };
+}
+
+function redisUrl(env: Env): string | undefined {
+  const value = nonEmpty(env.REDIS_URL);
+  if (value === undefined) return undefined;
+  try {
+    parseRedisUrl(value);
+  } catch (error) {
+    // RedisUrlError messages never repeat the URL: it may carry a password.
+    if (error instanceof RedisUrlError) throw new ConfigError('REDIS_URL', error.message);
+    throw error;
+  }
+  return value;
 }
 
 function listenAddress(env: Env, name: string, fallback: string): string {

@@ -31,10 +31,15 @@ export const REDACTED_PATHS: readonly string[] = [
   'redisUrl',
 ];
 
-export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
+/**
+ * `mixin` adds fields to every line (tracing: the active span's trace_id and span_id); unset when tracing is off, so
+ * logging then costs nothing extra.
+ */
+export function createLogger(level: string, destination?: NodeJS.WritableStream, mixin?: () => Record<string, string>): Logger {
   return pino(
     {
       level,
+      ...(mixin === undefined ? {} : { mixin }),
       base: { service: 'keypool' },
       redact: { paths: [...REDACTED_PATHS], censor: '[redacted]' },
       timestamp: pino.stdTimeFunctions.isoTime,

@@ -15,6 +15,7 @@ import { pruneOlderThan } from './stores/retention.js';
 import { SnapshotHolder } from './snapshot/holder.js';
 import { seedDemoOnFirstStart } from './demo-seed.js';
 import { ConfigRepository, type RepositorySecrets } from './catalog/repository.js';
+import { startTracing } from './telemetry/tracing.js';
 import type { Snapshot } from './core/types.js';
 
 /** Longest the last flush of buffered writes may take at shutdown (a partitioned database answers nothing). */
@@ -65,9 +66,13 @@ export interface Runtime {
 export async function openRuntime(options: RuntimeOptions = {}): Promise<Runtime> {
   const config = loadConfig(options.config);
   if (options.requireConfiguredStore) checkStoreConfigured(config, process.env);
-  const logger = options.logger ?? createLogger(config.logLevel);
+  // Before the logger: its lines carry the active trace id. Null (and no SDK loaded) unless OTEL_* asks for traces.
+  const tracing = config.tracing === null ? null : await startTracing(config.tracing);
+  const logger = options.logger ?? createLogger(config.logLevel, undefined, tracing?.logMixin);
   const clock = options.clock ?? systemClock;
   const cleanups: Array<() => Promise<void>> = [];
+  // First in, last out: spans of the drain are exported too.
+  if (tracing !== null) cleanups.push(() => tracing.shutdown());
   const stopAll = async () => {
     for (const cleanup of cleanups.reverse()) {
       await withinDeadline(cleanup(), SHUTDOWN_STEP_TIMEOUT_MS).catch((error) => logger.error({ err: error }, 'shutdown step failed'));
@@ -172,11 +177,24 @@ export async function openRuntime(options: RuntimeOptions = {}): Promise<Runtime
       defaultCooldownMs: config.defaultCooldownMs,
       stateTimeoutMs: config.stateTimeoutMs,
       onDecision: options.onDecision,
-      onObservation: options.onObservation,
+      onObservation: tracing === null ? options.onObservation : both(options.onObservation, tracing.onObservation),
     });
 
     const repositorySecrets = { keyring: secrets.keyring, pepper: secrets.pepper };
-    return { config, logger, clock, store, secrets: repositorySecrets, repository, snapshots, state, sharedState, writes, engine, stop: stopAll };
+    return {
+      config,
+      logger,
+      clock,
+      store,
+      secrets: repositorySecrets,
+      repository,
+      snapshots,
+      state,
+      sharedState,
+      writes,
+      engine: tracing === null ? engine : tracing.wrap(engine),
+      stop: stopAll,
+    };
   } catch (error) {
     await stopAll();
     throw error;
@@ -253,6 +271,13 @@ function healthChangeLogger(logger: Logger, snapshots: SnapshotHolder): (change:
     if (to === 'unhealthy') logger.warn(fields, 'account circuit opened after repeated upstream errors');
     else if (from === 'unhealthy') logger.info(fields, 'account circuit closed');
     else logger.info(fields, 'account health changed');
+  };
+}
+
+function both<A extends unknown[]>(first: ((...args: A) => void) | undefined, second: (...args: A) => void): (...args: A) => void {
+  return first === undefined ? second : (...args) => {
+    first(...args);
+    second(...args);
   };
 }
 

@@ -3,9 +3,10 @@
 // renew() are fire-and-forget commands that ioredis pipelines with whatever else is in flight.
 // The rules are src/core/capacity.ts's; the scripts in ./redis-scripts.ts mirror them (see the key layout there).
 import { createHash, randomBytes } from 'node:crypto';
-import { type Cluster, Redis, type RedisOptions } from 'ioredis';
+import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import type { LearnedLimits, Observation } from '../core/types.js';
 import type { AccountStateView, AdmitRequest, AdmitResult, HealthChange, HealthState, RateStateStore } from '../ports.js';
+import { createRedisClient } from './redis-connection.js';
 import { ADMIT_LUA, INSPECT_LUA, OBSERVE_LUA, RENEW_LUA, RESET_FIELDS } from './redis-scripts.js';
 
 export interface RedisRateStateStoreOptions {
@@ -115,9 +116,12 @@ export class RedisRateStateStore implements RateStateStore {
     if (redis.status === 'ready') this.loadScripts();
   }
 
-  /** Creates a client for `url` with REDIS_CLIENT_DEFAULTS (plus `clientOptions`) and a store owning it. */
+  /**
+   * Creates a client for `url` (one server or a cluster, see ./redis-connection.ts) with REDIS_CLIENT_DEFAULTS (plus
+   * `clientOptions`) and a store owning it.
+   */
   static connect(url: string, options: RedisRateStateStoreOptions = {}, clientOptions: RedisOptions = {}): RedisRateStateStore {
-    const redis = new Redis(url, { ...REDIS_CLIENT_DEFAULTS, ...clientOptions });
+    const redis = createRedisClient(url, { ...REDIS_CLIENT_DEFAULTS, ...clientOptions });
     return new RedisRateStateStore(redis, options, true);
   }
 
