@@ -29,8 +29,8 @@ export interface EngineOptions {
   readonly defaultCooldownMs: number;
   /** Uniform [0,1) source for weighted-random; injectable for tests. */
   readonly randomUnit?: () => number;
-  /** Observes every decision (metrics). Must not throw. */
-  readonly onDecision?: (outcome: 'allow' | Deny['code'], elapsedMs: number) => void;
+  /** Observes every decision (metrics, the dashboard's recent activity) with the provider the request named. Must not throw. */
+  readonly onDecision?: (outcome: 'allow' | Deny['code'], elapsedMs: number, provider: string) => void;
   /** Observes what each upstream response said about its account (metrics). Must not throw. */
   readonly onObservation?: (ticket: Ticket, outcome: ObservationOutcome) => void;
 }
@@ -79,7 +79,7 @@ export class Engine implements DecisionEngine {
     if ('kind' in admitted) return this.denied(admitted, view, startedAtMs, startedAt);
     const { account, leaseId } = admitted;
     this.options.writes.touchKey(authorized.key.id, startedAtMs);
-    this.options.onDecision?.('allow', performance.now() - startedAt);
+    this.options.onDecision?.('allow', performance.now() - startedAt, view.provider);
     return {
       decision: buildAllow(authorized, account),
       ticket: {
@@ -166,7 +166,7 @@ export class Engine implements DecisionEngine {
       { code: denial.code, status: denial.status, provider: view.provider, keyId: denial.audit?.keyId },
       'request denied',
     );
-    this.options.onDecision?.(denial.code, performance.now() - startedAt);
+    this.options.onDecision?.(denial.code, performance.now() - startedAt, view.provider);
     return { decision: denial, ticket: null };
   }
 }

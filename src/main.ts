@@ -4,6 +4,8 @@ import { startExtProcServer, type ExtProcServer } from './adapters/envoy/server.
 import { startAdminServer, type AdminServer } from './admin/server.js';
 import { createAdminDeps } from './admin/deps.js';
 import { KeypoolMetrics } from './admin/metrics.js';
+import { DecisionActivity } from './admin/activity.js';
+import { systemClock } from './ports.js';
 import { parseBaseUrls } from './admin/health-check.js';
 import { ConfigError, splitHostPort, type KeypoolConfig } from './config.js';
 
@@ -23,12 +25,20 @@ export async function startKeypool(
   options: Omit<RuntimeOptions, 'config' | 'storeRole' | 'onDecision' | 'onObservation'> = {},
 ): Promise<RunningKeypool> {
   const metrics = new KeypoolMetrics();
+  // The runtime's clock (openRuntime uses the same default).
+  const activity = new DecisionActivity(options.clock ?? systemClock);
   const runtime = await openRuntime({
     ...options,
     config: overrides,
     storeRole: 'owner',
-    onDecision: metrics.onDecision,
-    onObservation: (ticket, outcome) => metrics.onObservation(ticket.pool, ticket.accountName, outcome),
+    onDecision: (outcome, elapsedMs, provider) => {
+      metrics.onDecision(outcome, elapsedMs);
+      activity.onDecision(outcome, provider);
+    },
+    onObservation: (ticket, outcome) => {
+      metrics.onObservation(ticket.pool, ticket.accountName, outcome);
+      activity.onObservation(ticket.accountId, outcome);
+    },
   });
   const { config, logger } = runtime;
   let extProc: ExtProcServer | undefined;
@@ -63,6 +73,7 @@ export async function startKeypool(
         healthCheck: { baseUrls: healthCheckBaseUrls(config), timeoutMs: config.healthCheckTimeoutMs },
         autoRevokeOverdue: config.autoRevokeOverdue,
         defaultCooldownMs: config.defaultCooldownMs,
+        activity,
       }),
     });
     extProc = await startExtProcServer({

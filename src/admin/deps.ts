@@ -3,6 +3,7 @@ import type { Clock, RateStateStore } from '../ports.js';
 import type { Keyring } from '../secrets/keyring.js';
 import type { SqlClient } from '../stores/sql-client.js';
 import { CONFIG_CHANNEL } from '../snapshot/holder.js';
+import { DecisionActivity } from './activity.js';
 import { HealthChecker, type HealthCheckOptions } from './health-check.js';
 import { IdempotencyStore } from './idempotency.js';
 import type { KeypoolMetrics, SnapshotStatus } from './metrics.js';
@@ -43,6 +44,8 @@ export interface AdminDeps {
   readonly autoRevokeOverdue: boolean;
   /** Cooldown after a 429 without a retry hint (check-health folds its answer like a proxied response). */
   readonly defaultCooldownMs: number;
+  /** This replica's recent decisions and last 429/401 per account (dashboard overview and pool view). */
+  readonly activity: DecisionActivity;
 }
 
 export interface AdminDepsInput {
@@ -58,6 +61,8 @@ export interface AdminDepsInput {
   readonly healthCheck?: HealthCheckOptions | undefined;
   readonly autoRevokeOverdue?: boolean | undefined;
   readonly defaultCooldownMs?: number | undefined;
+  /** Fed by the engine's hooks (src/main.ts); a fresh, idle one when not given. */
+  readonly activity?: DecisionActivity | undefined;
 }
 
 export function createAdminDeps(input: AdminDepsInput): AdminDeps {
@@ -79,6 +84,7 @@ export function createAdminDeps(input: AdminDepsInput): AdminDeps {
     accountSecret: (account) => accountSecretFrom(input.snapshots, repository, input.keyring, account),
     autoRevokeOverdue: input.autoRevokeOverdue ?? false,
     defaultCooldownMs: input.defaultCooldownMs ?? 30_000,
+    activity: input.activity ?? new DecisionActivity(input.clock),
   };
 }
 
