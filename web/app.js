@@ -85,8 +85,8 @@ function App() {
   useEffect(() => {
     whenLoggedOut(() => setSession(null));
     api('GET', '/ui/session')
-      .then(adopt)
-      .catch((e) => (e.status === 401 ? setSession(null) : setError(e)));
+      .then((s) => (s.authenticated ? adopt(s) : setSession(null)))
+      .catch(setError);
   }, []);
   function adopt(s) {
     setCsrfToken(s.csrf_token);

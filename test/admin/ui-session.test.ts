@@ -59,7 +59,9 @@ describe('dashboard sessions and CSRF', () => {
     expect(res.status).toBe(401);
     expect(res.json.error.code).toBe('invalid_token');
     expect(res.headers.get('set-cookie')).toBeNull();
-    expect((await h.api('GET', '/ui/session', { token: null })).status).toBe(401);
+    const me = await h.api('GET', '/ui/session', { token: null });
+    expect(me.status).toBe(200);
+    expect(me.json).toMatchObject({ authenticated: false, csrf_token: null });
   });
 
   it('logs in with the token: an HttpOnly SameSite=Strict cookie with a bounded lifetime, never the token', async () => {
@@ -73,7 +75,7 @@ describe('dashboard sessions and CSRF', () => {
     expect(csrf).toMatch(/^[A-Za-z0-9_-]{40,}$/);
     const me = await h.api('GET', '/ui/session', withSession({ cookie }));
     expect(me.status).toBe(200);
-    expect(me.json).toMatchObject({ auth_required: true, actor: TOKEN_NAME, csrf_token: csrf });
+    expect(me.json).toMatchObject({ authenticated: true, auth_required: true, actor: TOKEN_NAME, csrf_token: csrf });
     expect(me.text).not.toContain(TOKEN);
     expect(h.logs.join('\n')).not.toContain(TOKEN);
   });

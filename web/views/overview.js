@@ -29,12 +29,12 @@ function ProviderCard({ provider, windowSeconds }) {
     </div>
     <dl class="figures">
       <div><dt>decisions/s</dt><dd data-figure="dps">${fmtNumber(provider.activity.decisions_per_second)}</dd></div>
-      <div><dt>allowed (${windowSeconds}s)</dt><dd>${fmtNumber(provider.activity.allows)}</dd></div>
+      <div><dt>allowed (${windowSeconds}s)</dt><dd data-figure="allowed">${fmtNumber(provider.activity.allows)}</dd></div>
       <div><dt>denied (${windowSeconds}s)</dt><dd>${fmtNumber(provider.activity.decisions - provider.activity.allows)}</dd></div>
     </dl>
     ${denials.length > 0
       ? html`<table class="compact"><thead><tr><th>denial code</th><th>count</th></tr></thead><tbody>
-          ${denials.map(([code, n]) => html`<tr><td><code>${code}</code></td><td>${n}</td></tr>`)}
+          ${denials.map(([code, n]) => html`<tr data-denial=${code}><td><code>${code}</code></td><td>${n}</td></tr>`)}
         </tbody></table>`
       : html`<p class="muted">No denials in the last ${windowSeconds}s.</p>`}
   </article>`;

@@ -28,7 +28,7 @@ export function Usage() {
   return html`<section>
     <h2>Usage</h2>
     <div class="toolbar">
-      <label>provider <select value=${slug ?? ''} onChange=${(e) => { setProvider(e.currentTarget.value); setAccountId(''); }}>
+      <label>provider <select name="provider" value=${slug ?? ''} onChange=${(e) => { setProvider(e.currentTarget.value); setAccountId(''); }}>
         ${(providers.data?.items ?? []).map((p) => html`<option value=${p.slug}>${p.display_name}</option>`)}
       </select></label>
       <label>account <select name="account" value=${accountId} onChange=${(e) => setAccountId(e.currentTarget.value)}>

@@ -28,10 +28,14 @@ export function uiRoutes(deps: UiRouteDeps): RouteDef[] {
       path: '/ui/session',
       access: 'public',
       handler: async (ctx) => {
-        if (!deps.auth.enabled) return sessionReply(200, { auth_required: false, actor: deps.openActor, csrf_token: null, expires_at: null });
+        // "Not logged in" is an answer here, not a failure: the page asks this first and shows the login form.
+        if (!deps.auth.enabled) {
+          return sessionReply(200, { authenticated: true, auth_required: false, actor: deps.openActor, csrf_token: null, expires_at: null });
+        }
         const session = deps.sessions.find(sessionRequest(ctx));
-        if (session === null) throw new HttpError(401, 'not_logged_in', 'log in with the admin token');
+        if (session === null) return sessionReply(200, { authenticated: false, auth_required: true, actor: null, csrf_token: null, expires_at: null });
         return sessionReply(200, {
+          authenticated: true,
           auth_required: true,
           actor: session.actor,
           csrf_token: session.csrfToken,
@@ -55,7 +59,7 @@ export function uiRoutes(deps: UiRouteDeps): RouteDef[] {
         const { session, setCookie } = deps.sessions.create(result.actor, request.secure);
         return sessionReply(
           201,
-          { auth_required: true, actor: session.actor, csrf_token: session.csrfToken, expires_at: new Date(session.expiresAtMs).toISOString() },
+          { authenticated: true, auth_required: true, actor: session.actor, csrf_token: session.csrfToken, expires_at: new Date(session.expiresAtMs).toISOString() },
           { 'set-cookie': setCookie },
         );
       },
