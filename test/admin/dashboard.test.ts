@@ -34,7 +34,9 @@ describe('dashboard admin routes', () => {
   it('overview: accounts by state and recent decisions per provider', async () => {
     const res = await h.api('GET', '/admin/dashboard/overview?window_seconds=30');
     expect(res.status).toBe(200);
-    const openai = (res.json.providers as Array<Record<string, any>>).find((p) => p.slug === 'openai')!;
+    const openai = (res.json.providers as Array<{ slug: string; strategy: unknown; accounts: unknown; activity: { per_second: unknown[] } }>).find(
+      (p) => p.slug === 'openai',
+    )!;
     expect(openai.accounts).toMatchObject({ total: 12, disabled: 1, cooling: 1, healthy: 10 });
     expect(openai.activity).toMatchObject({ decisions: 3, allows: 2, denials: { rate_limited: 1 } });
     expect(openai.activity.per_second).toHaveLength(30);
