@@ -184,7 +184,7 @@ describe.skipIf(!HAVE_CHROMIUM)('dashboard in a real browser', () => {
     await page.locator('select[name=provider] option[value=openai]').waitFor({ state: 'attached' });
     await page.selectOption('select[name=provider]', 'openai');
     // Usage is flushed to the store every 200 ms here; the view polls the series.
-    await expect.poll(async () => Number((await page.locator('[data-total=requests]').textContent()) ?? 0), { timeout: SEEN_WITHIN_MS, intervals: [1000] }).toBeGreaterThanOrEqual(2);
+    await expect.poll(async () => Number((await page.locator('[data-total=requests]').textContent()) ?? 0), { timeout: SEEN_WITHIN_MS, interval: 1000 }).toBeGreaterThanOrEqual(2);
     await page.locator('[data-chart=requests] canvas').waitFor();
     await shot('usage');
   });
@@ -216,7 +216,7 @@ describe.skipIf(!HAVE_CHROMIUM)('dashboard in a real browser', () => {
           call.cancel();
           return answer['immediate_response'] !== undefined;
         },
-        { timeout: SEEN_WITHIN_MS, intervals: [200] },
+        { timeout: SEEN_WITHIN_MS, interval: 200 },
       )
       .toBe(true);
   });
