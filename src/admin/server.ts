@@ -66,8 +66,9 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     );
   }
   const auth = new TokenAuth(tokens);
-  const sessions = new UiSessions({ ...options.ui, clock: options.deps.clock });
-  const assets = UiAssets.load(options.ui?.assetsDir);
+  const { assetsDir, ...sessionBounds } = options.ui ?? {};
+  const sessions = new UiSessions({ ...sessionBounds, clock: options.deps.clock });
+  const assets = UiAssets.load(assetsDir);
   const handler = new AdminHandler({
     router: new Router([...adminRoutes(options.deps), ...uiRoutes({ assets, sessions, auth, openActor: options.tokenName })]),
     auth,

@@ -50,6 +50,9 @@ describe('dashboard sessions and CSRF', () => {
     const again = await h.api('GET', script!, { token: null, headers: { 'if-none-match': bundle.headers.get('etag')! } });
     expect(again.status).toBe(304);
     expect((await h.api('GET', '/ui/assets/nope.js', { token: null })).status).toBe(404);
+    const slash = await fetch(`${h.baseUrl}/ui/`, { redirect: 'manual' });
+    expect(slash.status).toBe(308);
+    expect(slash.headers.get('location')).toBe('/ui');
     // Nothing the page loads comes from elsewhere.
     expect(page.text).not.toMatch(/https?:\/\//);
   });

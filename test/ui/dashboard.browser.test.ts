@@ -200,6 +200,21 @@ describe.skipIf(!HAVE_CHROMIUM)('dashboard in a real browser', () => {
     expect(stored.find((a) => a.name === 'demo-openai-2')?.weight).toBe(7);
   });
 
+  it('pool: add an account; its key goes in a password field and never comes back', async () => {
+    const secret = 'sk-browser-added-account-9z8y';
+    await goto('#/pool/openai');
+    await page.click('text=Add account');
+    const form = page.locator('form[data-form=add-account]');
+    expect(await form.locator('input[name=api_key]').getAttribute('type')).toBe('password');
+    await form.locator('input[name=name]').fill('browser-added');
+    await form.locator('input[name=api_key]').fill(secret);
+    await form.locator('button[type=submit]').click();
+    await row('browser-added').waitFor();
+    expect(await row('browser-added').textContent()).toContain('••••9z8y');
+    expect(await page.content()).not.toContain(secret);
+    expect(await page.locator('input[name=api_key]').count()).toBe(0); // the form closed with the key in it
+  });
+
   it('keys: revoke the key; keypool then refuses it', async () => {
     await goto('#/keys');
     const keyRow = page.locator('tr[data-key=browser-key]');

@@ -22,6 +22,8 @@ const MAX_TOKEN_CHARS = 1024;
 export function uiRoutes(deps: UiRouteDeps): RouteDef[] {
   return [
     { method: 'GET', path: '/ui', access: 'public', handler: async (ctx) => page(deps, ctx) },
+    // A typed trailing slash would otherwise be a 404.
+    { method: 'GET', path: '/ui/', access: 'public', handler: async () => ({ status: 308, headers: { location: '/ui' } }) },
     { method: 'GET', path: '/ui/assets/:file', access: 'public', handler: async (ctx) => bundle(deps, ctx) },
     {
       method: 'GET',
