@@ -1,6 +1,10 @@
 // The admin routes behind the dashboard: overview (accounts by state, recent decisions), the paged pool view with
 // live state, usage series aggregated in the database, and key search with keyset pagination.
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AUDIT_ACTIONS } from '../../src/admin/routes/audit.js';
+import { MATCH_TYPES } from '../../src/core/types.js';
 import { DecisionActivity, OTHER_PROVIDER } from '../../src/admin/activity.js';
 import { accountState } from '../../src/admin/routes/dashboard.js';
 import type { AccountStateView } from '../../src/ports.js';
@@ -177,5 +181,19 @@ describe('DecisionActivity', () => {
     expect(activity.accountSignals('acc-1')).toEqual({ last429AtMs: null, last401AtMs: null });
     expect(activity.accountSignals('acc-2')).toEqual({ last429AtMs: null, last401AtMs: 0 });
     expect(activity.accountSignals('acc-4')).toEqual({ last429AtMs: 0, last401AtMs: null });
+  });
+});
+
+describe('lists the dashboard repeats from the server', () => {
+  // The page is bundled without the server's modules; these lists must stay the server's.
+  const source = (file: string) => readFileSync(fileURLToPath(new URL(`../../web/views/${file}`, import.meta.url)), 'utf8');
+  const quoted = (text: string, name: string) => {
+    const body = new RegExp(`const ${name} = \\[([^\\]]*)\\]`).exec(text)?.[1] ?? '';
+    return [...body.matchAll(/'([a-z_]+)'/g)].map((m) => m[1]);
+  };
+
+  it('audit actions and match types', () => {
+    expect(quoted(source('audit.js'), 'ACTIONS')).toEqual([...AUDIT_ACTIONS]);
+    expect(quoted(source('mappings.js'), 'MATCH_TYPES')).toEqual([...MATCH_TYPES]);
   });
 });

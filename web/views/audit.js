@@ -3,7 +3,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, query } from '../api.js';
 import { html, ErrorLine, fmtDate } from '../lib.js';
 
-// The server's list (src/admin/routes/audit.ts AUDIT_ACTIONS); an unknown one is refused with 400, never misread.
+// The server's list (src/admin/routes/audit.ts AUDIT_ACTIONS; test/admin/dashboard.test.ts keeps them equal).
 const ACTIONS = [
   'created', 'updated', 'rotated', 'revoked', 'deleted', 'denied_ip', 'denied_expired', 'denied_revoked',
   'account_created', 'account_updated', 'account_disabled', 'account_enabled', 'account_invalidated', 'account_deleted',

@@ -4,6 +4,7 @@ import { useState } from 'preact/hooks';
 import { api, query } from '../api.js';
 import { html, usePoll, ErrorLine, formValues } from '../lib.js';
 
+// src/core/types.ts MATCH_TYPES (test/admin/dashboard.test.ts keeps them equal).
 const MATCH_TYPES = ['exact', 'prefix', 'suffix', 'contains', 'regex'];
 const BASE = '/admin/api-key-priority';
 
