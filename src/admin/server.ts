@@ -209,7 +209,8 @@ export class AdminHandler {
     if (route.access === 'metrics' && this.options.metricsOpen) return this.options.openActor;
     const authorization = firstHeader(req, 'authorization');
     // The dashboard's session cookie, when there is no bearer token (an API client's explicit token wins).
-    const session = authorization === undefined ? this.options.sessions.authenticate({ method, secure, header: (name) => firstHeader(req, name) }) : null;
+    const session =
+      authorization === undefined ? this.options.sessions.authenticate({ method, secure, header: (name) => firstHeader(req, name) }) : null;
     if (session !== null) {
       if (!session.ok) throw session.error;
       return session.actor;
