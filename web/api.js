@@ -22,7 +22,8 @@ export class ApiError extends Error {
 
 export async function api(method, path, body) {
   const headers = { accept: 'application/json' };
-  if (body !== undefined) headers['content-type'] = 'application/json';
+  // Every write says JSON, even without a body: the server refuses any other (a cross-site form cannot send it).
+  if (body !== undefined || method !== 'GET') headers['content-type'] = 'application/json';
   if (method !== 'GET' && csrfToken) headers['x-csrf-token'] = csrfToken;
   const response = await fetch(path, {
     method,

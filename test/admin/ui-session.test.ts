@@ -28,7 +28,7 @@ describe('dashboard sessions and CSRF', () => {
   const withSession = (s: { cookie: string; csrf?: string }, extra: Record<string, string> = {}, body?: unknown): ApiOptions => ({
     token: null,
     body,
-    headers: { cookie: s.cookie, ...(s.csrf === undefined ? {} : { 'x-csrf-token': s.csrf }), ...extra },
+    headers: { cookie: s.cookie, 'content-type': 'application/json', ...(s.csrf === undefined ? {} : { 'x-csrf-token': s.csrf }), ...extra },
   });
 
   it('serves the page with a strict CSP and no caching, and the hashed bundles cached for a year', async () => {

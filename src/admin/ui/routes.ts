@@ -5,7 +5,7 @@ import type { TokenAuth } from '../auth.js';
 import { badRequest, HttpError } from '../http-errors.js';
 import type { Reply, RequestContext, RouteDef } from '../router.js';
 import { UI_SECURITY_HEADERS, type UiAsset, type UiAssets } from './assets.js';
-import { crossSiteReason, type SessionRequest, type UiSessions } from './session.js';
+import type { SessionRequest, UiSessions } from './session.js';
 
 export interface UiRouteDeps {
   readonly assets: UiAssets;
@@ -49,11 +49,10 @@ export function uiRoutes(deps: UiRouteDeps): RouteDef[] {
       method: 'POST',
       path: '/ui/session',
       access: 'public',
-      // Login: the token is checked exactly as a bearer token would be; it is never stored or logged.
+      // Login: the token is checked exactly as a bearer token would be; it is never stored or logged. A cross-site
+      // login post is refused before this runs, like every cross-site write (request-origin.ts).
       handler: async (ctx) => {
         const request = sessionRequest(ctx);
-        const crossSite = crossSiteReason(request);
-        if (crossSite !== null) throw new HttpError(403, 'cross_site_request', crossSite);
         if (!deps.auth.enabled) throw new HttpError(409, 'auth_disabled', 'this listener needs no login (loopback without KEYPOOL_ADMIN_TOKEN)');
         const token = tokenOf(ctx.body);
         const result = deps.auth.authenticate(`Bearer ${token}`);

@@ -1,8 +1,9 @@
 // Dashboard sessions: the login form exchanges the admin token for a session cookie, so the browser never keeps the
 // token itself. A session is a random id (only its SHA-256 digest is held, in memory, at most `maxSessions`, each
 // for a bounded lifetime) bound to a CSRF token the page sends as `x-csrf-token` on every state-changing call.
-// Cookie-authenticated writes are also refused when the browser says they come from another site (Sec-Fetch-Site,
-// Origin), so a forged form post fails on two independent checks besides SameSite=Strict.
+// Every state-changing request is also refused when the browser says it comes from another site and when it lacks
+// the JSON content type (src/admin/request-origin.ts, request-body.ts, for the whole admin API), so a forged form
+// post fails on several independent checks besides SameSite=Strict.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { AuthResult } from '../auth.js';
 import { HttpError } from '../http-errors.js';
@@ -101,29 +102,14 @@ export class UiSessions {
   }
 }
 
-/**
- * Why a cookie-authenticated request must not change anything, or null when it may: a state-changing method needs
- * a same-origin request and the session's CSRF token in `x-csrf-token`.
- */
+/** Why a cookie-authenticated request must not change anything (no or a wrong CSRF token), or null when it may. */
 function refuseUnsafe(request: SessionRequest, session: UiSession): HttpError | null {
   if (SAFE_METHODS.has(request.method)) return null;
-  const crossSite = crossSiteReason(request);
-  if (crossSite !== null) return new HttpError(403, 'cross_site_request', crossSite);
   const presented = request.header(CSRF_HEADER);
   if (presented === undefined || !sameSecret(presented, session.csrfToken)) {
     return new HttpError(403, 'csrf_failed', `state-changing dashboard calls need the session's CSRF token in ${CSRF_HEADER}`);
   }
   return null;
-}
-
-/** Why the browser says this request comes from another site, or null when it does not. */
-export function crossSiteReason(request: SessionRequest): string | null {
-  const fetchSite = request.header('sec-fetch-site');
-  if (fetchSite !== undefined && fetchSite !== 'same-origin') return `refused: the browser marks this request ${fetchSite}`;
-  const origin = request.header('origin');
-  if (origin === undefined) return null;
-  const expected = `${request.secure ? 'https' : 'http'}://${request.header('host') ?? ''}`;
-  return origin === expected ? null : 'refused: the request comes from another origin';
 }
 
 function sessionCookie(value: string, maxAgeSeconds: number, secure: boolean): string {
