@@ -72,13 +72,24 @@ export interface RateStateStore {
   admit(request: AdmitRequest): Promise<AdmitResult>;
   /** Return an in-flight slot. Idempotent; never throws; off the request path. */
   release(pool: string, accountId: string, leaseId: string): void;
-  /** Fold a response observation into the account's state. Never throws; off the request path. */
-  observe(pool: string, accountId: string, observation: Observation, nowMs: number): void;
+  /**
+   * Fold a response observation into the account's state; with `releaseLeaseId`, also return that in-flight slot in
+   * the same write (Redis: one script call instead of a script and a ZREM). Never throws or rejects: the promise
+   * settles once the shared state holds the observation (or the write failed), so a caller can hold an answer until
+   * every replica would see it. Callers that do not need that simply do not wait.
+   */
+  observe(pool: string, accountId: string, observation: Observation, nowMs: number, releaseLeaseId?: string | null): Promise<void>;
+  /**
+   * Push an in-flight slot's expiry to nowMs + leaseMs while its holder is alive (a long streamed response), so leases
+   * can be short and still outlive the requests that hold them. A lease already released or expired stays gone.
+   * Never throws; fire-and-forget.
+   */
+  renew(pool: string, accountId: string, leaseId: string, leaseMs: number, nowMs: number): void;
   /** Read the live state of accounts (admin, metrics). */
   inspect(pool: string, accountIds: readonly string[], nowMs: number): Promise<AccountStateView[]>;
   /**
-   * Forget an account's cooldown, circuit and invalid hold (an operator re-enabled it). Windows and leases are kept.
-   * Optional so fakes need not implement it; every shipped store does.
+   * Forget an account's cooldown, circuit, invalid hold and learned provider limits (an operator re-enabled it).
+   * Windows and leases are kept. Optional so fakes need not implement it; every shipped store does.
    */
   resetAccount?(pool: string, accountId: string): Promise<void>;
   close(): Promise<void>;
@@ -129,13 +140,37 @@ export interface RequestOutcome {
   readonly ticket: Ticket | null;
 }
 
+/**
+ * Who produced the response the gateway passed back: the provider itself, or the gateway (a local reply: upstream
+ * unreachable, connect timeout, no healthy upstream, route timeout). Only the provider's answer says anything about
+ * the credential; a gateway reply never touches an account's health.
+ */
+export type ResponseOrigin = 'upstream' | 'gateway';
+
+export interface ObserveOptions {
+  /** Default 'upstream': an adapter that cannot tell (attributes not configured) keeps the old behaviour. */
+  readonly origin?: ResponseOrigin;
+  /** Also return the ticket's in-flight slot, in the same state write as the observation. */
+  readonly release?: boolean;
+}
+
 export interface DecisionEngine {
   /** Decide one request. Rejects only on broken infrastructure; adapters turn that into a 503 keypool_unavailable. */
   decide(view: import('./core/types.js').RequestView): Promise<RequestOutcome>;
-  /** Feed the upstream response status and headers back (cooldown, health, learned capacity, usage). Never throws. */
-  observe(ticket: Ticket, status: number, headers: import('./core/types.js').HeaderBag): void;
+  /**
+   * Feed the upstream response status and headers back (cooldown, health, learned capacity, usage). Never throws.
+   * Returns a promise when the observation changes who may be admitted (cooldown, invalidation, circuit, an exhausted
+   * provider window): an adapter answers the response only after it settles, so no replica admits the account in the
+   * gap. The promise never rejects and settles within the state timeout. Returns null for everything else (plain
+   * successes): nothing to wait for.
+   */
+  observe(ticket: Ticket, status: number, headers: import('./core/types.js').HeaderBag, options?: ObserveOptions): Promise<void> | null;
   /** Return the in-flight slot. Idempotent (safe to call after observe, on reset, on cancel). Never throws. */
   release(ticket: Ticket): void;
+  /** Keep the ticket's in-flight slot while its request is still running (a long streamed response). Never throws. */
+  renew(ticket: Ticket): void;
+  /** How often an adapter renews a ticket it still holds (a third of the lease). */
+  readonly renewIntervalMs: number;
   /** True once a snapshot is loaded (gRPC health SERVING). */
   isReady(): boolean;
 }

@@ -116,6 +116,11 @@ export class GrpcServerCall<Request = unknown, Response = unknown> extends Event
     return this.statusSent;
   }
 
+  /** The HTTP/2 stream is gone (reset or closed by either side), whether or not an event has told the handler yet. */
+  get destroyed(): boolean {
+    return this.stream.destroyed;
+  }
+
   write(message: Response): boolean {
     if (this.statusSent || this.stream.closed) return false;
     this.sendHeaders();
