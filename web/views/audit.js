@@ -7,7 +7,7 @@ import { html, ErrorLine, fmtDate } from '../lib.js';
 const ACTIONS = [
   'created', 'updated', 'rotated', 'revoked', 'deleted', 'denied_ip', 'denied_expired', 'denied_revoked',
   'account_created', 'account_updated', 'account_disabled', 'account_enabled', 'account_invalidated', 'account_deleted',
-  'mapping_created', 'mapping_updated', 'mapping_deleted', 'config_set',
+  'mapping_created', 'mapping_updated', 'mapping_deleted', 'config_set', 'audit_pruned',
 ];
 const PAGE = 50;
 
@@ -52,7 +52,7 @@ export function Audit() {
       <thead><tr><th>when</th><th>action</th><th>actor</th><th>key</th><th>client</th><th>details</th></tr></thead>
       <tbody>
         ${rows.map((r) => html`<tr data-action=${r.action}>
-          <td>${fmtDate(r.created_at)}</td><td>${r.action}</td><td>${r.actor}</td>
+          <td>${fmtDate(r.created_at)}</td><td>${r.action}${r.occurrences > 1 ? ` ×${r.occurrences}` : ''}</td><td>${r.actor}</td>
           <td class="mono">${r.key_id ? r.key_id.slice(0, 8) : '–'}</td><td>${r.client_ip ?? '–'}</td>
           <td class="mono small">${JSON.stringify(r.metadata)}</td>
         </tr>`)}
