@@ -1,11 +1,22 @@
 // Service configuration: parsed and validated once at start. Precedence: explicit overrides > environment > defaults.
 import { DEFAULT_KEY_HEADERS } from './core/apikey.js';
+import { DEFAULT_COOLDOWN_MS } from './core/response.js';
+import { DEFAULT_STATE_TIMEOUT_MS, type StateFailureMode } from './stores/resilient-state.js';
 
-export type StateFailureMode = 'local' | 'closed';
+export type { StateFailureMode };
+
 
 export interface KeypoolConfig {
   /** postgres://... for PostgreSQL, memory:// for a throwaway embedded store; unset = embedded PGlite in dataDir. */
   readonly databaseUrl: string | undefined;
+  /**
+   * KEYPOOL_ENCRYPTION_KEYS: the versioned AES-256-GCM key ring for upstream keys (`v2:<base64>,v1:…`). Secret: never
+   * logged (src/log.ts redacts the field); parsed and checked by src/secrets/keyring.ts. Unset on the embedded store =
+   * generated into the data directory.
+   */
+  readonly encryptionKeys: string | undefined;
+  /** KEYPOOL_KEY_PEPPER: HMAC pepper of client key digests (secret, like encryptionKeys). */
+  readonly keyPepper: string | undefined;
   /** Embedded data (PGlite files, generated secrets, the socket-share file). */
   readonly dataDir: string;
   /**
@@ -105,6 +116,8 @@ type Env = Readonly<Record<string, string | undefined>>;
 export function loadConfig(overrides: Partial<KeypoolConfig> = {}, env: Env = process.env): KeypoolConfig {
   const fromEnv: KeypoolConfig = {
     databaseUrl: nonEmpty(env.DATABASE_URL),
+    encryptionKeys: nonEmpty(env.KEYPOOL_ENCRYPTION_KEYS),
+    keyPepper: nonEmpty(env.KEYPOOL_KEY_PEPPER),
     dataDir: nonEmpty(env.KEYPOOL_DATA_DIR) ?? './.keypool',
     grpcListen: listenAddress(env, 'KEYPOOL_GRPC_LISTEN', '127.0.0.1:50051'),
     grpcTlsCertFile: nonEmpty(env.KEYPOOL_GRPC_TLS_CERT),
@@ -123,13 +136,13 @@ export function loadConfig(overrides: Partial<KeypoolConfig> = {}, env: Env = pr
     redisKeyPrefix: nonEmpty(env.KEYPOOL_REDIS_KEY_PREFIX) ?? '',
     stateFailureMode: oneOf(env, 'KEYPOOL_STATE_FAILURE_MODE', ['local', 'closed'] as const, 'local'),
     expectedReplicas: integer(env, 'KEYPOOL_EXPECTED_REPLICAS', 1, 1, 1000),
-    stateTimeoutMs: integer(env, 'KEYPOOL_STATE_TIMEOUT_MS', 200, 1, 10_000),
+    stateTimeoutMs: integer(env, 'KEYPOOL_STATE_TIMEOUT_MS', DEFAULT_STATE_TIMEOUT_MS, 1, 10_000),
     keyHeaders: headerList(env, 'KEYPOOL_KEY_HEADERS', DEFAULT_KEY_HEADERS),
     leaseMs: integer(env, 'KEYPOOL_LEASE_MS', 30_000, 1_000, 86_400_000),
     reloadIntervalMs: integer(env, 'KEYPOOL_RELOAD_INTERVAL_MS', 30_000, 500, 86_400_000),
     flushIntervalMs: integer(env, 'KEYPOOL_FLUSH_INTERVAL_MS', 1_000, 100, 600_000),
     writeBufferMax: integer(env, 'KEYPOOL_WRITE_BUFFER_MAX', 100_000, 100, 10_000_000),
-    defaultCooldownMs: integer(env, 'KEYPOOL_DEFAULT_COOLDOWN_MS', 30_000, 0, 86_400_000),
+    defaultCooldownMs: integer(env, 'KEYPOOL_DEFAULT_COOLDOWN_MS', DEFAULT_COOLDOWN_MS, 0, 86_400_000),
     retentionDays: integer(env, 'KEYPOOL_RETENTION_DAYS', 0, 0, 3650),
     migrateOnStart: boolean(env, 'KEYPOOL_MIGRATE_ON_START', true),
     demoSeed: boolean(env, 'KEYPOOL_DEMO_SEED', true),

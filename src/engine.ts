@@ -4,7 +4,7 @@ import { normaliseClientAddress } from './core/cidr.js';
 import { deny } from './core/errors.js';
 import { cursorSkips, orderCandidates } from './core/select.js';
 import { changesAdmission, observeResponse } from './core/response.js';
-import type { Account, Deny, HeaderBag, ObservationOutcome, RequestView } from './core/types.js';
+import type { Account, Deny, HeaderBag, Observation, ObservationOutcome, RequestView } from './core/types.js';
 import {
   StateUnavailableError,
   type AdmitResult,
@@ -18,6 +18,14 @@ import {
 } from './ports.js';
 import type { WriteBuffer } from './stores/write-buffer.js';
 import type { Logger } from './log.js';
+
+/** The account an upstream answer is about. */
+export interface AccountAnswerTarget {
+  readonly pool: string;
+  readonly accountId: string;
+  /** For logs. */
+  readonly accountName: string;
+}
 
 export interface EngineOptions {
   readonly snapshots: SnapshotSource;
@@ -136,34 +144,54 @@ export class Engine implements DecisionEngine {
         if (options.release) this.release(ticket);
         return null;
       }
-      const dialect = this.options.snapshots.current()?.pools.get(ticket.pool)?.dialect ?? 'none';
-      const observation = observeResponse(dialect, status, headers, nowMs, this.options.defaultCooldownMs);
-      const releaseLeaseId = options.release ? ticket.leaseId : null;
-      const committed = this.options.state.observe(ticket.pool, ticket.accountId, observation, nowMs, releaseLeaseId);
+      const { observation, committed } = this.observeAccount(
+        { pool: ticket.pool, accountId: ticket.accountId, accountName: ticket.accountName },
+        status,
+        headers,
+        { nowMs, releaseLeaseId: options.release ? ticket.leaseId : null, invalidationReason: `upstream answered ${status}`, actor: ACTOR_ENGINE },
+      );
       this.options.writes.recordUsage(ticket.accountId, nowMs, observation.outcome, nowMs - ticket.startedAtMs);
       this.options.onObservation?.(ticket, observation.outcome);
-      const account = { pool: ticket.pool, accountId: ticket.accountId, account: ticket.accountName, status };
-      if (observation.outcome === 'invalid_credential') {
-        this.options.writes.invalidateAccount(ticket.accountId, `upstream answered ${status}`, ACTOR_ENGINE);
-        this.options.logger.warn(account, 'account invalidated: upstream rejected its credential');
-      } else if (observation.outcome === 'rate_limited') {
-        this.options.logger.info(
-          { ...account, cooldownUntil: new Date(observation.cooldownUntilMs ?? nowMs).toISOString() },
-          'account cooling down',
-        );
-      }
-      if (observation.cappedResetAtMs !== undefined) {
-        this.options.logger.warn(
-          { ...account, reportedResetAt: new Date(observation.cappedResetAtMs).toISOString() },
-          'provider reported a rate-limit reset beyond any real window; capped',
-        );
-      }
       return changesAdmission(observation) ? this.boundedCommit(committed) : null;
     } catch (error) {
       this.options.logger.error({ err: error, pool: ticket.pool }, 'failed to observe an upstream response');
       if (options.release) this.release(ticket);
       return null;
     }
+  }
+
+  /**
+   * Folds one provider answer about an account into its state: cooldown, circuit, learned limits (the rate state) and,
+   * for a rejected credential, the account's durable `invalid` status. The one place an upstream answer becomes
+   * account state: proxied responses (observe) and the admin health check both come here. `committed` settles once
+   * the rate state holds the observation (unbounded here: callers bound their wait); `invalidated` once the durable
+   * write has been tried, when there is one.
+   */
+  observeAccount(
+    account: AccountAnswerTarget,
+    status: number,
+    headers: HeaderBag,
+    options: { readonly nowMs: number; readonly releaseLeaseId?: string | null; readonly invalidationReason: string; readonly actor: string },
+  ): { observation: Observation; committed: Promise<void>; invalidated: Promise<void> | null } {
+    const { nowMs } = options;
+    const dialect = this.options.snapshots.current()?.pools.get(account.pool)?.dialect ?? 'none';
+    const observation = observeResponse(dialect, status, headers, nowMs, this.options.defaultCooldownMs);
+    const committed = this.options.state.observe(account.pool, account.accountId, observation, nowMs, options.releaseLeaseId ?? null);
+    const logged = { pool: account.pool, accountId: account.accountId, account: account.accountName, status };
+    let invalidated: Promise<void> | null = null;
+    if (observation.outcome === 'invalid_credential') {
+      invalidated = this.options.writes.invalidateAccount(account.accountId, options.invalidationReason, options.actor);
+      this.options.logger.warn(logged, 'account invalidated: upstream rejected its credential');
+    } else if (observation.outcome === 'rate_limited') {
+      this.options.logger.info({ ...logged, cooldownUntil: new Date(observation.cooldownUntilMs ?? nowMs).toISOString() }, 'account cooling down');
+    }
+    if (observation.cappedResetAtMs !== undefined) {
+      this.options.logger.warn(
+        { ...logged, reportedResetAt: new Date(observation.cappedResetAtMs).toISOString() },
+        'provider reported a rate-limit reset beyond any real window; capped',
+      );
+    }
+    return { observation, committed, invalidated };
   }
 
   release(ticket: Ticket): void {

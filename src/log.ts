@@ -26,6 +26,7 @@ export const REDACTED_PATHS: readonly string[] = [
   'adminToken',
   'pepper',
   'encryptionKeys',
+  'keyPepper',
   'databaseUrl',
   'redisUrl',
 ];

@@ -82,12 +82,12 @@ export async function startKeypool(
         pepper: runtime.secrets.pepper,
         snapshots: runtime.snapshots,
         state: runtime.state,
+        engine: runtime.engine,
         clock: runtime.clock,
         metrics,
         repository: runtime.repository,
         healthCheck: { baseUrls: healthCheckBaseUrls(config), timeoutMs: config.healthCheckTimeoutMs },
         autoRevokeOverdue: config.autoRevokeOverdue,
-        defaultCooldownMs: config.defaultCooldownMs,
         activity,
       }),
     });

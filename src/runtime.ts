@@ -75,8 +75,8 @@ export async function openRuntime(options: RuntimeOptions = {}): Promise<Runtime
   };
   try {
     const secrets = await loadSecrets({
-      encryptionKeys: process.env.KEYPOOL_ENCRYPTION_KEYS,
-      keyPepper: process.env.KEYPOOL_KEY_PEPPER,
+      encryptionKeys: config.encryptionKeys,
+      keyPepper: config.keyPepper,
       databaseUrl: config.databaseUrl,
       dataDir: config.dataDir,
     });

@@ -8,6 +8,7 @@ import { HealthChecker, type HealthCheckOptions } from './health-check.js';
 import { IdempotencyStore } from './idempotency.js';
 import type { KeypoolMetrics, SnapshotStatus } from './metrics.js';
 import { ConfigRepository } from '../catalog/repository.js';
+import type { Engine } from '../engine.js';
 
 /** The snapshot holder as the admin API sees it (src/snapshot/holder.ts SnapshotHolder fits). */
 export interface AdminSnapshots extends SnapshotStatus {
@@ -28,8 +29,10 @@ export interface AdminDeps {
   readonly transaction: <T>(fn: (tx: AdminTx) => Promise<T>) => Promise<T>;
   readonly idempotency: IdempotencyStore;
   readonly snapshots: AdminSnapshots;
-  /** Live rate state: inspect (stats, metrics), observe (health check result), resetAccount (enable). */
-  readonly state: Pick<RateStateStore, 'inspect' | 'observe' | 'resetAccount'>;
+  /** Live rate state: inspect (stats, metrics), resetAccount (enable). */
+  readonly state: Pick<RateStateStore, 'inspect' | 'resetAccount'>;
+  /** Folds a health check's answer into the account's state, exactly as a proxied response (Engine.observeAccount). */
+  readonly observeAccount: Engine['observeAccount'];
   readonly clock: Clock;
   readonly metrics: KeypoolMetrics;
   /**
@@ -42,8 +45,6 @@ export interface AdminDeps {
   readonly accountSecret: (account: { readonly id: string; readonly keyLast4: string }) => Promise<string>;
   /** Revoke keys past rotate_after_days in the lifecycle sweep (KEYPOOL_AUTO_REVOKE_OVERDUE). */
   readonly autoRevokeOverdue: boolean;
-  /** Cooldown after a 429 without a retry hint (check-health folds its answer like a proxied response). */
-  readonly defaultCooldownMs: number;
   /** This replica's recent decisions and last 429/401 per account (dashboard overview and pool view). */
   readonly activity: DecisionActivity;
 }
@@ -53,14 +54,15 @@ export interface AdminDepsInput {
   readonly keyring: Keyring;
   readonly pepper: Uint8Array;
   readonly snapshots: AdminSnapshots;
-  readonly state: Pick<RateStateStore, 'inspect' | 'observe' | 'resetAccount'>;
+  readonly state: Pick<RateStateStore, 'inspect' | 'resetAccount'>;
+  /** The engine whose observeAccount the health check uses. */
+  readonly engine: Pick<Engine, 'observeAccount'>;
   readonly clock: Clock;
   readonly metrics: KeypoolMetrics;
   /** Reuse the runtime's repository (else one is built on `sql`). */
   readonly repository?: ConfigRepository | undefined;
   readonly healthCheck?: HealthCheckOptions | undefined;
   readonly autoRevokeOverdue?: boolean | undefined;
-  readonly defaultCooldownMs?: number | undefined;
   /** Fed by the engine's hooks (src/main.ts); a fresh, idle one when not given. */
   readonly activity?: DecisionActivity | undefined;
 }
@@ -83,7 +85,7 @@ export function createAdminDeps(input: AdminDepsInput): AdminDeps {
     healthChecker: new HealthChecker(input.healthCheck),
     accountSecret: (account) => accountSecretFrom(input.snapshots, repository, input.keyring, account),
     autoRevokeOverdue: input.autoRevokeOverdue ?? false,
-    defaultCooldownMs: input.defaultCooldownMs ?? 30_000,
+    observeAccount: (...args) => input.engine.observeAccount(...args),
     activity: input.activity ?? new DecisionActivity(input.clock),
   };
 }

@@ -3,7 +3,7 @@
 // the admin server); per-account and infrastructure gauges are computed at scrape time from their sources.
 // Labels carry account NAMES and provider slugs only: never a key, a key id or a secret.
 import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
-import type { Deny, ObservationOutcome, Observation, Snapshot } from '../core/types.js';
+import type { Deny, ObservationOutcome } from '../core/types.js';
 import type { AccountStateView, Clock, HealthState, RateStateStore, SnapshotSource } from '../ports.js';
 
 export type BreakerState = 'closed' | 'open' | 'half-open';
@@ -209,6 +209,8 @@ export class KeypoolMetrics {
   }
 
   private registerScrapeGauges(registers: Registry[]): void {
+    // prom-client calls collect() with `this` bound to the metric it fills, so collectors reach us through `self`.
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
     const self = this;
     const perAccount = (name: string, help: string, value: (r: AccountReading, nowMs: number) => number | null) =>
       new Gauge({

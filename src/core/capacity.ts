@@ -4,8 +4,9 @@
 //
 // The functions mutate the AccountState they are given (that is the point of a state machine) but touch nothing else.
 import type { LearnedLimits, Observation } from './types.js';
-import type { AccountStateView, AdmitCandidate, AdmitRequest, AdmitResult, HealthState } from '../ports.js';
+import type { AccountStateView, AdmitCandidate, AdmitRequest, AdmitResult, HealthState } from './admission.js';
 import { EMPTY_LIMITS } from './providers/limits.js';
+import { DEFAULT_COOLDOWN_MS } from './response.js';
 
 /** Length of the RPM sliding window: in any WINDOW_MS interval at most rpmLimit admissions. */
 export const WINDOW_MS = 60_000;
@@ -20,7 +21,6 @@ export const MAX_OPEN_COUNT = 6;
 /** Keeps the failure counter a small integer on a long outage (only >= UNHEALTHY_AFTER_FAILURES matters). */
 export const FAILURE_COUNT_CAP = 1_000;
 /** Cooldown after a 429 whose response carried no retry-after/reset hint. */
-export const DEFAULT_COOLDOWN_MS = 30_000;
 /**
  * How long the shared state keeps an account out after a 401/403 (invalid_credential) or exhausted credit
  * (quota_exhausted). The durable source of truth is the account's status in the config store, which the engine sets

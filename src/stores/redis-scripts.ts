@@ -18,7 +18,6 @@
 import {
   CIRCUIT_BASE_MS,
   CIRCUIT_MAX_MS,
-  DEFAULT_COOLDOWN_MS,
   FAILURE_COUNT_CAP,
   INVALID_HOLD_MS,
   MAX_OPEN_COUNT,
@@ -26,6 +25,7 @@ import {
   UNLIMITED_LOG_CAP,
   WINDOW_MS,
 } from '../core/capacity.js';
+import { DEFAULT_COOLDOWN_MS } from '../core/response.js';
 
 const PRELUDE = `
 local WINDOW_MS = ${WINDOW_MS}

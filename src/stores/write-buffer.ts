@@ -129,13 +129,15 @@ export class WriteBuffer {
   }
 
   /** Queued, and written at once (not at the next tick); kept for the next flush if the database is away. */
-  invalidateAccount(accountId: string, reason: string, actor: string): void {
+  /** Settles once the write has been tried (failures are reported and retried by later flushes, never thrown). */
+  invalidateAccount(accountId: string, reason: string, actor: string): Promise<void> {
     if (this.invalidations.has(accountId) || this.admitOne('invalidation')) this.invalidations.set(accountId, { reason, actor });
     this.invalidating ??= this.flushInvalidations()
       .catch((error: unknown) => this.options.onFlushError?.(error))
       .finally(() => {
         this.invalidating = undefined;
       });
+    return this.invalidating;
   }
 
   touchKey(keyId: string, atMs: number): void {

@@ -120,7 +120,6 @@ export interface ApiResponse {
   readonly status: number;
   readonly headers: Headers;
   readonly text: string;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   readonly json: any;
 }
 
@@ -158,18 +157,6 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   const writes = new WriteBuffer({ target: repository, maxPending: 1000, flushIntervalMs: 60_000 });
   metrics.attach({ snapshots: holder, state, clock, writes, breakers: () => ({ state_store: 'closed', database: 'closed' }) });
   const mock = await startMockProvider();
-  const deps = createAdminDeps({
-    sql: db.client,
-    keyring,
-    pepper,
-    snapshots: holder,
-    state,
-    clock,
-    metrics,
-    repository,
-    healthCheck: { baseUrls: { openai: mock.url, anthropic: mock.url }, timeoutMs: options.healthCheckTimeoutMs ?? 300 },
-    autoRevokeOverdue: options.autoRevokeOverdue,
-  });
   const engine = new Engine({
     snapshots: holder,
     state,
@@ -181,6 +168,19 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     defaultCooldownMs: 30_000,
     onDecision: metrics.onDecision,
     onObservation: (ticket, outcome) => metrics.onObservation(ticket.pool, ticket.accountName, outcome),
+  });
+  const deps = createAdminDeps({
+    sql: db.client,
+    keyring,
+    pepper,
+    snapshots: holder,
+    state,
+    engine,
+    clock,
+    metrics,
+    repository,
+    healthCheck: { baseUrls: { openai: mock.url, anthropic: mock.url }, timeoutMs: options.healthCheckTimeoutMs ?? 300 },
+    autoRevokeOverdue: options.autoRevokeOverdue,
   });
   const server = await startAdminServer({
     listen: '127.0.0.1:0',
@@ -206,7 +206,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     if ((body !== undefined || method !== 'GET') && headers['content-type'] === undefined) headers['content-type'] = 'application/json';
     const response = await fetch(baseUrl + path, { method, headers, body });
     const text = await response.text();
-    let json: unknown = undefined;
+    let json: unknown;
     try {
       json = text.length > 0 ? JSON.parse(text) : undefined;
     } catch {

@@ -145,9 +145,8 @@ describe('engine observations', () => {
 
   it('invalidates an account on 401, persists it and audits it; other denials reach the audit log', async () => {
     clock.set(START_MS + 200_000);
-    let invalidated: string | null = null;
     // Round-robin alternates: serve until one account answers 401 and the other 200.
-    invalidated = await serve(401);
+    const invalidated: string | null = await serve(401);
     for (let i = 0; i < 4; i += 1) expect(await serve(200)).not.toBe(invalidated);
     asDeny(await decide(view(allowlistedKey, { clientAddress: '192.0.2.77:1' })));
     // Whatever the gateway passed on is stored canonical or not at all (a NUL byte would poison the audit batch).

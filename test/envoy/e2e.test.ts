@@ -12,7 +12,7 @@ import { CLIENT_KEY_PREFIX } from '../../src/secrets/client-key.js';
 import { CutProxy } from '../helpers/cut-proxy.js';
 import { envoyOrSkip, renderEnvoyConfig, startEnvoy, type RunningEnvoy } from '../helpers/envoy.js';
 import { CLIENT_CREDENTIAL_HEADERS } from '../../src/core/apikey.js';
-import { ExtProcClient, requestHeadersMsg, setHeadersOf, waitFor, waitForAsync } from './ext-proc-client.js';
+import { ExtProcClient, requestHeadersMsg, setHeadersOf, waitForAsync } from './ext-proc-client.js';
 import { MockUpstream, firstChunk, restOfBody, type ReceivedRequest, type Reply } from './mock-upstream.js';
 
 // The runtime reads a few settings straight from the environment: keep the caller's out (this file

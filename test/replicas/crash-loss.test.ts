@@ -3,7 +3,7 @@
 // then is killed; everything older than one interval (plus the write itself) is in PostgreSQL. Measured both ways:
 // killed one and a half intervals after the last request (nothing may be lost), and killed at once (what is lost is
 // logged: at most that last interval).
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describePostgres } from '../helpers/db.js';
 import { Replica, stopAll } from '../helpers/replica.js';
 import { Deployment, type PooledAccount } from './deployment.js';

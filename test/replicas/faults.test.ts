@@ -217,7 +217,8 @@ describePostgres('replicas under faults', () => {
       }
       // Shared again: 6 held through replica 1, replica 2 refuses the 7th.
       const six = await Promise.all(Array.from({ length: 6 }, () => decide(c1.client, request())));
-      expect(six.map((a) => a.kind)).toEqual(Array(6).fill('allow'));
+      // Described, not just kinds: a failure says which denial it was (a slow admit under load reads 503 state_unavailable).
+      expect(six.map(describeAnswer).filter((d) => !d.startsWith('allow'))).toEqual([]);
       expect(describeAnswer(await decide(c2.client, request()))).toMatch(/^deny 429 pool_exhausted/);
       await respondAll(six);
       console.log(

@@ -128,7 +128,7 @@ export async function decide(client: ExtProcClient, spec: RequestSpec): Promise<
   const status = typeof code === 'number' ? code : (STATUS_BY_NAME[code ?? ''] ?? Number(code));
   const headers: Record<string, string> = {};
   for (const o of immediate.headers?.set_headers ?? []) headers[o.header.key] = o.header.raw_value?.toString() ?? '';
-  let errorCode = '';
+  let errorCode: string;
   try {
     errorCode = String((JSON.parse(immediate.body?.toString() ?? '{}') as { error?: { code?: string } }).error?.code ?? '');
   } catch {

@@ -9,7 +9,6 @@ import {
   type Capacity,
   capacityOf,
   circuitBackoffMs,
-  DEFAULT_COOLDOWN_MS,
   divideLimit,
   INVALID_HOLD_MS,
   newAccountState,
@@ -24,6 +23,7 @@ import {
 import type { LearnedLimits, ObservationOutcome } from '../../src/core/types.js';
 import type { AdmitCandidate, AdmitResult } from '../../src/ports.js';
 import { cand, obs } from './rate-state.contract.js';
+import { DEFAULT_COOLDOWN_MS } from '../../src/core/response.js';
 
 const T = 1_000_000;
 

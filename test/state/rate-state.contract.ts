@@ -4,11 +4,11 @@ import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   CIRCUIT_BASE_MS,
-  DEFAULT_COOLDOWN_MS,
   WINDOW_MS,
 } from '../../src/core/capacity.js';
 import type { LearnedLimits, Observation, ObservationOutcome } from '../../src/core/types.js';
 import type { AdmitCandidate, AdmitResult, HealthChange, RateStateStore } from '../../src/ports.js';
+import { DEFAULT_COOLDOWN_MS } from '../../src/core/response.js';
 
 export interface ContractFactory {
   /** A store whose clock is the nowMs the test passes. Closed by the suite after each test. */

@@ -1,7 +1,5 @@
 // Upstream provider accounts under /admin/providers/:slug/accounts. The upstream key is write-only: it goes in with
 // `api_key` and only its last 4 characters ever come out.
-import { observeResponse } from '../../core/response.js';
-import type { Observation } from '../../core/types.js';
 import type { AccountStateView } from '../../ports.js';
 import type { AdminDeps } from '../deps.js';
 import { HealthCheckUnavailable } from '../health-check.js';
@@ -192,19 +190,16 @@ async function checkHealth(deps: AdminDeps, provider: ProviderRow, account: Acco
   const result = await deps.healthChecker.probe({ ...target, secret });
   const nowMs = deps.clock.nowMs();
   const status = result.kind === 'answered' ? result.status : 0;
-  const observation: Observation = observeResponse(
-    provider.rateLimitDialect,
+  const { observation, committed, invalidated } = deps.observeAccount(
+    { pool: provider.slug, accountId: account.id, accountName: account.name },
     status,
     result.kind === 'answered' ? result.headers : {},
-    nowMs,
-    deps.defaultCooldownMs,
+    { nowMs, invalidationReason: `health check: upstream answered ${status}`, actor },
   );
-  deps.state.observe(provider.slug, account.id, observation, nowMs);
-  let accountStatus = account.status;
-  if (observation.outcome === 'invalid_credential') {
-    await deps.repository.accounts.markInvalid(account.id, `health check: upstream answered ${status}`, actor);
-    accountStatus = (await deps.repository.accounts.get(account.id)).status;
-  }
+  // Committed before the answer, like a proxied response's state change: the operator sees the state it caused.
+  await committed;
+  if (invalidated !== null) await invalidated;
+  const accountStatus = invalidated === null ? account.status : (await deps.repository.accounts.get(account.id)).status;
   const live = await liveState(deps, account, nowMs);
   return {
     account_id: account.id,
