@@ -13,7 +13,12 @@ COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-RUN node node_modules/typescript-native/bin/tsc -p tsconfig.build.json && npm prune --omit=dev --no-audit --no-fund
+COPY web ./web
+COPY scripts/build-ui.mjs ./scripts/build-ui.mjs
+# The server, then the dashboard bundle (dist/ui), before the development dependencies that build them are pruned.
+RUN node node_modules/typescript-native/bin/tsc -p tsconfig.build.json \
+ && node scripts/build-ui.mjs \
+ && npm prune --omit=dev --no-audit --no-fund
 
 FROM node:20-slim
 ENV NODE_ENV=production \
@@ -23,6 +28,7 @@ WORKDIR /app
 COPY --from=build /src/package.json /src/package-lock.json ./
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/dist/src ./dist/src
+COPY --from=build /src/dist/ui ./dist/ui
 COPY sql ./sql
 COPY proto ./proto
 COPY deploy/docker/readyz.mjs ./readyz.mjs

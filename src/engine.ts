@@ -44,8 +44,8 @@ export interface EngineOptions {
   readonly stateTimeoutMs?: number;
   /** Uniform [0,1) source for weighted-random; injectable for tests. */
   readonly randomUnit?: () => number;
-  /** Observes every decision (metrics). Must not throw. */
-  readonly onDecision?: (outcome: 'allow' | Deny['code'], elapsedMs: number) => void;
+  /** Observes every decision (metrics, the dashboard's recent activity) with the provider the request named. Must not throw. */
+  readonly onDecision?: (outcome: 'allow' | Deny['code'], elapsedMs: number, provider: string) => void;
   /** Observes what each upstream response said about its account (metrics). Must not throw. */
   readonly onObservation?: (ticket: Ticket, outcome: ObservationOutcome) => void;
 }
@@ -118,7 +118,7 @@ export class Engine implements DecisionEngine {
     const skips = cursorSkips(pool, strategy, cursor, account.id);
     if (skips > 0) this.cursors.set(pool.slug, (this.cursors.get(pool.slug) ?? 0) + skips);
     this.options.writes.touchKey(authorized.key.id, startedAtMs);
-    this.options.onDecision?.('allow', performance.now() - startedAt);
+    this.options.onDecision?.('allow', performance.now() - startedAt, view.provider);
     return {
       decision: buildAllow(authorized, account),
       ticket: {
@@ -268,7 +268,7 @@ export class Engine implements DecisionEngine {
       { code: denial.code, status: denial.status, provider: view.provider, keyId: denial.audit?.keyId },
       'request denied',
     );
-    this.options.onDecision?.(denial.code, performance.now() - startedAt);
+    this.options.onDecision?.(denial.code, performance.now() - startedAt, view.provider);
     return { decision: denial, ticket: null };
   }
 }

@@ -5,6 +5,8 @@ import { openChannelSecurity } from './adapters/envoy/channel-security.js';
 import { startAdminServer, type AdminServer } from './admin/server.js';
 import { createAdminDeps } from './admin/deps.js';
 import { KeypoolMetrics } from './admin/metrics.js';
+import { DecisionActivity } from './admin/activity.js';
+import { systemClock } from './ports.js';
 import { parseBaseUrls } from './admin/health-check.js';
 import { ConfigError, loadConfig, splitHostPort, type KeypoolConfig } from './config.js';
 
@@ -36,12 +38,20 @@ export async function startKeypool(
     token: settings.grpcToken,
   });
   const metrics = new KeypoolMetrics();
+  // The runtime's clock (openRuntime uses the same default).
+  const activity = new DecisionActivity(options.clock ?? systemClock);
   const runtime = await openRuntime({
     ...options,
     config: settings,
     storeRole: 'owner',
-    onDecision: metrics.onDecision,
-    onObservation: (ticket, outcome) => metrics.onObservation(ticket.pool, ticket.accountName, outcome),
+    onDecision: (outcome, elapsedMs, provider) => {
+      metrics.onDecision(outcome, elapsedMs);
+      activity.onDecision(outcome, provider);
+    },
+    onObservation: (ticket, outcome) => {
+      metrics.onObservation(ticket.pool, ticket.accountName, outcome);
+      activity.onObservation(ticket.accountId, outcome);
+    },
   });
   const { config, logger } = runtime;
   let extProc: ExtProcServer | undefined;
@@ -78,6 +88,7 @@ export async function startKeypool(
         repository: runtime.repository,
         healthCheck: { baseUrls: healthCheckBaseUrls(config), timeoutMs: config.healthCheckTimeoutMs },
         autoRevokeOverdue: config.autoRevokeOverdue,
+        activity,
       }),
     });
     extProc = await startExtProcServer({

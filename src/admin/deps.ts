@@ -3,6 +3,7 @@ import type { Clock, RateStateStore } from '../ports.js';
 import type { Keyring } from '../secrets/keyring.js';
 import type { SqlClient } from '../stores/sql-client.js';
 import { CONFIG_CHANNEL } from '../snapshot/holder.js';
+import { DecisionActivity } from './activity.js';
 import { HealthChecker, type HealthCheckOptions } from './health-check.js';
 import { IdempotencyStore } from './idempotency.js';
 import type { KeypoolMetrics, SnapshotStatus } from './metrics.js';
@@ -44,6 +45,8 @@ export interface AdminDeps {
   readonly accountSecret: (account: { readonly id: string; readonly keyLast4: string }) => Promise<string>;
   /** Revoke keys past rotate_after_days in the lifecycle sweep (KEYPOOL_AUTO_REVOKE_OVERDUE). */
   readonly autoRevokeOverdue: boolean;
+  /** This replica's recent decisions and last 429/401 per account (dashboard overview and pool view). */
+  readonly activity: DecisionActivity;
 }
 
 export interface AdminDepsInput {
@@ -60,6 +63,8 @@ export interface AdminDepsInput {
   readonly repository?: ConfigRepository | undefined;
   readonly healthCheck?: HealthCheckOptions | undefined;
   readonly autoRevokeOverdue?: boolean | undefined;
+  /** Fed by the engine's hooks (src/main.ts); a fresh, idle one when not given. */
+  readonly activity?: DecisionActivity | undefined;
 }
 
 export function createAdminDeps(input: AdminDepsInput): AdminDeps {
@@ -81,6 +86,7 @@ export function createAdminDeps(input: AdminDepsInput): AdminDeps {
     accountSecret: (account) => accountSecretFrom(input.snapshots, repository, input.keyring, account),
     autoRevokeOverdue: input.autoRevokeOverdue ?? false,
     observeAccount: (...args) => input.engine.observeAccount(...args),
+    activity: input.activity ?? new DecisionActivity(input.clock),
   };
 }
 

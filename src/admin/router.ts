@@ -24,6 +24,8 @@ export interface RequestContext {
   /** Audit actor: the admin token's name. */
   readonly actor: string;
   readonly clientIp: string | null;
+  /** The request arrived over TLS. */
+  readonly secure: boolean;
   /** Lower-case request header (first value). */
   header(name: string): string | undefined;
 }

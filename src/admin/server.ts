@@ -13,6 +13,9 @@ import { DEFAULT_BODY_LIMIT_BYTES, readJsonBody } from './request-body.js';
 import { checkHost, checkSameOrigin, isStateChanging, originPolicy, type OriginPolicy } from './request-origin.js';
 import { Router, type Method, type Reply, type RequestContext, type RouteDef } from './router.js';
 import { adminRoutes } from './routes/index.js';
+import { UiAssets } from './ui/assets.js';
+import { uiRoutes } from './ui/routes.js';
+import { UiSessions, type UiSessionOptions } from './ui/session.js';
 
 /** `auto`: /metrics is open when the listener is loopback, token-protected otherwise. */
 export type MetricsAccess = 'auto' | 'public' | 'token';
@@ -38,6 +41,8 @@ export interface AdminServerOptions {
   readonly handlerTimeoutMs?: number;
   /** How often the key lifecycle sweep runs (overdue gauge, auto-revoke); 0 disables it. Default 60 s. */
   readonly lifecycleIntervalMs?: number;
+  /** Dashboard (/ui): session lifetime and count bounds (src/admin/ui/session.ts), and where its built files are. */
+  readonly ui?: Omit<UiSessionOptions, 'clock'> & { readonly assetsDir?: string };
 }
 
 export interface AdminServer {
@@ -66,9 +71,14 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
       `the admin API listens on ${options.listen}, which is not a loopback address: set KEYPOOL_ADMIN_TOKEN (or listen on 127.0.0.1)`,
     );
   }
+  const auth = new TokenAuth(tokens);
+  const { assetsDir, ...sessionBounds } = options.ui ?? {};
+  const sessions = new UiSessions({ ...sessionBounds, clock: options.deps.clock });
+  const assets = UiAssets.load(assetsDir);
   const handler = new AdminHandler({
-    router: new Router(adminRoutes(options.deps)),
-    auth: new TokenAuth(tokens),
+    router: new Router([...adminRoutes(options.deps), ...uiRoutes({ assets, sessions, auth, openActor: options.tokenName })]),
+    auth,
+    sessions,
     openActor: options.tokenName,
     metricsOpen: metricsOpen(options.metricsAccess ?? 'auto', loopback),
     origin: originPolicy(host, options.allowedHosts ?? []),
@@ -142,6 +152,8 @@ async function closeServer(server: Server, sockets: Set<Socket>): Promise<void> 
 interface HandlerOptions {
   readonly router: Router;
   readonly auth: TokenAuth;
+  /** Dashboard sessions: a session cookie (with its CSRF token on writes) stands in for the bearer token. */
+  readonly sessions: UiSessions;
   /** Actor recorded when no token is configured (loopback only). */
   readonly openActor: string;
   readonly metricsOpen: boolean;
@@ -174,7 +186,8 @@ export class AdminHandler {
       if (changesState) {
         checkSameOrigin({ origin: firstHeader(req, 'origin'), secFetchSite: firstHeader(req, 'sec-fetch-site'), host: firstHeader(req, 'host') });
       }
-      actor = this.authenticate(req, route);
+      const secure = isTls(req);
+      actor = this.authenticate(req, route, method, secure);
       const body = await readJsonBody(req, this.options.bodyLimitBytes, changesState);
       const ctx: RequestContext = {
         method: method as Method,
@@ -185,6 +198,7 @@ export class AdminHandler {
         requestId,
         actor,
         clientIp: req.socket.remoteAddress ?? null,
+        secure,
         header: (name) => firstHeader(req, name),
       };
       reply = await withDeadline(route.handler(ctx), this.options.handlerTimeoutMs);
@@ -203,11 +217,19 @@ export class AdminHandler {
   }
 
   /** The actor of an authorised request; throws 401 otherwise. */
-  private authenticate(req: IncomingMessage, route: RouteDef): string {
+  private authenticate(req: IncomingMessage, route: RouteDef, method: string, secure: boolean): string {
     const { auth } = this.options;
     if (route.access === 'public' || !auth.enabled) return this.options.openActor;
     if (route.access === 'metrics' && this.options.metricsOpen) return this.options.openActor;
-    const result = auth.authenticate(firstHeader(req, 'authorization'));
+    const authorization = firstHeader(req, 'authorization');
+    // The dashboard's session cookie, when there is no bearer token (an API client's explicit token wins).
+    const session =
+      authorization === undefined ? this.options.sessions.authenticate({ method, secure, header: (name) => firstHeader(req, name) }) : null;
+    if (session !== null) {
+      if (!session.ok) throw session.error;
+      return session.actor;
+    }
+    const result = auth.authenticate(authorization);
     if (!result.ok) throw result.error;
     return result.actor;
   }
@@ -280,6 +302,10 @@ function serialise(reply: Reply): Payload {
 function requestIdOf(req: IncomingMessage): string {
   const given = firstHeader(req, 'x-request-id');
   return given !== undefined && REQUEST_ID.test(given) ? given : randomUUID();
+}
+
+function isTls(req: IncomingMessage): boolean {
+  return (req.socket as { encrypted?: boolean }).encrypted === true;
 }
 
 function firstHeader(req: IncomingMessage, name: string): string | undefined {

@@ -87,7 +87,8 @@ describePostgres('the runtime layout of the image', () => {
       for (const source of sources) {
         const relative = from === null ? source : source.replace(/^\/src\//, '');
         if (relative === 'node_modules') continue;
-        const origin = relative.startsWith('dist/') ? join(build, relative.slice('dist/'.length)) : join(REPO_ROOT, relative);
+        // dist/src from the compile above; dist/ui is the dashboard bundle `npm run build` made (scripts/build-ui.mjs).
+        const origin = relative.startsWith('dist/src') ? join(build, relative.slice('dist/'.length)) : join(REPO_ROOT, relative);
         cpSync(origin, join(app, destination === './' ? relative : destination.replace(/^\.\//, '')), { recursive: true });
       }
     }

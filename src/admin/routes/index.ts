@@ -3,6 +3,7 @@ import type { AdminDeps } from '../deps.js';
 import type { RouteDef } from '../router.js';
 import { accountRoutes } from './accounts.js';
 import { auditRoutes } from './audit.js';
+import { dashboardRoutes } from './dashboard.js';
 import { keyRoutes } from './keys.js';
 import { mappingRoutes } from './mappings.js';
 import { providerRoutes } from './providers.js';
@@ -18,5 +19,6 @@ export function adminRoutes(deps: AdminDeps): RouteDef[] {
     ...mappingRoutes(deps),
     ...settingRoutes(deps),
     ...auditRoutes(deps),
+    ...dashboardRoutes(deps),
   ];
 }

@@ -2,7 +2,8 @@
 // the store keeps only its HMAC digest and display prefix.
 import type { AdminDeps } from '../deps.js';
 import { checkIdempotencyKey } from '../idempotency.js';
-import { bodyInput, onlyQuery, optionalBodyInput, queryBool, queryChoice, queryString, reasonInput, valid } from '../input.js';
+import { badRequest } from '../http-errors.js';
+import { bodyInput, onlyQuery, optionalBodyInput, queryBool, queryChoice, queryInt, queryString, reasonInput, valid } from '../input.js';
 import { presentKey } from '../present.js';
 import type { RouteDef } from '../router.js';
 import type { IssuedKey } from '../../catalog/keys/dao.js';
@@ -10,6 +11,15 @@ import { validateKeyPatch, validateNewKey, validateRotate } from '../../catalog/
 
 export const SHOWN_ONCE_NOTICE = 'Store api_key now: it is shown only once and cannot be retrieved again.';
 const ROTATE_SCOPE = 'keys.rotate';
+/** Largest page of GET /admin/keys?limit=. */
+const MAX_PAGE = 500;
+
+/** next_cursor is the last name of the page, base64url-encoded (names may hold any character). */
+function cursorName(cursor: string | undefined): string | undefined {
+  if (cursor === undefined) return undefined;
+  if (!/^[A-Za-z0-9_-]+$/.test(cursor)) throw badRequest('invalid_parameter', 'cursor must be a next_cursor value', 'cursor');
+  return Buffer.from(cursor, 'base64url').toString('utf8');
+}
 
 export function keyRoutes(deps: AdminDeps): RouteDef[] {
   const now = () => deps.clock.nowMs();
@@ -35,13 +45,28 @@ export function keyRoutes(deps: AdminDeps): RouteDef[] {
       path: '/admin/keys',
       access: 'token',
       handler: async (ctx) => {
-        onlyQuery(ctx, ['due', 'status', 'tenant_id']);
+        onlyQuery(ctx, ['due', 'status', 'tenant_id', 'q', 'limit', 'cursor']);
         const due = queryBool(ctx, 'due') ?? false;
         const status = queryChoice(ctx, 'status', ['active', 'revoked'] as const);
         const tenantId = queryString(ctx, 'tenant_id', 64);
+        const search = queryString(ctx, 'q', 200);
+        // Without limit every match is listed (scripts); with it, pages by name and next_cursor continues.
+        const limit = queryInt(ctx, 'limit', 1, MAX_PAGE);
+        const afterName = cursorName(queryString(ctx, 'cursor', 400));
         const nowMs = now();
-        const rows = await deps.repository.keys.list({ dueForRotation: due, now: new Date(nowMs), status, tenantId });
-        return { status: 200, body: { items: rows.map((row) => presentKey(row, nowMs)) } };
+        const rows = await deps.repository.keys.list({
+          dueForRotation: due,
+          now: new Date(nowMs),
+          status,
+          tenantId,
+          search,
+          afterName,
+          limit: limit === undefined ? undefined : limit + 1,
+        });
+        const page = limit === undefined ? rows : rows.slice(0, limit);
+        const last = page[page.length - 1];
+        const nextCursor = limit !== undefined && rows.length > limit && last ? Buffer.from(last.name, 'utf8').toString('base64url') : null;
+        return { status: 200, body: { items: page.map((row) => presentKey(row, nowMs)), next_cursor: nextCursor } };
       },
     },
     {

@@ -17,6 +17,12 @@ export interface KeyFilter {
   readonly now?: Date | undefined;
   readonly status?: 'active' | 'revoked' | undefined;
   readonly tenantId?: string | undefined;
+  /** Case-insensitive substring of the name or the display prefix. */
+  readonly search?: string | undefined;
+  /** Keyset pagination: only keys whose name sorts after this one (names are unique among live keys). */
+  readonly afterName?: string | undefined;
+  /** At most this many rows (by name). Unset: every match. */
+  readonly limit?: number | undefined;
 }
 
 /** A key as created or rotated: the plaintext is returned exactly once and never stored. */
@@ -86,7 +92,23 @@ export class KeyDao {
          AND COALESCE(last_rotated_at, created_at) + rotate_after_days * interval '1 day' <= COALESCE($${params.length}::timestamptz, now())`,
       );
     }
-    const rows = await this.sql.query<DbKey>(`SELECT ${KEY_COLUMNS} FROM system_api_keys WHERE ${where.join(' AND ')} ORDER BY name`, params);
+    if (filter.search !== undefined) {
+      params.push(`%${filter.search.replace(/[\\%_]/g, (c) => `\\${c}`)}%`);
+      where.push(`(name ILIKE $${params.length} OR key_prefix ILIKE $${params.length})`);
+    }
+    if (filter.afterName !== undefined) {
+      params.push(filter.afterName);
+      where.push(`name > $${params.length}`);
+    }
+    let limit = '';
+    if (filter.limit !== undefined) {
+      params.push(filter.limit);
+      limit = `LIMIT $${params.length}`;
+    }
+    const rows = await this.sql.query<DbKey>(
+      `SELECT ${KEY_COLUMNS} FROM system_api_keys WHERE ${where.join(' AND ')} ORDER BY name ${limit}`,
+      params,
+    );
     return rows.map(toKey);
   }
 

@@ -81,6 +81,38 @@ export class UsageDao {
     return rows.map(toUsage);
   }
 
+  /**
+   * Usage summed per step in the database (a week of one provider's minutes is one small answer, not 10,080 rows per
+   * account), oldest first; steps without usage are absent (the caller fills gaps).
+   */
+  async series(query: UsageSeriesQuery): Promise<UsagePoint[]> {
+    const params: unknown[] = [query.from, query.to, query.stepSeconds];
+    const filters: string[] = [];
+    if (query.accountId !== undefined) {
+      if (!isUuid(query.accountId)) return [];
+      params.push(query.accountId);
+      filters.push(`s.account_id = $${params.length}`);
+    }
+    if (query.providerSlug !== undefined) {
+      params.push(query.providerSlug);
+      filters.push(`s.account_id IN (SELECT a.id FROM provider_accounts a JOIN providers p ON p.id = a.provider_id WHERE p.slug = $${params.length})`);
+    }
+    const rows = await this.sql.query<Omit<DbUsage, 'account_id'>>(
+      `SELECT to_timestamp(floor(extract(epoch FROM s.bucket_start) / $3::int) * $3::int) AS bucket_start,
+              sum(s.requests) AS requests, sum(s.successes) AS successes, sum(s.rate_limited) AS rate_limited,
+              sum(s.client_errors) AS client_errors, sum(s.server_errors) AS server_errors,
+              sum(s.input_tokens) AS input_tokens, sum(s.output_tokens) AS output_tokens, sum(s.latency_ms_sum) AS latency_ms_sum
+       FROM account_usage_stats s
+       WHERE s.bucket_start >= $1 AND s.bucket_start < $2 ${filters.map((f) => `AND ${f}`).join(' ')}
+       GROUP BY 1 ORDER BY 1`,
+      params,
+    );
+    return rows.map((row) => {
+      const { accountId: _unused, ...point } = toUsage({ ...row, account_id: '' });
+      return point;
+    });
+  }
+
   /** Deletes the minute buckets that start before `before` (usage counters are not audit: no trigger guards them). */
   async prune(before: Date): Promise<number> {
     const rows = await this.sql.query<{ n: string | number }>(
@@ -90,6 +122,21 @@ export class UsageDao {
     return Number(rows[0]?.n ?? 0);
   }
 }
+
+export interface UsageSeriesQuery {
+  /** One account, or every account of `providerSlug` when undefined. */
+  readonly accountId?: string | undefined;
+  readonly providerSlug?: string | undefined;
+  /** Inclusive; aligned down to `stepSeconds`. */
+  readonly from: Date;
+  /** Exclusive. */
+  readonly to: Date;
+  /** Width of one point, in seconds (a multiple of 60: buckets are minutes). */
+  readonly stepSeconds: number;
+}
+
+/** One point of a usage series: the minute buckets in [bucketStart, bucketStart + step), summed. */
+export type UsagePoint = Omit<UsageBucket, 'accountId'>;
 
 type MergedBucket = UsageBucket & MutableUsageCounts;
 
