@@ -7,6 +7,7 @@ import { flagForField, groupHelp, helpText, parseCommand, UsageError } from './a
 import type { CliContext, Command, CommandGroup } from './command.js';
 import { configGroup } from './config-cmd.js';
 import { cryptoGroup } from './crypto-cmd.js';
+import { applyCommand, diffCommand, dumpCommand } from './declarative.js';
 import { keysGroup } from './keys.js';
 import { mappingsGroup } from './mappings.js';
 import { migrateCommand } from './migrate.js';
@@ -20,7 +21,13 @@ export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
 
 const GROUPS: readonly CommandGroup[] = [keysGroup, accountsGroup, mappingsGroup, configGroup, cryptoGroup];
-const TOP_LEVEL: Readonly<Record<string, Command>> = { migrate: migrateCommand, serve: serveCommand };
+const TOP_LEVEL: Readonly<Record<string, Command>> = {
+  migrate: migrateCommand,
+  serve: serveCommand,
+  apply: applyCommand,
+  diff: diffCommand,
+  dump: dumpCommand,
+};
 
 export interface RunOptions {
   readonly output?: Output;
@@ -177,9 +184,10 @@ function topHelp(): string {
     'Commands:',
     `  ${'migrate'.padEnd(12)}${migrateCommand.spec.summary}`,
     `  ${'serve'.padEnd(12)}${serveCommand.spec.summary}`,
+    ...[applyCommand, diffCommand, dumpCommand].map((c) => `  ${c.spec.name.padEnd(12)}${c.spec.summary}`),
     ...GROUPS.map((g) => `  ${g.name.padEnd(12)}${g.summary} (${g.commands.map((c) => c.spec.name.slice(g.name.length + 1)).join('|')})`),
     '',
-    'Every command takes --help and --json. Exit codes: 0 ok, 1 infrastructure failure, 2 bad input.',
+    'Every command takes --help and --json. Exit codes: 0 ok, 1 infrastructure failure, 2 bad input (diff: 3 changes pending).',
     'Environment: DATABASE_URL (unset = embedded store in KEYPOOL_DATA_DIR, default ./.keypool),',
     '  KEYPOOL_ENCRYPTION_KEYS and KEYPOOL_KEY_PEPPER (generated into the data dir when both are unset).',
   ];

@@ -123,3 +123,11 @@ export function createKeyDigester(pepper: Uint8Array): (key: string) => string {
 export function keyDisplayPrefix(key: string): string {
   return key.slice(0, KEY_DISPLAY_PREFIX_LENGTH);
 }
+
+/**
+ * Display prefix of an imported key. Its shape is the user's (`sk-...`, 16 characters at the least), so at most a
+ * quarter of it is shown: enough to tell keys apart, never enough to shorten a guess meaningfully.
+ */
+export function importedKeyDisplayPrefix(key: string): string {
+  return key.slice(0, Math.min(KEY_DISPLAY_PREFIX_LENGTH, Math.floor(key.length / 4)));
+}
