@@ -124,3 +124,31 @@ describe('keypool diff / apply / dump', () => {
     SLOW_TEST_MS,
   );
 });
+
+describe('keys users already have, and keys mappings can match', () => {
+  it(
+    'keys import reads the key from stdin or --key-env and stores only its digest; keys create --prefix issues kp_<prefix>_',
+    async () => {
+      const fromStdin = `sk-legacy-${randomBytes(10).toString('hex')}`;
+      const imported = await keypool(['keys', 'import', '--name', 'from-stdin', '--tenant', 'team-b', '--json'], `${fromStdin}\n`);
+      expect(imported.code, imported.stderr).toBe(0);
+      expect(imported.stdout + imported.stderr).not.toContain(fromStdin);
+      expect(JSON.parse(imported.stdout).key).toMatchObject({ name: 'from-stdin', tenantId: 'team-b', status: 'active' });
+
+      const viaEnv = await keypool(['keys', 'import', '--name', 'from-env', '--key-env', 'ANOTHER_KEY'], '', { ANOTHER_KEY: `another-${'x'.repeat(16)}` });
+      expect(viaEnv.code, viaEnv.stderr).toBe(0);
+      expect(viaEnv.stdout).toContain('Imported key');
+
+      const short = await keypool(['keys', 'import', '--name', 'short'], 'too-short\n');
+      expect(short.code).toBe(2);
+      expect(short.stderr).toContain('must be at least 16 bytes');
+      expect(short.stderr).not.toContain('too-short');
+      expect((await keypool(['keys', 'import', '--name', 'argv', '--key', 'sk-in-argv'])).code).toBe(2);
+
+      const prefixed = await keypool(['keys', 'create', '--name', 'prod-svc', '--prefix', 'prod', '--json']);
+      expect(prefixed.code, prefixed.stderr).toBe(0);
+      expect(JSON.parse(prefixed.stdout).plaintextKey).toMatch(/^kp_prod_[0-9A-Za-z]{40}$/);
+    },
+    SLOW_TEST_MS,
+  );
+});
