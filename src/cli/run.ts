@@ -10,6 +10,7 @@ import { cryptoGroup } from './crypto-cmd.js';
 import { applyCommand, diffCommand, dumpCommand } from './declarative.js';
 import { keysGroup } from './keys.js';
 import { mappingsGroup } from './mappings.js';
+import { providersGroup } from './providers.js';
 import { migrateCommand } from './migrate.js';
 import { processOutput, type Output } from './output.js';
 import { serveCommand } from './serve.js';
@@ -20,7 +21,7 @@ export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
 
-const GROUPS: readonly CommandGroup[] = [keysGroup, accountsGroup, mappingsGroup, configGroup, cryptoGroup];
+const GROUPS: readonly CommandGroup[] = [keysGroup, providersGroup, accountsGroup, mappingsGroup, configGroup, cryptoGroup];
 const TOP_LEVEL: Readonly<Record<string, Command>> = {
   migrate: migrateCommand,
   serve: serveCommand,

@@ -3,8 +3,11 @@
 import { createHmac, createSecretKey, type KeyObject } from 'node:crypto';
 import type { HeaderBag } from './types.js';
 
-/** Headers searched for the client key when neither the route nor the engine configures a list. */
-export const DEFAULT_KEY_HEADERS: readonly string[] = Object.freeze(['authorization', 'x-api-key', 'api-key']);
+/**
+ * Headers searched for the client key when neither the route nor the engine configures a list: where the OpenAI
+ * (authorization), Anthropic (x-api-key), Azure (api-key) and Gemini (x-goog-api-key) SDKs send their key.
+ */
+export const DEFAULT_KEY_HEADERS: readonly string[] = Object.freeze(['authorization', 'x-api-key', 'api-key', 'x-goog-api-key']);
 
 /** Shape of keys keypool generates: `kp_` + base62 (40 chars today; at least 32 accepted on import). */
 export const CLIENT_KEY_PATTERN = /^kp_[0-9A-Za-z]{32,}$/;

@@ -129,6 +129,21 @@ describe('providers', () => {
   });
 });
 
+describe('providers: strategy', () => {
+  it('PATCH changes the default strategy (audited as config_set); bad bodies are 422, unknown slugs 404', async () => {
+    const patched = await h.api('PATCH', '/admin/providers/gemini', { body: { strategy: 'least-loaded' } });
+    expect(patched.status, patched.text).toBe(200);
+    expect(patched.json.provider).toMatchObject({ slug: 'gemini', default_strategy: 'least-loaded' });
+    expect((await h.api('GET', '/admin/providers/gemini')).json.provider.default_strategy).toBe('least-loaded');
+    const audit = await auditActions('?action=config_set');
+    expect(audit[0].metadata).toEqual({ name: 'providers.gemini.strategy', value: 'least-loaded', previous: 'round-robin' });
+    expectError(await h.api('PATCH', '/admin/providers/gemini', { body: { strategy: 'fastest' } }), 422, 'invalid_choice', 'strategy');
+    expectError(await h.api('PATCH', '/admin/providers/gemini', { body: { auth_style: 'bearer' } }), 422, 'unknown_field');
+    expectError(await h.api('PATCH', '/admin/providers/mistral', { body: { strategy: 'priority' } }), 404);
+    await h.api('PATCH', '/admin/providers/gemini', { body: { strategy: 'round-robin' } });
+  });
+});
+
 describe('accounts', () => {
   it('creates, lists, gets, patches and soft-deletes an account; the key is write-only', async () => {
     const account = await createAccount('acct-crud');

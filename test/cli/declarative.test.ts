@@ -152,3 +152,31 @@ describe('keys users already have, and keys mappings can match', () => {
     SLOW_TEST_MS,
   );
 });
+
+describe('operator commands for what the file can say', () => {
+  it(
+    'providers list/set, accounts update by name, mappings add --tenant',
+    async () => {
+      const set = await keypool(['providers', 'set', 'anthropic', '--strategy', 'priority', '--json']);
+      expect(set.code, set.stderr).toBe(0);
+      expect(JSON.parse(set.stdout).provider).toMatchObject({ slug: 'anthropic', default_strategy: 'priority' });
+      const listed = await keypool(['providers', 'list']);
+      expect(listed.stdout).toMatch(/anthropic\s+Anthropic\s+x-api-key\s+anthropic\s+priority/);
+      const badStrategy = await keypool(['providers', 'set', 'anthropic', '--strategy', 'fastest']);
+      expect(badStrategy.code).toBe(2);
+      expect(badStrategy.stderr).toContain('--strategy: "fastest" is not one of');
+
+      const updated = await keypool(['accounts', 'update', 'prod-1', '--weight', '3', '--rpm', 'none', '--tag', 'team=b', '--json']);
+      expect(updated.code, updated.stderr).toBe(0);
+      expect(JSON.parse(updated.stdout).account).toMatchObject({ name: 'prod-1', weight: 3, rpmLimit: null, tags: { team: 'b' } });
+      const badTier = await keypool(['accounts', 'update', 'prod-1', '--tier', '101']);
+      expect(badTier.code).toBe(2);
+      expect(badTier.stderr).toContain('--tier: must be between 0 and 100');
+
+      const mapping = await keypool(['mappings', 'add', '--pattern', 'kp_prod_', '--match', 'prefix', '--priority', '1', '--tenant', 'prod', '--json']);
+      expect(mapping.code, mapping.stderr).toBe(0);
+      expect(JSON.stringify(JSON.parse(mapping.stdout))).toContain('"prod"');
+    },
+    SLOW_TEST_MS,
+  );
+});
