@@ -3,6 +3,7 @@
 import { definedOnly, listOption, stringOption, UsageError, type CommandSpec } from './args.js';
 import type { Command, CommandGroup } from './command.js';
 import { printJson, printRecord, printTable, type Column } from './output.js';
+import { presentAccount } from '../admin/present.js';
 import { readUpstreamSecret, SECRET_IN_ARGV_REASON } from './secret-input.js';
 import type { AccountRow } from '../catalog/accounts/rows.js';
 import { validateAccountPatch, validateNewAccount, validateReason } from '../catalog/accounts/schema.js';
@@ -69,7 +70,7 @@ const add: Command = {
     const apiKey = fromEnv ?? (await readUpstreamSecret(context, undefined));
     const account = unwrap(validateNewAccount({ ...flags, apiKey }));
     const row = await repo.accounts.create(account, context.actor);
-    if (json) printJson(context.output, { account: row });
+    if (json) printJson(context.output, { account: presentAccount(row) });
     else {
       context.output.out(`Added account ${row.id}\n`);
       printRecord(context.output, accountRecord(row));
@@ -116,7 +117,7 @@ const update: Command = {
     );
     const { repo } = await context.store();
     const row = await repo.accounts.update(ref.trim(), patch, context.actor);
-    if (json) printJson(context.output, { account: row });
+    if (json) printJson(context.output, { account: presentAccount(row) });
     else {
       context.output.out(`Updated account ${row.id}\n`);
       printRecord(context.output, accountRecord(row));
@@ -141,7 +142,7 @@ const list: Command = {
     const { repo } = await context.store();
     if (providerSlug !== undefined) await requireProvider(repo, providerSlug);
     const rows = await repo.accounts.list(providerSlug === undefined ? {} : { providerSlug });
-    if (json) printJson(context.output, rows);
+    if (json) printJson(context.output, { items: rows.map(presentAccount) });
     else printTable(context.output, ACCOUNT_COLUMNS, rows, '(no accounts)');
     return 0;
   },
@@ -163,7 +164,7 @@ const disable: Command = {
     const reason = unwrap(validateReason(stringOption(values, 'reason')));
     const { repo } = await context.store();
     const row = await repo.accounts.setStatus(id, 'disabled', reason, context.actor);
-    if (json) printJson(context.output, { account: row });
+    if (json) printJson(context.output, { account: presentAccount(row) });
     else context.output.out(`Disabled account ${row.id} (${row.providerSlug}/${row.name})\n`);
     return 0;
   },
@@ -181,7 +182,7 @@ const enable: Command = {
     const id = unwrap(validateId(positionals[0]));
     const { repo } = await context.store();
     const row = await repo.accounts.setStatus(id, 'active', null, context.actor);
-    if (json) printJson(context.output, { account: row });
+    if (json) printJson(context.output, { account: presentAccount(row) });
     else context.output.out(`Enabled account ${row.id} (${row.providerSlug}/${row.name})\n`);
     return 0;
   },

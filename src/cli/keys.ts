@@ -2,6 +2,7 @@
 import { definedOnly, listOption, stringOption, type CommandSpec } from './args.js';
 import type { Command, CommandGroup } from './command.js';
 import { printJson, printRecord, printTable, type Column } from './output.js';
+import { presentKey } from '../admin/present.js';
 import type { SystemKeyRow } from '../catalog/keys/rows.js';
 import { validateImportedKey, validateNewKey, validateRotate } from '../catalog/keys/schema.js';
 import { unwrap, validateId, ValidationFailure } from '../catalog/validated.js';
@@ -51,7 +52,7 @@ const create: Command = {
     const { repo } = await context.store();
     const { row, plaintextKey } = await repo.keys.create(key, context.actor);
     if (json) {
-      printJson(context.output, { key: row, plaintextKey, notice: ONCE_NOTICE });
+      printJson(context.output, { key: presentKey(row, context.nowMs()), api_key: plaintextKey, notice: ONCE_NOTICE });
       return 0;
     }
     context.output.out(`Created key ${row.id}\n`);
@@ -98,7 +99,7 @@ const importKey: Command = {
     if (!secret.ok) throw new ValidationFailure(secret.errors);
     const { repo } = await context.store();
     const row = await repo.keys.import(key, secret.value, context.actor);
-    if (json) printJson(context.output, { key: row });
+    if (json) printJson(context.output, { key: presentKey(row, context.nowMs()) });
     else {
       context.output.out(`Imported key ${row.id}\n`);
       printRecord(context.output, keyRecord(row));
@@ -120,7 +121,7 @@ const list: Command = {
   async run(context, { values, json }) {
     const { repo } = await context.store();
     const rows = await repo.keys.list({ dueForRotation: values.due === true });
-    if (json) printJson(context.output, rows);
+    if (json) printJson(context.output, { items: rows.map((row) => presentKey(row, context.nowMs())) });
     else printTable(context.output, KEY_COLUMNS, rows, values.due === true ? '(no key is due for rotation)' : '(no keys)');
     return 0;
   },
@@ -143,7 +144,7 @@ const rotate: Command = {
     const { repo } = await context.store();
     const { row, plaintextKey } = await repo.keys.rotate(id, graceMs, context.actor);
     if (json) {
-      printJson(context.output, { key: row, plaintextKey, notice: ONCE_NOTICE });
+      printJson(context.output, { key: presentKey(row, context.nowMs()), api_key: plaintextKey, notice: ONCE_NOTICE });
       return 0;
     }
     context.output.out(`Rotated key ${row.id}\n`);
@@ -165,7 +166,7 @@ const revoke: Command = {
     const id = unwrap(validateId(positionals[0]));
     const { repo } = await context.store();
     const row = await repo.keys.revoke(id, context.actor);
-    if (json) printJson(context.output, { key: row });
+    if (json) printJson(context.output, { key: presentKey(row, context.nowMs()) });
     else context.output.out(`Revoked key ${row.id} (${row.name})\n`);
     return 0;
   },

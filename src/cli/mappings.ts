@@ -3,6 +3,7 @@ import { MATCH_TYPES } from '../core/types.js';
 import { UsageError, definedOnly, stringOption, type CommandSpec, type OptionValues } from './args.js';
 import type { Command, CommandGroup } from './command.js';
 import { printJson, printRecord, printTable, type Column } from './output.js';
+import { presentMapping } from '../admin/present.js';
 import type { MappingRow } from '../catalog/mappings/rows.js';
 import { validateNewMapping } from '../catalog/mappings/schema.js';
 import { unwrap, validateId } from '../catalog/validated.js';
@@ -58,7 +59,7 @@ const add: Command = {
     );
     const { repo } = await context.store();
     const row = await repo.mappings.create(mapping, context.actor);
-    if (json) printJson(context.output, { mapping: row });
+    if (json) printJson(context.output, { mapping: presentMapping(row) });
     else {
       context.output.out(`Added mapping ${row.id}\n`);
       printRecord(context.output, [
@@ -83,7 +84,7 @@ const list: Command = {
   async run(context, { json }) {
     const { repo } = await context.store();
     const rows = await repo.mappings.list();
-    if (json) printJson(context.output, rows);
+    if (json) printJson(context.output, { items: rows.map(presentMapping) });
     else printTable(context.output, MAPPING_COLUMNS, rows, '(no mappings)');
     return 0;
   },

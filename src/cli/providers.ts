@@ -3,6 +3,7 @@
 import { stringOption, type CommandSpec } from './args.js';
 import type { Command, CommandGroup } from './command.js';
 import { printJson, printTable, type Column } from './output.js';
+import { presentProvider } from '../admin/present.js';
 import type { ProviderRow } from '../catalog/providers/rows.js';
 import { validateProviderPatch, validateProviderSlug } from '../catalog/providers/schema.js';
 import { unwrap } from '../catalog/validated.js';
@@ -13,7 +14,7 @@ const list: Command = {
   async run(context, { json }) {
     const { repo } = await context.store();
     const rows = await repo.providers.list();
-    if (json) printJson(context.output, { items: rows.map(providerJson) });
+    if (json) printJson(context.output, { items: rows.map(presentProvider) });
     else printTable(context.output, PROVIDER_COLUMNS, rows, '(no providers: run keypool migrate)');
     return 0;
   },
@@ -35,7 +36,7 @@ const set: Command = {
     const patch = unwrap(validateProviderPatch(stringOption(values, 'strategy') === undefined ? {} : { strategy: stringOption(values, 'strategy') }));
     const { repo } = await context.store();
     const row = await repo.providers.update(slug, patch, context.actor);
-    if (json) printJson(context.output, { provider: providerJson(row) });
+    if (json) printJson(context.output, { provider: presentProvider(row) });
     else context.output.out(`Provider ${row.slug}: strategy ${row.defaultStrategy}\n`);
     return 0;
   },
@@ -46,11 +47,6 @@ export const providersGroup: CommandGroup = {
   summary: 'Show provider pools and set their default strategy.',
   commands: [list, set],
 };
-
-/** The admin API's shape (snake_case). */
-function providerJson(row: ProviderRow): Record<string, unknown> {
-  return { slug: row.slug, display_name: row.displayName, auth_style: row.authStyle, rate_limit_dialect: row.rateLimitDialect, default_strategy: row.defaultStrategy };
-}
 
 const PROVIDER_COLUMNS: readonly Column<ProviderRow>[] = [
   { header: 'slug', value: (p) => p.slug },
