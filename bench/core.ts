@@ -86,7 +86,10 @@ class FakeCall extends EventEmitter {
  * ext_proc server does too, except encoding keypool's header mutation).
  */
 async function handlerBench(snapshot: CompiledSnapshot, protobuf: boolean) {
+  // Messages built with protobufjs (as Envoy would encode them); decoded and answers encoded with what keypool's server
+  // registers (the hand-written wire format).
   const codec = loadProtos().extProcService['Process'] as unknown as MethodCodec;
+  const server = loadProtos().extProcServerService['Process'] as unknown as MethodCodec;
   const headerMap = (headers: Record<string, string>) => ({
     headers: Object.entries(headers).map(([key, value]) => ({ key, raw_value: Buffer.from(value) })),
   });
@@ -97,8 +100,8 @@ async function handlerBench(snapshot: CompiledSnapshot, protobuf: boolean) {
     }),
   );
   const response = codec.requestSerialize({ response_headers: { headers: headerMap(UPSTREAM_RESPONSE_HEADERS), end_of_stream: false } });
-  const decodedRequests = requests.map((bytes) => codec.requestDeserialize(bytes));
-  const decodedResponse = codec.requestDeserialize(response);
+  const decodedRequests = requests.map((bytes) => server.requestDeserialize(bytes));
+  const decodedResponse = server.requestDeserialize(response);
   const { engine, writes } = benchEngine(snapshot);
   const deps: ProcessStreamDeps = {
     engine,
@@ -114,17 +117,17 @@ async function handlerBench(snapshot: CompiledSnapshot, protobuf: boolean) {
     const call = new FakeCall();
     new ProcessStream(call as never, deps).start();
     const first = new Promise<ProcessingResponseMsg>((resolve) => (call.onWrite = resolve));
-    call.emit('data', protobuf ? codec.requestDeserialize(requests[i & 255]!) : decodedRequests[i & 255]!);
+    call.emit('data', protobuf ? server.requestDeserialize(requests[i & 255]!) : decodedRequests[i & 255]!);
     const answer = await first;
-    if (protobuf) bytesOut += codec.responseSerialize(answer).length;
+    if (protobuf) bytesOut += server.responseSerialize(answer).length;
     if (!('request_headers' in answer)) {
       denied += 1;
       return;
     }
     const second = new Promise<ProcessingResponseMsg>((resolve) => (call.onWrite = resolve));
-    call.emit('data', protobuf ? codec.requestDeserialize(response) : decodedResponse);
+    call.emit('data', protobuf ? server.requestDeserialize(response) : decodedResponse);
     const continued = await second;
-    if (protobuf) bytesOut += codec.responseSerialize(continued).length;
+    if (protobuf) bytesOut += server.responseSerialize(continued).length;
     call.emit('end');
     call.emit('close');
   });

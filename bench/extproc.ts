@@ -17,7 +17,7 @@
 import { mkdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ExtProcLoad } from './lib/extproc-client.js';
+import { ExtProcLoad, streamEndFromShippedConfig } from './lib/extproc-client.js';
 import { closedLoop, constantRate, sequential } from './lib/load.js';
 import { CPUS, pinSelf, startNodeChild, type NodeChild } from './lib/procs.js';
 import { summarizeProfile } from './lib/profile.js';
@@ -157,6 +157,9 @@ const CLIENT_COMMANDS = ['evalsha', 'eval', 'zrem', 'script'];
 async function main(): Promise<void> {
   const pinnedCpus = pinSelf(CPUS.load);
   console.log(pinnedCpus ? 'client on CPU 0, servers pinned to CPU 1 (taskset)' : '[notice] no taskset or a single CPU: processes are not pinned');
+  const style = streamEndFromShippedConfig();
+  const source = process.env['BENCH_STREAM_END'] ? 'BENCH_STREAM_END' : 'as the shipped envoy/envoy.yaml makes Envoy end them';
+  console.log(`streams end: ${style.end} (${source}), at most ${style.maxStreamsPerConnection} per connection`);
   const redis = await startBenchRedis(pinnedCpus ? CPUS.any : null);
   if (process.env['BENCH_PROFILE_ONLY'] === '1') {
     try {
@@ -320,7 +323,7 @@ function report(
   }
   printTargets(targets);
   writeResults('extproc', {
-    setup: { pinned: pinnedCpus, rounds: ROUNDS, connections: CONNECTIONS, saturationConcurrency: SAT_CONCURRENCY, saturationMs: SAT_MS, rateMs: RATE_MS, privateRedis },
+    setup: { pinned: pinnedCpus, streamEnd: streamEndFromShippedConfig(), rounds: ROUNDS, connections: CONNECTIONS, saturationConcurrency: SAT_CONCURRENCY, saturationMs: SAT_MS, rateMs: RATE_MS, privateRedis },
     saturation: sat,
     fixedRates: fixed,
     redisCommandsPerRequest: redisCommands,

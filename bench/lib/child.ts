@@ -1,4 +1,5 @@
 // The child side of bench/lib/procs.ts: announce readiness, answer `cpu` and custom requests, stop on `stop`.
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 
@@ -44,7 +45,20 @@ export function serveParent(ready: Record<string, unknown>, handlers: Record<str
  * migrations, seeding) stays out of the profile. `profileStop` writes a .cpuprofile to msg.file.
  */
 let profiler: Session | null = null;
+let loopMonitor: IntervalHistogram | null = null;
+
 const BUILT_IN: Record<string, Handler> = {
+  /** Event-loop delay since the previous call (the first call starts the monitor): how long the loop was blocked. */
+  loopDelay() {
+    if (loopMonitor === null) {
+      loopMonitor = monitorEventLoopDelay({ resolution: 5 });
+      loopMonitor.enable();
+      return { started: true };
+    }
+    const answer = { p50Ms: loopMonitor.percentile(50) / 1e6, p99Ms: loopMonitor.percentile(99) / 1e6, maxMs: loopMonitor.max / 1e6 };
+    loopMonitor.reset();
+    return answer;
+  },
   async profileStart() {
     profiler = new Session();
     profiler.connect();

@@ -2,8 +2,8 @@
 // keypool for Kong's JavaScript plugin server (kong-js-pluginserver from the npm package kong-pdk).
 //
 // CommonJS on purpose: the server require()s every entry of its plugins directory and this project is ESM.
-// Nothing happens at load (no I/O, timer or socket): Kong runs `--dump-all-plugins` at startup and waits for
-// that process to exit. The implementation, dist/src/adapters/kong/plugin.js (built by `npm run build`), is
+// Nothing happens at load beyond require()ing the config schema (no timer, socket or open handle): Kong runs
+// `--dump-all-plugins` at startup and waits for that process to exit. The implementation, dist/src/adapters/kong/plugin.js (built by `npm run build`), is
 // imported on the first request, and it opens dist/src/runtime.js in turn; both stay at module scope because
 // the server recreates plugin instances after 60 s idle.
 const path = require('node:path');
@@ -23,37 +23,10 @@ function loadImplementation() {
   return implementation;
 }
 
-const SLUG = '^[%l%d][%l%d_%-]*$'; // Lua pattern: Kong validates `match_any` with string.find
-
 // Kong validates route/service config against this before the plugin sees it; Kong's own fields
-// (__plugin_id, __seq__, route_id, ...) are added afterwards and ignored by the plugin.
-const Schema = [
-  // Slug of the credential pool this route draws from (e.g. openai, anthropic). Required.
-  {
-    provider: {
-      type: 'string',
-      required: true,
-      len_max: 64,
-      match_any: { patterns: [SLUG], err: 'provider must be a lower-case provider slug such as "openai"' },
-    },
-  },
-  // Overrides the pool's selection strategy on this route. Unset: the pool's own strategy.
-  { strategy: { type: 'string', required: false, one_of: ['round-robin', 'weighted-random', 'priority', 'least-loaded'] } },
-  // Client headers that may carry the keypool key on this route. Unset: the server's default list.
-  {
-    key_headers: {
-      type: 'array',
-      required: false,
-      len_min: 1,
-      len_max: 8,
-      elements: {
-        type: 'string',
-        len_max: 128,
-        match_any: { patterns: [SLUG], err: 'key_headers entries must be lower-case header names such as "x-api-key"' },
-      },
-    },
-  },
-];
+// (__plugin_id, __seq__, route_id, ...) are added afterwards and ignored by the plugin. Built from keypool's rules
+// (src/adapters/kong/schema.ts): a pure module, so loading it here does no I/O beyond reading the file.
+const { KONG_PLUGIN_SCHEMA: Schema } = require('../../dist/src/adapters/kong/schema.js');
 
 class Plugin {
   constructor(config) {

@@ -24,6 +24,7 @@ export const IMPORTED_KEY_BYTES = { min: 16, max: 512 } as const;
 
 /** A lower-case HTTP header name that may carry a client key (Kong's `key_headers`, KEYPOOL_KEY_HEADERS). */
 export const HEADER_NAME = /^[a-z0-9][a-z0-9_-]{0,127}$/;
+export const HEADER_NAME_MAX_CHARS = 128;
 
 /** Request priority: 0 is the highest, 9 the lowest. Mappings and `priority.default_priority` use this range. */
 export const PRIORITY_RANGE = { min: 0, max: 9 } as const;

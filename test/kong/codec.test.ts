@@ -25,8 +25,8 @@ describe('parseKongConfig', () => {
     ['provider only', { provider: 'openai' }, { provider: 'openai', strategy: null, keyHeaders: null }],
     ['Kong extra fields and nulls', { provider: 'anthropic', strategy: null, key_headers: null, ...KONG_FIELDS },
       { provider: 'anthropic', strategy: null, keyHeaders: null }],
-    ['overrides', { provider: 'azure_east', strategy: 'least-loaded', key_headers: ['x-api-key', 'authorization'] },
-      { provider: 'azure_east', strategy: 'least-loaded', keyHeaders: ['x-api-key', 'authorization'] }],
+    ['overrides', { provider: 'azure-east', strategy: 'least-loaded', key_headers: ['x-api-key', 'authorization'] },
+      { provider: 'azure-east', strategy: 'least-loaded', keyHeaders: ['x-api-key', 'authorization'] }],
   ])('accepts %s', (_name, raw, expected) => {
     expect(parseKongConfig(raw)).toEqual({ ok: true, config: expected });
   });
@@ -34,6 +34,8 @@ describe('parseKongConfig', () => {
   test.each([
     ['no provider', { strategy: 'priority' }, /provider is required/],
     ['upper-case provider', { provider: 'OpenAI' }, /lower-case provider slug/],
+    // A provider slug never holds `_` (src/catalog/rules.ts): such a route could never match a pool.
+    ['provider with an underscore', { provider: 'azure_east' }, /lower-case provider slug/],
     ['unknown strategy', { provider: 'openai', strategy: 'fastest' }, /strategy must be one of: round-robin, /],
     ['empty key header list', { provider: 'openai', key_headers: [] }, /key_headers must list 1 to 8/],
     ['header with a colon', { provider: 'openai', key_headers: ['x-api-key:'] }, /lower-case header names/],

@@ -56,15 +56,20 @@ describe.skipIf(!HAVE_LUAJIT)('the guard under luajit', () => {
 
   test('the Schema Lua patterns accept exactly what the plugin accepts', () => {
     const entry = createRequire(import.meta.url)('../../kong/plugins/keypool.cjs') as {
-      Schema: Array<Record<string, { match_any?: { patterns: string[] } }>>;
+      Schema: Array<Record<string, { match?: string; match_none?: Array<{ pattern: string }>; len_max?: number }>>;
     };
-    const pattern = entry.Schema[0]?.['provider']?.match_any?.patterns[0] ?? '';
-    const samples = ['openai', 'azure_east', 'a-1', 'OpenAI', '-x', 'open ai', 'x:y', ''];
-    const script = `for line in io.lines() do io.write(string.find(line, ${toLua(pattern)}) and "1" or "0") end`;
+    const provider = entry.Schema[0]?.['provider'] ?? {};
+    const samples = ['openai', 'azure-openai', 'azure_east', 'a-1', 'a-', 'OpenAI', '-x', 'open ai', 'x:y', '', 'a'.repeat(64), 'a'.repeat(65)];
+    const none = (provider.match_none ?? []).map((rule) => `not string.find(line, ${toLua(rule.pattern)})`).join(' and ');
+    const script = `for line in io.lines() do
+      local ok = #line <= ${provider.len_max ?? 0} and string.find(line, ${toLua(provider.match ?? '')}) ${none ? `and ${none}` : ''}
+      io.write(ok and "1" or "0")
+    end`;
     const run = spawnSync('luajit', ['-e', script], { input: samples.join('\n') + '\n', encoding: 'utf8' });
     const luaVerdicts = run.stdout.split('').map((c) => c === '1');
-    const tsVerdicts = samples.map((provider) => parseKongConfig({ provider }).ok);
+    const tsVerdicts = samples.map((sample) => parseKongConfig({ provider: sample }).ok);
     expect(luaVerdicts).toEqual(tsVerdicts);
+    expect(tsVerdicts.filter(Boolean)).toHaveLength(4);
   });
 });
 

@@ -3,7 +3,10 @@
 // on, bytes as Buffer). Only the fields keypool uses are declared; field numbers are in the comments
 // so they can be checked against proto/deps/envoy-api (the test in test/envoy/protos.test.ts does).
 
-/** envoy.config.core.v3.HeaderValue */
+/**
+ * envoy.config.core.v3.HeaderValue. keypool's own decoder (wire-format.ts) resolves raw_value vs value itself and
+ * delivers the text in `value`; protobufjs (tests, benches) delivers both fields as sent.
+ */
 export interface HeaderValueMsg {
   key?: string; // 1
   value?: string; // 2 (legacy; Envoy >= 1.27 sends raw_value)

@@ -5,6 +5,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as protoLoader from '@grpc/proto-loader';
 import type { ServiceDefinition } from '@grpc/grpc-js';
+import { decodeProcessingRequest, encodeProcessingResponse } from './wire-format.js';
 
 export const EXT_PROC_SERVICE = 'envoy.service.ext_proc.v3.ExternalProcessor';
 export const HEALTH_SERVICE = 'grpc.health.v1.Health';
@@ -52,7 +53,13 @@ export function findProtoRoot(start: string = dirname(fileURLToPath(import.meta.
 
 export interface LoadedProtos {
   readonly packageDefinition: protoLoader.PackageDefinition;
+  /** protobufjs codecs (reflection) on both sides: for clients (tests, benches) and checks against the .proto. */
   readonly extProcService: ServiceDefinition;
+  /**
+   * What keypool's server registers: the same service with the hot path's two codecs hand-written (wire-format.ts):
+   * ProcessingRequest decoded, ProcessingResponse encoded, in the same object shapes.
+   */
+  readonly extProcServerService: ServiceDefinition;
   readonly healthService: ServiceDefinition;
 }
 
@@ -64,9 +71,18 @@ export function loadProtos(protoRoot: string = findProtoRoot()): LoadedProtos {
     ...LOADER_OPTIONS,
     includeDirs: [...VENDORED_DEPS_DIRS.map((d) => join(protoRoot, 'deps', d)), protoRoot],
   });
+  const extProcService = serviceOf(packageDefinition, EXT_PROC_SERVICE);
   cached = {
     packageDefinition,
-    extProcService: serviceOf(packageDefinition, EXT_PROC_SERVICE),
+    extProcService,
+    extProcServerService: {
+      ...extProcService,
+      Process: {
+        ...extProcService['Process']!,
+        requestDeserialize: decodeProcessingRequest,
+        responseSerialize: encodeProcessingResponse as (value: unknown) => Buffer,
+      },
+    },
     healthService: serviceOf(packageDefinition, HEALTH_SERVICE),
   };
   return cached;

@@ -1,7 +1,9 @@
 // The gRPC server Envoy's ext_proc filter talks to: envoy.service.ext_proc.v3.ExternalProcessor
-// (one bidi stream per proxied HTTP request) plus grpc.health.v1.Health for Envoy's health checker.
-import * as grpc from '@grpc/grpc-js';
+// (one bidi stream per proxied HTTP request) plus grpc.health.v1.Health for Envoy's health checker, on keypool's own
+// minimal gRPC transport (grpc-server.ts; why not grpc-js: see there and README "Performance").
+import type { SecureServerOptions } from 'node:http2';
 import type { Logger } from 'pino';
+import { GrpcServer, type GrpcServerCall } from './grpc-server.js';
 import type { DecisionEngine } from '../../ports.js';
 import { loadProtos, EXT_PROC_SERVICE } from './protos.js';
 import { ProcessStream, type ProcessStreamDeps } from './stream.js';
@@ -33,6 +35,11 @@ export interface ExtProcServerOptions {
   readonly retryContext?: Partial<RetryContextOptions> | false | undefined;
   /** Clock for the retry memory (tests). */
   readonly nowMs?: (() => number) | undefined;
+  /**
+   * TLS for the gRPC listener, as node:http2 secure server options (key, cert; `ca` + `requestCert: true` for mTLS).
+   * Absent: plaintext, for a loopback sidecar. Built by the caller (runtime.ts) from its settings.
+   */
+  readonly tls?: SecureServerOptions | undefined;
 }
 
 export interface ExtProcServer {
@@ -70,9 +77,9 @@ export async function startExtProcServer(options: ExtProcServerOptions): Promise
     nowMs: options.nowMs ?? Date.now,
   };
 
-  const server = new grpc.Server();
-  server.addService(protos.extProcService, {
-    Process: (call: grpc.ServerDuplexStream<ProcessingRequestMsg, ProcessingResponseMsg>) => {
+  const server = new GrpcServer({ tls: options.tls });
+  server.addService(protos.extProcServerService, {
+    Process: (call: GrpcServerCall<ProcessingRequestMsg, ProcessingResponseMsg>) => {
       const stream = new ProcessStream(call, deps);
       active.add(stream);
       stream.start();
@@ -80,11 +87,7 @@ export async function startExtProcServer(options: ExtProcServerOptions): Promise
   });
   server.addService(protos.healthService, health.handlers());
 
-  const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(options.listen, grpc.ServerCredentials.createInsecure(), (err, boundPort) =>
-      err ? reject(err) : resolve(boundPort),
-    );
-  });
+  const port = await server.listen(options.listen);
   logger.info({ listen: options.listen, port }, 'ext_proc gRPC server listening');
 
   let shuttingDown: Promise<void> | null = null;

@@ -32,6 +32,7 @@ import {
   statusFrom,
   unavailableResponse,
 } from './codec.js';
+import type { GrpcServerCall } from './grpc-server.js';
 import type { ProcessingRequestMsg, ProcessingResponseMsg } from './messages.js';
 import { RETRY_CONTEXT_METADATA_KEY, RETRY_CONTEXT_ENABLED, RetryContexts } from './retry-context.js';
 
@@ -65,7 +66,7 @@ export class ProcessStream {
   private queue: Promise<void> = Promise.resolve();
 
   constructor(
-    private readonly call: grpc.ServerDuplexStream<ProcessingRequestMsg, ProcessingResponseMsg>,
+    private readonly call: GrpcServerCall<ProcessingRequestMsg, ProcessingResponseMsg>,
     private readonly deps: ProcessStreamDeps,
   ) {}
 

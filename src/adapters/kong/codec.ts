@@ -13,6 +13,7 @@ import {
 } from '../../core/types.js';
 import type { RequestOutcome, Ticket } from '../../ports.js';
 import { HEADER_NAME, isProviderSlug } from '../../catalog/rules.js';
+import { MAX_KEY_HEADERS } from './schema.js';
 
 /** kong.ctx.shared key holding keypool's record for the bundled Lua guard (access) and for the log phase. */
 export const DECISION_KEY = 'keypool_decision';
@@ -28,7 +29,6 @@ const CREDENTIAL_HEADERS: ReadonlySet<string> = new Set(
 /** Value Kong itself writes over a hidden header in serialized logs. */
 export const REDACTED = 'REDACTED';
 
-const MAX_KEY_HEADERS = 8;
 
 /** The plugin's route/service configuration after validation (Kong field names in comments). */
 export interface KongPluginConfig {
