@@ -2,7 +2,7 @@
 // in ONE transaction, so a failure half-way leaves the store as it was and the running servers never see a mix.
 // Every write goes through the entity DAOs, which validate, encrypt, digest and audit it with the actor `apply`.
 import type { ConfigRepository } from '../catalog/repository.js';
-import { accountRef, type CurrentState, type DesiredState, type FileProblem } from './model.js';
+import { accountRef, type CurrentState, type DesiredState } from './model.js';
 import { planChanges, type Change, type Plan } from './plan.js';
 import type { ResolvedSecrets } from './secrets.js';
 
@@ -159,4 +159,3 @@ function required(secret: string | undefined, at: string): string {
   return secret;
 }
 
-export type { FileProblem };

@@ -3,6 +3,8 @@
 // PATH, Envoy with envoy/envoy-local.yaml; then prints a client key that works from localhost, a curl line and an
 // SDK snippet. Ctrl-C stops all three. Ports come from the environment (defaults are the ones the files name):
 //   DEMO_MOCK_PORT (8089), KEYPOOL_GRPC_LISTEN (127.0.0.1:50051), DEMO_ENVOY_PORT (10000), DEMO_ENVOY_ADMIN_PORT (9902).
+// The demo keeps its data in ./.keypool-demo (KEYPOOL_DATA_DIR overrides), never in `keypool serve`'s ./.keypool: its
+// client key is printed in this file and the README, and must never be accepted by a store meant for real traffic.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, readFileSync, writeFileSync } from 'node:fs';
 import { delimiter, join, resolve } from 'node:path';
@@ -16,6 +18,8 @@ import { startKeypool, type RunningKeypool } from '../main.js';
  */
 export const DEMO_CLIENT_KEY = 'kp_demo_local_only_not_a_secret_000000';
 const DEMO_KEY_NAME = 'local-demo';
+/** Separate from `keypool serve`'s default ./.keypool (see the header). */
+const DEMO_DATA_DIR = './.keypool-demo';
 const ROOT = resolve(import.meta.dirname, '../../..');
 
 interface Running {
@@ -34,7 +38,10 @@ async function main(): Promise<void> {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const mockUrl = await firstLine(mock, /^mock provider on (http:\/\/\S+)$/);
-  const keypool = await startKeypool({ grpcListen: env.KEYPOOL_GRPC_LISTEN ?? '127.0.0.1:50051' });
+  const keypool = await startKeypool({
+    grpcListen: env.KEYPOOL_GRPC_LISTEN ?? '127.0.0.1:50051',
+    dataDir: env.KEYPOOL_DATA_DIR ?? DEMO_DATA_DIR,
+  });
   const running: Running = { mock, keypool, envoy: null };
   stopOnSignal(running);
   await ensureDemoKey(keypool);

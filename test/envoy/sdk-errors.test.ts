@@ -22,6 +22,8 @@ if (!SDKS_PRESENT) {
 }
 const ACTOR = 'sdk-test';
 const SCRIPT = join(import.meta.dirname, 'sdk_errors.py');
+/** Each case starts a Python interpreter and imports both SDKs (seconds on a busy 2-core runner). */
+const SDK_TEST_MS = 180_000;
 
 interface SdkResult {
   readonly raised: string | null;
@@ -36,7 +38,7 @@ interface SdkResult {
 
 function runSdks(base: string, cases: ReadonlyArray<{ name: string; sdk: 'openai' | 'anthropic'; key: string; max_retries?: number }>): Promise<Record<string, SdkResult>> {
   return new Promise((resolve, reject) => {
-    execFile('python3', [SCRIPT, JSON.stringify({ base, cases })], { timeout: 120_000 }, (error, stdout, stderr) => {
+    execFile('python3', [SCRIPT, JSON.stringify({ base, cases })], { timeout: SDK_TEST_MS - 10_000 }, (error, stdout, stderr) => {
       if (error) reject(new Error(`${error.message}\n${stderr}`));
       else resolve(JSON.parse(stdout) as Record<string, SdkResult>);
     });
@@ -87,7 +89,7 @@ describe.skipIf(!ENVOY || !SDKS_PRESENT)('official SDKs against keypool behind a
       expect(result.text).toContain(result.body_message);
       expect(result.attempts).toBe(1); // 401/403 are not retried
     }
-  });
+  }, SDK_TEST_MS);
 
   it("429 pool_exhausted: RateLimitError, and the SDK's one retry waited keypool's retry-after", async () => {
     const key = (await repo().keys.create({ name: 'sdk-client' }, ACTOR)).plaintextKey;
@@ -123,5 +125,5 @@ describe.skipIf(!ENVOY || !SDKS_PRESENT)('official SDKs against keypool behind a
       release();
       for (const reader of readers) while (!(await reader.read()).done);
     }
-  });
+  }, SDK_TEST_MS);
 });

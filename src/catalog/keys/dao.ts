@@ -132,7 +132,8 @@ export class KeyDao {
 
   /**
    * Replaces a key's secret. The old digest keeps working for graceMs (0 = stops at once); a previous grace still
-   * running is replaced. @throws NotFoundError, StateError (revoked)
+   * running is replaced. With `replacement` the new secret is an imported key (keypool apply, when a file's `import:`
+   * changed) instead of a generated one. @throws NotFoundError, StateError (revoked)
    */
   async rotate(ref: string, graceMs: number, actor: string, replacement?: { readonly importedKey: string }): Promise<IssuedKey> {
     if (!Number.isSafeInteger(graceMs) || graceMs < 0) throw new InvalidInputError('grace', 'grace must be a non-negative whole number of milliseconds');
