@@ -8,12 +8,32 @@ export interface KeypoolConfig {
   readonly databaseUrl: string | undefined;
   /** Embedded data (PGlite files, generated secrets, the socket-share file). */
   readonly dataDir: string;
-  /** Where the Envoy ext_proc gRPC server listens (host:port). */
+  /**
+   * Where the Envoy ext_proc gRPC server listens (host:port). Loopback by default (sidecar): anyone who can call
+   * `Process` with a valid client key receives a pooled upstream key, so a non-loopback listener must be TLS with
+   * client authentication (src/adapters/envoy/channel-security.ts refuses to start otherwise).
+   */
   readonly grpcListen: string;
+  /** PEM certificate chain the ext_proc server presents (KEYPOOL_GRPC_TLS_CERT); with grpcTlsKeyFile turns TLS on. */
+  readonly grpcTlsCertFile: string | undefined;
+  /** PEM private key of grpcTlsCertFile (KEYPOOL_GRPC_TLS_KEY). */
+  readonly grpcTlsKeyFile: string | undefined;
+  /** PEM CA bundle (KEYPOOL_GRPC_TLS_CLIENT_CA): mTLS, only client certificates it signed may connect. Needs TLS. */
+  readonly grpcTlsClientCaFile: string | undefined;
+  /**
+   * Shared secret Envoy sends as `authorization: Bearer <token>` in the ext_proc grpc_service initial_metadata
+   * (KEYPOOL_GRPC_TOKEN). Every gRPC call (Process and Health) without it is refused UNAUTHENTICATED.
+   */
+  readonly grpcToken: string | undefined;
   /** Admin HTTP API (loopback by default; never 0.0.0.0 unless asked). */
   readonly adminListen: string;
   /** Bearer token for the admin API; required when adminListen is not loopback. */
   readonly adminToken: string | undefined;
+  /**
+   * Host names the admin API answers to besides IP literals and `localhost` (KEYPOOL_ADMIN_ALLOWED_HOSTS, comma
+   * separated): any other Host header is refused, so a web page cannot reach the API by rebinding its DNS name.
+   */
+  readonly adminAllowedHosts: readonly string[];
   /** Name recorded as the actor of admin writes made with adminToken. */
   readonly adminTokenName: string;
   /** Who may scrape /metrics: auto (open on a loopback admin address, token elsewhere), public, or token. */
@@ -78,9 +98,14 @@ export function loadConfig(overrides: Partial<KeypoolConfig> = {}, env: Env = pr
   const fromEnv: KeypoolConfig = {
     databaseUrl: nonEmpty(env.DATABASE_URL),
     dataDir: nonEmpty(env.KEYPOOL_DATA_DIR) ?? './.keypool',
-    grpcListen: listenAddress(env, 'KEYPOOL_GRPC_LISTEN', '0.0.0.0:50051'),
+    grpcListen: listenAddress(env, 'KEYPOOL_GRPC_LISTEN', '127.0.0.1:50051'),
+    grpcTlsCertFile: nonEmpty(env.KEYPOOL_GRPC_TLS_CERT),
+    grpcTlsKeyFile: nonEmpty(env.KEYPOOL_GRPC_TLS_KEY),
+    grpcTlsClientCaFile: nonEmpty(env.KEYPOOL_GRPC_TLS_CLIENT_CA),
+    grpcToken: secretToken(env, 'KEYPOOL_GRPC_TOKEN'),
     adminListen: listenAddress(env, 'KEYPOOL_ADMIN_LISTEN', '127.0.0.1:9901'),
     adminToken: nonEmpty(env.KEYPOOL_ADMIN_TOKEN),
+    adminAllowedHosts: hostNameList(env, 'KEYPOOL_ADMIN_ALLOWED_HOSTS'),
     adminTokenName: nonEmpty(env.KEYPOOL_ADMIN_TOKEN_NAME) ?? 'admin',
     metricsAccess: oneOf(env, 'KEYPOOL_METRICS_ACCESS', ['auto', 'public', 'token'] as const, 'auto'),
     healthCheckBaseUrls: nonEmpty(env.KEYPOOL_HEALTHCHECK_BASE_URLS),
@@ -137,6 +162,19 @@ function listenAddress(env: Env, name: string, fallback: string): string {
   return value;
 }
 
+/** Shortest accepted shared-secret token: `openssl rand -hex 32` gives 64 characters. */
+export const MIN_TOKEN_CHARS = 32;
+
+/** A shared secret from the environment; the error never quotes the value. */
+function secretToken(env: Env, name: string): string | undefined {
+  const value = nonEmpty(env[name]);
+  if (value === undefined) return undefined;
+  if (value.length < MIN_TOKEN_CHARS || !/^[\x21-\x7e]+$/.test(value)) {
+    throw new ConfigError(name, `expected at least ${MIN_TOKEN_CHARS} printable characters without spaces (e.g. \`openssl rand -hex 32\`)`);
+  }
+  return value;
+}
+
 function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
   const raw = nonEmpty(env[name]);
   if (raw === undefined) return fallback;
@@ -161,6 +199,15 @@ function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], 
     throw new ConfigError(name, `expected one of ${allowed.join(', ')}, got "${raw}"`);
   }
   return raw as T;
+}
+
+function hostNameList(env: Env, name: string): readonly string[] {
+  const raw = nonEmpty(env[name]);
+  if (raw === undefined) return [];
+  const names = raw.split(',').map((part) => part.trim().toLowerCase()).filter(Boolean);
+  const invalid = names.find((host) => !/^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?)*$/.test(host));
+  if (invalid !== undefined) throw new ConfigError(name, `expected comma-separated host names without port (e.g. keypool-admin.internal), got "${invalid}"`);
+  return names;
 }
 
 function headerList(env: Env, name: string, fallback: readonly string[]): readonly string[] {

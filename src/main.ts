@@ -1,11 +1,12 @@
 // Composition root of `keypool serve`: the runtime plus the gateway-facing servers and the admin API.
 import { openRuntime, type Runtime, type RuntimeOptions } from './runtime.js';
 import { startExtProcServer, type ExtProcServer } from './adapters/envoy/server.js';
+import { openChannelSecurity } from './adapters/envoy/channel-security.js';
 import { startAdminServer, type AdminServer } from './admin/server.js';
 import { createAdminDeps } from './admin/deps.js';
 import { KeypoolMetrics } from './admin/metrics.js';
 import { parseBaseUrls } from './admin/health-check.js';
-import { ConfigError, splitHostPort, type KeypoolConfig } from './config.js';
+import { ConfigError, loadConfig, splitHostPort, type KeypoolConfig } from './config.js';
 
 export interface RunningKeypool {
   readonly runtime: Runtime;
@@ -15,6 +16,8 @@ export interface RunningKeypool {
   readonly adminAddress: string;
   readonly engine: Runtime['engine'];
   readonly metrics: KeypoolMetrics;
+  /** Re-reads the ext_proc TLS certificate files (SIGHUP); on failure the current ones stay and it rejects. */
+  reloadCertificates(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -22,10 +25,20 @@ export async function startKeypool(
   overrides: Partial<KeypoolConfig> = {},
   options: Omit<RuntimeOptions, 'config' | 'storeRole' | 'onDecision' | 'onObservation'> = {},
 ): Promise<RunningKeypool> {
+  // The ext_proc channel's security is checked (and its certificates read) before anything opens: a listener that
+  // would hand pooled keys to anyone on the network never starts.
+  const settings = loadConfig(overrides);
+  const channel = await openChannelSecurity({
+    listen: settings.grpcListen,
+    tlsCertFile: settings.grpcTlsCertFile,
+    tlsKeyFile: settings.grpcTlsKeyFile,
+    tlsClientCaFile: settings.grpcTlsClientCaFile,
+    token: settings.grpcToken,
+  });
   const metrics = new KeypoolMetrics();
   const runtime = await openRuntime({
     ...options,
-    config: overrides,
+    config: settings,
     storeRole: 'owner',
     onDecision: metrics.onDecision,
     onObservation: (ticket, outcome) => metrics.onObservation(ticket.pool, ticket.accountName, outcome),
@@ -50,6 +63,7 @@ export async function startKeypool(
       token: config.adminToken,
       tokenName: config.adminTokenName,
       metricsAccess: config.metricsAccess,
+      allowedHosts: config.adminAllowedHosts,
       logger,
       deps: createAdminDeps({
         sql: runtime.store.client,
@@ -67,6 +81,7 @@ export async function startKeypool(
     });
     extProc = await startExtProcServer({
       listen: config.grpcListen,
+      channel,
       engine: runtime.engine,
       logger,
       drainTimeoutMs: config.drainTimeoutMs,
@@ -78,9 +93,9 @@ export async function startKeypool(
   }
   const grpcAddress = `${splitHostPort(config.grpcListen).host}:${extProc.port}`;
   const adminAddress = `${splitHostPort(config.adminListen).host}:${admin.port}`;
-  logger.info({ grpc: grpcAddress, admin: adminAddress, store: runtime.store.where }, 'keypool is serving');
+  logger.info({ grpc: grpcAddress, grpcChannel: channel.mode, admin: adminAddress, store: runtime.store.where }, 'keypool is serving');
   process.stdout.write(
-    `keypool: ext_proc gRPC on ${grpcAddress}; admin API and /metrics on http://${adminAddress}; config store: ${runtime.store.where}\n`,
+    `keypool: ext_proc gRPC on ${grpcAddress}; channel ${channel.mode}; admin API and /metrics on http://${adminAddress}; config store: ${runtime.store.where}\n`,
   );
 
   let stopping: Promise<void> | undefined;
@@ -94,7 +109,11 @@ export async function startKeypool(
     })();
     return stopping;
   };
-  return { runtime, grpcAddress, adminAddress, engine: runtime.engine, metrics, stop };
+  const reloadCertificates = async () => {
+    await channel.reload();
+    logger.info({ grpcChannel: channel.mode }, 'ext_proc TLS certificates reloaded');
+  };
+  return { runtime, grpcAddress, adminAddress, engine: runtime.engine, metrics, reloadCertificates, stop };
 }
 
 function healthCheckBaseUrls(config: KeypoolConfig): Record<string, string> | undefined {

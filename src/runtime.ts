@@ -1,7 +1,7 @@
 // Composition of everything below the gateway adapters: config store, compiled snapshot, rate state, buffered
 // writes and the engine. `keypool serve` (src/main.ts) and the Kong plugin both build exactly this.
 import { Engine, type EngineOptions } from './engine.js';
-import { loadConfig, type KeypoolConfig } from './config.js';
+import { ConfigError, loadConfig, type KeypoolConfig } from './config.js';
 import { createLogger, type Logger } from './log.js';
 import { systemClock, type Clock, type DecisionEngine, type HealthChange, type RateStateStore } from './ports.js';
 import { loadSecrets } from './secrets/bootstrap.js';
@@ -31,6 +31,12 @@ export interface RuntimeOptions {
   readonly onDecision?: EngineOptions['onDecision'];
   /** Observes what each upstream response said about its account (metrics). */
   readonly onObservation?: EngineOptions['onObservation'];
+  /**
+   * Refuse to start (ConfigError) unless the store was configured: DATABASE_URL postgres:// or an explicit
+   * KEYPOOL_DATA_DIR. The Kong plugin sets it: there the defaults would open a throwaway embedded store in the
+   * nginx worker's cwd and answer every valid key 401.
+   */
+  readonly requireConfiguredStore?: boolean;
 }
 
 export interface Runtime {
@@ -52,6 +58,7 @@ export interface Runtime {
 
 export async function openRuntime(options: RuntimeOptions = {}): Promise<Runtime> {
   const config = loadConfig(options.config);
+  if (options.requireConfiguredStore) checkStoreConfigured(config, process.env);
   const logger = options.logger ?? createLogger(config.logLevel);
   const clock = options.clock ?? systemClock;
   const cleanups: Array<() => Promise<void>> = [];
@@ -139,6 +146,16 @@ export async function openRuntime(options: RuntimeOptions = {}): Promise<Runtime
     await stopAll();
     throw error;
   }
+}
+
+function checkStoreConfigured(config: KeypoolConfig, env: NodeJS.ProcessEnv): void {
+  if (config.databaseUrl !== undefined && /^postgres(ql)?:\/\//i.test(config.databaseUrl)) return;
+  if (config.databaseUrl === undefined && (env.KEYPOOL_DATA_DIR ?? '').trim() !== '') return;
+  throw new ConfigError(
+    'DATABASE_URL',
+    'no configured config store: set DATABASE_URL=postgres://… (or KEYPOOL_DATA_DIR to the embedded store of a running ' +
+      '`keypool serve`) in the keypool env file (KEYPOOL_ENV_FILE); a throwaway store would know no keys',
+  );
 }
 
 function openRateState(

@@ -1,11 +1,18 @@
 // `POST /admin/providers/:slug/accounts/:id/check-health`: the one place keypool itself calls a provider.
 // A cheap authenticated GET (the model list, or the key-info endpoint) with a deadline; the caller folds the answer
 // into the account's health exactly as if a proxied request had seen it.
+// The probe carries the account's upstream key, which nobody may read back (not even an admin): so it only ever goes
+// to the provider's configured base URL (KEYPOOL_HEALTHCHECK_BASE_URLS or the built-in default), over https, or
+// plain http to a loopback address configured explicitly (local test servers). Nothing per account (no tag, no
+// request field) can point it elsewhere, and redirects are never followed.
 import type { AuthStyle, HeaderBag } from '../core/types.js';
 import { isProviderSlug } from '../catalog/rules.js';
 
 export interface HealthCheckOptions {
-  /** Base URL per provider slug, overriding the built-in defaults (e.g. a local mock in tests, a regional endpoint). */
+  /**
+   * Base URL per provider slug, overriding the built-in defaults (a regional endpoint, an Azure resource, a local
+   * mock in tests). Each must pass checkedBaseUrl (https, or http to loopback); the constructor throws otherwise.
+   */
   readonly baseUrls?: Readonly<Record<string, string>>;
   /** Deadline for the whole probe. Default 5000 ms. */
   readonly timeoutMs?: number;
@@ -18,8 +25,6 @@ export interface ProbeTarget {
   readonly authStyle: AuthStyle;
   /** Decrypted upstream key: used for this one request, never logged or returned. */
   readonly secret: string;
-  /** Per-account override from the account's `base_url` tag (Azure resources, self-hosted OpenAI-compatible servers). */
-  readonly baseUrlOverride?: string | undefined;
 }
 
 export type ProbeResult =
@@ -38,8 +43,8 @@ export type ProbeResult =
 export class HealthCheckUnavailable extends Error {
   constructor(readonly providerSlug: string) {
     super(
-      `no health-check URL for provider ${providerSlug}: give the account a base_url tag or configure the admin ` +
-        `health-check base URL for this provider`,
+      `no health-check URL for provider ${providerSlug}: configure one in KEYPOOL_HEALTHCHECK_BASE_URLS ` +
+        `(${providerSlug}=https://…)`,
     );
     this.name = 'HealthCheckUnavailable';
   }
@@ -71,16 +76,25 @@ export class HealthChecker {
   private readonly timeoutMs: number;
   private readonly fetchFn: typeof fetch;
 
-  constructor(private readonly options: HealthCheckOptions = {}) {
+  private readonly baseUrls: ReadonlyMap<string, string>;
+
+  constructor(options: HealthCheckOptions = {}) {
     this.timeoutMs = options.timeoutMs ?? 5000;
     this.fetchFn = options.fetch ?? fetch;
+    const baseUrls = new Map(Object.entries(DEFAULT_BASE_URLS));
+    for (const [slug, url] of Object.entries(options.baseUrls ?? {})) {
+      const checked = checkedBaseUrl(url);
+      if (checked === null) throw new Error(`health-check base URL for ${slug}: ${BASE_URL_RULE}`);
+      baseUrls.set(slug, checked);
+    }
+    this.baseUrls = baseUrls;
   }
 
-  /** The URL that would be probed; throws HealthCheckUnavailable when the provider has no known host. */
+  /** The URL that would be probed; throws HealthCheckUnavailable when the provider has no configured host. */
   urlFor(target: Omit<ProbeTarget, 'secret'>): string {
-    const base = target.baseUrlOverride ?? this.options.baseUrls?.[target.providerSlug] ?? DEFAULT_BASE_URLS[target.providerSlug];
-    if (base === undefined || !/^https?:\/\//i.test(base)) throw new HealthCheckUnavailable(target.providerSlug);
-    return base.replace(/\/+$/, '') + (PROBE_PATHS[target.providerSlug] ?? DEFAULT_PROBE_PATH);
+    const base = this.baseUrls.get(target.providerSlug);
+    if (base === undefined) throw new HealthCheckUnavailable(target.providerSlug);
+    return base + (PROBE_PATHS[target.providerSlug] ?? DEFAULT_PROBE_PATH);
   }
 
   async probe(target: ProbeTarget): Promise<ProbeResult> {
@@ -96,7 +110,7 @@ export class HealthChecker {
         signal,
       });
       const body = await peekBody(response);
-      const headers: Record<string, string> = {};
+      const headers = Object.create(null) as Record<string, string>; // a header bag inherits nothing
       response.headers.forEach((value, name) => {
         headers[name.toLowerCase()] = value;
       });
@@ -143,6 +157,26 @@ function describeNetworkError(error: unknown): string {
   return code ?? (error instanceof Error ? error.name : 'network error');
 }
 
+const BASE_URL_RULE = 'expected https://host[:port][/path], or http:// only to a loopback address (127.0.0.1, [::1], localhost)';
+
+/**
+ * The base URL without trailing slashes when the probe may send a key there: https anywhere, plain http only to
+ * loopback (a local test server); no credentials, query or fragment in it. Null otherwise.
+ */
+export function checkedBaseUrl(raw: string): string | null {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return null;
+  }
+  if (url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '') return null;
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  const loopback = host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) return null;
+  return `${url.origin}${url.pathname}`.replace(/\/+$/, '');
+}
+
 /**
  * Parses `openai=https://api.openai.com,azure-openai=https://myres.openai.azure.com` (an environment value) into
  * per-provider base URLs. Throws a plain Error naming the bad entry.
@@ -152,10 +186,11 @@ export function parseBaseUrls(spec: string): Record<string, string> {
   for (const part of spec.split(',').map((p) => p.trim()).filter(Boolean)) {
     const eq = part.indexOf('=');
     const slug = part.slice(0, eq).trim();
-    const url = part.slice(eq + 1).trim();
-    if (eq <= 0 || !isProviderSlug(slug) || !/^https?:\/\/[^\s/]+/i.test(url)) {
-      throw new Error(`expected provider=http(s)://host entries separated by commas, got "${part}"`);
+    const url = checkedBaseUrl(part.slice(eq + 1).trim());
+    if (eq <= 0 || !isProviderSlug(slug)) {
+      throw new Error(`expected provider=https://host entries separated by commas, got "${part}"`);
     }
+    if (url === null) throw new Error(`${slug}: ${BASE_URL_RULE}`);
     out[slug] = url;
   }
   return out;

@@ -1,11 +1,20 @@
 // Reading an admin request body: bounded in size (413 past the limit), JSON only (415 otherwise), parsed once.
+// A state-changing request must say `content-type: application/json` even with an empty body: an HTML form can
+// only send form or text types, so this is what keeps a cross-site form POST (CSRF) from reaching any route.
 import type { IncomingMessage } from 'node:http';
 import { HttpError, badRequest } from './http-errors.js';
 
 export const DEFAULT_BODY_LIMIT_BYTES = 64 * 1024;
 
-/** Reads and parses the body; undefined when there is none. Stops reading as soon as the limit is passed. */
-export async function readJsonBody(req: IncomingMessage, limitBytes: number): Promise<unknown> {
+const JSON_CONTENT_TYPE = /^application\/([a-z0-9.+-]*\+)?json\s*(;|$)/;
+
+/**
+ * Reads and parses the body; undefined when there is none. Stops reading as soon as the limit is passed.
+ * `requireJson`: the JSON content type is required even without a body (state-changing methods).
+ */
+export async function readJsonBody(req: IncomingMessage, limitBytes: number, requireJson: boolean): Promise<unknown> {
+  const contentType = (req.headers['content-type'] ?? '').toLowerCase();
+  if (requireJson && !JSON_CONTENT_TYPE.test(contentType)) throw unsupportedMediaType();
   const declared = req.headers['content-length'];
   if (declared !== undefined && Number(declared) > limitBytes) throw tooLarge(limitBytes);
   const chunks: Buffer[] = [];
@@ -16,10 +25,7 @@ export async function readJsonBody(req: IncomingMessage, limitBytes: number): Pr
     chunks.push(chunk);
   }
   if (size === 0) return undefined;
-  const contentType = (req.headers['content-type'] ?? '').toLowerCase();
-  if (!/^application\/([a-z0-9.+-]*\+)?json\s*(;|$)/.test(contentType)) {
-    throw new HttpError(415, 'unsupported_media_type', 'send the body as JSON with `content-type: application/json`');
-  }
+  if (!JSON_CONTENT_TYPE.test(contentType)) throw unsupportedMediaType();
   const text = Buffer.concat(chunks, size).toString('utf8');
   try {
     return JSON.parse(text) as unknown;
@@ -28,6 +34,10 @@ export async function readJsonBody(req: IncomingMessage, limitBytes: number): Pr
     const at = /position (\d+)/.exec(error instanceof Error ? error.message : '')?.[1];
     throw badRequest('invalid_json', `the body is not valid JSON${at === undefined ? '' : ` (near byte ${at})`}`, 'body');
   }
+}
+
+function unsupportedMediaType(): HttpError {
+  return new HttpError(415, 'unsupported_media_type', 'send `content-type: application/json` (with a JSON body, or none)');
 }
 
 function tooLarge(limitBytes: number): HttpError {

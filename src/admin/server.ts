@@ -10,6 +10,7 @@ import type { AdminDeps } from './deps.js';
 import { errorResponse, HttpError } from './http-errors.js';
 import { KeyLifecycle } from './lifecycle.js';
 import { DEFAULT_BODY_LIMIT_BYTES, readJsonBody } from './request-body.js';
+import { checkHost, checkSameOrigin, isStateChanging, originPolicy, type OriginPolicy } from './request-origin.js';
 import { Router, type Method, type Reply, type RequestContext, type RouteDef } from './router.js';
 import { adminRoutes } from './routes/index.js';
 
@@ -26,6 +27,11 @@ export interface AdminServerOptions {
   readonly deps: AdminDeps;
   readonly logger: Logger;
   readonly metricsAccess?: MetricsAccess;
+  /**
+   * Host names accepted in the Host header besides IP literals and `localhost` (KEYPOOL_ADMIN_ALLOWED_HOSTS), e.g.
+   * the name a reverse proxy or Kubernetes service calls the API by. Anything else is refused (DNS rebinding).
+   */
+  readonly allowedHosts?: readonly string[] | undefined;
   /** Largest accepted request body (default 64 KiB; larger -> 413). */
   readonly bodyLimitBytes?: number;
   /** Deadline for one handler (database, provider probe); past it the client gets 503 `timeout`. Default 30 s. */
@@ -65,6 +71,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     auth: new TokenAuth(tokens),
     openActor: options.tokenName,
     metricsOpen: metricsOpen(options.metricsAccess ?? 'auto', loopback),
+    origin: originPolicy(host, options.allowedHosts ?? []),
     bodyLimitBytes: options.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES,
     handlerTimeoutMs: options.handlerTimeoutMs ?? DEFAULT_HANDLER_TIMEOUT_MS,
     deps: options.deps,
@@ -138,6 +145,8 @@ interface HandlerOptions {
   /** Actor recorded when no token is configured (loopback only). */
   readonly openActor: string;
   readonly metricsOpen: boolean;
+  /** Which Host headers name this server (request-origin.ts). */
+  readonly origin: OriginPolicy;
   readonly bodyLimitBytes: number;
   readonly handlerTimeoutMs: number;
   readonly deps: AdminDeps;
@@ -157,11 +166,16 @@ export class AdminHandler {
     try {
       const url = new URL(req.url ?? '/', 'http://admin.invalid');
       const method = (req.method ?? 'GET').toUpperCase();
+      checkHost(this.options.origin, firstHeader(req, 'host'));
       if (!METHODS.has(method)) throw new HttpError(405, 'method_not_allowed', 'unsupported method', null, { allow: [...METHODS].join(', ') });
       const match = this.options.router.match(method, url.pathname);
       route = match.route;
+      const changesState = isStateChanging(method);
+      if (changesState) {
+        checkSameOrigin({ origin: firstHeader(req, 'origin'), secFetchSite: firstHeader(req, 'sec-fetch-site'), host: firstHeader(req, 'host') });
+      }
       actor = this.authenticate(req, route);
-      const body = await readJsonBody(req, this.options.bodyLimitBytes);
+      const body = await readJsonBody(req, this.options.bodyLimitBytes, changesState);
       const ctx: RequestContext = {
         method: method as Method,
         path: url.pathname,

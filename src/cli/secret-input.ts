@@ -23,7 +23,11 @@ function fromEnv(context: CliContext, name: string): string {
     throw new UsageError('--key-env takes the NAME of an environment variable (e.g. OPENAI_KEY), not the key itself');
   }
   const value = context.env[name];
-  if (value === undefined || value === '') throw new UsageError(`environment variable ${name} is not set or empty`);
+  if (value === undefined || value === '') {
+    // The name is not repeated: a key pasted where the name belongs (`--key-env gsk_...`) looks like a valid name
+    // too, and must not be printed.
+    throw new UsageError('the environment variable named by --key-env is not set or empty');
+  }
   return value;
 }
 

@@ -5,10 +5,12 @@ import type { Command } from './command.js';
 
 const serveSpec: CommandSpec = {
   name: 'serve',
-  summary: 'Run keypool (gateway adapters and admin API) until SIGTERM/SIGINT.',
+  summary: 'Run keypool (gateway adapters and admin API) until SIGTERM/SIGINT; SIGHUP reloads the gRPC TLS certificates.',
   details: [
     'Configured by environment: DATABASE_URL (unset = embedded store in KEYPOOL_DATA_DIR), REDIS_URL,',
-    'KEYPOOL_GRPC_LISTEN, KEYPOOL_ADMIN_LISTEN, KEYPOOL_ADMIN_TOKEN, KEYPOOL_ENCRYPTION_KEYS, KEYPOOL_KEY_PEPPER, LOG_LEVEL.',
+    'KEYPOOL_GRPC_LISTEN (default 127.0.0.1:50051; elsewhere needs KEYPOOL_GRPC_TLS_CERT and KEYPOOL_GRPC_TLS_KEY',
+    'plus KEYPOOL_GRPC_TLS_CLIENT_CA or KEYPOOL_GRPC_TOKEN), KEYPOOL_ADMIN_LISTEN, KEYPOOL_ADMIN_TOKEN,',
+    'KEYPOOL_ENCRYPTION_KEYS, KEYPOOL_KEY_PEPPER, LOG_LEVEL.',
     'On the embedded store, other `keypool` commands keep working from a second terminal while this runs.',
   ].join('\n'),
 };
@@ -36,6 +38,12 @@ export const serveCommand: Command = {
       };
       process.on('SIGTERM', onSignal);
       process.on('SIGINT', onSignal);
+      // Certificate rotation without a restart; a failed reload keeps the current certificates (logged).
+      process.on('SIGHUP', () => {
+        service.reloadCertificates().catch((error: unknown) => {
+          service.runtime.logger.error({ err: error }, 'reloading the ext_proc TLS certificates failed; keeping the current ones');
+        });
+      });
     });
   },
 };

@@ -9,6 +9,29 @@ import type { HeaderBag } from './types.js';
  */
 export const DEFAULT_KEY_HEADERS: readonly string[] = Object.freeze(['authorization', 'x-api-key', 'api-key', 'x-goog-api-key']);
 
+/**
+ * Every request header a supported provider reads as a credential (bearer, x-api-key, api-key, x-goog-api-key
+ * styles), plus proxy-authorization. Whatever headers carry the keypool key, every one of these that the client sent
+ * is removed upstream before the pooled credential is set: a client key, or a client's own provider key, never
+ * reaches the provider.
+ */
+export const CLIENT_CREDENTIAL_HEADERS: readonly string[] = Object.freeze([
+  'authorization',
+  'proxy-authorization',
+  'x-api-key',
+  'api-key',
+  'x-goog-api-key',
+]);
+
+/** The configured key headers the client used, plus every CLIENT_CREDENTIAL_HEADERS name present in `headers`. */
+export function credentialHeadersIn(headers: HeaderBag, keyHeadersPresent: readonly string[]): string[] {
+  const names = [...keyHeadersPresent];
+  for (const name of CLIENT_CREDENTIAL_HEADERS) {
+    if (headers[name] !== undefined && !names.includes(name)) names.push(name);
+  }
+  return names;
+}
+
 /** Shape of keys keypool generates: `kp_` + base62 (40 chars today; at least 32 accepted on import). */
 export const CLIENT_KEY_PATTERN = /^kp_[0-9A-Za-z]{32,}$/;
 

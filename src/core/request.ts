@@ -1,7 +1,7 @@
 // The request half of the decision core: who is calling, from where, how important, and which upstream
 // credential to inject. Account admission (capacity, health) happens between authorizeRequest and
 // buildAllow, in the engine, against the rate-state store; denyForAdmission turns its refusal into a Deny.
-import { extractClientKey } from './apikey.js';
+import { credentialHeadersIn, extractClientKey } from './apikey.js';
 import { normaliseClientAddress } from './cidr.js';
 import { deny, retryAfterSeconds } from './errors.js';
 import { authHeaderFor, authHeaderName } from './providers/auth.js';
@@ -9,6 +9,7 @@ import type {
   Account,
   Allow,
   Deny,
+  HeaderBag,
   PriorityResolution,
   ProviderPool,
   RequestView,
@@ -23,12 +24,15 @@ export interface Authorized {
   /** Priority and tenant; tenantId already falls back to the key's tenant. */
   readonly priority: PriorityResolution;
   readonly pool: ProviderPool;
-  /** Every client credential header present (all are removed upstream). */
+  /** Every client credential header present: the configured key headers used and CLIENT_CREDENTIAL_HEADERS (all removed upstream). */
   readonly credentialHeaders: readonly string[];
 }
 
 export const PRIORITY_HEADER = 'x-keypool-priority';
 export const TENANT_HEADER = 'x-keypool-tenant';
+
+/** Headers of a view that has none: inherits nothing, like every header bag. */
+const NO_HEADERS: HeaderBag = Object.freeze(Object.create(null) as HeaderBag);
 
 /** Longest provider slug echoed back in an unknown_provider message. */
 const MAX_ECHOED_PROVIDER = 64;
@@ -43,7 +47,8 @@ export function authorizeRequest(
   nowMs: number,
   defaultKeyHeaders: readonly string[],
 ): Authorized | Deny {
-  const extracted = extractClientKey(view.headers ?? {}, view.keyHeaders ?? defaultKeyHeaders);
+  const headers = view.headers ?? NO_HEADERS;
+  const extracted = extractClientKey(headers, view.keyHeaders ?? defaultKeyHeaders);
   if (!extracted.ok) return deny(extracted.code, { message: extracted.message });
 
   const entry = snapshot.keysByDigest.get(snapshot.digestKey(extracted.key));
@@ -73,7 +78,7 @@ export function authorizeRequest(
     key,
     priority: resolvePriority(extracted.key, key, snapshot),
     pool,
-    credentialHeaders: extracted.credentialHeaders,
+    credentialHeaders: credentialHeadersIn(headers, extracted.credentialHeaders),
   };
 }
 
@@ -98,8 +103,9 @@ function unknownProviderMessage(provider: unknown): string {
 }
 
 /**
- * The mutations for an admitted account: strip every client credential header (and the provider's own
- * auth header, so a client cannot smuggle its own upstream key, and any client-sent x-keypool-* header),
+ * The mutations for an admitted account: strip every client credential header (the key headers and every header a
+ * provider reads as a credential, so neither the client key nor a client's own upstream key is forwarded; the
+ * provider's own auth header in any case; and any client-sent x-keypool-* header),
  * then set the account's auth header, the priority and, when known, the tenant.
  */
 export function buildAllow(auth: Authorized, account: Account): Allow {

@@ -7,7 +7,8 @@
 // - DATABASE_URL=postgres://... with either missing, or only one of the two set: a SecretsConfigError telling the
 //   operator what to set. Replicas sharing a database must share the secrets, so keypool never invents them there.
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, open, readFile } from 'node:fs/promises';
+import { chmod, open, readFile } from 'node:fs/promises';
+import { ensurePrivateDir } from '../stores/private-dir.js';
 import { join } from 'node:path';
 import { Keyring } from './keyring.js';
 import { generatePepperSpec, parsePepper } from './pepper.js';
@@ -94,7 +95,7 @@ export async function loadSecrets(source: SecretsSource): Promise<LoadedSecrets>
 
 async function readOrCreateSecretsFile(dataDir: string): Promise<{ file: string; created: boolean; content: SecretsFile }> {
   const file = join(dataDir, SECRETS_FILE);
-  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  await ensurePrivateDir(dataDir);
   const fresh: SecretsFile = { version: 1, encryptionKeys: Keyring.generateSpec(), keyPepper: generatePepperSpec() };
   try {
     // O_EXCL: when two processes start on an empty data dir together, exactly one writes and both read the same.

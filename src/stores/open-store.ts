@@ -5,9 +5,10 @@
 //       a running `keypool serve` (role 'owner') serves it on a loopback socket (pglite-share.ts); any other
 //       process finds <dataDir>/server.json and connects to that socket with the postgres client; with no live
 //       owner, a process opens the directory itself under <dataDir>/pglite.lock (short CLI runs wait for each other).
-import { mkdir, open, readFile, rm, stat } from 'node:fs/promises';
+import { open, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { openPglite, type PgliteClient } from './pglite-client.js';
+import { ensurePrivateDir, restrictTree } from './private-dir.js';
 import { findLiveShare, processAlive, sharePglite, SHARE_APPLICATION_PREFIX, type PgliteShare, type ShareInfo } from './pglite-share.js';
 import { openPostgres } from './postgres-client.js';
 import type { SqlClient } from './sql-client.js';
@@ -82,7 +83,7 @@ async function openEmbedded(options: OpenStoreOptions): Promise<OpenedStore> {
   const role = options.role ?? 'client';
   const dataDir = options.dataDir;
   const pgdata = join(dataDir, PGLITE_SUBDIR);
-  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  await ensurePrivateDir(dataDir);
   const deadline = Date.now() + (options.lockTimeoutMs ?? 10_000);
   for (;;) {
     const live = await findLiveShare(dataDir);
@@ -103,6 +104,11 @@ async function openEmbedded(options: OpenStoreOptions): Promise<OpenedStore> {
         throw new StoreOpenError(`cannot open the embedded database in ${pgdata}: ${(error as Error).message}`, { cause: error });
       }
       client.onClose(release);
+      // Owner-only, including what PGlite just created (its files follow the umask, not the directory).
+      await restrictTree(dataDir).catch(async (error: unknown) => {
+        await client.close();
+        throw new StoreOpenError(`cannot restrict the permissions of ${dataDir}: ${(error as Error).message}`, { cause: error });
+      });
       if (role !== 'owner') return { client, mode: 'pglite-disk', where: `PGlite ${pgdata}`, share: null };
       const share = await sharePglite(client, dataDir).catch(async (error: unknown) => {
         await client.close();

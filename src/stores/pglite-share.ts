@@ -16,11 +16,13 @@
 // process's snapshot within milliseconds.
 //
 // Access: the socket listens on 127.0.0.1 only, and a client must present the random token from server.json (which
-// only the data directory's owner can read) as its application_name; anything else is refused at startup.
+// only the data directory's owner can read) as its application_name; anything else is refused at startup. The
+// startup message is read and checked BEFORE a connection counts against maxConnections, within a short deadline,
+// so idle or unauthenticated local connections cannot use up the slots of the real CLI.
 import { PGLiteSocketHandler } from '@electric-sql/pglite-socket';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { createConnection, createServer, type Server } from 'node:net';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import type { PgliteClient } from './pglite-client.js';
 
@@ -52,6 +54,10 @@ export interface ShareOptions {
   readonly maxConnections?: number;
   /** A client idle this long is disconnected (its transaction rolled back), so it cannot hold the gate. Default 60 s. */
   readonly idleTimeoutMs?: number;
+  /** How long a new connection has to present its startup message with the token. Default 2 s. */
+  readonly handshakeTimeoutMs?: number;
+  /** Connections still in their handshake at once; more are closed at once. Default 64. */
+  readonly maxPendingHandshakes?: number;
 }
 
 /** Serves `client`'s database on 127.0.0.1:<random port> and writes <dataDir>/server.json. */
@@ -62,9 +68,14 @@ export async function sharePglite(client: PgliteClient, dataDir: string, options
   const maxConnections = options.maxConnections ?? 8;
   const idleTimeoutMs = options.idleTimeoutMs ?? 60_000;
 
-  const server = createServer((socket) => {
+  const handshakeTimeoutMs = options.handshakeTimeoutMs ?? 2_000;
+  const maxPendingHandshakes = options.maxPendingHandshakes ?? 64;
+  const expectedApplicationName = Buffer.from(`${SHARE_APPLICATION_PREFIX}${token}`, 'utf8');
+  let pendingHandshakes = 0;
+
+  const attach = (socket: Socket, startup: Buffer): void => {
     if (handlers.size >= maxConnections) {
-      socket.end();
+      refuse(socket, errorResponse('53300', 'too many keypool share clients'));
       return;
     }
     const handler = new PGLiteSocketHandler({
@@ -79,9 +90,38 @@ export async function sharePglite(client: PgliteClient, dataDir: string, options
     };
     handler.addEventListener('close', forget);
     handler.addEventListener('error', forget);
-    handler.attach(socket).catch(() => {
-      forget();
+    // The startup message goes back in front of the stream: the handler (and the queue's own token check) see it.
+    socket.unshift(startup);
+    handler.attach(socket).then(
+      () => socket.resume(),
+      () => {
+        forget();
+        socket.destroy();
+      },
+    );
+  };
+
+  const server = createServer((socket) => {
+    // A peer reset while refusing or between phases must not become an uncaught 'error' event.
+    socket.on('error', () => undefined);
+    if (pendingHandshakes >= maxPendingHandshakes) {
       socket.destroy();
+      return;
+    }
+    pendingHandshakes++;
+    void readStartup(socket, handshakeTimeoutMs).then((startup) => {
+      pendingHandshakes--;
+      if (startup === null) {
+        socket.destroy();
+        return;
+      }
+      const presented = startupParameter(startup, 'application_name');
+      const ok = presented !== null && presented.length === expectedApplicationName.length && timingSafeEqual(presented, expectedApplicationName);
+      if (!ok) {
+        refuse(socket, errorResponse('28000', 'not a keypool share client (token missing or wrong)'));
+        return;
+      }
+      attach(socket, startup);
     });
   });
   const host = '127.0.0.1';
@@ -110,6 +150,55 @@ export async function sharePglite(client: PgliteClient, dataDir: string, options
   };
   client.onClose(() => share.close());
   return share;
+}
+
+/** Sends the error and closes the connection outright (a client that never closes its side holds nothing). */
+function refuse(socket: Socket, error: Uint8Array): void {
+  socket.end(error, () => socket.destroy());
+}
+
+const SSL_REQUEST_CODE = 80877103;
+const PROTOCOL_3 = 196608;
+/** Longest startup message accepted (a few parameters; PostgreSQL itself allows 10,000 bytes). */
+const MAX_STARTUP_BYTES = 10_000;
+
+/**
+ * Reads a client's StartupMessage (answering an SSLRequest with 'N' first) and leaves the socket paused with nothing
+ * consumed past it; resolves null on a timeout, a malformed or oversized message, or a closed socket.
+ */
+function readStartup(socket: Socket, timeoutMs: number): Promise<Buffer | null> {
+  return new Promise((resolve) => {
+    let buffer: Buffer = Buffer.alloc(0);
+    const finish = (startup: Buffer | null, rest: Buffer = Buffer.alloc(0)): void => {
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('error', onEnd);
+      socket.off('close', onEnd);
+      socket.pause();
+      if (rest.length > 0) socket.unshift(rest);
+      resolve(startup);
+    };
+    const onEnd = (): void => finish(null);
+    const onData = (chunk: Buffer): void => {
+      buffer = buffer.length === 0 ? chunk : Buffer.concat([buffer, chunk]);
+      while (buffer.length >= 8) {
+        const length = buffer.readInt32BE(0);
+        if (length < 8 || length > MAX_STARTUP_BYTES) return finish(null);
+        if (length === 8 && buffer.readInt32BE(4) === SSL_REQUEST_CODE) {
+          socket.write('N'); // no TLS on a loopback socket; the client goes on in plaintext
+          buffer = buffer.subarray(8);
+          continue;
+        }
+        if (buffer.length < length) return;
+        if (buffer.readInt32BE(4) !== PROTOCOL_3) return finish(null);
+        return finish(buffer.subarray(0, length), buffer.subarray(length));
+      }
+    };
+    const timer = setTimeout(() => finish(null), timeoutMs);
+    socket.on('data', onData);
+    socket.once('error', onEnd);
+    socket.once('close', onEnd);
+  });
 }
 
 /** The live share of a data directory: server.json exists, its pid is alive and its port accepts. Else null. */

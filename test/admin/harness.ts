@@ -131,6 +131,8 @@ export interface HarnessOptions {
   readonly metricsAccess?: MetricsAccess;
   readonly autoRevokeOverdue?: boolean;
   readonly handlerTimeoutMs?: number;
+  /** KEYPOOL_ADMIN_ALLOWED_HOSTS */
+  readonly allowedHosts?: readonly string[];
   /** check-health deadline (default 300 ms: the mock's slow key answers after 2 s). */
   readonly healthCheckTimeoutMs?: number;
 }
@@ -187,6 +189,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     deps,
     logger,
     metricsAccess: options.metricsAccess,
+    allowedHosts: options.allowedHosts,
     handlerTimeoutMs: options.handlerTimeoutMs,
     lifecycleIntervalMs: 0,
   });
@@ -199,7 +202,8 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     let body: string | undefined;
     if (o.rawBody !== undefined) body = o.rawBody;
     else if (o.body !== undefined) body = JSON.stringify(o.body);
-    if (body !== undefined && headers['content-type'] === undefined) headers['content-type'] = 'application/json';
+    // As every client must: the JSON content type on every state-changing request, with or without a body.
+    if ((body !== undefined || method !== 'GET') && headers['content-type'] === undefined) headers['content-type'] = 'application/json';
     const response = await fetch(baseUrl + path, { method, headers, body });
     const text = await response.text();
     let json: unknown = undefined;

@@ -162,11 +162,16 @@ describe('Router', () => {
 describe('parseBaseUrls', () => {
   it('reads provider=url pairs and refuses anything else', async () => {
     const { parseBaseUrls } = await import('../../src/admin/health-check.js');
-    expect(parseBaseUrls('openai=http://127.0.0.1:8080, azure-openai=https://r.openai.azure.com/')).toEqual({
+    expect(parseBaseUrls('openai=http://127.0.0.1:8080, azure-openai=https://r.openai.azure.com/, x=http://[::1]:1/v')).toEqual({
       openai: 'http://127.0.0.1:8080',
-      'azure-openai': 'https://r.openai.azure.com/',
+      'azure-openai': 'https://r.openai.azure.com',
+      x: 'http://[::1]:1/v',
     });
     expect(parseBaseUrls('')).toEqual({});
     for (const bad of ['openai', '=http://x', 'openai=ftp://x', 'Open AI=http://x']) expect(() => parseBaseUrls(bad)).toThrow();
+    // The probe carries the upstream key: never in clear over the network, never with credentials or a query.
+    for (const bad of ['openai=http://api.openai.com', 'openai=http://10.0.0.1', 'openai=https://u:p@api.openai.com', 'openai=https://h/?k=v']) {
+      expect(() => parseBaseUrls(bad), bad).toThrow(/https|loopback/);
+    }
   });
 });

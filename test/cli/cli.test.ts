@@ -3,12 +3,15 @@
 // an upstream secret never reaches stdout or stderr.
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync } from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ExtProcClient } from '../envoy/ext-proc-client.js';
+import { createTestPki } from '../helpers/tls.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const CLI = join(ROOT, 'dist/src/cli/main.js');
@@ -275,6 +278,16 @@ describe('keypool CLI on the embedded store', { timeout: SLOW_TEST_MS }, () => {
       expect(result.stdout).toBe('');
     });
 
+    it('a key pasted where --key-env wants a variable name is never printed back', async () => {
+      const pasted = `gsk_${randomBytes(20).toString('hex')}`;
+      for (const json of [[], ['--json']]) {
+        const result = await cli(['accounts', 'add', '--provider', 'openai', '--name', 'w', '--key-env', pasted, ...json]);
+        expect(result.code).toBe(2);
+        expect(result.stderr).toMatch(/--key-env is not set or empty/);
+        expect(result.stderr + result.stdout).not.toContain(pasted.slice(4));
+      }
+    });
+
     it('with --json, errors are JSON on stderr in the admin API shape', async () => {
       const result = await cli(['keys', 'create', '--allowed-ips', '010.0.0.1', '--json']);
       expect(result.code).toBe(2);
@@ -337,6 +350,98 @@ describe('keypool CLI on the embedded store', { timeout: SLOW_TEST_MS }, () => {
       const result = await cli(args);
       expect(result.code, args.join(' ')).toBe(0);
       expect(result.stdout).toMatch(/Usage: keypool/);
+    }
+  });
+});
+
+describe('keypool serve refuses an unauthenticated ext_proc listener', () => {
+  it('exits 2 naming the variables, before opening any store', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'kp-cli-grpc-'));
+    try {
+      const result = await run(
+        ['serve'],
+        baseEnv({ KEYPOOL_DATA_DIR: join(dataDir, 'never-created'), KEYPOOL_GRPC_LISTEN: '0.0.0.0:0', KEYPOOL_ADMIN_LISTEN: '127.0.0.1:0' }),
+      );
+      expect(result.code).toBe(2);
+      for (const name of ['KEYPOOL_GRPC_LISTEN', 'KEYPOOL_GRPC_TLS_CERT', 'KEYPOOL_GRPC_TLS_KEY', 'KEYPOOL_GRPC_TLS_CLIENT_CA', 'KEYPOOL_GRPC_TOKEN']) {
+        expect(result.stderr).toContain(name);
+      }
+      expect(existsSync(join(dataDir, 'never-created'))).toBe(false);
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('keypool serve re-reads its gRPC TLS certificates on SIGHUP', { timeout: SLOW_TEST_MS }, () => {
+  it('new connections get the rotated certificate without a restart', async () => {
+    const pki = createTestPki();
+    const [oldCa, newCa] = [pki.ca('old-ca'), pki.ca('new-ca')];
+    const [oldCert, newCert] = [pki.leaf(oldCa, 'old', 'keypool.test'), pki.leaf(newCa, 'new', 'keypool.test')];
+    const certFile = join(pki.dir, 'live.crt');
+    const keyFile = join(pki.dir, 'live.key');
+    copyFileSync(oldCert.certFile, certFile);
+    copyFileSync(oldCert.keyFile, keyFile);
+    const env = baseEnv({
+      DATABASE_URL: 'memory://',
+      KEYPOOL_GRPC_LISTEN: '127.0.0.1:0',
+      KEYPOOL_GRPC_TLS_CERT: certFile,
+      KEYPOOL_GRPC_TLS_KEY: keyFile,
+      KEYPOOL_ADMIN_LISTEN: '127.0.0.1:0',
+      KEYPOOL_DEMO_SEED: 'false',
+      ...secretsEnv,
+    });
+    const server = spawn(process.execPath, [CLI, 'serve'], { cwd: ROOT, env: env as NodeJS.ProcessEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+    let serverOut = '';
+    server.stdout.on('data', (chunk: Buffer) => (serverOut += chunk.toString()));
+    server.stderr.on('data', (chunk: Buffer) => (serverOut += chunk.toString()));
+    const exited = new Promise<number | null>((done) => server.on('exit', (code) => done(code)));
+    const trusting = (ca: { certFile: string }) =>
+      new ExtProcClient(address, {
+        credentials: grpc.credentials.createSsl(readFileSync(ca.certFile)),
+        channelOptions: { 'grpc.ssl_target_name_override': 'keypool.test', 'grpc.default_authority': 'keypool.test' },
+      });
+    const handshakes = async (ca: { certFile: string }): Promise<boolean> => {
+      const client = trusting(ca);
+      try {
+        await client.check();
+        return true;
+      } catch {
+        return false;
+      } finally {
+        client.close();
+      }
+    };
+    let address = '';
+    try {
+      const deadline = Date.now() + 120_000;
+      for (;;) {
+        const match = /ext_proc gRPC on (\S+?); channel tls;/.exec(serverOut);
+        if (match) {
+          address = match[1]!;
+          break;
+        }
+        if (Date.now() > deadline || server.exitCode !== null) throw new Error(`keypool serve did not start:\n${serverOut}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(await handshakes(oldCa)).toBe(true);
+      copyFileSync(newCert.certFile, certFile);
+      copyFileSync(newCert.keyFile, keyFile);
+      server.kill('SIGHUP');
+      const rotatedBy = Date.now() + 20_000;
+      while (!(await handshakes(newCa))) {
+        if (Date.now() > rotatedBy) throw new Error(`the new certificate was not served after SIGHUP:\n${serverOut}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      expect(await handshakes(oldCa)).toBe(false);
+      expect(server.exitCode).toBeNull(); // SIGHUP reloads; it does not end the process
+    } finally {
+      server.kill('SIGTERM');
+      const timer = setTimeout(() => server.kill('SIGKILL'), 20_000);
+      const code = await exited;
+      clearTimeout(timer);
+      pki.remove();
+      expect(code, serverOut).toBe(0);
     }
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createKeyDigester, DEFAULT_KEY_HEADERS } from '../../src/core/apikey.js';
+import { CLIENT_CREDENTIAL_HEADERS, createKeyDigester, DEFAULT_KEY_HEADERS } from '../../src/core/apikey.js';
 import { compileAllowlist } from '../../src/core/cidr.js';
 import { compilePriority } from '../../src/core/priority/index.js';
 import { authorizeRequest, buildAllow, denyForAdmission, type Authorized } from '../../src/core/request.js';
@@ -80,6 +80,8 @@ function buildSnapshot(priorityEnabled: boolean): Snapshot {
     pools: new Map([
       ['openai', pool('openai', 'bearer')],
       ['anthropic', pool('anthropic', 'x-api-key')],
+      ['azure-openai', pool('azure-openai', 'api-key')],
+      ['gemini', pool('gemini', 'x-goog-api-key')],
     ]),
     priority: compilePriority(
       [
@@ -217,6 +219,36 @@ describe('buildAllow: mutations', () => {
       ['x-keypool-priority', '7'],
     ]);
     expect(allow.tenant).toBeNull();
+  });
+
+  // Whatever the route's key headers are, no header a provider reads as a credential reaches it from the client: a
+  // second copy of the client key (`authorization` beside the configured `x-api-key`), nor the client's own key.
+  describe.each<[string, string, string]>([
+    ['openai', 'authorization', 'Bearer sk-openai-1-secret'],
+    ['anthropic', 'x-api-key', 'sk-anthropic-1-secret'],
+    ['azure-openai', 'api-key', 'sk-azure-openai-1-secret'],
+    ['gemini', 'x-goog-api-key', 'sk-gemini-1-secret'],
+  ])('every client credential header is removed: %s (%s style)', (provider, authHeader, pooled) => {
+    it.each<[string, readonly string[]]>([
+      ['key in x-api-key only', ['x-api-key']],
+      ['key in authorization only', ['authorization']],
+      ['default key headers', DEFAULT_KEY_HEADERS],
+    ])('%s', (_label, keyHeaders) => {
+      const headers: Record<string, string> = {
+        authorization: `Bearer ${KEYS.plain}`,
+        'x-api-key': KEYS.plain,
+        'api-key': KEYS.plain,
+        'x-goog-api-key': 'AIza-clients-own-key',
+        'proxy-authorization': 'Basic Y2xpZW50OnNlY3JldA==',
+        accept: 'application/json',
+      };
+      const auth = authorizeRequest({ headers, clientAddress: null, provider, keyHeaders }, OFF, NOW, DEFAULT_KEY_HEADERS) as Authorized;
+      expect(auth.kind).toBe('authorized');
+      const allow = buildAllow(auth, account(`${provider}-1`));
+      for (const name of CLIENT_CREDENTIAL_HEADERS) expect(allow.removeHeaders).toContain(name);
+      expect(allow.removeHeaders).not.toContain('accept');
+      expect(allow.setHeaders.filter(([name]) => CLIENT_CREDENTIAL_HEADERS.includes(name))).toEqual([[authHeader, pooled]]);
+    });
   });
 
   it('never lets a client-sent x-keypool-tenant through when the tenant is unknown', () => {

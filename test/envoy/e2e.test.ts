@@ -10,7 +10,8 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startKeypool, type RunningKeypool } from '../../src/main.js';
 import { CLIENT_KEY_PREFIX } from '../../src/secrets/client-key.js';
 import { envoyOrSkip, renderEnvoyConfig, startEnvoy, type RunningEnvoy } from '../helpers/envoy.js';
-import { waitFor, waitForAsync } from './ext-proc-client.js';
+import { CLIENT_CREDENTIAL_HEADERS } from '../../src/core/apikey.js';
+import { ExtProcClient, requestHeadersMsg, setHeadersOf, waitFor, waitForAsync } from './ext-proc-client.js';
 import { MockUpstream, firstChunk, restOfBody, type ReceivedRequest, type Reply } from './mock-upstream.js';
 
 // The runtime reads a few settings straight from the environment: keep the caller's out (this file
@@ -179,6 +180,52 @@ describe.skipIf(!ENVOY)('keypool end to end through a real Envoy', () => {
     expect(got2.headers['authorization']).toBeUndefined();
     expect(got2.headers['anthropic-version']).toBe('2023-06-01');
     expect(allHeaderValues(got2)).not.toContain(clientKey);
+  });
+
+  /** The client key in every header keypool reads it from, and other credentials a provider would read. */
+  const everyCredential = (key: string): Record<string, string> => ({
+    authorization: `Bearer ${key}`,
+    'x-api-key': key,
+    'api-key': key,
+    'x-goog-api-key': 'AIza-the-clients-own-key',
+    'proxy-authorization': 'Basic Y2xpZW50OnNlY3JldA==',
+  });
+
+  it.each([
+    ['openai', CHAT, 'authorization', 'Bearer '],
+    ['anthropic', MESSAGES, 'x-api-key', ''],
+  ])('1b. %s: of every client credential header only the pooled one reaches the upstream', async (provider, path, header, scheme) => {
+    const pool = await usePool(provider, ['a']);
+    const res = await post(envoy.baseUrl, path, everyCredential(clientKey));
+    expect(res.status).toBe(200);
+    await res.text();
+    const got = upstream.received[0]!;
+    for (const name of CLIENT_CREDENTIAL_HEADERS) {
+      expect(got.headers[name], name).toBe(name === header ? `${scheme}${pool['a']!.secret}` : undefined);
+    }
+    expect(allHeaderValues(got)).not.toContain(clientKey);
+    expect(allHeaderValues(got)).not.toContain('AIza-the-clients-own-key');
+  });
+
+  it.each([
+    ['azure-openai', 'api-key'],
+    ['gemini', 'x-goog-api-key'],
+  ])('1c. %s: the mutation removes every client credential header and sets only %s (ext_proc as Envoy calls it)', async (provider, header) => {
+    const pool = await usePool(provider, ['a']);
+    const client = new ExtProcClient(keypool.grpcAddress);
+    try {
+      const call = client.process({ 'x-keypool-provider': provider });
+      call.send(requestHeadersMsg({ ':method': 'POST', ':path': '/v1/x', ...everyCredential(clientKey) }));
+      const answer = await call.next();
+      call.cancel();
+      const mutation = (answer['request_headers'] as { response: { header_mutation: { remove_headers: string[] } } }).response.header_mutation;
+      for (const name of CLIENT_CREDENTIAL_HEADERS) expect(mutation.remove_headers).toContain(name);
+      const set = setHeadersOf(answer);
+      expect(Object.keys(set).filter((name) => CLIENT_CREDENTIAL_HEADERS.includes(name))).toEqual([header]);
+      expect(set[header]).toBe(pool['a']!.secret);
+    } finally {
+      client.close();
+    }
   });
 
   it('2. unknown, revoked and expired keys: 401 JSON from Envoy; upstream never called', async () => {

@@ -21,27 +21,46 @@ interface RawClient extends grpc.Client {
   Watch(req: Msg): grpc.ClientReadableStream<Msg>;
 }
 
+export interface ExtProcClientOptions {
+  /** Channel credentials (TLS, client certificate); default plaintext. */
+  readonly credentials?: grpc.ChannelCredentials;
+  /** gRPC channel options (e.g. grpc.ssl_target_name_override). */
+  readonly channelOptions?: grpc.ChannelOptions;
+  /** Metadata sent on every call, Health included (e.g. the channel token). */
+  readonly callMetadata?: Record<string, string>;
+}
+
 export class ExtProcClient {
   private readonly extProc: RawClient;
   private readonly health: RawClient;
+  private readonly callMetadata: Record<string, string>;
 
-  constructor(address: string) {
+  constructor(address: string, options: ExtProcClientOptions = {}) {
     const { extProcService, healthService } = loadProtos();
     const ExtProc = grpc.makeClientConstructor(extProcService, 'ExternalProcessor') as unknown as new (
       a: string,
       c: grpc.ChannelCredentials,
+      o?: grpc.ChannelOptions,
     ) => RawClient;
     const Health = grpc.makeClientConstructor(healthService, 'Health') as unknown as new (
       a: string,
       c: grpc.ChannelCredentials,
+      o?: grpc.ChannelOptions,
     ) => RawClient;
-    this.extProc = new ExtProc(address, grpc.credentials.createInsecure());
-    this.health = new Health(address, grpc.credentials.createInsecure());
+    const credentials = options.credentials ?? grpc.credentials.createInsecure();
+    this.extProc = new ExtProc(address, credentials, options.channelOptions);
+    this.health = new Health(address, credentials, options.channelOptions);
+    this.callMetadata = options.callMetadata ?? {};
+  }
+
+  private metadata(extra: Record<string, string>): grpc.Metadata {
+    const md = new grpc.Metadata();
+    for (const [k, v] of Object.entries({ ...this.callMetadata, ...extra })) md.set(k, v);
+    return md;
   }
 
   process(metadata: Record<string, string> = { 'x-keypool-provider': 'openai' }): ProcessCall {
-    const md = new grpc.Metadata();
-    for (const [k, v] of Object.entries(metadata)) md.set(k, v);
+    const md = this.metadata(metadata);
     const call = this.extProc.Process(md);
     const inbox: Msg[] = [];
     const waiters: Array<{ resolve: (m: Msg) => void; reject: (e: Error) => void }> = [];
@@ -87,7 +106,7 @@ export class ExtProcClient {
 
   check(service = ''): Promise<string> {
     return new Promise((resolve, reject) => {
-      this.health.Check({ service }, new grpc.Metadata(), { deadline: Date.now() + 5_000 }, (err, res) =>
+      this.health.Check({ service }, this.metadata({}), { deadline: Date.now() + 5_000 }, (err, res) =>
         err ? reject(err) : resolve(String(res?.['status'])),
       );
     });

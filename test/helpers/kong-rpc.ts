@@ -84,12 +84,14 @@ export async function startPluginServer(options: {
   readonly pluginsDir: string;
   readonly prefix: string;
   readonly env?: NodeJS.ProcessEnv;
+  /** Working directory of the server (default: this process's). */
+  readonly cwd?: string;
 }): Promise<PluginServer> {
   const socketPath = path.join(options.prefix, 'js_pluginserver.sock');
   const child = spawn(
     process.execPath,
     [PLUGIN_SERVER_BIN, '--plugins-directory', options.pluginsDir, '--kong-prefix', options.prefix],
-    { env: pluginServerEnv(options.env), stdio: ['ignore', 'pipe', 'pipe'] },
+    { env: pluginServerEnv(options.env), cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let output = '';
   const append = (chunk: string): void => {

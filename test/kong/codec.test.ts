@@ -74,6 +74,15 @@ describe('headerBagFromKong', () => {
   ])('%s', (_name, raw, expected) => {
     expect(headerBagFromKong(raw)).toEqual(expected);
   });
+
+  test('prototype-free: headers named __proto__, constructor, toString are data; absent ones read undefined', () => {
+    const raw = JSON.parse('{"__proto__":["p"],"constructor":["c"],"tostring":["t"]}') as unknown;
+    const bag = headerBagFromKong(raw);
+    expect(Object.getPrototypeOf(bag)).toBeNull();
+    expect([bag['__proto__'], bag['constructor'], bag['tostring']]).toEqual(['p', 'c', 't']);
+    expect(headerBagFromKong({ 'x-api-key': ['k'] })['constructor']).toBeUndefined();
+    expect(headerBagFromKong([['constructor', 'a'], ['constructor', 'b']])['constructor']).toEqual(['a', 'b']);
+  });
 });
 
 describe('upstreamMutation', () => {

@@ -31,10 +31,22 @@ export function toLua(value: unknown): string {
 
 /** Runs the guard with kong.ctx.shared.keypool_decision = recorded (luajit must be installed). */
 export function runGuardUnderLuajit(recorded: unknown): GuardAnswer {
+  return runGuardFull(recorded).answer;
+}
+
+/** The kong.log.set_serialize_value keys the guard set (each to REDACTED) for `recorded`. */
+export function guardRedactions(recorded: unknown): string[] {
+  return runGuardFull(recorded).redacted;
+}
+
+function runGuardFull(recorded: unknown): { answer: GuardAnswer; redacted: string[] } {
   const script = `
     local out = {}
     kong = {
       ctx = { shared = { ${DECISION_KEY} = ${toLua(recorded)} } },
+      log = { set_serialize_value = function(key, value)
+        out[#out + 1] = "serialize\\t" .. tostring(key) .. "\\t" .. tostring(value)
+      end },
       response = { exit = function(status, body, headers)
         out[#out + 1] = "exit\\t" .. tostring(status)
         out[#out + 1] = "body\\t" .. tostring(body)
@@ -50,11 +62,14 @@ export function runGuardUnderLuajit(recorded: unknown): GuardAnswer {
   let status: number | null = null;
   let body = '';
   const headers: Record<string, string> = {};
+  const redacted: string[] = [];
   for (const line of run.stdout.split('\n')) {
     const [kind, a = '', b = ''] = line.split('\t');
     if (kind === 'exit') status = Number(a);
     if (kind === 'body') body = a;
     if (kind === 'header') headers[a] = b;
+    if (kind === 'serialize' && b === 'REDACTED') redacted.push(a);
   }
-  return status === null ? { exited: false } : { exited: true, status, body, headers };
+  const answer: GuardAnswer = status === null ? { exited: false } : { exited: true, status, body, headers };
+  return { answer, redacted };
 }

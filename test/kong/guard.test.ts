@@ -7,7 +7,7 @@ import { UNAVAILABLE_RECORD, parseKongConfig, recordFromOutcome } from '../../sr
 import { DENY_SPECS, deny } from '../../src/core/errors.js';
 import type { DenyCode } from '../../src/core/types.js';
 import { REQUIRE_KONG_TOOLS, readKongYml } from './kong-tools.js';
-import { GUARD_SOURCE, HAVE_LUAJIT, runGuardUnderLuajit, toLua } from './guard-runner.js';
+import { GUARD_SOURCE, HAVE_LUAJIT, guardRedactions, runGuardUnderLuajit, toLua } from './guard-runner.js';
 import { luaRoundTrip } from './kong-request.js';
 
 
@@ -48,6 +48,13 @@ describe.skipIf(!HAVE_LUAJIT)('the guard under luajit', () => {
       body: deny('keypool_unavailable').body,
       headers: { 'content-type': 'application/json' },
     });
+  });
+
+  test('no decision (plugin server down): the guard hides the client credential headers Kong would log in clear', () => {
+    expect(guardRedactions(undefined)).toEqual(['request.headers.x-api-key', 'request.headers.api-key', 'request.headers.x-goog-api-key']);
+    // keypool's own records: it already hid them itself.
+    expect(guardRedactions(luaRoundTrip(UNAVAILABLE_RECORD))).toEqual([]);
+    expect(guardRedactions(recorded('invalid_api_key'))).toEqual([]);
   });
 
   test("the JS side's own 503 record and the guard's fallback are the same answer", () => {

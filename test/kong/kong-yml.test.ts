@@ -42,4 +42,16 @@ describe('kong.yml content', () => {
       { ok: true, config: { provider: 'anthropic', strategy: 'least-loaded', keyHeaders: ['x-api-key', 'authorization'] } },
     ]);
   });
+
+  test('every service with keypool drops a `__proto__` header first (kong-pdk cannot carry it)', () => {
+    for (const service of config.services) {
+      const plugins = (service.plugins ?? []) as Array<{ name: string; config?: Record<string, unknown> }>;
+      const names = plugins.map((plugin) => plugin.name);
+      if (!names.includes('keypool')) continue;
+      expect(plugins.find((plugin) => plugin.name === 'pre-function')?.config, service.name).toEqual({
+        access: ['kong.service.request.clear_header("__proto__")'],
+        header_filter: ['kong.response.clear_header("__proto__")'],
+      });
+    }
+  });
 });

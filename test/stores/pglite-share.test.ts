@@ -4,6 +4,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { createConnection, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import postgres from 'postgres';
@@ -183,6 +184,31 @@ describe('embedded store shared over a loopback socket', () => {
     expect(rows[0]!.n).toBe(1);
     await unlisten();
   });
+
+  it('idle connections that never authenticate take no client slot, and are closed after the handshake deadline', async () => {
+    const info = (await readShareInfo(dataDir))!;
+    const idle = await Promise.all(
+      Array.from({ length: 20 }, () => new Promise<Socket>((resolve, reject) => {
+        const socket = createConnection({ host: info.host, port: info.port }, () => resolve(socket));
+        socket.once('error', reject);
+      })),
+    );
+    const closed = idle.map((socket) => new Promise<void>((resolve) => socket.once('close', () => resolve())));
+    try {
+      // More idle sockets than the 8 client slots: a real client still gets in at once.
+      const client = await openStore({ dataDir });
+      try {
+        expect(client.mode).toBe('pglite-shared');
+        expect(await client.client.query<{ one: number }>('SELECT 1 AS one')).toEqual([{ one: 1 }]);
+      } finally {
+        await client.client.close();
+      }
+      // The share ends them itself (2 s deadline; generous bound for a busy runner).
+      await waitFor(async () => (await Promise.race([Promise.all(closed).then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 50))])), 20_000);
+    } finally {
+      for (const socket of idle) socket.destroy();
+    }
+  }, 30_000);
 
   it('after the owner closes, server.json is gone and a client opens the directory itself', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'kp-share-close-'));

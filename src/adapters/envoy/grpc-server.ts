@@ -19,6 +19,7 @@
 import { EventEmitter } from 'node:events';
 import * as http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
+import type * as tls from 'node:tls';
 import { status as Status, type ServiceDefinition } from '@grpc/grpc-js';
 
 export { Status };
@@ -37,6 +38,11 @@ export interface GrpcServerOptions {
   readonly tls?: http2.SecureServerOptions | undefined;
   /** Largest request message accepted, in bytes (grpc-js's default: 4 MiB). */
   readonly maxMessageBytes?: number | undefined;
+  /**
+   * Decides from a call's request metadata whether it may run at all (a bearer token, channel-security.ts); a call
+   * it refuses ends UNAUTHENTICATED in its first HEADERS frame, before any handler or message decoding. Absent: all.
+   */
+  readonly authorize?: ((metadata: Metadata) => boolean) | undefined;
 }
 
 const DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
@@ -215,9 +221,11 @@ export class GrpcServer {
   private readonly sessions = new Set<http2.ServerHttp2Session>();
   private readonly maxMessageBytes: number;
   private readonly server: http2.Http2Server | http2.Http2SecureServer;
+  private readonly authorize: ((metadata: Metadata) => boolean) | null;
 
   constructor(options: GrpcServerOptions = {}) {
     this.maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    this.authorize = options.authorize ?? null;
     // As grpc-js: Node's per-session memory cap (10 MB) refuses streams under a backlog; lift it (streams are bounded
     // by Envoy's circuit breaker and message timeout instead).
     const common: http2.ServerOptions = { maxSessionMemory: Number.MAX_SAFE_INTEGER };
@@ -261,6 +269,11 @@ export class GrpcServer {
     });
   }
 
+  /** New certificates for connections accepted from now on (a TLS listener only; a no-op on plaintext). */
+  setSecureContext(context: tls.SecureContextOptions): void {
+    if ('setSecureContext' in this.server) this.server.setSecureContext(context);
+  }
+
   /** Stops accepting connections and streams (GOAWAY); `done` runs once every open stream has ended. */
   tryShutdown(done: () => void): void {
     this.server.close(() => done());
@@ -284,6 +297,13 @@ export class GrpcServer {
     if (!method) {
       stream.respond(
         { ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(Status.UNIMPLEMENTED), 'grpc-message': encodeURI(`unknown method ${headers[':path']}`) },
+        END_STREAM,
+      );
+      return;
+    }
+    if (this.authorize !== null && !this.authorize(new Metadata(headers))) {
+      stream.respond(
+        { ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(Status.UNAUTHENTICATED), 'grpc-message': encodeURI('keypool: missing or invalid gRPC token') },
         END_STREAM,
       );
       return;

@@ -1,10 +1,10 @@
 // The gRPC server Envoy's ext_proc filter talks to: envoy.service.ext_proc.v3.ExternalProcessor
 // (one bidi stream per proxied HTTP request) plus grpc.health.v1.Health for Envoy's health checker, on keypool's own
 // minimal gRPC transport (grpc-server.ts; why not grpc-js: see there and README "Performance").
-import type { SecureServerOptions } from 'node:http2';
 import type { Logger } from 'pino';
 import { GrpcServer, type GrpcServerCall } from './grpc-server.js';
 import type { DecisionEngine } from '../../ports.js';
+import type { ChannelSecurity } from './channel-security.js';
 import { loadProtos, EXT_PROC_SERVICE } from './protos.js';
 import { ProcessStream, type ProcessStreamDeps } from './stream.js';
 import { HealthService } from './health.js';
@@ -12,8 +12,14 @@ import type { ProcessingRequestMsg, ProcessingResponseMsg } from './messages.js'
 import { DEFAULT_RETRY_CONTEXT, RetryContexts, type RetryContextOptions } from './retry-context.js';
 
 export interface ExtProcServerOptions {
-  /** host:port to bind, e.g. `0.0.0.0:50051`; port 0 asks the OS for a free one. */
+  /** host:port to bind, e.g. `127.0.0.1:50051`; port 0 asks the OS for a free one. */
   readonly listen: string;
+  /**
+   * TLS and client authentication (channel-security.ts): certificates (reloaded into the running listener), mTLS,
+   * and the bearer token every call (Health included) must carry. Unset: plaintext without authentication, for a
+   * loopback sidecar and tests.
+   */
+  readonly channel?: ChannelSecurity | undefined;
   readonly engine: DecisionEngine;
   readonly logger: Logger;
   /** gRPC metadata key carrying the route's provider (set per route via ExtProcPerRoute grpc_initial_metadata). */
@@ -35,11 +41,6 @@ export interface ExtProcServerOptions {
   readonly retryContext?: Partial<RetryContextOptions> | false | undefined;
   /** Clock for the retry memory (tests). */
   readonly nowMs?: (() => number) | undefined;
-  /**
-   * TLS for the gRPC listener, as node:http2 secure server options (key, cert; `ca` + `requestCert: true` for mTLS).
-   * Absent: plaintext, for a loopback sidecar. Built by the caller (runtime.ts) from its settings.
-   */
-  readonly tls?: SecureServerOptions | undefined;
 }
 
 export interface ExtProcServer {
@@ -77,7 +78,12 @@ export async function startExtProcServer(options: ExtProcServerOptions): Promise
     nowMs: options.nowMs ?? Date.now,
   };
 
-  const server = new GrpcServer({ tls: options.tls });
+  const channel = options.channel;
+  const server = new GrpcServer({
+    tls: channel?.tls() ?? undefined,
+    authorize: channel?.tokenRequired ? (metadata) => channel.authorizes(metadata.get('authorization')) : undefined,
+  });
+  channel?.onCertificates((context) => server.setSecureContext(context));
   server.addService(protos.extProcServerService, {
     Process: (call: GrpcServerCall<ProcessingRequestMsg, ProcessingResponseMsg>) => {
       const stream = new ProcessStream(call, deps);

@@ -1,5 +1,6 @@
 // Pure translation between what Kong's plugin server hands a JS plugin and keypool's core views.
 // No PDK calls, no I/O: plugin.ts does the calls, this file decides what they carry.
+import { CLIENT_CREDENTIAL_HEADERS } from '../../core/apikey.js';
 import { deny } from '../../core/errors.js';
 import {
   AUTH_STYLES,
@@ -25,6 +26,9 @@ const SERIALIZE_REDACTED_BY_KONG: ReadonlySet<string> = new Set(['authorization'
 const CREDENTIAL_HEADERS: ReadonlySet<string> = new Set(
   AUTH_STYLES.map((style) => (style === 'bearer' ? 'authorization' : style)),
 );
+
+/** Client credential headers Kong would serialize in clear: keypool hides them itself, on every outcome. */
+const CLIENT_CREDENTIALS_TO_REDACT: readonly string[] = CLIENT_CREDENTIAL_HEADERS.filter((name) => !SERIALIZE_REDACTED_BY_KONG.has(name));
 
 /** Value Kong itself writes over a hidden header in serialized logs. */
 export const REDACTED = 'REDACTED';
@@ -92,7 +96,8 @@ function isHeaderNameList(value: unknown): value is string[] {
  * harness returns [name, value] pairs instead; both are accepted.
  */
 export function headerBagFromKong(raw: unknown): HeaderBag {
-  const bag: Record<string, string | readonly string[]> = {};
+  // Prototype-free: a header named `constructor` or `__proto__` is data, and an absent one reads undefined.
+  const bag = Object.create(null) as Record<string, string | readonly string[]>;
   if (Array.isArray(raw)) {
     for (const pair of raw) {
       if (Array.isArray(pair) && typeof pair[0] === 'string' && typeof pair[1] === 'string') {
@@ -183,7 +188,7 @@ export interface UpstreamMutation {
 }
 
 export function upstreamMutation(removeHeaders: readonly string[], setHeaders: HeaderPairs): UpstreamMutation {
-  const set: Record<string, string | readonly string[]> = {};
+  const set = Object.create(null) as Record<string, string | readonly string[]>;
   for (const [rawName, value] of setHeaders) {
     const name = rawName.toLowerCase();
     const existing = set[name];
@@ -194,6 +199,15 @@ export function upstreamMutation(removeHeaders: readonly string[], setHeaders: H
     .filter((name) => CREDENTIAL_HEADERS.has(name) && !SERIALIZE_REDACTED_BY_KONG.has(name))
     .map((name) => `request.headers.${name}`);
   return { clear, set, redact };
+}
+
+/**
+ * kong.log.set_serialize_value keys hiding the client's credential headers in kong.log.serialize() (what http-log,
+ * file-log and friends write), whatever the outcome: every such header the request carries, or, when the headers
+ * could not be read (null), every one of them.
+ */
+export function clientCredentialRedactions(headers: HeaderBag | null): string[] {
+  return CLIENT_CREDENTIALS_TO_REDACT.filter((name) => headers === null || headers[name] !== undefined).map((name) => `request.headers.${name}`);
 }
 
 /**

@@ -5,6 +5,7 @@ import {
   REDACTED,
   UNAVAILABLE_RECORD,
   clientAddressFromKong,
+  clientCredentialRedactions,
   headerBagFromKong,
   parseKongConfig,
   recordFromOutcome,
@@ -15,7 +16,7 @@ import {
   type ConfigResult,
   type KongRecord,
 } from './codec.js';
-import type { RequestView } from '../../core/types.js';
+import type { HeaderBag, RequestView } from '../../core/types.js';
 import type { DecisionEngine, RequestOutcome, Ticket } from '../../ports.js';
 
 /**
@@ -75,9 +76,11 @@ let lastErrorLogAtMs = -Infinity;
 async function openDistRuntime(): Promise<KeypoolRuntime> {
   // A computed specifier: resolved at run time only, so loading this module touches nothing.
   const specifier = new URL('../../runtime.js', import.meta.url).href;
-  const mod = (await import(specifier)) as { openRuntime?: (overrides?: object) => Promise<KeypoolRuntime> };
+  const mod = (await import(specifier)) as { openRuntime?: (options?: object) => Promise<KeypoolRuntime> };
   if (typeof mod.openRuntime !== 'function') throw new Error(`${specifier} does not export openRuntime`);
-  return mod.openRuntime();
+  // Inside Kong a store nobody configured would be a throwaway one in the worker's cwd (valid keys unknown, secrets
+  // generated next to nginx): refused, so every request is answered 503 with an error-level log line instead.
+  return mod.openRuntime({ requireConfiguredStore: true });
 }
 
 /** Replaces how the runtime is opened (tests use a fake engine); null restores the default. Stops nothing. */
@@ -167,9 +170,13 @@ export class KeypoolKongPlugin {
     let engine: DecisionEngine | null = null;
     let ticket: Ticket | null = null;
     let recorded = false;
+    let headers: HeaderBag | null = null;
+    const redacted = new Set<string>();
     try {
       // Always make this call first: a phase with no PDK call at all leaks an event in kong-pdk 0.6.0.
-      const headers = headerBagFromKong(await kong.request.get_headers());
+      headers = headerBagFromKong(await kong.request.get_headers());
+      // Before anything can fail or deny: the client's credentials never reach Kong's serialized logs.
+      await redact(kong, clientCredentialRedactions(headers), redacted);
       const clientAddress = clientAddressFromKong(await kong.client.get_forwarded_ip());
       if (!this.config.ok) throw new Error(this.config.error);
       engine = await engineOrOpen();
@@ -179,7 +186,7 @@ export class KeypoolKongPlugin {
         const mutation = upstreamMutation(outcome.decision.removeHeaders, outcome.decision.setHeaders);
         for (const name of mutation.clear) await kong.service.request.clear_header(name);
         if (Object.keys(mutation.set).length > 0) await kong.service.request.set_headers(mutation.set);
-        for (const key of mutation.redact) await kong.log.set_serialize_value(key, REDACTED);
+        await redact(kong, mutation.redact, redacted);
       }
       // Recorded last: a failure anywhere above leaves no allow behind, so the request cannot pass half-done.
       await record(kong, recordFromOutcome(outcome));
@@ -187,6 +194,8 @@ export class KeypoolKongPlugin {
     } catch (error) {
       if (engine && ticket && !recorded) engine.release(ticket);
       await record(kong, UNAVAILABLE_RECORD).catch(() => undefined);
+      // Those not hidden yet; every credential header name when the headers could not even be read.
+      await redact(kong, clientCredentialRedactions(headers), redacted).catch(() => undefined);
       await logErrorRarely(kong, error);
     }
   }
@@ -209,6 +218,15 @@ export class KeypoolKongPlugin {
     } finally {
       engine.release(ticket);
     }
+  }
+}
+
+/** kong.log.set_serialize_value(key, REDACTED) for each key not hidden yet (one PDK call each). */
+async function redact(kong: KongPdk, keys: readonly string[], done: Set<string>): Promise<void> {
+  for (const key of keys) {
+    if (done.has(key)) continue;
+    await kong.log.set_serialize_value(key, REDACTED);
+    done.add(key);
   }
 }
 

@@ -180,16 +180,12 @@ async function liveState(deps: AdminDeps, account: AccountRow, nowMs: number): P
  * A rejected key (401/403, Gemini API_KEY_INVALID) also marks the account invalid in the store (audited).
  */
 async function checkHealth(deps: AdminDeps, provider: ProviderRow, account: AccountRow, actor: string): Promise<Record<string, unknown>> {
-  const baseUrlTag = account.tags.base_url;
-  const target = {
-    providerSlug: provider.slug,
-    authStyle: provider.authStyle,
-    baseUrlOverride: typeof baseUrlTag === 'string' ? baseUrlTag : undefined,
-  };
+  // Only the provider's configured base URL (health-check.ts): no account field can send the key elsewhere.
+  const target = { providerSlug: provider.slug, authStyle: provider.authStyle };
   try {
     deps.healthChecker.urlFor(target);
   } catch (error) {
-    if (error instanceof HealthCheckUnavailable) throw unprocessable('health_check_unavailable', error.message, 'base_url');
+    if (error instanceof HealthCheckUnavailable) throw unprocessable('health_check_unavailable', error.message, null);
     throw error;
   }
   const secret = await deps.accountSecret(account);
