@@ -238,7 +238,9 @@ describe('buildAllow: mutations', () => {
         authorization: `Bearer ${KEYS.plain}`,
         'x-api-key': KEYS.plain,
         'api-key': KEYS.plain,
-        'x-goog-api-key': 'AIza-clients-own-key',
+        // x-goog-api-key is a key header by default (Gemini's SDK sends its key there): then it carries the client
+        // key too; on routes that read other headers only, it is the client's own Google key, stripped all the same.
+        'x-goog-api-key': keyHeaders.includes('x-goog-api-key') ? KEYS.plain : 'AIza-clients-own-key',
         'proxy-authorization': 'Basic Y2xpZW50OnNlY3JldA==',
         accept: 'application/json',
       };
@@ -248,6 +250,14 @@ describe('buildAllow: mutations', () => {
       for (const name of CLIENT_CREDENTIAL_HEADERS) expect(allow.removeHeaders).toContain(name);
       expect(allow.removeHeaders).not.toContain('accept');
       expect(allow.setHeaders.filter(([name]) => CLIENT_CREDENTIAL_HEADERS.includes(name))).toEqual([[authHeader, pooled]]);
+    });
+  });
+
+  it('a different key in x-goog-api-key beside the client key is ambiguous with the default key headers: 401', () => {
+    const headers = { authorization: `Bearer ${KEYS.plain}`, 'x-goog-api-key': 'AIza-clients-own-key' };
+    expect(authorizeRequest({ headers, clientAddress: null, provider: 'gemini' }, OFF, NOW, DEFAULT_KEY_HEADERS)).toMatchObject({
+      kind: 'deny',
+      code: 'invalid_api_key',
     });
   });
 
