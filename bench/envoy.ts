@@ -35,7 +35,7 @@ import { closedLoop, constantRate, sequential } from './lib/load.js';
 import { CPUS, pinSelf, procCpuUs, sleep, startNodeChild, type NodeChild } from './lib/procs.js';
 import { startBenchRedis } from './lib/redis.js';
 import { summarizeProfile } from './lib/profile.js';
-import { RESULTS_DIR, markdownTable, percentiles, printTargets, round1, round2, target, writeResults, type Percentiles, type Target } from './lib/report.js';
+import { RESULTS_DIR, markdownTable, percentiles, printTargets, round1, target, writeResults, type Percentiles, type Target } from './lib/report.js';
 
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 4);
 const ONE_BY_ONE = Number(process.env['BENCH_ONE_BY_ONE'] ?? 1_000);

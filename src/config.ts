@@ -63,7 +63,10 @@ export interface KeypoolConfig {
   readonly stateTimeoutMs: number;
   /** Client headers that may carry the system API key, in lookup order. */
   readonly keyHeaders: readonly string[];
-  /** How long an in-flight slot survives without a release (a crashed replica's slots come back after this). */
+  /**
+   * How long an in-flight slot survives without a release or a renewal. A live request's slot is renewed every
+   * leaseMs / 3 while it runs (however long it streams), so this is how soon a crashed replica's slots come back.
+   */
   readonly leaseMs: number;
   /** Safety-net full reload of the config snapshot (the change feed normally reloads within ~100 ms). */
   readonly reloadIntervalMs: number;
@@ -73,6 +76,11 @@ export interface KeypoolConfig {
   readonly writeBufferMax: number;
   /** Cooldown applied to an account after a 429 without any retry hint. */
   readonly defaultCooldownMs: number;
+  /**
+   * Audit rows and usage buckets older than this many days are pruned hourly (through the audited prune path, see
+   * sql/migrations/0004_retention.sql); 0 keeps everything (prune by hand with `keypool audit prune --before 90d`).
+   */
+  readonly retentionDays: number;
   /** Apply migrations at start (takes an advisory lock on PostgreSQL, so replicas may start together). */
   readonly migrateOnStart: boolean;
   /** Embedded store only: insert demo accounts and mappings on the first start. */
@@ -117,11 +125,12 @@ export function loadConfig(overrides: Partial<KeypoolConfig> = {}, env: Env = pr
     expectedReplicas: integer(env, 'KEYPOOL_EXPECTED_REPLICAS', 1, 1, 1000),
     stateTimeoutMs: integer(env, 'KEYPOOL_STATE_TIMEOUT_MS', 200, 1, 10_000),
     keyHeaders: headerList(env, 'KEYPOOL_KEY_HEADERS', DEFAULT_KEY_HEADERS),
-    leaseMs: integer(env, 'KEYPOOL_LEASE_MS', 600_000, 1_000, 86_400_000),
+    leaseMs: integer(env, 'KEYPOOL_LEASE_MS', 30_000, 1_000, 86_400_000),
     reloadIntervalMs: integer(env, 'KEYPOOL_RELOAD_INTERVAL_MS', 30_000, 500, 86_400_000),
-    flushIntervalMs: integer(env, 'KEYPOOL_FLUSH_INTERVAL_MS', 2_000, 100, 600_000),
+    flushIntervalMs: integer(env, 'KEYPOOL_FLUSH_INTERVAL_MS', 1_000, 100, 600_000),
     writeBufferMax: integer(env, 'KEYPOOL_WRITE_BUFFER_MAX', 100_000, 100, 10_000_000),
     defaultCooldownMs: integer(env, 'KEYPOOL_DEFAULT_COOLDOWN_MS', 30_000, 0, 86_400_000),
+    retentionDays: integer(env, 'KEYPOOL_RETENTION_DAYS', 0, 0, 3650),
     migrateOnStart: boolean(env, 'KEYPOOL_MIGRATE_ON_START', true),
     demoSeed: boolean(env, 'KEYPOOL_DEMO_SEED', true),
     drainTimeoutMs: integer(env, 'KEYPOOL_DRAIN_TIMEOUT_MS', 10_000, 0, 600_000),

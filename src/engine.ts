@@ -1,14 +1,16 @@
 // Wires one request through the current snapshot, the pure core and the rate state. The only thing adapters call.
 import { authorizeRequest, buildAllow, denyForAdmission, type Authorized } from './core/request.js';
+import { normaliseClientAddress } from './core/cidr.js';
 import { deny, inProviderShape } from './core/errors.js';
-import { orderCandidates } from './core/select.js';
-import { observeResponse } from './core/response.js';
+import { cursorSkips, orderCandidates } from './core/select.js';
+import { changesAdmission, observeResponse } from './core/response.js';
 import type { Account, Deny, HeaderBag, ObservationOutcome, RequestView } from './core/types.js';
 import {
   StateUnavailableError,
   type AdmitResult,
   type Clock,
   type DecisionEngine,
+  type ObserveOptions,
   type RateStateStore,
   type RequestOutcome,
   type SnapshotSource,
@@ -27,6 +29,11 @@ export interface EngineOptions {
   readonly keyHeaders: readonly string[];
   readonly leaseMs: number;
   readonly defaultCooldownMs: number;
+  /**
+   * Longest an answer waits for a state-changing observation (cooldown, invalidation, circuit) to reach the shared
+   * state (KEYPOOL_STATE_TIMEOUT_MS). Past it the answer goes anyway and stateCommitTimeouts counts it. Default 200.
+   */
+  readonly stateTimeoutMs?: number;
   /** Uniform [0,1) source for weighted-random; injectable for tests. */
   readonly randomUnit?: () => number;
   /** Observes every decision (metrics). Must not throw. */
@@ -41,13 +48,33 @@ const STATE_UNAVAILABLE = deny('state_unavailable');
 const ACTOR_ENGINE = 'keypool';
 /** Accounts offered to the rate state per attempt; a second attempt offers the whole pool when all are blocked. */
 const CANDIDATE_WINDOW = 16;
+/** Default bound on holding an answer for a state change (the config default of KEYPOOL_STATE_TIMEOUT_MS). */
+const DEFAULT_STATE_TIMEOUT_MS = 200;
 
 export class Engine implements DecisionEngine {
-  private roundRobinCursor = 0;
+  /** Per pool: where the next rotation starts (one step per request, plus the accounts skipped; see cursorSkips). */
+  private readonly cursors = new Map<string, number>();
   private readonly randomUnit: () => number;
+  private commitTimeouts = 0;
+  private gatewayReplyCount = 0;
+  readonly renewIntervalMs: number;
+  private readonly stateTimeoutMs: number;
 
   constructor(private readonly options: EngineOptions) {
     this.randomUnit = options.randomUnit ?? Math.random;
+    // Three renewals per lease: a lease survives two lost renewals (a slow Redis, a busy event loop).
+    this.renewIntervalMs = Math.max(1, Math.floor(options.leaseMs / 3));
+    this.stateTimeoutMs = options.stateTimeoutMs ?? DEFAULT_STATE_TIMEOUT_MS;
+  }
+
+  /** State-changing observations whose shared-state write did not settle within stateTimeoutMs (answered anyway). */
+  get stateCommitTimeouts(): number {
+    return this.commitTimeouts;
+  }
+
+  /** Responses the gateway generated itself (upstream unreachable, timeouts), left out of account health. */
+  get gatewayReplies(): number {
+    return this.gatewayReplyCount;
   }
 
   isReady(): boolean {
@@ -68,7 +95,9 @@ export class Engine implements DecisionEngine {
     const pool = authorized.pool;
     if (pool.accounts.length === 0) return this.denied(EMPTY_POOL, view, startedAtMs, startedAt);
     const strategy = view.strategyOverride ?? pool.strategy;
-    const cursor = this.roundRobinCursor++;
+    const cursor = this.cursors.get(pool.slug) ?? 0;
+    // Advance at once, so concurrent decisions of this pool do not all start on the same account.
+    this.cursors.set(pool.slug, cursor + 1);
     const window = orderCandidates(pool, strategy, cursor, this.randomUnit, CANDIDATE_WINDOW);
     let admitted = await this.admit(authorized, window, strategy === 'least-loaded', startedAtMs);
     if ('kind' in admitted && admitted.code !== 'state_unavailable' && window.length < pool.accounts.length) {
@@ -78,6 +107,8 @@ export class Engine implements DecisionEngine {
     }
     if ('kind' in admitted) return this.denied(admitted, view, startedAtMs, startedAt);
     const { account, leaseId } = admitted;
+    const skips = cursorSkips(pool, strategy, cursor, account.id);
+    if (skips > 0) this.cursors.set(pool.slug, (this.cursors.get(pool.slug) ?? 0) + skips);
     this.options.writes.touchKey(authorized.key.id, startedAtMs);
     this.options.onDecision?.('allow', performance.now() - startedAt);
     return {
@@ -94,12 +125,21 @@ export class Engine implements DecisionEngine {
     };
   }
 
-  observe(ticket: Ticket, status: number, headers: HeaderBag): void {
+  observe(ticket: Ticket, status: number, headers: HeaderBag, options: ObserveOptions = {}): Promise<void> | null {
     try {
       const nowMs = this.options.clock.nowMs();
+      if (options.origin === 'gateway') {
+        // The gateway's own reply (connect failure, timeout, no healthy upstream) says nothing about the credential:
+        // counting it would open circuits on every account while the network, not the provider, is down.
+        this.gatewayReplyCount++;
+        this.options.logger.debug({ pool: ticket.pool, account: ticket.accountName, status }, 'gateway-generated reply; account state unchanged');
+        if (options.release) this.release(ticket);
+        return null;
+      }
       const dialect = this.options.snapshots.current()?.pools.get(ticket.pool)?.dialect ?? 'none';
       const observation = observeResponse(dialect, status, headers, nowMs, this.options.defaultCooldownMs);
-      this.options.state.observe(ticket.pool, ticket.accountId, observation, nowMs);
+      const releaseLeaseId = options.release ? ticket.leaseId : null;
+      const committed = this.options.state.observe(ticket.pool, ticket.accountId, observation, nowMs, releaseLeaseId);
       this.options.writes.recordUsage(ticket.accountId, nowMs, observation.outcome, nowMs - ticket.startedAtMs);
       this.options.onObservation?.(ticket, observation.outcome);
       const account = { pool: ticket.pool, accountId: ticket.accountId, account: ticket.accountName, status };
@@ -112,8 +152,17 @@ export class Engine implements DecisionEngine {
           'account cooling down',
         );
       }
+      if (observation.cappedResetAtMs !== undefined) {
+        this.options.logger.warn(
+          { ...account, reportedResetAt: new Date(observation.cappedResetAtMs).toISOString() },
+          'provider reported a rate-limit reset beyond any real window; capped',
+        );
+      }
+      return changesAdmission(observation) ? this.boundedCommit(committed) : null;
     } catch (error) {
       this.options.logger.error({ err: error, pool: ticket.pool }, 'failed to observe an upstream response');
+      if (options.release) this.release(ticket);
+      return null;
     }
   }
 
@@ -123,6 +172,29 @@ export class Engine implements DecisionEngine {
     } catch (error) {
       this.options.logger.error({ err: error, pool: ticket.pool }, 'failed to release an in-flight slot');
     }
+  }
+
+  renew(ticket: Ticket): void {
+    try {
+      this.options.state.renew(ticket.pool, ticket.accountId, ticket.leaseId, this.options.leaseMs, this.options.clock.nowMs());
+    } catch (error) {
+      this.options.logger.error({ err: error, pool: ticket.pool }, 'failed to renew an in-flight slot');
+    }
+  }
+
+  /** `committed`, or a resolved promise once stateTimeoutMs passed first (counted): an answer is never held longer. */
+  private boundedCommit(committed: Promise<void>): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.commitTimeouts++;
+        this.options.logger.warn({ timeoutMs: this.stateTimeoutMs }, 'state change not confirmed by the shared state in time; answering anyway');
+        resolve();
+      }, this.stateTimeoutMs);
+      void committed.then(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
   }
 
   private async admit(
@@ -153,11 +225,13 @@ export class Engine implements DecisionEngine {
 
   private denied(denial: Deny, view: RequestView, startedAtMs: number, startedAt: number): RequestOutcome {
     if (denial.audit) {
-      this.options.writes.audit({
+      this.options.writes.auditDenial({
         keyId: denial.audit.keyId,
         action: denial.audit.action,
         actor: ACTOR_ENGINE,
-        clientIp: view.clientAddress,
+        // Canonical text, or nothing: the attribute is whatever the gateway passed on, and a value PostgreSQL cannot
+        // store (a NUL byte) or an operator cannot search by must not reach the audit log.
+        clientIp: view.clientAddress === null ? null : normaliseClientAddress(view.clientAddress),
         metadata: { provider: view.provider, code: denial.code },
         at: new Date(startedAtMs),
       });

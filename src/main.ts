@@ -52,6 +52,7 @@ export async function startKeypool(
       state: runtime.state,
       clock: runtime.clock,
       writes: runtime.writes,
+      engine: runtime.engine,
       // state_store: the opossum breaker around Redis; database: open while buffered writes cannot be flushed.
       breakers: () => ({
         state_store: runtime.sharedState?.breakerState ?? 'closed',

@@ -1,7 +1,10 @@
 // Interfaces the engine and the adapters depend on. Each has several implementations sharing one contract test suite.
 import type { AuditEntry } from './catalog/audit/rows.js';
 import type { UsageBucket } from './catalog/usage/rows.js';
-import type { LearnedLimits, Observation } from './core/types.js';
+import type { AccountStateView, AdmitRequest, AdmitResult, HealthState } from './core/admission.js';
+import type { Observation } from './core/types.js';
+
+export type { AccountStateView, AdmitCandidate, AdmitRequest, AdmitResult, HealthState } from './core/admission.js';
 
 /** Wall clock, injected so lifecycle tests can control time. */
 export interface Clock {
@@ -13,51 +16,6 @@ export const systemClock: Clock = { nowMs: () => Date.now() };
 // ---------------------------------------------------------------------------------------------
 // Rate and health state (memory per replica, or Redis shared by every replica)
 // ---------------------------------------------------------------------------------------------
-
-/** One account offered for admission, with the limits keypool enforces itself. */
-export interface AdmitCandidate {
-  /** Account id (an Account from the snapshot is itself a valid candidate, so the hot path copies nothing). */
-  readonly id: string;
-  readonly rpmLimit: number | null;
-  readonly tpmLimit: number | null;
-  readonly maxConcurrency: number | null;
-}
-
-export interface AdmitRequest {
-  /** Provider slug; Redis keys of one pool share a hash tag built from it. */
-  readonly pool: string;
-  /** In strategy order: the store admits the first with capacity. */
-  readonly candidates: readonly AdmitCandidate[];
-  /** least-loaded: the store reorders candidates by remaining capacity it has learned. */
-  readonly leastLoaded: boolean;
-  readonly nowMs: number;
-  /** How long an in-flight slot is held if its holder never releases it (crashed replica). */
-  readonly leaseMs: number;
-}
-
-export type AdmitResult =
-  | { readonly ok: true; readonly accountId: string; readonly leaseId: string }
-  | {
-      readonly ok: false;
-      /** exhausted: some account will free up (429); unhealthy: every account's circuit is open or invalid (503). */
-      readonly reason: 'exhausted' | 'unhealthy';
-      /** Earliest instant an account frees up, when known. */
-      readonly retryAtMs: number | null;
-    };
-
-export type HealthState = 'healthy' | 'degraded' | 'unhealthy';
-
-/** Live state of one account, for admin stats and metrics. */
-export interface AccountStateView {
-  readonly accountId: string;
-  readonly health: HealthState;
-  readonly inFlight: number;
-  readonly cooldownUntilMs: number | null;
-  readonly circuitOpenUntilMs: number | null;
-  readonly requestsInWindow: number;
-  readonly invalid: boolean;
-  readonly learned: LearnedLimits;
-}
 
 /** An account's health moved (healthy -> degraded -> unhealthy = circuit open, and back); stores report it for logs. */
 export interface HealthChange {
@@ -72,13 +30,24 @@ export interface RateStateStore {
   admit(request: AdmitRequest): Promise<AdmitResult>;
   /** Return an in-flight slot. Idempotent; never throws; off the request path. */
   release(pool: string, accountId: string, leaseId: string): void;
-  /** Fold a response observation into the account's state. Never throws; off the request path. */
-  observe(pool: string, accountId: string, observation: Observation, nowMs: number): void;
+  /**
+   * Fold a response observation into the account's state; with `releaseLeaseId`, also return that in-flight slot in
+   * the same write (Redis: one script call instead of a script and a ZREM). Never throws or rejects: the promise
+   * settles once the shared state holds the observation (or the write failed), so a caller can hold an answer until
+   * every replica would see it. Callers that do not need that simply do not wait.
+   */
+  observe(pool: string, accountId: string, observation: Observation, nowMs: number, releaseLeaseId?: string | null): Promise<void>;
+  /**
+   * Push an in-flight slot's expiry to nowMs + leaseMs while its holder is alive (a long streamed response), so leases
+   * can be short and still outlive the requests that hold them. A lease already released or expired stays gone.
+   * Never throws; fire-and-forget.
+   */
+  renew(pool: string, accountId: string, leaseId: string, leaseMs: number, nowMs: number): void;
   /** Read the live state of accounts (admin, metrics). */
   inspect(pool: string, accountIds: readonly string[], nowMs: number): Promise<AccountStateView[]>;
   /**
-   * Forget an account's cooldown, circuit and invalid hold (an operator re-enabled it). Windows and leases are kept.
-   * Optional so fakes need not implement it; every shipped store does.
+   * Forget an account's cooldown, circuit, invalid hold and learned provider limits (an operator re-enabled it).
+   * Windows and leases are kept. Optional so fakes need not implement it; every shipped store does.
    */
   resetAccount?(pool: string, accountId: string): Promise<void>;
   close(): Promise<void>;
@@ -129,13 +98,37 @@ export interface RequestOutcome {
   readonly ticket: Ticket | null;
 }
 
+/**
+ * Who produced the response the gateway passed back: the provider itself, or the gateway (a local reply: upstream
+ * unreachable, connect timeout, no healthy upstream, route timeout). Only the provider's answer says anything about
+ * the credential; a gateway reply never touches an account's health.
+ */
+export type ResponseOrigin = 'upstream' | 'gateway';
+
+export interface ObserveOptions {
+  /** Default 'upstream': an adapter that cannot tell (attributes not configured) keeps the old behaviour. */
+  readonly origin?: ResponseOrigin;
+  /** Also return the ticket's in-flight slot, in the same state write as the observation. */
+  readonly release?: boolean;
+}
+
 export interface DecisionEngine {
   /** Decide one request. Rejects only on broken infrastructure; adapters turn that into a 503 keypool_unavailable. */
   decide(view: import('./core/types.js').RequestView): Promise<RequestOutcome>;
-  /** Feed the upstream response status and headers back (cooldown, health, learned capacity, usage). Never throws. */
-  observe(ticket: Ticket, status: number, headers: import('./core/types.js').HeaderBag): void;
+  /**
+   * Feed the upstream response status and headers back (cooldown, health, learned capacity, usage). Never throws.
+   * Returns a promise when the observation changes who may be admitted (cooldown, invalidation, circuit, an exhausted
+   * provider window): an adapter answers the response only after it settles, so no replica admits the account in the
+   * gap. The promise never rejects and settles within the state timeout. Returns null for everything else (plain
+   * successes): nothing to wait for.
+   */
+  observe(ticket: Ticket, status: number, headers: import('./core/types.js').HeaderBag, options?: ObserveOptions): Promise<void> | null;
   /** Return the in-flight slot. Idempotent (safe to call after observe, on reset, on cancel). Never throws. */
   release(ticket: Ticket): void;
+  /** Keep the ticket's in-flight slot while its request is still running (a long streamed response). Never throws. */
+  renew(ticket: Ticket): void;
+  /** How often an adapter renews a ticket it still holds (a third of the lease). */
+  readonly renewIntervalMs: number;
   /** True once a snapshot is loaded (gRPC health SERVING). */
   isReady(): boolean;
 }

@@ -3,7 +3,7 @@
 import { Engine, type EngineOptions } from './engine.js';
 import { ConfigError, loadConfig, type KeypoolConfig } from './config.js';
 import { createLogger, type Logger } from './log.js';
-import { systemClock, type Clock, type DecisionEngine, type HealthChange, type RateStateStore } from './ports.js';
+import { systemClock, type Clock, type HealthChange, type RateStateStore } from './ports.js';
 import { loadSecrets } from './secrets/bootstrap.js';
 import { openStore, type OpenedStore } from './stores/open-store.js';
 import { migrate } from './stores/migrate.js';
@@ -11,12 +11,17 @@ import { MemoryRateStateStore } from './stores/memory-state.js';
 import { RedisRateStateStore } from './stores/redis-state.js';
 import { ResilientRateStateStore } from './stores/resilient-state.js';
 import { WriteBuffer } from './stores/write-buffer.js';
+import { pruneOlderThan } from './stores/retention.js';
 import { SnapshotHolder } from './snapshot/holder.js';
 import { seedDemoOnFirstStart } from './demo-seed.js';
 import { ConfigRepository, type RepositorySecrets } from './catalog/repository.js';
+import type { Snapshot } from './core/types.js';
 
 /** Longest the last flush of buffered writes may take at shutdown (a partitioned database answers nothing). */
 const FINAL_FLUSH_TIMEOUT_MS = 5_000;
+/** How often automatic retention runs (KEYPOOL_RETENTION_DAYS > 0); the first run is right after start. */
+const RETENTION_INTERVAL_MS = 3_600_000;
+const DAY_MS = 86_400_000;
 /** Longest any one shutdown step may take (the last flush has its own, shorter bound), so a stop always ends. */
 const SHUTDOWN_STEP_TIMEOUT_MS = 6_000;
 
@@ -52,7 +57,8 @@ export interface Runtime {
   /** Present when REDIS_URL is set: breaker state and mode for metrics. */
   readonly sharedState: ResilientRateStateStore | null;
   readonly writes: WriteBuffer;
-  readonly engine: DecisionEngine;
+  /** The DecisionEngine adapters call, with its counters for metrics. */
+  readonly engine: Engine;
   stop(): Promise<void>;
 }
 
@@ -91,6 +97,8 @@ export async function openRuntime(options: RuntimeOptions = {}): Promise<Runtime
       if (seeded) logger.info(seeded, 'first start: demo accounts (fake upstream keys) and priority mappings seeded');
     }
 
+    // Set once the rate state exists (the first snapshot loads before it): see accountActivationResetter.
+    let onSnapshot: ((snapshot: Snapshot | null) => void) | null = null;
     const snapshots = new SnapshotHolder({
       source: repository,
       feed: store.client,
@@ -100,6 +108,7 @@ export async function openRuntime(options: RuntimeOptions = {}): Promise<Runtime
       onReload: (info) => {
         for (const warning of info.warnings) logger.warn({ warning }, 'snapshot compiled with a warning');
         logger.debug({ version: info.version, durationMs: info.durationMs, reason: info.reason }, 'snapshot reloaded');
+        onSnapshot?.(snapshots.current());
       },
       onError: (error, reason) => logger.error({ err: error, reason }, 'snapshot reload failed; keeping the last good one'),
     });
@@ -108,6 +117,7 @@ export async function openRuntime(options: RuntimeOptions = {}): Promise<Runtime
 
     const { state, sharedState } = openRateState(config, logger, healthChangeLogger(logger, snapshots));
     cleanups.push(() => state.close());
+    onSnapshot = accountActivationResetter(state, logger, snapshots.current());
 
     const writes = new WriteBuffer({
       target: repository,
@@ -118,6 +128,12 @@ export async function openRuntime(options: RuntimeOptions = {}): Promise<Runtime
         // Log the first drop and then every thousandth, so an outage does not flood the log.
         if (total === 1 || total % 1000 === 0) logger.error({ droppedTotal: total }, 'write buffer full: dropping durable writes');
       },
+      // Never the row itself (it may carry client input): its kind and the database's reason. Throttled like drops.
+      onRejected: ({ kind, sqlState, rejectedTotal }) => {
+        if (rejectedTotal === 1 || rejectedTotal % 1000 === 0) {
+          logger.error({ kind, sqlState, rejectedTotal }, 'the database refused a durable write; dropped it and wrote the rest of its batch');
+        }
+      },
     });
     writes.start();
     cleanups.push(async () => {
@@ -126,6 +142,24 @@ export async function openRuntime(options: RuntimeOptions = {}): Promise<Runtime
         logger.error({ pending: writes.pending }, 'stopping with durable writes (audit, usage, key touches) the database did not take');
       }
     });
+
+    if (config.retentionDays > 0) {
+      const prune = (): void => {
+        const before = new Date(clock.nowMs() - config.retentionDays * DAY_MS);
+        pruneOlderThan(repository, before, 'keypool').then(
+          (result) => logger.info({ ...result, retentionDays: config.retentionDays }, 'retention: pruned audit rows and usage stats'),
+          (error: unknown) => logger.warn({ err: error }, 'retention: pruning failed; will retry'),
+        );
+      };
+      const first = setTimeout(prune, 0);
+      const every = setInterval(prune, RETENTION_INTERVAL_MS);
+      first.unref();
+      every.unref();
+      cleanups.push(async () => {
+        clearTimeout(first);
+        clearInterval(every);
+      });
+    }
 
     const engine = new Engine({
       snapshots,
@@ -136,6 +170,7 @@ export async function openRuntime(options: RuntimeOptions = {}): Promise<Runtime
       keyHeaders: config.keyHeaders,
       leaseMs: config.leaseMs,
       defaultCooldownMs: config.defaultCooldownMs,
+      stateTimeoutMs: config.stateTimeoutMs,
       onDecision: options.onDecision,
       onObservation: options.onObservation,
     });
@@ -180,6 +215,34 @@ function openRateState(
     },
   });
   return { state: sharedState, sharedState };
+}
+
+/**
+ * Watches snapshots for accounts that (re)enter a pool: an operator enabled them (admin API, CLI, SQL) or created
+ * them. Their live state is reset on this replica (its local fallback) and in the shared state: a cooldown, an open
+ * circuit or a learned "0 remaining until tomorrow" from before must not keep an enabled account parked. Every replica
+ * sees the same snapshots, so every replica resets its own copy, whichever way the account was enabled.
+ */
+function accountActivationResetter(state: RateStateStore, logger: Logger, initial: Snapshot | null): (snapshot: Snapshot | null) => void {
+  let active = activeAccounts(initial);
+  return (snapshot) => {
+    if (snapshot === null) return;
+    const now = activeAccounts(snapshot);
+    for (const [accountId, pool] of now) {
+      if (active.has(accountId)) continue;
+      state.resetAccount?.(pool, accountId).catch((error: unknown) => {
+        logger.warn({ err: error, pool, accountId }, 'could not reset the live state of a re-enabled account');
+      });
+    }
+    active = now;
+  };
+}
+
+/** Active account id -> pool slug. */
+function activeAccounts(snapshot: Snapshot | null): Map<string, string> {
+  const active = new Map<string, string>();
+  for (const pool of snapshot?.pools.values() ?? []) for (const account of pool.accounts) active.set(account.id, pool.slug);
+  return active;
 }
 
 /** One log line per account health change, naming the account (never its key). */

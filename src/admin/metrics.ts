@@ -3,12 +3,14 @@
 // the admin server); per-account and infrastructure gauges are computed at scrape time from their sources.
 // Labels carry account NAMES and provider slugs only: never a key, a key id or a secret.
 import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
-import type { Deny, ObservationOutcome, Observation, Snapshot } from '../core/types.js';
+import type { Deny, ObservationOutcome } from '../core/types.js';
 import type { AccountStateView, Clock, HealthState, RateStateStore, SnapshotSource } from '../ports.js';
 
 export type BreakerState = 'closed' | 'open' | 'half-open';
 const BREAKER_STATES: readonly BreakerState[] = ['closed', 'open', 'half-open'];
 const HEALTH_STATES: readonly (HealthState | 'invalid')[] = ['healthy', 'degraded', 'unhealthy', 'invalid'];
+const WRITE_KINDS = ['audit', 'usage', 'key_touch', 'invalidation'] as const;
+const DROP_REASONS = ['buffer_full', 'rejected'] as const;
 
 /** Snapshot holder facts the metrics read (SnapshotHolder in src/snapshot/holder.ts provides them). */
 export interface SnapshotStatus extends SnapshotSource {
@@ -23,7 +25,14 @@ export interface MetricsSources {
   readonly snapshots: SnapshotStatus;
   readonly state: Pick<RateStateStore, 'inspect'>;
   readonly clock: Clock;
-  readonly writes?: { readonly droppedTotal: number; readonly pending: number } | undefined;
+  readonly writes?:
+    | {
+        readonly pending: number;
+        droppedByCause(): ReadonlyArray<{ readonly kind: string; readonly reason: string; readonly count: number }>;
+      }
+    | undefined;
+  /** Engine counters (src/engine.ts): state commits that timed out, gateway-generated replies left out of health. */
+  readonly engine?: { readonly stateCommitTimeouts: number; readonly gatewayReplies: number } | undefined;
   /** Current circuit-breaker states by breaker name (`state_store`, `database`). */
   readonly breakers?: (() => Readonly<Record<string, BreakerState>>) | undefined;
 }
@@ -200,6 +209,8 @@ export class KeypoolMetrics {
   }
 
   private registerScrapeGauges(registers: Registry[]): void {
+    // prom-client calls collect() with `this` bound to the metric it fills, so collectors reach us through `self`.
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
     const self = this;
     const perAccount = (name: string, help: string, value: (r: AccountReading, nowMs: number) => number | null) =>
       new Gauge({
@@ -257,7 +268,40 @@ export class KeypoolMetrics {
       },
     });
     monotonic(registers, 'keypool_snapshot_reload_failures_total', 'Configuration reloads that failed (the last good snapshot stayed in use).', () => self.sources?.snapshots.reloadFailures);
-    monotonic(registers, 'keypool_dropped_writes_total', 'Buffered durable writes (audit, usage, key touches) dropped because the buffer was full.', () => self.sources?.writes?.droppedTotal);
+    const droppedSeen = new Map<string, number>();
+    new Counter({
+      name: 'keypool_dropped_writes_total',
+      help: 'Durable writes dropped, by kind (audit, usage, key_touch, invalidation) and reason (buffer_full: the database was away too long; rejected: the database refused the row).',
+      labelNames: ['kind', 'reason'],
+      registers,
+      collect() {
+        // Every series exists from the first scrape (at 0), so alerts on increase() see the first drop.
+        if (droppedSeen.size === 0) {
+          for (const kind of WRITE_KINDS) for (const reason of DROP_REASONS) this.inc({ kind, reason }, 0);
+          droppedSeen.set('', 0);
+        }
+        for (const { kind, reason, count } of safeCall(() => self.sources?.writes?.droppedByCause()) ?? []) {
+          const cause = `${kind}|${reason}`;
+          const seen = droppedSeen.get(cause) ?? 0;
+          if (count > seen) {
+            this.inc({ kind, reason }, count - seen);
+            droppedSeen.set(cause, count);
+          }
+        }
+      },
+    });
+    monotonic(
+      registers,
+      'keypool_state_commit_timeouts_total',
+      'State-changing observations (cooldown, invalidation, circuit) answered before the shared state confirmed them (KEYPOOL_STATE_TIMEOUT_MS passed).',
+      () => self.sources?.engine?.stateCommitTimeouts,
+    );
+    monotonic(
+      registers,
+      'keypool_gateway_replies_total',
+      'Responses the gateway generated itself (upstream unreachable, timeout), left out of account health.',
+      () => self.sources?.engine?.gatewayReplies,
+    );
     new Gauge({
       name: 'keypool_pending_writes',
       help: 'Durable writes waiting in the buffer for the database.',

@@ -90,6 +90,7 @@ export function presentAudit(row: AuditRow): Record<string, unknown> {
     actor: row.actor,
     client_ip: row.clientIp,
     metadata: row.metadata,
+    occurrences: row.occurrences,
     created_at: iso(row.createdAt),
   };
 }

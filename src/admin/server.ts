@@ -53,7 +53,7 @@ const KEEP_ALIVE_TIMEOUT_MS = 5_000;
 const MAX_CONNECTIONS = 256;
 const CLOSE_GRACE_MS = 2_000;
 const DEFAULT_HANDLER_TIMEOUT_MS = 30_000;
-const REQUEST_ID = /^[A-Za-z0-9._:\-]{1,128}$/;
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const METHODS: ReadonlySet<string> = new Set(['GET', 'POST', 'PUT', 'PATCH', 'DELETE']);
 
 export async function startAdminServer(options: AdminServerOptions): Promise<AdminServer> {

@@ -47,7 +47,6 @@ export function cellText(value: unknown): string {
     const entries = Object.entries(value as Record<string, unknown>);
     return entries.length === 0 ? '-' : entries.map(([k, v]) => `${k}=${cellText(v)}`).join(',');
   }
-  // eslint-disable-next-line no-control-regex
   return String(value).replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, (c) =>
     `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
   );

@@ -3,6 +3,7 @@
 //   2 bad input (unknown flag or command, invalid value, unknown id or provider, conflict, bad configuration).
 // Only the modules a command needs are loaded: the store on first use, the service only for `serve`.
 import { accountsGroup } from './accounts.js';
+import { auditGroup } from './audit-cmd.js';
 import { flagForField, groupHelp, helpText, parseCommand, UsageError } from './args.js';
 import type { CliContext, Command, CommandGroup } from './command.js';
 import { configGroup } from './config-cmd.js';
@@ -21,7 +22,7 @@ export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
 
-const GROUPS: readonly CommandGroup[] = [keysGroup, providersGroup, accountsGroup, mappingsGroup, configGroup, cryptoGroup];
+const GROUPS: readonly CommandGroup[] = [keysGroup, providersGroup, accountsGroup, mappingsGroup, configGroup, cryptoGroup, auditGroup];
 const TOP_LEVEL: Readonly<Record<string, Command>> = {
   migrate: migrateCommand,
   serve: serveCommand,

@@ -4,7 +4,7 @@
 //
 // The functions mutate the AccountState they are given (that is the point of a state machine) but touch nothing else.
 import type { LearnedLimits, Observation } from './types.js';
-import type { AccountStateView, AdmitCandidate, AdmitRequest, AdmitResult, HealthState } from '../ports.js';
+import type { AccountStateView, AdmitCandidate, AdmitRequest, AdmitResult, HealthState } from './admission.js';
 import { EMPTY_LIMITS } from './providers/limits.js';
 
 /** Length of the RPM sliding window: in any WINDOW_MS interval at most rpmLimit admissions. */
@@ -293,6 +293,16 @@ export function releaseLease(state: AccountState, leaseId: string): void {
   state.leases.delete(leaseId);
 }
 
+/**
+ * Moves a live lease's expiry to `expiresAtMs` (its holder is still running). A lease already released or expired is
+ * not brought back: its slot may have been given to someone else meanwhile.
+ */
+export function renewLease(state: AccountState, leaseId: string, expiresAtMs: number, nowMs: number): void {
+  const current = state.leases.get(leaseId);
+  if (current === undefined || current <= nowMs) return;
+  if (expiresAtMs > current) state.leases.set(leaseId, expiresAtMs);
+}
+
 /** Folds the provider's reported limits in: reported fields replace, unreported (null) fields keep what we knew. */
 export function mergeLearned(into: MutableLearnedLimits, from: LearnedLimits): void {
   if (from.requestsLimit !== null) into.requestsLimit = from.requestsLimit;
@@ -359,8 +369,12 @@ export function applyObservation(state: AccountState, observation: Observation, 
   }
 }
 
-/** Forgets health, cooldown and invalidity (an operator re-enabled the account); keeps windows and leases. */
+/**
+ * Forgets health, cooldown, invalidity and the provider's learned limits (an operator re-enabled the account: a
+ * learned "0 remaining until tomorrow" would otherwise keep it parked); keeps keypool's own windows and leases.
+ */
 export function resetHealth(state: AccountState): void {
+  Object.assign(state.learned, EMPTY_LIMITS);
   state.cooldownUntilMs = 0;
   state.health = 'healthy';
   state.consecutiveFailures = 0;

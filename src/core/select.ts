@@ -35,6 +35,32 @@ export function orderCandidates(
   }
 }
 
+/**
+ * How far the pool's cursor must move beyond its usual one step per request after `admittedId` served a request
+ * ordered from `cursor`: the accounts skipped before it in its rotation (the whole pool for round-robin, its tier for
+ * priority). The next rotation then starts right after the account that actually served, which keeps shares equal
+ * when some accounts are skipped: with A, B, C and B cooling down, one step per request sends B's turns to C (A 1/3,
+ * C 2/3); this sends A, C, A, C. A step count rather than a position, so concurrent decisions of one pool add up
+ * instead of resetting each other. 0 for strategies that do not rotate.
+ */
+export function cursorSkips(pool: ProviderPool, strategy: Strategy, cursor: number, admittedId: string): number {
+  if (strategy !== 'round-robin' && strategy !== 'priority') return 0;
+  const accounts = strategy === 'priority' && !isSortedByTier(pool.accounts) ? [...pool.accounts].sort((a, b) => a.tier - b.tier) : pool.accounts;
+  const index = accounts.findIndex((account) => account.id === admittedId);
+  if (index < 0) return 0;
+  let start = 0;
+  let end = accounts.length;
+  if (strategy === 'priority') {
+    const tier = accounts[index]!.tier;
+    start = index;
+    while (start > 0 && accounts[start - 1]!.tier === tier) start--;
+    end = index;
+    while (end < accounts.length && accounts[end]!.tier === tier) end++;
+  }
+  const length = end - start;
+  return positiveModulo(index - start - positiveModulo(cursor, length), length);
+}
+
 /** Appends accounts[start, end) rotated so that position (cursor mod length) comes first, until `into` holds `limit`. */
 function rotate(
   accounts: readonly Account[],

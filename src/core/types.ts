@@ -139,7 +139,8 @@ export type AuditAction =
   | 'mapping_created'
   | 'mapping_updated'
   | 'mapping_deleted'
-  | 'config_set';
+  | 'config_set'
+  | 'audit_pruned';
 
 export interface Deny {
   readonly kind: 'deny';
@@ -194,4 +195,9 @@ export interface Observation {
   /** Set on rate_limited: the account must not be used before this instant. */
   readonly cooldownUntilMs: number | null;
   readonly learned: LearnedLimits;
+  /**
+   * A reset instant the provider reported lay further ahead than any real provider window (see MAX_REQUESTS_RESET_MS
+   * in src/core/response.ts) and was cut to the cap: the provider's value, for a log line. Absent otherwise.
+   */
+  readonly cappedResetAtMs?: number;
 }

@@ -7,6 +7,7 @@ import {
   divideLimit,
   newAccountState,
   releaseLease,
+  renewLease,
   resetHealth,
   viewOf,
 } from '../core/capacity.js';
@@ -31,6 +32,8 @@ export interface MemoryRateStateStoreOptions {
 }
 
 const DEFAULT_MAX_ACCOUNTS = 100_000;
+/** Memory writes are done when observe() returns: every caller of this replica sees them at once. */
+const COMMITTED: Promise<void> = Promise.resolve();
 
 export class MemoryRateStateStore implements RateStateStore {
   private readonly pools = new Map<string, Map<string, AccountState>>();
@@ -65,11 +68,18 @@ export class MemoryRateStateStore implements RateStateStore {
     if (state !== undefined) releaseLease(state, leaseId);
   }
 
-  observe(pool: string, accountId: string, observation: Observation, nowMs: number): void {
+  observe(pool: string, accountId: string, observation: Observation, nowMs: number, releaseLeaseId?: string | null): Promise<void> {
     const state = this.stateIn(this.poolStates(pool), accountId);
+    if (releaseLeaseId) releaseLease(state, releaseLeaseId);
     const from = state.health;
     applyObservation(state, observation, nowMs);
     if (state.health !== from) this.onHealthChange?.({ pool, accountId, from, to: state.health });
+    return COMMITTED;
+  }
+
+  renew(pool: string, accountId: string, leaseId: string, leaseMs: number, nowMs: number): void {
+    const state = this.pools.get(pool)?.get(accountId);
+    if (state !== undefined) renewLease(state, leaseId, nowMs + leaseMs, nowMs);
   }
 
   inspect(pool: string, accountIds: readonly string[], nowMs: number): Promise<AccountStateView[]> {

@@ -172,12 +172,15 @@ return {0, verdict, retry, now}
 `;
 
 /**
- * KEYS: state hash. ARGV: outcome, cooldownUntilMs, requestsLimit, requestsRemaining, requestsResetAtMs, tokensLimit,
- * tokensRemaining, tokensResetAtMs ('' = null), callerNowMs, clock override, stateTtlMs.
- * capacity.ts applyObservation, atomically. Returns nowMs.
+ * KEYS: state hash, lease zset. ARGV: outcome, cooldownUntilMs, requestsLimit, requestsRemaining, requestsResetAtMs,
+ * tokensLimit, tokensRemaining, tokensResetAtMs ('' = null), callerNowMs, clock override, stateTtlMs, leaseId to
+ * release ('' = none).
+ * capacity.ts releaseLease (when a lease id is given) then applyObservation, atomically: the release rides on the
+ * observation, so a finished request costs one command. Returns {nowMs, healthBefore, healthAfter}.
  */
 export const OBSERVE_LUA = `${PRELUDE}
 local sk = KEYS[1]
+if ARGV[12] ~= '' then redis.call('ZREM', KEYS[2], ARGV[12]) end
 local outcome = ARGV[1]
 local now = clock(ARGV[10])
 local shift = now - tonumber(ARGV[9])
@@ -264,5 +267,24 @@ end
 return out
 `;
 
-/** Fields resetAccount deletes (health, cooldown, circuit, invalid hold); windows, leases and learned limits stay. */
-export const RESET_FIELDS = ['cd', 'h', 'cf', 'co', 'oc', 'pr', 'inv'] as const;
+/**
+ * KEYS: lease zset. ARGV: leaseId, leaseMs, clock override.
+ * capacity.ts renewLease: a live lease's expiry moves to now + leaseMs; a released or expired one stays gone.
+ * Returns 1 when renewed, 0 otherwise.
+ */
+export const RENEW_LUA = `${PRELUDE}
+local lk = KEYS[1]
+local now = clock(ARGV[3])
+local leaseMs = tonumber(ARGV[2])
+local current = num(redis.call('ZSCORE', lk, ARGV[1]))
+if current == nil or current <= now then return 0 end
+if now + leaseMs > current then redis.call('ZADD', lk, 'XX', now + leaseMs, ARGV[1]) end
+extend(lk, leaseMs + 1000)
+return 1
+`;
+
+/**
+ * Fields resetAccount deletes (health, cooldown, circuit, invalid hold, learned provider limits, as capacity.ts
+ * resetHealth); windows and leases stay.
+ */
+export const RESET_FIELDS = ['cd', 'h', 'cf', 'co', 'oc', 'pr', 'inv', 'rl', 'rr', 'rra', 'tl', 'tr', 'tra'] as const;

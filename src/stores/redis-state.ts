@@ -1,11 +1,12 @@
-// Rate state shared by every replica through Redis. admit() is one round trip (EVALSHA of ADMIT_LUA); release() and
-// observe() are fire-and-forget commands that ioredis pipelines with whatever else is in flight.
+// Rate state shared by every replica through Redis. admit() is one round trip (EVALSHA of ADMIT_LUA); observe() is
+// one EVALSHA that also carries the release of a finished request (so a request costs two commands); release() and
+// renew() are fire-and-forget commands that ioredis pipelines with whatever else is in flight.
 // The rules are src/core/capacity.ts's; the scripts in ./redis-scripts.ts mirror them (see the key layout there).
 import { createHash, randomBytes } from 'node:crypto';
 import { type Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { LearnedLimits, Observation } from '../core/types.js';
 import type { AccountStateView, AdmitRequest, AdmitResult, HealthChange, HealthState, RateStateStore } from '../ports.js';
-import { ADMIT_LUA, INSPECT_LUA, OBSERVE_LUA, RESET_FIELDS } from './redis-scripts.js';
+import { ADMIT_LUA, INSPECT_LUA, OBSERVE_LUA, RENEW_LUA, RESET_FIELDS } from './redis-scripts.js';
 
 export interface RedisRateStateStoreOptions {
   /** Prepended to every key (before the `{kp:<pool>}` hash tag). Default ''. Tests use a random one. */
@@ -58,6 +59,7 @@ function script(lua: string): Script {
 const ADMIT = script(ADMIT_LUA);
 const OBSERVE = script(OBSERVE_LUA);
 const INSPECT = script(INSPECT_LUA);
+const RENEW = script(RENEW_LUA);
 
 type AccountKeys = readonly [state: string, window: string, leases: string];
 
@@ -188,8 +190,9 @@ export class RedisRateStateStore implements RateStateStore {
     this.sendRelease(this.keysOf(pool, accountId)[2], leaseId);
   }
 
-  observe(pool: string, accountId: string, observation: Observation, nowMs: number): void {
+  observe(pool: string, accountId: string, observation: Observation, nowMs: number, releaseLeaseId?: string | null): Promise<void> {
     const learned: LearnedLimits = observation.learned;
+    const keys = this.keysOf(pool, accountId);
     const args = [
       observation.outcome,
       str(observation.cooldownUntilMs),
@@ -202,11 +205,25 @@ export class RedisRateStateStore implements RateStateStore {
       String(nowMs),
       this.testClock ? String(nowMs) : '',
       String(this.stateTtlMs),
+      releaseLeaseId ?? '',
     ];
-    this.run(OBSERVE, [this.keysOf(pool, accountId)[0]], args).then(
+    return this.run(OBSERVE, [keys[0], keys[2]], args).then(
       (reply) => this.reportHealthChange(pool, accountId, reply),
-      (error: unknown) => this.backgroundError(error),
+      (error: unknown) => {
+        this.backgroundError(error);
+        // The slot must come back even though the observation is lost: retried like any failed release.
+        if (releaseLeaseId) this.queueRelease(keys[2], releaseLeaseId);
+      },
     );
+  }
+
+  renew(pool: string, accountId: string, leaseId: string, leaseMs: number, nowMs: number): void {
+    const args = [leaseId, String(leaseMs), this.testClock ? String(nowMs) : ''];
+    try {
+      this.run(RENEW, [this.keysOf(pool, accountId)[2]], args).catch((error: unknown) => this.backgroundError(error));
+    } catch (error) {
+      this.backgroundError(error);
+    }
   }
 
   private reportHealthChange(pool: string, accountId: string, reply: unknown): void {
@@ -303,15 +320,20 @@ export class RedisRateStateStore implements RateStateStore {
     });
   }
 
+  /** Keeps a release that failed for the next reconnect (bounded; beyond it the lease simply expires). */
+  private queueRelease(leaseKey: string, leaseId: string): void {
+    // ZREM is idempotent: retrying one that did reach Redis is harmless.
+    if (this.pendingReleases.length >= PENDING_RELEASES_MAX) {
+      this.pendingReleases.shift();
+      this.droppedReleases++;
+    }
+    this.pendingReleases.push([leaseKey, leaseId]);
+  }
+
   private sendRelease(leaseKey: string, leaseId: string): void {
     const failed = (error: unknown): void => {
       this.backgroundError(error);
-      // ZREM is idempotent: retrying one that did reach Redis is harmless.
-      if (this.pendingReleases.length >= PENDING_RELEASES_MAX) {
-        this.pendingReleases.shift();
-        this.droppedReleases++;
-      }
-      this.pendingReleases.push([leaseKey, leaseId]);
+      this.queueRelease(leaseKey, leaseId);
     };
     try {
       this.redis.zrem(leaseKey, leaseId).catch(failed);
@@ -328,7 +350,7 @@ export class RedisRateStateStore implements RateStateStore {
   }
 
   private loadScripts(): void {
-    for (const s of [ADMIT, OBSERVE, INSPECT]) {
+    for (const s of [ADMIT, OBSERVE, INSPECT, RENEW]) {
       this.redis.script('LOAD', s.lua).catch((error: unknown) => this.backgroundError(error));
     }
   }

@@ -137,11 +137,23 @@ export class ResilientRateStateStore implements RateStateStore {
     else this.shared.release(pool, accountId, leaseId);
   }
 
-  observe(pool: string, accountId: string, observation: Observation, nowMs: number): void {
+  observe(pool: string, accountId: string, observation: Observation, nowMs: number, releaseLeaseId?: string | null): Promise<void> {
+    const localLease = releaseLeaseId != null && releaseLeaseId.startsWith(LOCAL_LEASE_PREFIX);
     // The local store always learns too, so a fallback starts with current cooldowns, circuits and invalid holds.
-    this.local.observe(pool, accountId, observation, nowMs);
-    // While the breaker is open, writes would only fail; the shared state catches up from later responses.
-    if (!this.breaker.opened) this.shared.observe(pool, accountId, observation, nowMs);
+    const local = this.local.observe(pool, accountId, observation, nowMs, localLease ? releaseLeaseId : null);
+    const sharedLease = releaseLeaseId != null && !localLease ? releaseLeaseId : null;
+    // While the breaker is open, writes would only fail; the shared state catches up from later responses. A shared
+    // lease still goes back (the store keeps it for Redis's return).
+    if (this.breaker.opened) {
+      if (sharedLease !== null) this.shared.release(pool, accountId, sharedLease);
+      return local;
+    }
+    return this.shared.observe(pool, accountId, observation, nowMs, sharedLease);
+  }
+
+  renew(pool: string, accountId: string, leaseId: string, leaseMs: number, nowMs: number): void {
+    if (leaseId.startsWith(LOCAL_LEASE_PREFIX)) this.local.renew(pool, accountId, leaseId, leaseMs, nowMs);
+    else this.shared.renew(pool, accountId, leaseId, leaseMs, nowMs);
   }
 
   async inspect(pool: string, accountIds: readonly string[], nowMs: number): Promise<AccountStateView[]> {

@@ -1,13 +1,44 @@
 // Durable writes produced on the request path (audit rows, account invalidations, key touches, usage stats),
 // queued in memory with a hard bound and flushed in the background with retry, so a slow or absent database
 // never adds latency to a request and a short outage loses nothing.
+//
+// One kind failing never starves another: the next flush starts right after the kind that failed. A batch the
+// database refuses for its data (SQLSTATE class 22 data exception, 23 integrity violation: a value PostgreSQL cannot
+// store, a row whose account was deleted meanwhile) is split until the offending rows are alone; those are dropped
+// and reported, the rest is written. Only a failure of the database itself (connection, timeout) keeps a batch for the next flush.
+// Invalidations (rare, and what every replica's next snapshot must see) are written at once, not at the next tick.
 import type { ObservationOutcome } from '../core/types.js';
 import type { DurableWrites } from '../ports.js';
+import { sqlState } from './errors.js';
 import { addUsageCounts, type MutableUsageCounts } from './usage-counts.js';
 import type { AuditEntry } from '../catalog/audit/rows.js';
 import type { UsageBucket } from '../catalog/usage/rows.js';
 
 const MINUTE_MS = 60_000;
+/**
+ * Rows per write. The repository writes up to 1,000 rows in one statement: staying below keeps each write one
+ * statement, so a refused write wrote nothing and splitting it never writes a row twice.
+ */
+const WRITE_BATCH_ROWS = 500;
+
+export type WriteKind = 'audit' | 'invalidation' | 'key_touch' | 'usage';
+/** buffer_full: the bound was reached while the database was away; rejected: the database refused the row's data. */
+export type DropReason = 'buffer_full' | 'rejected';
+
+/** A row the database refused; never carries the row's values (they may hold client input), only where and why. */
+export interface RejectedWrite {
+  readonly kind: WriteKind;
+  /** The SQLSTATE the database answered (e.g. 22021 invalid byte sequence, 23503 foreign key). */
+  readonly sqlState: string;
+  /** Rows of this kind rejected since start. */
+  readonly rejectedTotal: number;
+}
+
+/** True for errors about the data of a batch (retrying it unchanged can never succeed), not about the database. */
+export function isDataError(error: unknown): boolean {
+  const state = sqlState(error);
+  return state !== undefined && (state.startsWith('22') || state.startsWith('23'));
+}
 
 export interface WriteBufferOptions {
   readonly target: DurableWrites;
@@ -18,6 +49,8 @@ export interface WriteBufferOptions {
   readonly onFlushError?: (error: unknown) => void;
   /** Called when items had to be dropped because the bound was reached. */
   readonly onDrop?: (droppedNow: number, droppedTotal: number) => void;
+  /** Called once per row the database refused for its data (the row is dropped; the rest of its batch is written). */
+  readonly onRejected?: (rejected: RejectedWrite) => void;
 }
 
 interface Invalidation {
@@ -32,18 +65,30 @@ interface UsageCounters extends MutableUsageCounts {
 
 export class WriteBuffer {
   private auditQueue: AuditEntry[] = [];
+  /** Denials queued since the last flush took the audit queue, by identity (see auditDenial). */
+  private pendingDenials = new Map<string, AuditEntry & { occurrences: number }>();
   private invalidations = new Map<string, Invalidation>();
   private touchedKeys = new Map<string, number>();
   private usageBuckets = new Map<string, UsageCounters>();
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
   private dropped = 0;
+  private readonly droppedBy = new Map<`${WriteKind}|${DropReason}`, number>();
   private lastFlushFailed = false;
+  private invalidating: Promise<void> | undefined;
 
   constructor(private readonly options: WriteBufferOptions) {}
 
   get droppedTotal(): number {
     return this.dropped;
+  }
+
+  /** Dropped writes by kind and reason, for keypool_dropped_writes_total{kind,reason}. */
+  droppedByCause(): Array<{ readonly kind: WriteKind; readonly reason: DropReason; readonly count: number }> {
+    return [...this.droppedBy].map(([cause, count]) => {
+      const [kind, reason] = cause.split('|') as [WriteKind, DropReason];
+      return { kind, reason, count };
+    });
   }
 
   /** False while the last flush failed (the database is unreachable or refusing writes); true again after one succeeds. */
@@ -62,18 +107,42 @@ export class WriteBuffer {
   }
 
   audit(entry: AuditEntry): void {
-    if (this.admitOne()) this.auditQueue.push(entry);
+    if (this.admitOne('audit')) this.auditQueue.push(entry);
   }
 
+  /**
+   * A request-path denial. Identical ones (same key, action and client address) until the next flush become one row
+   * whose `occurrences` counts them, so a flood of denials writes one row per flush window, not one per request.
+   * The row keeps the first denial's time and metadata.
+   */
+  auditDenial(entry: AuditEntry): void {
+    const identity = `${entry.keyId ?? ''}|${entry.action}|${entry.clientIp ?? ''}`;
+    const pending = this.pendingDenials.get(identity);
+    if (pending !== undefined) {
+      pending.occurrences += 1;
+      return;
+    }
+    if (!this.admitOne('audit')) return;
+    const row = { ...entry, occurrences: entry.occurrences ?? 1 };
+    this.pendingDenials.set(identity, row);
+    this.auditQueue.push(row);
+  }
+
+  /** Queued, and written at once (not at the next tick); kept for the next flush if the database is away. */
   invalidateAccount(accountId: string, reason: string, actor: string): void {
-    if (this.invalidations.has(accountId) || this.admitOne()) this.invalidations.set(accountId, { reason, actor });
+    if (this.invalidations.has(accountId) || this.admitOne('invalidation')) this.invalidations.set(accountId, { reason, actor });
+    this.invalidating ??= this.flushInvalidations()
+      .catch((error: unknown) => this.options.onFlushError?.(error))
+      .finally(() => {
+        this.invalidating = undefined;
+      });
   }
 
   touchKey(keyId: string, atMs: number): void {
     const previous = this.touchedKeys.get(keyId);
     if (previous !== undefined) {
       if (atMs > previous) this.touchedKeys.set(keyId, atMs);
-    } else if (this.admitOne()) {
+    } else if (this.admitOne('key_touch')) {
       this.touchedKeys.set(keyId, atMs);
     }
   }
@@ -84,7 +153,7 @@ export class WriteBuffer {
     const id = `${accountId}|${bucketStartMs}`;
     let counters = this.usageBuckets.get(id);
     if (!counters) {
-      if (!this.admitOne()) return;
+      if (!this.admitOne('usage')) return;
       counters = emptyCounters(accountId, bucketStartMs);
       this.usageBuckets.set(id, counters);
     }
@@ -117,32 +186,60 @@ export class WriteBuffer {
     return finished && this.pending === 0;
   }
 
-  private admitOne(): boolean {
+  private admitOne(kind: WriteKind): boolean {
     if (this.pending < this.options.maxPending) return true;
     this.dropped += 1;
+    this.countDrop(kind, 'buffer_full');
     this.options.onDrop?.(1, this.dropped);
     return false;
   }
 
-  private async flushOnce(): Promise<void> {
-    // Each kind is taken out before its write and put back only if that write failed, so a retry never repeats
-    // a write that succeeded.
-    try {
-      await this.flushInvalidations();
-      await this.flushAudit();
-      await this.flushTouches();
-      await this.flushUsage();
-      this.lastFlushFailed = false;
-    } catch (error) {
-      this.lastFlushFailed = true;
-      this.options.onFlushError?.(error);
-    }
+  private countDrop(kind: WriteKind, reason: DropReason): number {
+    const cause = `${kind}|${reason}` as const;
+    const count = (this.droppedBy.get(cause) ?? 0) + 1;
+    this.droppedBy.set(cause, count);
+    return count;
   }
+
+  private async flushOnce(): Promise<void> {
+    // Each kind is taken out before its write and put back only if the database failed, so a retry never repeats a
+    // write that succeeded. A failing kind ends this flush (the database is most likely away: the others would only
+    // fail too), and the next flush starts with the kind after it, so a kind that keeps failing never starves the
+    // others: they are written first on every flush.
+    const kinds = this.flushOrder;
+    let failure: unknown = undefined;
+    for (let i = 0; i < kinds.length; i++) {
+      const index = (this.firstKind + i) % kinds.length;
+      try {
+        await kinds[index]!();
+      } catch (error) {
+        failure = error;
+        this.firstKind = (index + 1) % kinds.length;
+        break;
+      }
+    }
+    this.lastFlushFailed = failure !== undefined;
+    if (failure !== undefined) this.options.onFlushError?.(failure);
+  }
+
+  /** The kinds in their usual order (invalidations first: what every replica's next snapshot must see). */
+  private readonly flushOrder: ReadonlyArray<() => Promise<void>> = [
+    () => this.invalidating ?? this.flushInvalidations(),
+    () => this.flushAudit(),
+    () => this.flushTouches(),
+    () => this.flushUsage(),
+  ];
+  /** Where the next flush starts: right after the kind that failed last. */
+  private firstKind = 0;
 
   private async flushInvalidations(): Promise<void> {
     for (const [accountId, invalidation] of [...this.invalidations]) {
-      await this.options.target.markAccountInvalid(accountId, invalidation.reason, invalidation.actor);
-      this.invalidations.delete(accountId);
+      const { error } = await this.writeIsolating('invalidation', [accountId], () =>
+        this.options.target.markAccountInvalid(accountId, invalidation.reason, invalidation.actor),
+      );
+      if (error !== undefined) throw error;
+      // Unless it was invalidated again meanwhile with another reason, it is written.
+      if (this.invalidations.get(accountId) === invalidation) this.invalidations.delete(accountId);
     }
   }
 
@@ -150,10 +247,11 @@ export class WriteBuffer {
     if (this.auditQueue.length === 0) return;
     const batch = this.auditQueue;
     this.auditQueue = [];
-    try {
-      await this.options.target.appendAudit(batch);
-    } catch (error) {
-      this.auditQueue = batch.concat(this.auditQueue);
+    // Rows taken for writing are no longer counted into; the next identical denial starts a new row.
+    this.pendingDenials = new Map();
+    const { unwritten, error } = await this.writeIsolating('audit', batch, (rows) => this.options.target.appendAudit(rows));
+    if (error !== undefined) {
+      this.auditQueue = unwritten.concat(this.auditQueue);
       throw error;
     }
   }
@@ -162,11 +260,10 @@ export class WriteBuffer {
     if (this.touchedKeys.size === 0) return;
     const batch = this.touchedKeys;
     this.touchedKeys = new Map();
-    const latestMs = Math.max(...batch.values());
-    try {
-      await this.options.target.touchKeys([...batch.keys()], new Date(latestMs));
-    } catch (error) {
-      for (const [keyId, atMs] of batch) this.touchKey(keyId, atMs);
+    const at = new Date(Math.max(...batch.values()));
+    const { unwritten, error } = await this.writeIsolating('key_touch', [...batch.keys()], (keyIds) => this.options.target.touchKeys(keyIds, at));
+    if (error !== undefined) {
+      for (const keyId of unwritten) this.touchKey(keyId, batch.get(keyId)!);
       throw error;
     }
   }
@@ -175,11 +272,52 @@ export class WriteBuffer {
     if (this.usageBuckets.size === 0) return;
     const batch = this.usageBuckets;
     this.usageBuckets = new Map();
-    try {
-      await this.options.target.addUsage([...batch.values()].map(toUsageBucket));
-    } catch (error) {
-      for (const [id, counters] of batch) mergeCounters(this.usageBuckets, id, counters);
+    const { unwritten, error } = await this.writeIsolating('usage', [...batch], (rows) =>
+      this.options.target.addUsage(rows.map(([, counters]) => toUsageBucket(counters))),
+    );
+    if (error !== undefined) {
+      for (const [id, counters] of unwritten) mergeCounters(this.usageBuckets, id, counters);
       throw error;
+    }
+  }
+
+  /**
+   * Writes `rows` in slices of WRITE_BATCH_ROWS; on a data error splits a slice in halves until each refused row is
+   * alone, drops those (reported through onRejected) and writes the rest. Resolves with the rows not written because
+   * the database itself failed, and that error; never rejects.
+   */
+  private async writeIsolating<T>(
+    kind: WriteKind,
+    rows: readonly T[],
+    write: (rows: readonly T[]) => Promise<void>,
+  ): Promise<{ readonly unwritten: readonly T[]; readonly error?: unknown }> {
+    for (let start = 0; start < rows.length; start += WRITE_BATCH_ROWS) {
+      const slice = await this.writeSplitting(kind, rows.slice(start, start + WRITE_BATCH_ROWS), write);
+      if (slice.error !== undefined) return { unwritten: [...slice.unwritten, ...rows.slice(start + WRITE_BATCH_ROWS)], error: slice.error };
+    }
+    return { unwritten: [] };
+  }
+
+  private async writeSplitting<T>(
+    kind: WriteKind,
+    rows: readonly T[],
+    write: (rows: readonly T[]) => Promise<void>,
+  ): Promise<{ readonly unwritten: readonly T[]; readonly error?: unknown }> {
+    try {
+      await write(rows);
+      return { unwritten: [] };
+    } catch (error) {
+      if (!isDataError(error)) return { unwritten: rows, error };
+      if (rows.length === 1) {
+        this.dropped += 1;
+        const rejectedTotal = this.countDrop(kind, 'rejected');
+        this.options.onRejected?.({ kind, sqlState: sqlState(error)!, rejectedTotal });
+        return { unwritten: [] };
+      }
+      const middle = rows.length >>> 1;
+      const left = await this.writeSplitting(kind, rows.slice(0, middle), write);
+      if (left.error !== undefined) return { unwritten: [...left.unwritten, ...rows.slice(middle)], error: left.error };
+      return this.writeSplitting(kind, rows.slice(middle), write);
     }
   }
 }

@@ -120,7 +120,6 @@ export interface ApiResponse {
   readonly status: number;
   readonly headers: Headers;
   readonly text: string;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   readonly json: any;
 }
 
@@ -206,7 +205,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     if ((body !== undefined || method !== 'GET') && headers['content-type'] === undefined) headers['content-type'] = 'application/json';
     const response = await fetch(baseUrl + path, { method, headers, body });
     const text = await response.text();
-    let json: unknown = undefined;
+    let json: unknown;
     try {
       json = text.length > 0 ? JSON.parse(text) : undefined;
     } catch {

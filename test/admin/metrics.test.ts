@@ -107,11 +107,13 @@ describe('metrics', () => {
     expect(sample(text, 'keypool_snapshot_reload_failures_total')).toBe(0);
     expect(sample(text, 'keypool_breaker_state', { breaker: 'state_store', state: 'closed' })).toBe(1);
     expect(sample(text, 'keypool_breaker_state', { breaker: 'database', state: 'open' })).toBe(0);
-    expect(sample(text, 'keypool_dropped_writes_total')).toBeGreaterThan(0);
+    const audit = { kind: 'audit', reason: 'buffer_full' };
+    expect(sample(text, 'keypool_dropped_writes_total', audit)).toBeGreaterThan(0);
+    expect(sample(text, 'keypool_dropped_writes_total', { kind: 'usage', reason: 'rejected' })).toBe(0);
     expect(sample(text, 'keypool_admin_requests_total', { method: 'GET', route: '/admin/keys', status: '200' })).toBeGreaterThanOrEqual(1);
     // Monotonic: a second scrape does not add the same drops again.
-    const dropped = sample(text, 'keypool_dropped_writes_total');
-    expect(sample(await scrape(), 'keypool_dropped_writes_total')).toBe(dropped);
+    const dropped = sample(text, 'keypool_dropped_writes_total', audit);
+    expect(sample(await scrape(), 'keypool_dropped_writes_total', audit)).toBe(dropped);
   });
 
   it('labels accounts by name only: no key, key id or account id appears', async () => {

@@ -241,6 +241,14 @@ describe('keypool CLI on the embedded store', { timeout: SLOW_TEST_MS }, () => {
     expect(parseJson(await cli(['config', 'get', 'priority.enabled', '--json']))).toEqual({ name: 'priority.enabled', value: true });
   });
 
+  it('prunes the audit log and usage stats older than an age, and audits the pruning', async () => {
+    const result = parseJson<{ auditRows: number; usageBuckets: number; before: string }>(await cli(['audit', 'prune', '--before', '90d', '--json']));
+    // Everything here is minutes old: nothing goes, but the pruning itself is recorded.
+    expect(result).toMatchObject({ auditRows: 0, usageBuckets: 0 });
+    expect(Date.parse(result.before)).toBeLessThan(Date.now() - 89 * 86_400_000);
+    expect((await cli(['audit', 'prune', '--before', '90d'])).stdout).toMatch(/^Pruned 0 audit rows and 0 usage buckets older than \d{4}-/);
+  });
+
   it('re-encrypts account keys under a new key-ring version', async () => {
     const ring = `v2:${randomBytes(32).toString('base64')},${secretsEnv.KEYPOOL_ENCRYPTION_KEYS}`;
     const result = await cli(['crypto', 'reencrypt'], undefined, { KEYPOOL_ENCRYPTION_KEYS: ring });
@@ -268,6 +276,8 @@ describe('keypool CLI on the embedded store', { timeout: SLOW_TEST_MS }, () => {
       ['unsafe regex', ['mappings', 'add', '--pattern', '^(a+)+$', '--match', 'regex', '--priority', '1'], /pattern/],
       ['unknown setting', ['config', 'set', 'priority.enable', 'true'], /unknown setting/],
       ['bad setting value', ['config', 'set', 'priority.enabled', 'maybe'], /not a boolean/],
+      ['prune age too short', ['audit', 'prune', '--before', '10m'], /before: must be between/],
+      ['prune age missing', ['audit', 'prune'], /before/],
       ['bad weight', ['accounts', 'add', '--provider', 'openai', '--name', 'w', '--weight', '1001'], /--weight: must be between 1 and 1000/],
       ['--key-env with a value', ['accounts', 'add', '--provider', 'openai', '--name', 'w', '--key-env', 'sk-abc.def'], /NAME of an environment variable/],
       ['--key-env unset', ['accounts', 'add', '--provider', 'openai', '--name', 'w', '--key-env', 'KP_DEFINITELY_UNSET'], /not set/],

@@ -6,7 +6,7 @@ import { learnedLimitsFor } from '../../src/core/providers/dialects.js';
 import { EMPTY_LIMITS } from '../../src/core/providers/limits.js';
 import { parseOpenAiLimits } from '../../src/core/providers/openai.js';
 import { MAX_RETRY_AFTER_MS, parseRetryAfterMs } from '../../src/core/providers/retry-after.js';
-import { classifyStatus, observeResponse } from '../../src/core/response.js';
+import { MAX_REQUESTS_RESET_MS, MAX_TOKENS_RESET_MS, changesAdmission, classifyStatus, observeResponse } from '../../src/core/response.js';
 import type { AuthStyle, HeaderBag, LearnedLimits, ObservationOutcome } from '../../src/core/types.js';
 
 const NOW = 1_700_000_000_000; // 2023-11-14T22:13:20.000Z, Tue, 14 Nov 2023 22:13:20 GMT
@@ -334,5 +334,43 @@ describe('observeResponse', () => {
     const weird = { 'retry-after': 42, 'x-ratelimit-remaining-requests': ['1', 2], 'x-ratelimit-reset-tokens': null } as unknown as HeaderBag;
     expect(() => observeResponse('openai', 429, weird, NOW)).not.toThrow();
     expect(observeResponse('openai', 429, weird, NOW).learned.requestsRemaining).toBe(1);
+  });
+});
+
+describe('learned resets are capped (24 h for request windows, 1 h for token windows)', () => {
+  it.each<[string, Record<string, string>, number | null, number | null, number | undefined]>([
+    ['a day-long request window (Groq) is kept', { 'x-ratelimit-remaining-requests': '0', 'x-ratelimit-reset-requests': '23h59m0s' }, NOW + 86_340_000, null, undefined],
+    ['a request reset 48 h ahead is beyond any window: not learned at all', { 'x-ratelimit-remaining-requests': '0', 'x-ratelimit-reset-requests': '48h0m0s' }, null, null, undefined],
+    ['a request reset exactly 24 h ahead is kept', { 'x-ratelimit-remaining-requests': '0', 'x-ratelimit-reset-requests': '24h0m0s' }, NOW + MAX_REQUESTS_RESET_MS, null, undefined],
+    ['a token reset 2 h ahead is cut to 1 h', { 'x-ratelimit-remaining-tokens': '0', 'x-ratelimit-reset-tokens': '2h0m0s' }, null, NOW + MAX_TOKENS_RESET_MS, NOW + 2 * HOUR],
+    ['a minute-long token window is kept', { 'x-ratelimit-remaining-tokens': '5', 'x-ratelimit-reset-tokens': '1m0s' }, null, NOW + 60_000, undefined],
+  ])('%s', (_label, headers, requestsResetAtMs, tokensResetAtMs, cappedResetAtMs) => {
+    const observation = observeResponse('openai', 200, headers, NOW);
+    expect(observation.learned.requestsResetAtMs).toBe(requestsResetAtMs);
+    expect(observation.learned.tokensResetAtMs).toBe(tokensResetAtMs);
+    expect(observation.cappedResetAtMs).toBe(cappedResetAtMs);
+  });
+
+  it('a 429 without a retry hint cools down to the capped reset, not the reported one', () => {
+    const observation = observeResponse('openai', 429, { 'x-ratelimit-remaining-tokens': '0', 'x-ratelimit-reset-tokens': '5h0m0s' }, NOW);
+    expect(observation.cooldownUntilMs).toBe(NOW + MAX_TOKENS_RESET_MS);
+  });
+});
+
+describe('changesAdmission: what must reach the shared state before the answer', () => {
+  it.each<[number, Record<string, string>, boolean]>([
+    [200, {}, false],
+    [200, { 'x-ratelimit-remaining-requests': '12', 'x-ratelimit-reset-requests': '1s' }, false],
+    [200, { 'x-ratelimit-remaining-requests': '0', 'x-ratelimit-reset-requests': '1s' }, true],
+    [200, { 'x-ratelimit-remaining-tokens': '0', 'x-ratelimit-reset-tokens': '1s' }, true],
+    [400, {}, false],
+    [429, {}, true],
+    [401, {}, true],
+    [403, {}, true],
+    [402, {}, true],
+    [500, {}, true],
+    [503, {}, true],
+  ])('%i %j -> %s', (status, headers, expected) => {
+    expect(changesAdmission(observeResponse('openai', status, headers, NOW))).toBe(expected);
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { orderCandidates } from '../../src/core/select.js';
+import { cursorSkips, orderCandidates } from '../../src/core/select.js';
 import type { Account, ProviderPool, Strategy } from '../../src/core/types.js';
 
 function account(name: string, tier = 0, weight = 1): Account {
@@ -140,5 +140,66 @@ describe('weighted-random', () => {
     let index = 0;
     const randomUnit = () => draws[index++] ?? 0.5;
     expect(names(orderCandidates(weighted, 'weighted-random', 0, randomUnit))).toEqual(expected);
+  });
+});
+
+describe('round-robin fairness when accounts are skipped (the cursor also steps over skipped accounts)', () => {
+  const DECISIONS = 1_000;
+  /** Runs decisions the way the engine does: order from the cursor, admit the first not skipped, move the cursor. */
+  function shares(accounts: Account[], strategy: Strategy, skipped: (name: string, decision: number) => boolean): Record<string, number> {
+    const p = pool(accounts, strategy);
+    const counts: Record<string, number> = {};
+    let cursor = 0;
+    for (let i = 0; i < DECISIONS; i++) {
+      const order = orderCandidates(p, strategy, cursor, never);
+      const served = order.find((candidate) => !skipped(candidate.name, i));
+      if (served !== undefined) counts[served.name] = (counts[served.name] ?? 0) + 1;
+      cursor += 1 + (served === undefined ? 0 : cursorSkips(p, strategy, cursor, served.id));
+    }
+    return counts;
+  }
+
+  it.each<[string, Account[], Strategy, (name: string, decision: number) => boolean, Record<string, number>]>([
+    ['b always skipped', ['a', 'b', 'c', 'd'].map((n) => account(n)), 'round-robin', (n) => n === 'b', { a: 1 / 3, c: 1 / 3, d: 1 / 3 }],
+    ['a and c skipped', ['a', 'b', 'c', 'd', 'e'].map((n) => account(n)), 'round-robin', (n) => n === 'a' || n === 'c', { b: 1 / 3, d: 1 / 3, e: 1 / 3 }],
+    ['nothing skipped', ['a', 'b', 'c', 'd'].map((n) => account(n)), 'round-robin', () => false, { a: 0.25, b: 0.25, c: 0.25, d: 0.25 }],
+    [
+      'priority: tier 0 with one skipped',
+      [account('a', 0), account('b', 0), account('c', 0), account('z', 1)],
+      'priority',
+      (n) => n === 'b',
+      { a: 0.5, c: 0.5 },
+    ],
+  ])('%s: each eligible account within 1%% of an equal share over 1,000 decisions', (_label, accounts, strategy, skipped, expected) => {
+    const counts = shares(accounts, strategy, skipped);
+    expect(Object.keys(counts).sort()).toEqual(Object.keys(expected).sort());
+    for (const [name, share] of Object.entries(expected)) {
+      expect(Math.abs((counts[name] ?? 0) / DECISIONS - share), `${name}: ${counts[name]}`).toBeLessThanOrEqual(0.01);
+    }
+  });
+
+  it('a plain per-request counter would not be fair (what the cursor fixes)', () => {
+    const p = pool(['a', 'b', 'c', 'd'].map((n) => account(n)));
+    const counts: Record<string, number> = {};
+    for (let i = 0; i < DECISIONS; i++) {
+      const served = orderCandidates(p, 'round-robin', i, never).find((candidate) => candidate.name !== 'b')!;
+      counts[served.name] = (counts[served.name] ?? 0) + 1;
+    }
+    expect(counts['c']).toBe(500);
+  });
+
+  it.each<[Strategy, number, string, number]>([
+    ['round-robin', 0, 'id-a', 0],
+    ['round-robin', 0, 'id-x', 2],
+    ['round-robin', 5, 'id-a', 3],
+    ['priority', 0, 'id-y', 1],
+    ['priority', 1, 'id-x', 1],
+    ['priority', 1, 'id-b', 0],
+    ['weighted-random', 0, 'id-y', 0],
+    ['least-loaded', 0, 'id-y', 0],
+    ['round-robin', 0, 'id-gone', 0],
+  ])('cursorSkips %s from cursor %i, served by %s: %i skipped', (strategy, cursor, admitted, skips) => {
+    const accounts = [account('a', 0), account('b', 0), account('x', 1), account('y', 1)];
+    expect(cursorSkips(pool(accounts, strategy), strategy, cursor, admitted)).toBe(skips);
   });
 });

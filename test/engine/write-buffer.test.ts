@@ -1,19 +1,31 @@
 import { describe, expect, it } from 'vitest';
-import { WriteBuffer } from '../../src/stores/write-buffer.js';
+import { WriteBuffer, type RejectedWrite } from '../../src/stores/write-buffer.js';
 import type { DurableWrites } from '../../src/ports.js';
 import type { AuditEntry } from '../../src/catalog/audit/rows.js';
 import type { UsageBucket } from '../../src/catalog/usage/rows.js';
 
-/** A DurableWrites that records what reached it and can be switched off like a database outage. */
+/** A PostgreSQL-shaped data error (SQLSTATE 22021: a NUL byte in text). */
+function dataError(): Error {
+  return Object.assign(new Error('invalid byte sequence for encoding "UTF8": 0x00'), { code: '22021' });
+}
+
+/**
+ * A DurableWrites that records what reached it and can be switched off like a database outage. Like PostgreSQL, it
+ * refuses a whole batch when any row holds a NUL byte (audit actor, touched key id), and writes nothing of it.
+ */
 class RecordingWrites implements DurableWrites {
   down = false;
+  /** Only this kind fails while down (null: every kind). */
+  downKind: 'audit' | 'usage' | null = null;
+  calls = 0;
   audits: AuditEntry[] = [];
   invalidated: string[] = [];
   touched: string[] = [];
   usage: UsageBucket[] = [];
 
   async appendAudit(entries: readonly AuditEntry[]): Promise<void> {
-    this.fail();
+    this.fail('audit');
+    if (entries.some((e) => e.actor.includes('\0'))) throw dataError();
     this.audits.push(...entries);
   }
   async markAccountInvalid(accountId: string): Promise<void> {
@@ -22,28 +34,32 @@ class RecordingWrites implements DurableWrites {
   }
   async touchKeys(keyIds: readonly string[]): Promise<void> {
     this.fail();
+    if (keyIds.some((id) => id.includes('\0'))) throw dataError();
     this.touched.push(...keyIds);
   }
   async addUsage(buckets: readonly UsageBucket[]): Promise<void> {
-    this.fail();
+    this.fail('usage');
     this.usage.push(...buckets);
   }
-  private fail(): void {
-    if (this.down) throw new Error('database unreachable');
+  private fail(kind?: 'audit' | 'usage'): void {
+    this.calls++;
+    if (this.down && (this.downKind === null || this.downKind === kind)) throw new Error('database unreachable');
   }
 }
 
 function bufferOver(target: DurableWrites, maxPending = 1000) {
   const errors: unknown[] = [];
   const drops: number[] = [];
+  const rejected: RejectedWrite[] = [];
   const buffer = new WriteBuffer({
     target,
     maxPending,
     flushIntervalMs: 60_000,
     onFlushError: (error) => errors.push(error),
     onDrop: (_now, total) => drops.push(total),
+    onRejected: (r) => rejected.push(r),
   });
-  return { buffer, errors, drops };
+  return { buffer, errors, drops, rejected };
 }
 
 describe('WriteBuffer', () => {
@@ -73,7 +89,8 @@ describe('WriteBuffer', () => {
     await buffer.flush();
     buffer.recordUsage('acc-1', 60_001, 'success', 4);
     await buffer.flush();
-    expect(errors.length).toBe(2);
+    // The invalidation's immediate write, then each flush.
+    expect(errors.length).toBe(3);
     expect(target.audits).toHaveLength(0);
     expect(buffer.databaseReachable).toBe(false);
 
@@ -107,6 +124,89 @@ describe('WriteBuffer', () => {
     buffer.invalidateAccount('a', 'r', 'x');
     buffer.invalidateAccount('a', 'r', 'x');
     expect(buffer.pending).toBe(2);
+    expect(buffer.droppedTotal).toBe(0);
+  });
+
+  it('a poisoned row is dropped alone: the rest of its batch is written, reported once, counted by kind and reason', async () => {
+    const target = new RecordingWrites();
+    const { buffer, errors, rejected } = bufferOver(target);
+    for (let i = 0; i < 10; i++) buffer.audit({ keyId: `k${i}`, action: 'denied_ip', actor: i === 6 ? 'bad\0actor' : 'keypool' });
+    buffer.touchKey('good-key', 1);
+    buffer.touchKey('bad\0key', 2);
+    buffer.recordUsage('acc-1', 60_000, 'success', 3);
+    await buffer.flush();
+    expect(target.audits.map((a) => a.keyId)).toEqual(['k0', 'k1', 'k2', 'k3', 'k4', 'k5', 'k7', 'k8', 'k9']);
+    expect(target.touched).toEqual(['good-key']);
+    expect(target.usage).toHaveLength(1);
+    expect(errors).toEqual([]);
+    expect(buffer.pending).toBe(0);
+    expect(buffer.databaseReachable).toBe(true);
+    expect(rejected).toEqual([
+      { kind: 'audit', sqlState: '22021', rejectedTotal: 1 },
+      { kind: 'key_touch', sqlState: '22021', rejectedTotal: 1 },
+    ]);
+    // Nothing about the row itself in the report (it may hold client input).
+    expect(JSON.stringify(rejected)).not.toContain('bad');
+    expect(buffer.droppedByCause()).toEqual([
+      { kind: 'audit', reason: 'rejected', count: 1 },
+      { kind: 'key_touch', reason: 'rejected', count: 1 },
+    ]);
+    // Dropped for good: the next flush writes nothing again.
+    const calls = target.calls;
+    await buffer.flush();
+    expect(target.calls).toBe(calls);
+  });
+
+  it('a kind that keeps failing does not starve the others: every later flush writes them first', async () => {
+    const target = new RecordingWrites();
+    const { buffer, errors } = bufferOver(target);
+    target.down = true;
+    target.downKind = 'audit';
+    buffer.audit({ keyId: 'k1', action: 'denied_ip', actor: 'keypool' });
+    buffer.touchKey('k1', 1);
+    buffer.recordUsage('acc-1', 60_000, 'success', 3);
+    await buffer.flush(); // audit fails: this flush ends there
+    await buffer.flush(); // starts after audit: touches and usage go through, audit fails again
+    expect(target.usage).toHaveLength(1);
+    expect(target.touched).toEqual(['k1']);
+    buffer.recordUsage('acc-1', 120_000, 'success', 3);
+    await buffer.flush();
+    expect(target.usage).toHaveLength(2);
+    expect(target.audits).toEqual([]);
+    expect(errors).toHaveLength(3);
+    expect(buffer.pending).toBe(1);
+    target.down = false;
+    await buffer.flush();
+    expect(target.audits).toHaveLength(1);
+    expect(buffer.pending).toBe(0);
+  });
+
+  it('an invalidation is written at once, without waiting for the next flush', async () => {
+    const target = new RecordingWrites();
+    const { buffer } = bufferOver(target);
+    buffer.invalidateAccount('acc-1', 'upstream answered 401', 'keypool');
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(target.invalidated).toEqual(['acc-1']);
+    expect(buffer.pending).toBe(0);
+  });
+
+  it('identical denials until the next flush become one row with a count; a flush starts a new row', async () => {
+    const target = new RecordingWrites();
+    const { buffer } = bufferOver(target, 10);
+    const denial = { keyId: 'k1', action: 'denied_revoked' as const, actor: 'keypool', clientIp: '10.0.0.1' };
+    for (let i = 0; i < 1_000; i++) buffer.auditDenial(denial);
+    buffer.auditDenial({ ...denial, clientIp: '10.0.0.2' });
+    buffer.auditDenial({ ...denial, action: 'denied_ip' });
+    expect(buffer.pending).toBe(3);
+    await buffer.flush();
+    buffer.auditDenial(denial);
+    await buffer.flush();
+    expect(target.audits.map((a) => [a.action, a.clientIp, a.occurrences])).toEqual([
+      ['denied_revoked', '10.0.0.1', 1_000],
+      ['denied_revoked', '10.0.0.2', 1],
+      ['denied_ip', '10.0.0.1', 1],
+      ['denied_revoked', '10.0.0.1', 1],
+    ]);
     expect(buffer.droppedTotal).toBe(0);
   });
 });

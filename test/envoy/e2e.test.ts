@@ -9,9 +9,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startKeypool, type RunningKeypool } from '../../src/main.js';
 import { CLIENT_KEY_PREFIX } from '../../src/secrets/client-key.js';
+import { CutProxy } from '../helpers/cut-proxy.js';
 import { envoyOrSkip, renderEnvoyConfig, startEnvoy, type RunningEnvoy } from '../helpers/envoy.js';
 import { CLIENT_CREDENTIAL_HEADERS } from '../../src/core/apikey.js';
-import { ExtProcClient, requestHeadersMsg, setHeadersOf, waitFor, waitForAsync } from './ext-proc-client.js';
+import { ExtProcClient, requestHeadersMsg, setHeadersOf, waitForAsync } from './ext-proc-client.js';
 import { MockUpstream, firstChunk, restOfBody, type ReceivedRequest, type Reply } from './mock-upstream.js';
 
 // The runtime reads a few settings straight from the environment: keep the caller's out (this file
@@ -64,6 +65,8 @@ function allHeaderValues(request: ReceivedRequest): string {
 
 describe.skipIf(!ENVOY)('keypool end to end through a real Envoy', () => {
   const upstream = new MockUpstream();
+  /** Between Envoy and the mock on the anthropic cluster only: cut, the provider refuses connections. */
+  let anthropicLink: CutProxy;
   let dataDir: string;
   let keypool: RunningKeypool;
   let envoy: RunningEnvoy;
@@ -123,7 +126,8 @@ describe.skipIf(!ENVOY)('keypool end to end through a real Envoy', () => {
       logLevel: process.env['KEYPOOL_TEST_LOG'] ?? 'silent',
     });
     const port = Number(keypool.grpcAddress.slice(keypool.grpcAddress.lastIndexOf(':') + 1));
-    const upstreams = { openai: upstreamPort, anthropic: upstreamPort };
+    anthropicLink = new CutProxy(upstreamPort);
+    const upstreams = { openai: upstreamPort, anthropic: await anthropicLink.start() };
     [envoy, failover] = await Promise.all([
       startEnvoy({
         bin: ENVOY as string,
@@ -150,6 +154,7 @@ describe.skipIf(!ENVOY)('keypool end to end through a real Envoy', () => {
     await envoy?.stop();
     await failover?.stop();
     await keypool?.stop();
+    await anthropicLink?.cut();
     await upstream.stop();
     if (dataDir) rmSync(dataDir, { recursive: true, force: true });
   });
@@ -421,6 +426,33 @@ describe.skipIf(!ENVOY)('keypool end to end through a real Envoy', () => {
     await res.text();
     expect(upstream.received.map(bearerOf)).toEqual([`Bearer ${pool.a!.secret}`, `Bearer ${pool.a!.secret}`]);
     await waitForAsync(async () => (await inFlight('openai', [pool.a!.id]))[0] === 0, 2_000, 'slot freed');
+  });
+
+  it('11. provider unreachable for 20 requests: Envoy\'s own 503s leave every account healthy; the next request succeeds', async () => {
+    const pool = await usePool('anthropic', ['a', 'b']);
+    const ids = [pool['a']!.id, pool['b']!.id];
+    const repliesBefore = keypool.runtime.engine.gatewayReplies;
+    await anthropicLink.cut();
+    try {
+      for (let i = 0; i < 20; i++) {
+        const res = await post(envoy.baseUrl, MESSAGES, { 'x-api-key': clientKey });
+        // Envoy's local reply (connection refused), not keypool's 503 no_healthy_account.
+        expect(res.status).toBe(503);
+        expect(await res.text()).toMatch(/upstream connect error/);
+      }
+    } finally {
+      await anthropicLink.restore();
+    }
+    expect(keypool.runtime.engine.gatewayReplies - repliesBefore).toBe(20);
+    const views = await keypool.runtime.state.inspect('anthropic', ids, Date.now());
+    expect(views.map((v) => [v.health, v.circuitOpenUntilMs, v.invalid])).toEqual([
+      ['healthy', null, false],
+      ['healthy', null, false],
+    ]);
+    const back = await post(envoy.baseUrl, MESSAGES, { 'x-api-key': clientKey });
+    expect(back.status).toBe(200);
+    await back.text();
+    await waitForAsync(async () => (await inFlight('anthropic', ids)).every((n) => n === 0), 2_000, 'slots released');
   });
 
   // Last: it stops keypool.

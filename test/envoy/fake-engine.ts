@@ -1,13 +1,14 @@
 // A DecisionEngine that implements the port in memory (no library mocks): round-robin over a small
 // pool per provider, a cooldown after a 429, scripted denials by client key, and a record of every
 // call so tests can assert what keypool saw and released.
-import type { DecisionEngine, RequestOutcome, Ticket } from '../../src/ports.js';
+import type { DecisionEngine, ObserveOptions, RequestOutcome, Ticket } from '../../src/ports.js';
 import type { Allow, Deny, HeaderBag, RequestView } from '../../src/core/types.js';
 
 export interface Observed {
   readonly ticket: Ticket;
   readonly status: number;
   readonly headers: HeaderBag;
+  readonly options: ObserveOptions;
 }
 
 /** Client keys with a scripted outcome. */
@@ -49,6 +50,13 @@ export class FakeEngine implements DecisionEngine {
   readonly observed: Observed[] = [];
   readonly released: Ticket[] = [];
   readonly issued: Ticket[] = [];
+  readonly renewed: Ticket[] = [];
+  renewIntervalMs = 10_000;
+  /**
+   * A 429's commit to the (imaginary) shared state settles when the test calls the resolver pushed here; until then
+   * the stream must not answer. Null: commits settle at once.
+   */
+  pendingCommits: Array<() => void> | null = null;
   private next = 0;
   private readonly cooldownUntil = new Map<string, number>();
 
@@ -103,9 +111,17 @@ export class FakeEngine implements DecisionEngine {
     return { decision, ticket };
   }
 
-  observe(ticket: Ticket, status: number, headers: HeaderBag): void {
-    this.observed.push({ ticket, status, headers });
-    if (status === 429) this.cooldownUntil.set(ticket.accountId, Date.now() + 60_000);
+  observe(ticket: Ticket, status: number, headers: HeaderBag, options: ObserveOptions = {}): Promise<void> | null {
+    this.observed.push({ ticket, status, headers, options });
+    if (options.release) this.released.push(ticket);
+    if (status !== 429 || options.origin === 'gateway') return null;
+    this.cooldownUntil.set(ticket.accountId, Date.now() + 60_000);
+    const pending = this.pendingCommits;
+    return pending === null ? Promise.resolve() : new Promise<void>((resolve) => pending.push(resolve));
+  }
+
+  renew(ticket: Ticket): void {
+    this.renewed.push(ticket);
   }
 
   release(ticket: Ticket): void {

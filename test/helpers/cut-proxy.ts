@@ -5,6 +5,8 @@ import net from 'node:net';
 export class CutProxy {
   /** Delay added to every chunk coming back from the service (a slow Redis). */
   delayMs = 0;
+  /** Delay added to every chunk going to the service (a slow link from one replica: its writes land late). */
+  delayToServiceMs = 0;
   private server: net.Server | null = null;
   private readonly sockets = new Set<net.Socket>();
   private portNumber = 0;
@@ -106,28 +108,33 @@ export class CutProxy {
     };
     client.on('error', drop).on('close', drop);
     upstream.on('error', drop).on('close', drop);
-    client.on('data', (chunk: Buffer) => {
-      this.lastActivity = Date.now();
-      this.pass(() => upstream.write(chunk));
-    });
-    // Chunks keep their order when the delay changes mid-connection (a reply overtaking an earlier one would corrupt
-    // the protocol stream, which is not the fault being simulated): one queue per connection, one timer draining it.
+    client.on('data', (chunk: Buffer) => this.pass(() => toService(chunk)));
+    upstream.on('data', (chunk: Buffer) => this.pass(() => toClient(chunk)));
+    const toService = this.delayedWriter(upstream, () => this.delayToServiceMs);
+    const toClient = this.delayedWriter(client, () => this.delayMs);
+  }
+
+  /**
+   * Writes chunks to `socket` after delayMs(). Chunks keep their order when the delay changes mid-connection (a reply
+   * overtaking an earlier one would corrupt the protocol stream, which is not the fault being simulated): one queue
+   * per direction, one timer draining it.
+   */
+  private delayedWriter(socket: net.Socket, delayMs: () => number): (chunk: Buffer) => void {
     const queue: Array<{ readonly atMs: number; readonly chunk: Buffer }> = [];
     let timer: NodeJS.Timeout | null = null;
     const pump = (): void => {
       timer = null;
       while (queue.length > 0 && queue[0]!.atMs <= Date.now()) {
         const { chunk } = queue.shift()!;
-        if (!client.destroyed) client.write(chunk);
+        if (!socket.destroyed) socket.write(chunk);
       }
       if (queue.length > 0) timer = setTimeout(pump, queue[0]!.atMs - Date.now());
     };
-    upstream.on('data', (chunk: Buffer) => this.pass(() => deliver(chunk)));
-    const deliver = (chunk: Buffer): void => {
+    return (chunk: Buffer): void => {
       const now = Date.now();
       this.lastActivity = now;
       const last = queue.length > 0 ? queue[queue.length - 1]!.atMs : 0;
-      queue.push({ atMs: Math.max(now + this.delayMs, last), chunk });
+      queue.push({ atMs: Math.max(now + delayMs(), last), chunk });
       if (timer === null) pump();
     };
   }

@@ -3,7 +3,7 @@
 // src/runtime.js is replaced by a module re-exporting openFakeRuntime as openRuntime.
 import { deny } from '../../src/core/errors.js';
 import type { HeaderBag, RequestView } from '../../src/core/types.js';
-import type { DecisionEngine, RequestOutcome, Ticket } from '../../src/ports.js';
+import type { DecisionEngine, ObserveOptions, RequestOutcome, Ticket } from '../../src/ports.js';
 
 /** Keys with a fixed outcome. Anything else that looks like a key is unknown (invalid_api_key). */
 export const FAKE_KEYS = {
@@ -34,7 +34,10 @@ export interface FakeObservation {
 export interface FakeStats {
   decided: number;
   allowed: number;
+  /** Observations of the provider's own answers (the engine's rule: gateway replies leave account state alone). */
   observed: number;
+  /** Observations of answers Kong or another plugin produced. */
+  gatewayReplies: number;
   released: number;
   /** Allowed tickets not released yet. */
   inFlight: number;
@@ -44,7 +47,7 @@ const DEFAULT_KEY_HEADERS = ['authorization', 'x-api-key'];
 const KEEP_OBSERVATIONS = 100;
 
 export class FakeEngine implements DecisionEngine {
-  readonly stats: FakeStats = { decided: 0, allowed: 0, observed: 0, released: 0, inFlight: 0 };
+  readonly stats: FakeStats = { decided: 0, allowed: 0, observed: 0, gatewayReplies: 0, released: 0, inFlight: 0 };
   /** The most recent observations (bounded: soak tests run 100,000 requests). */
   readonly observations: FakeObservation[] = [];
   readonly views: RequestView[] = [];
@@ -84,10 +87,24 @@ export class FakeEngine implements DecisionEngine {
     }
   }
 
-  observe(ticket: Ticket, status: number, headers: HeaderBag): void {
+  renewIntervalMs = 10_000;
+  /** Lease ids renewed, in order. */
+  readonly renewed: string[] = [];
+
+  observe(ticket: Ticket, status: number, headers: HeaderBag, options: ObserveOptions = {}): Promise<void> | null {
+    if (options.release) this.release(ticket);
+    if (options.origin === 'gateway') {
+      this.stats.gatewayReplies += 1;
+      return null;
+    }
     this.stats.observed += 1;
     this.observations.push({ ticket, status, headers });
     if (this.observations.length > KEEP_OBSERVATIONS) this.observations.shift();
+    return null;
+  }
+
+  renew(ticket: Ticket): void {
+    this.renewed.push(ticket.leaseId);
   }
 
   release(ticket: Ticket): void {

@@ -151,6 +151,22 @@ describe('log', () => {
     expect(engine.stats).toMatchObject({ released: 1, inFlight: 0 });
   });
 
+  test('between access and log the slot is renewed every renewIntervalMs; log stops it', async () => {
+    engine.renewIntervalMs = 30;
+    const t = new KeypoolPluginTest(request({ authorization: `Bearer ${FAKE_KEYS.good}` }));
+    const instance = KeypoolPluginTest.instance(plugin, OPENAI);
+    await t.phase(instance, 'access');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(engine.renewed.length).toBeGreaterThanOrEqual(2);
+    expect(new Set(engine.renewed)).toEqual(new Set(['lease-0']));
+    t.test.response.status = 200;
+    await t.phase(instance, 'log');
+    const atLog = engine.renewed.length;
+    await new Promise((resolve) => setTimeout(resolve, 120));
+    expect(engine.renewed.length).toBe(atLog);
+    expect(engine.stats).toMatchObject({ released: 1, inFlight: 0 });
+  });
+
   test("another plugin's answer is not the provider's: release only", async () => {
     const t = new KeypoolPluginTest(request({ authorization: `Bearer ${FAKE_KEYS.good}` }), {
       'kong.response.get_source': () => 'exit',

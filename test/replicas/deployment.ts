@@ -115,13 +115,13 @@ export class Deployment {
     return totals;
   }
 
-  /** Audit rows of one key and action (every page). */
+  /** Denials recorded for one key and action (every page): the rows' occurrences, identical denials being aggregated. */
   async auditCount(keyId: string, action: 'denied_ip'): Promise<number> {
     let count = 0;
     let cursor: string | undefined;
     do {
       const page = await this.repo.audit.list({ keyId, action, limit: 1000, ...(cursor ? { cursor } : {}) });
-      count += page.rows.length;
+      for (const row of page.rows) count += row.occurrences;
       cursor = page.nextCursor ?? undefined;
     } while (cursor !== undefined);
     return count;

@@ -46,13 +46,24 @@ export class Exchange {
 
   /** Envoy's response_headers with the upstream's status and headers; resolves when keypool continued and the stream closed. */
   async respond(status: number, headers: Record<string, string> = {}): Promise<void> {
-    if (this.settled) return;
+    const closed = await this.respondUntilAnswered(status, headers);
+    await closed;
+  }
+
+  /**
+   * Like respond(), but resolves the instant keypool's answer arrives (when Envoy would pass the response on), with
+   * a promise of the stream's close.
+   */
+  async respondUntilAnswered(status: number, headers: Record<string, string> = {}): Promise<Promise<void>> {
+    if (this.settled) return Promise.resolve();
     this.settled = true;
     this.call.send(responseHeadersMsg(status, headers));
     const answer = await this.call.next(5_000);
     if (!('response_headers' in answer)) throw new Error(`expected a response_headers answer, got ${JSON.stringify(answer)}`);
     this.call.halfClose();
-    await withTimeout(this.call.status, 5_000, 'stream close');
+    const closed = withTimeout(this.call.status, 5_000, 'stream close').then(() => undefined);
+    closed.catch(() => undefined);
+    return closed;
   }
 
   /** Client reset (or a dead replica): cancel the stream without an answer. */
@@ -117,7 +128,7 @@ export async function decide(client: ExtProcClient, spec: RequestSpec): Promise<
   const status = typeof code === 'number' ? code : (STATUS_BY_NAME[code ?? ''] ?? Number(code));
   const headers: Record<string, string> = {};
   for (const o of immediate.headers?.set_headers ?? []) headers[o.header.key] = o.header.raw_value?.toString() ?? '';
-  let errorCode = '';
+  let errorCode: string;
   try {
     errorCode = String((JSON.parse(immediate.body?.toString() ?? '{}') as { error?: { code?: string } }).error?.code ?? '');
   } catch {

@@ -62,10 +62,9 @@ export function rateStateContract(name: string, factory: ContractFactory): void 
       return result;
     }
 
-    /** observe() is fire-and-forget; inspect() on the same connection runs after it, so it doubles as a barrier. */
+    /** observe() settles once the state holds the observation: the next read (here, or on any replica) sees it. */
     async function observe(accountId: string, observation: Observation, nowMs: number): Promise<void> {
-      store.observe(pool, accountId, observation, nowMs);
-      await store.inspect(pool, [accountId], nowMs);
+      await store.observe(pool, accountId, observation, nowMs);
     }
 
     async function view(accountId: string, nowMs: number) {
@@ -188,6 +187,38 @@ export function rateStateContract(name: string, factory: ContractFactory): void 
         store.release(`other-${pool}`, 'a', r1.leaseId);
         expect((await view('a', T0)).inFlight).toBe(1);
       });
+
+      it('observe with a lease id releases that slot in the same write, and the observation holds once it settles', async () => {
+        await setup();
+        const c = [cand('a', { maxConcurrency: 1 })];
+        const r = await admitted(c, T0);
+        await store.observe(pool, 'a', obs('rate_limited', { cooldownUntilMs: T0 + 5_000 }), T0 + 1, r.leaseId);
+        const v = await view('a', T0 + 2);
+        expect(v.inFlight).toBe(0);
+        expect(v.cooldownUntilMs).toBe(T0 + 5_000);
+        expect((await admitted(c, T0 + 5_000)).accountId).toBe('a');
+      });
+
+      it('renew keeps a live lease past its first expiry; an expired or released lease stays gone', async () => {
+        await setup();
+        const c = [cand('a', { maxConcurrency: 2 })];
+        const kept = await admitted(c, T0, { leaseMs: 1_000 });
+        const released = await admitted(c, T0, { leaseMs: 1_000 });
+        store.release(pool, 'a', released.leaseId);
+        // Renewed every 1/3 lease for 5 leases: still held, and the released one did not come back.
+        let lastRenewalMs = T0;
+        for (let t = T0 + 333; t <= T0 + 5_000; t += 333) {
+          store.renew(pool, 'a', kept.leaseId, 1_000, t);
+          lastRenewalMs = t;
+        }
+        store.renew(pool, 'a', released.leaseId, 1_000, T0 + 5_000);
+        expect((await view('a', lastRenewalMs + 999)).inFlight).toBe(1);
+        // Without renewals it expires one lease after the last one.
+        expect((await view('a', lastRenewalMs + 1_000)).inFlight).toBe(0);
+        // Too late: a renewal after expiry does not bring it back.
+        store.renew(pool, 'a', kept.leaseId, 1_000, T0 + 7_000);
+        expect((await view('a', T0 + 7_001)).inFlight).toBe(0);
+      });
     });
 
     describe('cooldown (429)', () => {
@@ -241,6 +272,20 @@ export function rateStateContract(name: string, factory: ContractFactory): void 
         await store.resetAccount!(pool, 'a');
         expect((await admitted([cand('a')], T0 + 1)).accountId).toBe('a');
         expect((await view('a', T0 + 1)).invalid).toBe(false);
+      });
+
+      it('resetAccount also forgets cooldowns and learned provider limits (a day-long "0 remaining")', async () => {
+        await setup();
+        const dayMs = 24 * 3_600_000;
+        await observe('a', obs('success', { learned: { requestsRemaining: 0, requestsResetAtMs: T0 + dayMs - 60_000 } }), T0);
+        await observe('a', obs('rate_limited', { cooldownUntilMs: T0 + 60_000 }), T0);
+        expect((await admit([cand('a')], T0 + 1)).ok).toBe(false);
+        await store.resetAccount!(pool, 'a');
+        expect((await admitted([cand('a')], T0 + 2)).accountId).toBe('a');
+        const v = await view('a', T0 + 2);
+        expect(v.cooldownUntilMs).toBeNull();
+        expect(v.learned.requestsRemaining).toBeNull();
+        expect(v.learned.requestsResetAtMs).toBeNull();
       });
     });
 

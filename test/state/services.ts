@@ -15,7 +15,7 @@ export async function redisAvailable(): Promise<boolean> {
     return true;
   } catch (error) {
     if (process.env.KEYPOOL_REQUIRE_SERVICES === '1') {
-      throw new Error(`KEYPOOL_REQUIRE_SERVICES=1 but Redis at ${REDIS_URL} is unreachable: ${String(error)}`);
+      throw new Error(`KEYPOOL_REQUIRE_SERVICES=1 but Redis at ${REDIS_URL} is unreachable: ${String(error)}`, { cause: error });
     }
     console.warn(`[keypool tests] Redis at ${REDIS_URL} is unreachable: Redis state tests are SKIPPED (${String(error)})`);
     return false;

@@ -13,7 +13,8 @@ import { Keyring } from '../../src/secrets/keyring.js';
 import { migrate } from '../../src/stores/migrate.js';
 import { openStore, StoreOpenError, type OpenedStore } from '../../src/stores/open-store.js';
 import type { PgliteClient } from '../../src/stores/pglite-client.js';
-import { _wire, findLiveShare, readShareInfo, SHARE_APPLICATION_PREFIX } from '../../src/stores/pglite-share.js';
+import { findLiveShare, readShareInfo, SHARE_APPLICATION_PREFIX } from '../../src/stores/pglite-share.js';
+import { NotificationScanner } from '../../src/stores/pg-wire.js';
 import { ConfigRepository } from '../../src/catalog/repository.js';
 
 const run = promisify(execFile);
@@ -231,7 +232,7 @@ describe('embedded store shared over a loopback socket', () => {
 describe('share wire helpers', () => {
   it('finds NotificationResponse messages split across chunks', () => {
     const found: Array<[string, string]> = [];
-    const scanner = new _wire.NotificationScanner((channel, payload) => found.push([channel, payload]));
+    const scanner = new NotificationScanner((channel, payload) => found.push([channel, payload]));
     const body = Buffer.concat([Buffer.from([0, 0, 0, 1]), Buffer.from('keypool_config\0providers\0')]);
     const header = Buffer.alloc(5);
     header[0] = 0x41;

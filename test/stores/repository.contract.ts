@@ -312,6 +312,37 @@ export function repositoryContract(target: ContractTarget): void {
         await expect(sql.query(`TRUNCATE api_key_audit_logs`)).rejects.toThrow(/append-only/);
       });
 
+      it('prunes only through keypool_prune_audit(): older rows go, newer stay, the pruning is audited', async () => {
+        const { row } = await repo.keys.create({ name: unique('prune') }, ACTOR);
+        const dayMs = 86_400_000;
+        const now = Date.now();
+        await repo.appendAudit([
+          { keyId: row.id, action: 'denied_revoked', actor: 'engine', at: new Date(now - 100 * dayMs), occurrences: 7 },
+          { keyId: row.id, action: 'denied_revoked', actor: 'engine', at: new Date(now - 91 * dayMs) },
+          { keyId: row.id, action: 'denied_revoked', actor: 'engine', at: new Date(now - 89 * dayMs) },
+        ]);
+        const before = new Date(now - 90 * dayMs);
+        // The function raises its flag only for its own transaction: a plain DELETE is still refused, before and after.
+        await expect(sql.query(`DELETE FROM api_key_audit_logs WHERE created_at < $1`, [before])).rejects.toThrow(/append-only/);
+        const deleted = await repo.audit.prune(before, 'ops');
+        expect(deleted).toBeGreaterThanOrEqual(2);
+        const left = await repo.audit.list({ keyId: row.id, limit: 100 });
+        expect(left.rows.filter((r) => r.action === 'denied_revoked').map((r) => r.createdAt.getTime())).toEqual([now - 89 * dayMs]);
+        const [pruned] = (await repo.audit.list({ action: 'audit_pruned', limit: 1 })).rows;
+        expect(pruned).toMatchObject({ actor: 'ops', keyId: null, occurrences: 1 });
+        expect(pruned!.metadata['deleted']).toBe(deleted);
+        await expect(sql.query(`DELETE FROM api_key_audit_logs WHERE created_at < $1`, [new Date(now)])).rejects.toThrow(/append-only/);
+        // UPDATE stays refused, prune flag or not.
+        await expect(sql.query(`UPDATE api_key_audit_logs SET actor = 'x'`)).rejects.toThrow(/append-only/);
+      });
+
+      it('stores how many identical denials a row stands for', async () => {
+        const { row } = await repo.keys.create({ name: unique('occ') }, ACTOR);
+        await repo.appendAudit([{ keyId: row.id, action: 'denied_ip', actor: 'engine', clientIp: '203.0.113.5', occurrences: 250 }]);
+        const [stored] = (await repo.audit.list({ keyId: row.id })).rows;
+        expect(stored!.occurrences).toBe(250);
+      });
+
       it('appends batches and pages newest first with filters', async () => {
         const { row } = await repo.keys.create({ name: unique('aud') }, ACTOR);
         const base = Date.now() - 60_000;

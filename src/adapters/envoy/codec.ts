@@ -7,6 +7,7 @@
 // - an ImmediateResponse without a status is sent as 200: always set it.
 import { deny } from '../../core/errors.js';
 import type { Decision, Deny, HeaderBag, HeaderPairs, RequestView } from '../../core/types.js';
+import type { ResponseOrigin } from '../../ports.js';
 import type {
   HeaderMapMsg,
   HeaderMutationMsg,
@@ -21,6 +22,9 @@ import type {
 /** Key of ext_proc's own entry in ProcessingRequest.attributes. */
 export const EXT_PROC_ATTRIBUTES_KEY = 'envoy.filters.http.ext_proc';
 export const SOURCE_ADDRESS_ATTRIBUTE = 'source.address';
+/** Envoy's response code details: `via_upstream` when the upstream produced the response, else why Envoy did. */
+export const RESPONSE_CODE_DETAILS_ATTRIBUTE = 'response.code_details';
+const VIA_UPSTREAM = 'via_upstream';
 
 /** Thrown when a decision cannot be expressed safely on the wire (a bug upstream of the codec). */
 export class UnsafeHeaderError extends Error {
@@ -94,8 +98,27 @@ export function clientAddressFrom(request: ProcessingRequestMsg, headers: HttpHe
 }
 
 function sourceAddressIn(struct: StructMsg | undefined): string | undefined {
-  const value = struct?.fields?.[SOURCE_ADDRESS_ATTRIBUTE]?.stringValue;
+  return stringAttribute(struct, SOURCE_ADDRESS_ATTRIBUTE);
+}
+
+function stringAttribute(struct: StructMsg | undefined, name: string): string | undefined {
+  const value = struct?.fields?.[name]?.stringValue;
   return value ? value : undefined;
+}
+
+/**
+ * Who produced the response of a response_headers message, from the `response.code_details` attribute (requested
+ * with response_attributes). Verified against Envoy 1.40: the provider's answer says `via_upstream`; Envoy's own reply
+ * to a refused connection says `upstream_reset_before_response_started{remote_connection_failure|...}` (and, unlike
+ * what one might hope, `upstream.address` is set then too, so its presence proves nothing). Undefined when Envoy did
+ * not send the attribute: the engine then treats the response as the provider's, as before.
+ */
+export function responseOriginFrom(request: ProcessingRequestMsg): ResponseOrigin | undefined {
+  const details =
+    stringAttribute(request.attributes?.[EXT_PROC_ATTRIBUTES_KEY], RESPONSE_CODE_DETAILS_ATTRIBUTE) ??
+    stringAttribute(request.response_headers?.attributes?.[EXT_PROC_ATTRIBUTES_KEY], RESPONSE_CODE_DETAILS_ATTRIBUTE);
+  if (details === undefined) return undefined;
+  return details === VIA_UPSTREAM ? 'upstream' : 'gateway';
 }
 
 /** The RequestView for a request_headers message; `provider` comes from the stream's gRPC metadata. */

@@ -51,7 +51,11 @@ const DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 const END_STREAM = { endStream: true, sendDate: false } as http2.ServerStreamResponseOptions;
 const WAIT_FOR_TRAILERS = { waitForTrailers: true, sendDate: false } as http2.ServerStreamResponseOptions;
 
-/** Handlers by method name, as for grpc-js's Server#addService (each gets the GrpcServerCall, and unary ones a callback). */
+/**
+ * Handlers by method name, as for grpc-js's Server#addService (each gets the GrpcServerCall, and unary ones a callback).
+ * Their parameter types come from each service's definition, which this generic registry cannot know.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type ServiceImplementation = Record<string, (...args: any[]) => void>;
 
 /** Request metadata, read like grpc-js's Metadata: lower-case keys, values as strings (`-bin` keys as Buffers). */
@@ -67,8 +71,10 @@ export class Metadata {
   }
 }
 
+// The service definition's (de)serializers are typed per message; this registry holds them all.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Serialize = (value: any) => Buffer;
-type Deserialize = (bytes: Buffer) => any;
+type Deserialize = (bytes: Buffer) => unknown;
 
 /**
  * One call, as grpc-js's ServerDuplexStream / ServerWritableStream / ServerUnaryCall present it to a handler:
@@ -114,6 +120,11 @@ export class GrpcServerCall<Request = unknown, Response = unknown> extends Event
 
   get writableEnded(): boolean {
     return this.statusSent;
+  }
+
+  /** The HTTP/2 stream is gone (reset or closed by either side), whether or not an event has told the handler yet. */
+  get destroyed(): boolean {
+    return this.stream.destroyed;
   }
 
   write(message: Response): boolean {
@@ -213,7 +224,7 @@ interface Method {
   readonly kind: Kind;
   readonly serialize: Serialize;
   readonly deserialize: Deserialize;
-  readonly handler: (...args: any[]) => void;
+  readonly handler: ServiceImplementation[string];
 }
 
 export class GrpcServer {

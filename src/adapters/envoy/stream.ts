@@ -13,7 +13,12 @@
 // - the ticket is released exactly once, when the upstream's response is over for keypool: at its
 //   response headers, or, when the ticket holds a concurrency slot and a body follows, at the end of
 //   the body (holding: see HOLD_UNTIL_RESPONSE_END in codec.ts); and in any case when the stream
-//   ends for any other reason (half-close, cancel/reset, error, server shutdown).
+//   ends for any other reason (half-close, cancel/reset, error, server shutdown), including a reset
+//   no event reported: the stream is checked when its decision is ready, and while it holds a ticket
+//   the LeaseKeeper renews the lease and checks that the stream is still alive (../lease-keeper.ts).
+// - an observation that changes who may be admitted (429 cooldown, 401/403, circuit) is committed to
+//   the shared state before the response_headers answer goes out (bounded by the engine), so no
+//   replica admits that account once Envoy has passed the 429 on.
 // - never end a holding stream with a gRPC error: the client's response has started, so Envoy
 //   (failure_mode_allow false) would reset it mid-body. Server shutdown ends holding streams with OK.
 // Messages are handled strictly in arrival order (one promise chain), so answers stay in order.
@@ -29,12 +34,14 @@ import {
   requestViewFrom,
   responseForDecision,
   responseHeadersAnswer,
+  responseOriginFrom,
   statusFrom,
   unavailableResponse,
 } from './codec.js';
 import type { GrpcServerCall } from './grpc-server.js';
 import type { ProcessingRequestMsg, ProcessingResponseMsg } from './messages.js';
 import { RETRY_CONTEXT_METADATA_KEY, RETRY_CONTEXT_ENABLED, RetryContexts } from './retry-context.js';
+import { LeaseKeeper, type HeldTicket } from '../lease-keeper.js';
 
 export interface ProcessStreamDeps {
   readonly engine: DecisionEngine;
@@ -64,11 +71,18 @@ export class ProcessStream {
   /** x-request-id of an allowed request remembered for retries, until this attempt is settled. */
   private rememberedRequestId: string | null = null;
   private queue: Promise<void> = Promise.resolve();
+  /** This stream's entry in the lease keeper while it holds a ticket. */
+  private held: HeldTicket | null = null;
 
   constructor(
     private readonly call: GrpcServerCall<ProcessingRequestMsg, ProcessingResponseMsg>,
     private readonly deps: ProcessStreamDeps,
   ) {}
+
+  /** The peer reset or cancelled the stream, whether or not an event said so (grpc-js can miss one). */
+  private peerGone(): boolean {
+    return this.call.cancelled || this.call.destroyed;
+  }
 
   start(): void {
     this.call.on('data', (msg: ProcessingRequestMsg) => this.enqueue(() => this.handle(msg)));
@@ -136,9 +150,10 @@ export class ProcessStream {
     let response: ProcessingResponseMsg;
     try {
       const outcome = await this.deps.engine.decide(view);
-      if (this.closed) {
+      if (this.closed || this.peerGone()) {
         // Envoy gave up (message_timeout, client reset) while we decided: hand the slot back.
         if (outcome.ticket) this.releaseTicket(outcome.ticket);
+        this.close();
         return;
       }
       try {
@@ -148,7 +163,7 @@ export class ProcessStream {
         throw err;
       }
       if (outcome.decision.kind === 'allow') {
-        if (outcome.ticket) this.ticket = outcome.ticket;
+        if (outcome.ticket) this.holdTicket(outcome.ticket);
         if (retries) {
           retries.remember(view.headers, outcome.decision, this.deps.nowMs());
           this.rememberedRequestId = RetryContexts.requestIdOf(view.headers);
@@ -176,22 +191,28 @@ export class ProcessStream {
     const status = statusFrom(headers);
     this.settleRetry(status);
     const ticket = this.ticket;
+    // Nothing more to learn on this stream. The slot is free now, unless the account limits concurrency and a body
+    // follows: the provider counts the request until its body ends, so keep the slot (and this stream) until then.
+    const hold = ticket !== null && ticket.holdsConcurrencySlot && !endsMessage(msg.response_headers);
+    let committed: Promise<void> | null = null;
     if (ticket) {
       if (status === null) {
         this.deps.logger.warn({ account: ticket.accountName }, 'upstream response without a valid :status; not observed');
+        if (!hold) this.releaseTicket(ticket);
       } else {
+        const origin = responseOriginFrom(msg);
+        // The release rides on the observation (one state write); the engine releases even if observing fails.
+        const release = !hold && this.markReleased(ticket);
         try {
-          this.deps.engine.observe(ticket, status, headers);
+          committed = this.deps.engine.observe(ticket, status, headers, { release, ...(origin ? { origin } : {}) });
         } catch (err) {
           this.deps.logger.error({ err }, 'engine.observe threw');
         }
       }
     }
-    // Nothing more to learn on this stream. The slot is free now, unless the account limits concurrency and a body
-    // follows: the provider counts the request until its body ends, so keep the slot (and this stream) until then.
-    const hold = ticket !== null && ticket.holdsConcurrencySlot && !endsMessage(msg.response_headers);
     if (hold) this.phase = 'holding';
-    else if (ticket) this.releaseTicket(ticket);
+    // A cooldown, invalidation or circuit must be in the shared state before Envoy passes this answer on.
+    if (committed !== null) await committed;
     this.write(responseHeadersAnswer(hold));
   }
 
@@ -273,11 +294,25 @@ export class ProcessStream {
     return null;
   }
 
+  /** Keeps `ticket` as this stream's, renewed and watched by the lease keeper until it is released. */
+  private holdTicket(ticket: Ticket): void {
+    this.ticket = ticket;
+    this.held = { ticket, isAlive: () => !this.closed && !this.peerGone(), onDead: () => this.close() };
+    LeaseKeeper.of(this.deps.engine).hold(this.held);
+  }
+
+  /** Records that this stream's ticket is released (by the engine, or here); false when it already was. */
+  private markReleased(ticket: Ticket): boolean {
+    if (ticket !== this.ticket) return true;
+    if (this.released) return false;
+    this.released = true;
+    if (this.held !== null) LeaseKeeper.of(this.deps.engine).drop(this.held);
+    this.held = null;
+    return true;
+  }
+
   private releaseTicket(ticket: Ticket): void {
-    if (ticket === this.ticket) {
-      if (this.released) return;
-      this.released = true;
-    }
+    if (!this.markReleased(ticket)) return;
     try {
       this.deps.engine.release(ticket);
     } catch (err) {

@@ -18,6 +18,7 @@ import {
 } from './codec.js';
 import type { HeaderBag, RequestView } from '../../core/types.js';
 import type { DecisionEngine, RequestOutcome, Ticket } from '../../ports.js';
+import { LeaseKeeper, type HeldTicket } from '../lease-keeper.js';
 
 /**
  * The slice of kong-pdk's `kong` object this plugin uses. The PDK is a proxy that turns any property path into
@@ -62,6 +63,33 @@ const OPEN_WAIT_MS = 5_000;
 const REOPEN_BACKOFF_MS = 1_000;
 /** kong.log.err about the same failing runtime at most this often. */
 const ERROR_LOG_INTERVAL_MS = 5_000;
+/**
+ * Longest a Kong request keeps its slot renewed between access and log. Kong runs the log phase for every request it
+ * proxied, but nothing tells the plugin server when one never gets there; past this (longer than any LLM response
+ * behind Kong's proxy timeouts) the renewals stop and the lease runs out by itself.
+ */
+const KONG_MAX_HOLD_MS = 3_600_000;
+/** Tickets between access and log, by lease id (module scope: plugin instances come and go). */
+const heldTickets = new Map<string, HeldTicket>();
+
+/** Keeps an allowed request's slot renewed until its log phase (or KONG_MAX_HOLD_MS). */
+function holdUntilLog(engine: DecisionEngine, ticket: Ticket): void {
+  const admittedAtMs = Date.now();
+  const held: HeldTicket = {
+    ticket,
+    isAlive: () => Date.now() - admittedAtMs < KONG_MAX_HOLD_MS,
+    onDead: () => heldTickets.delete(ticket.leaseId),
+  };
+  heldTickets.set(ticket.leaseId, held);
+  LeaseKeeper.of(engine).hold(held);
+}
+
+function stopHolding(engine: DecisionEngine, ticket: Ticket): void {
+  const held = heldTickets.get(ticket.leaseId);
+  if (held === undefined) return;
+  heldTickets.delete(ticket.leaseId);
+  LeaseKeeper.of(engine).drop(held);
+}
 
 // Module scope on purpose: Kong's plugin server recreates plugin instances after 60 s idle, and one keypool
 // state per plugin-server process must outlive them.
@@ -191,6 +219,7 @@ export class KeypoolKongPlugin {
       // Recorded last: a failure anywhere above leaves no allow behind, so the request cannot pass half-done.
       await record(kong, recordFromOutcome(outcome));
       recorded = true;
+      if (ticket) holdUntilLog(engine, ticket);
     } catch (error) {
       if (engine && ticket && !recorded) engine.release(ticket);
       await record(kong, UNAVAILABLE_RECORD).catch(() => undefined);
@@ -208,15 +237,21 @@ export class KeypoolKongPlugin {
     const ticket = ticketFromRecord(await kong.ctx.shared.get(DECISION_KEY));
     const engine = openedRuntime?.engine;
     if (!ticket || !engine) return;
+    stopHolding(engine, ticket);
+    let released = false;
     try {
-      // Only the provider's own answer says something about the account: not another plugin's exit, nor
-      // Kong's 502 for an unreachable upstream.
-      if ((await kong.response.get_source()) !== 'service') return;
+      // kong.response.get_source(): 'service' when the provider answered; 'exit' (another plugin) or 'error' (Kong's
+      // own 502/504 for an unreachable or slow upstream) say nothing about the credential: the engine's one rule for
+      // gateway replies (ports.ts ResponseOrigin) keeps them out of the account's health.
+      const origin = (await kong.response.get_source()) === 'service' ? 'upstream' : 'gateway';
       const status = statusFromKong(await kong.response.get_status());
       if (status === null) return;
-      engine.observe(ticket, status, headerBagFromKong(await kong.response.get_headers()));
+      const headers = origin === 'upstream' ? headerBagFromKong(await kong.response.get_headers()) : {};
+      released = true;
+      // The log phase runs after the client has its answer: nothing to hold, so the commit is not awaited.
+      void engine.observe(ticket, status, headers, { origin, release: true });
     } finally {
-      engine.release(ticket);
+      if (!released) engine.release(ticket);
     }
   }
 }

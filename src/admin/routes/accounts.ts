@@ -199,7 +199,8 @@ async function checkHealth(deps: AdminDeps, provider: ProviderRow, account: Acco
     nowMs,
     deps.defaultCooldownMs,
   );
-  deps.state.observe(provider.slug, account.id, observation, nowMs);
+  // Committed before the answer, like a proxied response's state change: the operator sees the state it caused.
+  await deps.state.observe(provider.slug, account.id, observation, nowMs);
   let accountStatus = account.status;
   if (observation.outcome === 'invalid_credential') {
     await deps.repository.accounts.markInvalid(account.id, `health check: upstream answered ${status}`, actor);

@@ -24,6 +24,7 @@ export const AUDIT_ACTIONS = [
   'mapping_updated',
   'mapping_deleted',
   'config_set',
+  'audit_pruned',
 ] as const satisfies readonly AuditAction[];
 
 // Compile-time check that the list above names every AuditAction.

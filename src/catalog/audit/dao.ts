@@ -57,12 +57,21 @@ export class AuditDao {
     }
     params.push(limit + 1);
     const rows = await this.sql.query<DbAudit>(
-      `SELECT id, key_id, action, actor, client_ip, metadata, created_at FROM api_key_audit_logs
+      `SELECT id, key_id, action, actor, client_ip, metadata, occurrences, created_at FROM api_key_audit_logs
        ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC LIMIT $${params.length}`,
       params,
     );
     const page = rows.slice(0, limit).map(toAudit);
     return { rows: page, nextCursor: rows.length > limit ? page[page.length - 1]!.id : null };
+  }
+
+  /**
+   * Deletes rows created before `before` through keypool_prune_audit() (migration 0004: the one path the append-only
+   * trigger lets a DELETE through), which also records an `audit_pruned` row by `actor`. Returns the rows deleted.
+   */
+  async prune(before: Date, actor: string): Promise<number> {
+    const [row] = await this.sql.query<{ deleted: string | number }>('SELECT keypool_prune_audit($1::timestamptz, $2) AS deleted', [before, actor]);
+    return Number(row?.deleted ?? 0);
   }
 }
 
@@ -81,12 +90,13 @@ export async function insertAudit(sql: SqlClient, entries: readonly AuditInsert[
         entry.clientIp ?? null,
         JSON.stringify(entry.metadata ?? {}),
         entry.at ?? null,
+        entry.occurrences ?? 1,
       );
-      const n = params.length - 6;
-      return `($${n + 1}::uuid, $${n + 2}, $${n + 3}, $${n + 4}, $${n + 5}::text::jsonb, COALESCE($${n + 6}::timestamptz, now()))`;
+      const n = params.length - 7;
+      return `($${n + 1}::uuid, $${n + 2}, $${n + 3}, $${n + 4}, $${n + 5}::text::jsonb, COALESCE($${n + 6}::timestamptz, now()), $${n + 7}::integer)`;
     });
     await sql.query(
-      `INSERT INTO api_key_audit_logs (key_id, action, actor, client_ip, metadata, created_at) VALUES ${values.join(', ')}`,
+      `INSERT INTO api_key_audit_logs (key_id, action, actor, client_ip, metadata, created_at, occurrences) VALUES ${values.join(', ')}`,
       params,
     );
   }

@@ -9,6 +9,8 @@ export interface AuditEntry {
   readonly metadata?: Readonly<Record<string, unknown>> | undefined;
   /** Defaults to the database's now(). */
   readonly at?: Date | undefined;
+  /** Requests this row stands for (identical denials aggregated in one flush window). Default 1. */
+  readonly occurrences?: number | undefined;
 }
 
 export interface AuditRow extends Required<Omit<AuditEntry, 'at'>> {
@@ -23,6 +25,7 @@ export interface DbAudit {
   actor: string;
   client_ip: string | null;
   metadata: Record<string, unknown>;
+  occurrences: number;
   created_at: Date;
 }
 
@@ -34,6 +37,7 @@ export function toAudit(row: DbAudit): AuditRow {
     actor: row.actor,
     clientIp: row.client_ip,
     metadata: row.metadata ?? {},
+    occurrences: Number(row.occurrences ?? 1),
     createdAt: row.created_at,
   };
 }

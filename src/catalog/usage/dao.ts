@@ -80,6 +80,15 @@ export class UsageDao {
     );
     return rows.map(toUsage);
   }
+
+  /** Deletes the minute buckets that start before `before` (usage counters are not audit: no trigger guards them). */
+  async prune(before: Date): Promise<number> {
+    const rows = await this.sql.query<{ n: string | number }>(
+      'WITH gone AS (DELETE FROM account_usage_stats WHERE bucket_start < $1 RETURNING 1) SELECT count(*) AS n FROM gone',
+      [before],
+    );
+    return Number(rows[0]?.n ?? 0);
+  }
 }
 
 type MergedBucket = UsageBucket & MutableUsageCounts;
