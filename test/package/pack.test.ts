@@ -60,7 +60,7 @@ describe('npm pack', () => {
       await run(NPM, ['install', '--offline', '--no-audit', '--no-fund', '--ignore-scripts', '--prefix', prefix, tarball], { cwd: dir });
       const bin = join(prefix, 'node_modules/.bin/keypool');
       expect(existsSync(bin)).toBe(true);
-      const env = { ...process.env, KEYPOOL_DATA_DIR: join(dir, 'data'), LOG_LEVEL: 'silent' };
+      const env: NodeJS.ProcessEnv = { ...process.env, KEYPOOL_DATA_DIR: join(dir, 'data'), LOG_LEVEL: 'silent' };
       for (const name of ['DATABASE_URL', 'KEYPOOL_ENCRYPTION_KEYS', 'KEYPOOL_KEY_PEPPER']) delete env[name];
       const help = await run(bin, ['--help'], { cwd: dir, env });
       expect(help.stdout).toContain('Usage: keypool <command>');

@@ -471,7 +471,7 @@ export function repositoryContract(target: ContractTarget): void {
         const data = await repo.loadConfigData();
         const demo = { ...data, mappings: data.mappings.filter((m) => demoPatterns.includes(m.pattern)) };
         const snapshot = compileSnapshot(demo, { keyring, pepper }, 1, Date.now());
-        const cases: Array<[string | null, number, string]> = [
+        const cases: Array<[string | null, number, string | null]> = [
           [null, 5, null],
           ['team-a', 2, 'team-a'],
           ['batch-nightly', 9, 'batch'],
