@@ -1,7 +1,7 @@
 // Wires one request through the current snapshot, the pure core and the rate state. The only thing adapters call.
 import { authorizeRequest, buildAllow, denyForAdmission, type Authorized } from './core/request.js';
 import { normaliseClientAddress } from './core/cidr.js';
-import { deny } from './core/errors.js';
+import { deny, inProviderShape } from './core/errors.js';
 import { cursorSkips, orderCandidates } from './core/select.js';
 import { changesAdmission, observeResponse } from './core/response.js';
 import type { Account, Deny, HeaderBag, Observation, ObservationOutcome, RequestView } from './core/types.js';
@@ -269,6 +269,8 @@ export class Engine implements DecisionEngine {
       'request denied',
     );
     this.options.onDecision?.(denial.code, performance.now() - startedAt, view.provider);
-    return { decision: denial, ticket: null };
+    // Answer in the route provider's error shape, so its SDK raises its own exception class (core/errors.ts).
+    const dialect = this.options.snapshots.current()?.pools.get(view.provider)?.dialect;
+    return { decision: inProviderShape(denial, dialect), ticket: null };
   }
 }

@@ -50,9 +50,11 @@ export class ConfigRepository implements DurableWrites {
   readonly audit: AuditDao;
   readonly usage: UsageDao;
   readonly #sql: SqlClient;
+  readonly #secrets: RepositorySecrets;
 
   constructor(sql: SqlClient, secrets: RepositorySecrets) {
     this.#sql = sql;
+    this.#secrets = secrets;
     this.providers = new ProviderDao(sql);
     this.accounts = new AccountDao(sql, secrets.keyring);
     this.keys = new KeyDao(sql, secrets.pepper);
@@ -60,6 +62,14 @@ export class ConfigRepository implements DurableWrites {
     this.settings = new SettingDao(sql);
     this.audit = new AuditDao(sql);
     this.usage = new UsageDao(sql);
+  }
+
+  /**
+   * Runs fn with a repository bound to one transaction: every DAO call inside commits or rolls back together
+   * (a DAO's own transaction joins it). `keypool apply` reconciles a whole file this way.
+   */
+  transaction<T>(fn: (repo: ConfigRepository) => Promise<T>): Promise<T> {
+    return this.#sql.transaction((tx) => fn(new ConfigRepository(tx, this.#secrets)));
   }
 
   // DurableWrites: the engine's buffered writer calls these; each is idempotent or additive.

@@ -12,6 +12,16 @@ export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 /** A tenant id as forwarded in `x-keypool-tenant`: 1-64 characters of A-Z a-z 0-9 . _ - */
 export const TENANT_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
+/**
+ * The human-chosen part of an issued client key (`keys create --prefix prod` -> `kp_prod_<random>`): what prefix,
+ * suffix, contains and regex mappings are meant to match. Letters, digits and inner dashes, 1-32 characters; no
+ * underscore, so `kp_<prefix>_` always ends where the random part begins.
+ */
+export const KEY_PREFIX = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,30}[A-Za-z0-9])?$/;
+
+/** An existing client key brought in (`keys import`): 16-512 UTF-8 bytes, no whitespace or control characters. */
+export const IMPORTED_KEY_BYTES = { min: 16, max: 512 } as const;
+
 /** A lower-case HTTP header name that may carry a client key (Kong's `key_headers`, KEYPOOL_KEY_HEADERS). */
 export const HEADER_NAME = /^[a-z0-9][a-z0-9_-]{0,127}$/;
 export const HEADER_NAME_MAX_CHARS = 128;

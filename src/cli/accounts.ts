@@ -3,9 +3,10 @@
 import { definedOnly, listOption, stringOption, UsageError, type CommandSpec } from './args.js';
 import type { Command, CommandGroup } from './command.js';
 import { printJson, printRecord, printTable, type Column } from './output.js';
+import { presentAccount } from '../admin/present.js';
 import { readUpstreamSecret, SECRET_IN_ARGV_REASON } from './secret-input.js';
 import type { AccountRow } from '../catalog/accounts/rows.js';
-import { validateNewAccount, validateReason } from '../catalog/accounts/schema.js';
+import { validateAccountPatch, validateNewAccount, validateReason } from '../catalog/accounts/schema.js';
 import { validateProviderSlug } from '../catalog/providers/schema.js';
 import { ValidationFailure, unwrap, validateId } from '../catalog/validated.js';
 
@@ -69,9 +70,56 @@ const add: Command = {
     const apiKey = fromEnv ?? (await readUpstreamSecret(context, undefined));
     const account = unwrap(validateNewAccount({ ...flags, apiKey }));
     const row = await repo.accounts.create(account, context.actor);
-    if (json) printJson(context.output, { account: row });
+    if (json) printJson(context.output, { account: presentAccount(row) });
     else {
       context.output.out(`Added account ${row.id}\n`);
+      printRecord(context.output, accountRecord(row));
+    }
+    return 0;
+  },
+};
+
+const updateSpec: CommandSpec = {
+  name: 'accounts update',
+  summary: "Change an account's weight, tier, limits or tags (its key: `accounts add` a new one, or keypool apply).",
+  positionals: [{ name: 'account', description: 'account id, or its name when no other provider has one by that name' }],
+  options: {
+    weight: { type: 'string', valueName: 'N', description: 'weighted-random share, 1-1000' },
+    tier: { type: 'string', valueName: 'N', description: 'priority tier, 0 tried first, 0-100' },
+    rpm: { type: 'string', valueName: 'N|none', description: 'requests per minute limit (none: learn from headers)' },
+    tpm: { type: 'string', valueName: 'N|none', description: 'tokens per minute limit (none: learn from headers)' },
+    'max-concurrency': { type: 'string', valueName: 'N|none', description: 'most requests in flight (none: unlimited)' },
+    tag: { type: 'string', multiple: true, valueName: 'KEY=VALUE', description: 'replaces all tags (repeat for several)' },
+  },
+  fieldFlags: { rpmLimit: '--rpm', tpmLimit: '--tpm', tags: '--tag', body: 'flags' },
+};
+
+const update: Command = {
+  spec: updateSpec,
+  async run(context, { values, positionals, json }) {
+    const ref = positionals[0];
+    if (ref === undefined || ref.trim() === '') throw new UsageError('give the account id or name', 'keypool accounts update <account> [--weight N] ...');
+    const orNull = (name: string) => {
+      const value = stringOption(values, name);
+      return value === 'none' ? null : value;
+    };
+    const patch = unwrap(
+      validateAccountPatch(
+        definedOnly({
+          weight: stringOption(values, 'weight'),
+          tier: stringOption(values, 'tier'),
+          rpmLimit: orNull('rpm'),
+          tpmLimit: orNull('tpm'),
+          maxConcurrency: orNull('max-concurrency'),
+          tags: values.tag === undefined ? undefined : parseTags(listOption(values, 'tag')),
+        }),
+      ),
+    );
+    const { repo } = await context.store();
+    const row = await repo.accounts.update(ref.trim(), patch, context.actor);
+    if (json) printJson(context.output, { account: presentAccount(row) });
+    else {
+      context.output.out(`Updated account ${row.id}\n`);
       printRecord(context.output, accountRecord(row));
     }
     return 0;
@@ -94,7 +142,7 @@ const list: Command = {
     const { repo } = await context.store();
     if (providerSlug !== undefined) await requireProvider(repo, providerSlug);
     const rows = await repo.accounts.list(providerSlug === undefined ? {} : { providerSlug });
-    if (json) printJson(context.output, rows);
+    if (json) printJson(context.output, { items: rows.map(presentAccount) });
     else printTable(context.output, ACCOUNT_COLUMNS, rows, '(no accounts)');
     return 0;
   },
@@ -116,7 +164,7 @@ const disable: Command = {
     const reason = unwrap(validateReason(stringOption(values, 'reason')));
     const { repo } = await context.store();
     const row = await repo.accounts.setStatus(id, 'disabled', reason, context.actor);
-    if (json) printJson(context.output, { account: row });
+    if (json) printJson(context.output, { account: presentAccount(row) });
     else context.output.out(`Disabled account ${row.id} (${row.providerSlug}/${row.name})\n`);
     return 0;
   },
@@ -134,7 +182,7 @@ const enable: Command = {
     const id = unwrap(validateId(positionals[0]));
     const { repo } = await context.store();
     const row = await repo.accounts.setStatus(id, 'active', null, context.actor);
-    if (json) printJson(context.output, { account: row });
+    if (json) printJson(context.output, { account: presentAccount(row) });
     else context.output.out(`Enabled account ${row.id} (${row.providerSlug}/${row.name})\n`);
     return 0;
   },
@@ -143,7 +191,7 @@ const enable: Command = {
 export const accountsGroup: CommandGroup = {
   name: 'accounts',
   summary: 'Manage upstream provider accounts (the pooled credentials keypool injects).',
-  commands: [add, list, disable, enable],
+  commands: [add, update, list, disable, enable],
 };
 
 /** A clear "unknown provider" with the known slugs, before any secret is read. */

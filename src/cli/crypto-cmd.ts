@@ -24,7 +24,13 @@ const reencrypt: Command = {
     // the operator must not drop that version yet, so the command fails (exit 1) and names them.
     const exitCode = result.failed.length > 0 ? 1 : 0;
     if (json) {
-      printJson(context.output, result);
+      printJson(context.output, {
+        current_version: result.currentVersion,
+        total: result.total,
+        reencrypted: result.reencrypted,
+        already_current: result.alreadyCurrent,
+        failed: result.failed,
+      });
       return exitCode;
     }
     context.output.out(

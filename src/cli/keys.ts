@@ -2,9 +2,11 @@
 import { definedOnly, listOption, stringOption, type CommandSpec } from './args.js';
 import type { Command, CommandGroup } from './command.js';
 import { printJson, printRecord, printTable, type Column } from './output.js';
+import { presentKey } from '../admin/present.js';
 import type { SystemKeyRow } from '../catalog/keys/rows.js';
-import { validateNewKey, validateRotate } from '../catalog/keys/schema.js';
-import { unwrap, validateId } from '../catalog/validated.js';
+import { validateImportedKey, validateNewKey, validateRotate } from '../catalog/keys/schema.js';
+import { unwrap, validateId, ValidationFailure } from '../catalog/validated.js';
+import { readUpstreamSecret, SECRET_IN_ARGV_REASON } from './secret-input.js';
 
 const ONCE_NOTICE = 'Store this key now: it is shown only once and cannot be retrieved again.';
 
@@ -23,12 +25,14 @@ const createSpec: CommandSpec = {
     'expires-in': { type: 'string', valueName: 'DURATION', description: 'expire after 90d, 24h, 1h30m, ...' },
     'expires-at': { type: 'string', valueName: 'DATE', description: 'expire at an ISO 8601 instant (2026-12-31T00:00:00Z)' },
     'rotate-after-days': { type: 'string', valueName: 'DAYS', description: 'report the key as due for rotation after 1-3650 days' },
+    prefix: { type: 'string', valueName: 'PREFIX', description: 'issue kp_<PREFIX>_<random> (letters, digits, inner dashes), for mappings to match' },
   },
   fieldFlags: { tenantId: '--tenant' },
   details: [
     'Example:',
-    '  keypool keys create --name ci-bot --tenant acme --allowed-ips 10.0.0.0/8,2001:db8::/32 \\',
+    '  keypool keys create --name ci-bot --prefix ci --tenant acme --allowed-ips 10.0.0.0/8,2001:db8::/32 \\',
     '    --expires-in 90d --rotate-after-days 30',
+    'With --prefix ci the key reads kp_ci_<random>: a mapping `--pattern kp_ci_ --match prefix` matches every such key.',
   ].join('\n'),
 };
 
@@ -42,17 +46,64 @@ const create: Command = {
       expiresIn: stringOption(values, 'expires-in'),
       expiresAt: stringOption(values, 'expires-at'),
       rotateAfterDays: stringOption(values, 'rotate-after-days'),
+      prefix: stringOption(values, 'prefix'),
     });
     const key = unwrap(validateNewKey(input, context.nowMs()));
     const { repo } = await context.store();
     const { row, plaintextKey } = await repo.keys.create(key, context.actor);
     if (json) {
-      printJson(context.output, { key: row, plaintextKey, notice: ONCE_NOTICE });
+      printJson(context.output, { key: presentKey(row, context.nowMs()), api_key: plaintextKey, notice: ONCE_NOTICE });
       return 0;
     }
     context.output.out(`Created key ${row.id}\n`);
     printRecord(context.output, keyRecord(row));
     context.output.out(`\n  ${plaintextKey}\n\n${ONCE_NOTICE}\n`);
+    return 0;
+  },
+};
+
+const { prefix: _prefix, ...importOptions } = createSpec.options!;
+
+const importSpec: CommandSpec = {
+  name: 'keys import',
+  summary: 'Bring in a key clients already use (read from stdin or --key-env); only its digest is stored.',
+  options: {
+    ...importOptions,
+    'key-env': { type: 'string', valueName: 'VAR', description: 'read the key from this environment variable' },
+  },
+  refused: { '--key': SECRET_IN_ARGV_REASON, '--api-key': SECRET_IN_ARGV_REASON, '--secret': SECRET_IN_ARGV_REASON },
+  hidePositionals: true,
+  fieldFlags: { tenantId: '--tenant', key: 'the key (stdin or --key-env)' },
+  details: [
+    'Any key of 16-512 bytes without whitespace or control characters (sk-..., team-a-...) is accepted and then',
+    'works exactly like an issued one. It is never accepted as an argument (visible in ps and shell history):',
+    '  printenv LEGACY_KEY | keypool keys import --name legacy --tenant team-a',
+    '  keypool keys import --name legacy --key-env LEGACY_KEY',
+  ].join('\n'),
+};
+
+const importKey: Command = {
+  spec: importSpec,
+  async run(context, { values, json }) {
+    const input = definedOnly({
+      name: stringOption(values, 'name'),
+      tenantId: stringOption(values, 'tenant'),
+      allowedIps: values['allowed-ips'] === undefined ? undefined : listOption(values, 'allowed-ips').join(','),
+      expiresIn: stringOption(values, 'expires-in'),
+      expiresAt: stringOption(values, 'expires-at'),
+      rotateAfterDays: stringOption(values, 'rotate-after-days'),
+    });
+    // Flags first, so a typo is reported before anyone is asked for a secret.
+    const key = unwrap(validateNewKey(input, context.nowMs()));
+    const secret = validateImportedKey(await readUpstreamSecret(context, stringOption(values, 'key-env'), 'Existing client key'), 'key');
+    if (!secret.ok) throw new ValidationFailure(secret.errors);
+    const { repo } = await context.store();
+    const row = await repo.keys.import(key, secret.value, context.actor);
+    if (json) printJson(context.output, { key: presentKey(row, context.nowMs()) });
+    else {
+      context.output.out(`Imported key ${row.id}\n`);
+      printRecord(context.output, keyRecord(row));
+    }
     return 0;
   },
 };
@@ -70,7 +121,7 @@ const list: Command = {
   async run(context, { values, json }) {
     const { repo } = await context.store();
     const rows = await repo.keys.list({ dueForRotation: values.due === true });
-    if (json) printJson(context.output, rows);
+    if (json) printJson(context.output, { items: rows.map((row) => presentKey(row, context.nowMs())) });
     else printTable(context.output, KEY_COLUMNS, rows, values.due === true ? '(no key is due for rotation)' : '(no keys)');
     return 0;
   },
@@ -93,7 +144,7 @@ const rotate: Command = {
     const { repo } = await context.store();
     const { row, plaintextKey } = await repo.keys.rotate(id, graceMs, context.actor);
     if (json) {
-      printJson(context.output, { key: row, plaintextKey, notice: ONCE_NOTICE });
+      printJson(context.output, { key: presentKey(row, context.nowMs()), api_key: plaintextKey, notice: ONCE_NOTICE });
       return 0;
     }
     context.output.out(`Rotated key ${row.id}\n`);
@@ -115,7 +166,7 @@ const revoke: Command = {
     const id = unwrap(validateId(positionals[0]));
     const { repo } = await context.store();
     const row = await repo.keys.revoke(id, context.actor);
-    if (json) printJson(context.output, { key: row });
+    if (json) printJson(context.output, { key: presentKey(row, context.nowMs()) });
     else context.output.out(`Revoked key ${row.id} (${row.name})\n`);
     return 0;
   },
@@ -124,7 +175,7 @@ const revoke: Command = {
 export const keysGroup: CommandGroup = {
   name: 'keys',
   summary: 'Manage system API keys (the keys clients present to the gateway).',
-  commands: [create, list, rotate, revoke],
+  commands: [create, importKey, list, rotate, revoke],
 };
 
 const KEY_COLUMNS: readonly Column<SystemKeyRow>[] = [

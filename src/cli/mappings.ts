@@ -1,8 +1,9 @@
 // `keypool mappings add|list|remove`: priority mappings (which keys get which priority and tenant).
 import { MATCH_TYPES } from '../core/types.js';
-import { definedOnly, stringOption, type CommandSpec } from './args.js';
+import { UsageError, definedOnly, stringOption, type CommandSpec, type OptionValues } from './args.js';
 import type { Command, CommandGroup } from './command.js';
 import { printJson, printRecord, printTable, type Column } from './output.js';
+import { presentMapping } from '../admin/present.js';
 import type { MappingRow } from '../catalog/mappings/rows.js';
 import { validateNewMapping } from '../catalog/mappings/schema.js';
 import { unwrap, validateId } from '../catalog/validated.js';
@@ -14,20 +15,30 @@ const addSpec: CommandSpec = {
     pattern: { type: 'string', valueName: 'PATTERN', description: 'text matched against the presented key, required' },
     match: { type: 'string', valueName: 'TYPE', description: `${MATCH_TYPES.join(' | ')}, required` },
     priority: { type: 'string', valueName: 'N', description: '0 (highest) to 9, required' },
-    'tenant-id': { type: 'string', valueName: 'ID', description: 'tenant id sent upstream as x-keypool-tenant' },
+    tenant: { type: 'string', valueName: 'ID', description: "tenant id sent upstream as x-keypool-tenant, for matching keys that have none of their own" },
+    'tenant-id': { type: 'string', valueName: 'ID', description: 'deprecated spelling of --tenant' },
     'tenant-name': { type: 'string', valueName: 'NAME', description: 'tenant display name' },
     'tenant-type': { type: 'string', valueName: 'TYPE', description: 'internal | external' },
     description: { type: 'string', valueName: 'TEXT', description: 'free text' },
     disabled: { type: 'boolean', description: 'create it disabled' },
   },
-  fieldFlags: { matchType: '--match', enabled: '--disabled' },
+  fieldFlags: { matchType: '--match', enabled: '--disabled', tenantId: '--tenant' },
   details: [
     'Precedence: exact > longest prefix > longest suffix > contains > regex (in created order).',
     'Mappings apply only when priority mapping is enabled: keypool config set priority.enabled true',
     'Example:',
-    '  keypool mappings add --pattern kp_team_a --match prefix --priority 1 --tenant-id team-a --tenant-type internal',
+    '  keypool keys create --name svc --prefix team-a        # issues kp_team-a_<random>',
+    '  keypool mappings add --pattern kp_team-a_ --match prefix --priority 1 --tenant team-a --tenant-type internal',
   ].join('\n'),
 };
+
+/** `--tenant`, as on every command; `--tenant-id` (its first spelling) still works. */
+function tenantFlag(values: OptionValues): string | undefined {
+  const tenant = stringOption(values, 'tenant');
+  const legacy = stringOption(values, 'tenant-id');
+  if (tenant !== undefined && legacy !== undefined && tenant !== legacy) throw new UsageError('give --tenant only (--tenant-id is its old spelling)');
+  return tenant ?? legacy;
+}
 
 const add: Command = {
   spec: addSpec,
@@ -38,7 +49,7 @@ const add: Command = {
           pattern: stringOption(values, 'pattern'),
           matchType: stringOption(values, 'match'),
           priority: stringOption(values, 'priority'),
-          tenantId: stringOption(values, 'tenant-id'),
+          tenantId: tenantFlag(values),
           tenantName: stringOption(values, 'tenant-name'),
           tenantType: stringOption(values, 'tenant-type'),
           description: stringOption(values, 'description'),
@@ -48,7 +59,7 @@ const add: Command = {
     );
     const { repo } = await context.store();
     const row = await repo.mappings.create(mapping, context.actor);
-    if (json) printJson(context.output, { mapping: row });
+    if (json) printJson(context.output, { mapping: presentMapping(row) });
     else {
       context.output.out(`Added mapping ${row.id}\n`);
       printRecord(context.output, [
@@ -73,7 +84,7 @@ const list: Command = {
   async run(context, { json }) {
     const { repo } = await context.store();
     const rows = await repo.mappings.list();
-    if (json) printJson(context.output, rows);
+    if (json) printJson(context.output, { items: rows.map(presentMapping) });
     else printTable(context.output, MAPPING_COLUMNS, rows, '(no mappings)');
     return 0;
   },

@@ -8,8 +8,10 @@ import { flagForField, groupHelp, helpText, parseCommand, UsageError } from './a
 import type { CliContext, Command, CommandGroup } from './command.js';
 import { configGroup } from './config-cmd.js';
 import { cryptoGroup } from './crypto-cmd.js';
+import { applyCommand, diffCommand, dumpCommand } from './declarative.js';
 import { keysGroup } from './keys.js';
 import { mappingsGroup } from './mappings.js';
+import { providersGroup } from './providers.js';
 import { migrateCommand } from './migrate.js';
 import { processOutput, type Output } from './output.js';
 import { serveCommand } from './serve.js';
@@ -20,8 +22,14 @@ export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
 
-const GROUPS: readonly CommandGroup[] = [keysGroup, accountsGroup, mappingsGroup, configGroup, cryptoGroup, auditGroup];
-const TOP_LEVEL: Readonly<Record<string, Command>> = { migrate: migrateCommand, serve: serveCommand };
+const GROUPS: readonly CommandGroup[] = [keysGroup, providersGroup, accountsGroup, mappingsGroup, configGroup, cryptoGroup, auditGroup];
+const TOP_LEVEL: Readonly<Record<string, Command>> = {
+  migrate: migrateCommand,
+  serve: serveCommand,
+  apply: applyCommand,
+  diff: diffCommand,
+  dump: dumpCommand,
+};
 
 export interface RunOptions {
   readonly output?: Output;
@@ -178,9 +186,10 @@ function topHelp(): string {
     'Commands:',
     `  ${'migrate'.padEnd(12)}${migrateCommand.spec.summary}`,
     `  ${'serve'.padEnd(12)}${serveCommand.spec.summary}`,
+    ...[applyCommand, diffCommand, dumpCommand].map((c) => `  ${c.spec.name.padEnd(12)}${c.spec.summary}`),
     ...GROUPS.map((g) => `  ${g.name.padEnd(12)}${g.summary} (${g.commands.map((c) => c.spec.name.slice(g.name.length + 1)).join('|')})`),
     '',
-    'Every command takes --help and --json. Exit codes: 0 ok, 1 infrastructure failure, 2 bad input.',
+    'Every command takes --help and --json. Exit codes: 0 ok, 1 infrastructure failure, 2 bad input (diff: 3 changes pending).',
     'Environment: DATABASE_URL (unset = embedded store in KEYPOOL_DATA_DIR, default ./.keypool),',
     '  KEYPOOL_ENCRYPTION_KEYS and KEYPOOL_KEY_PEPPER (generated into the data dir when both are unset).',
   ];

@@ -12,9 +12,9 @@ export const SECRET_IN_ARGV_REASON =
   'secrets on the command line are visible to other local users (ps, /proc) and stay in shell history. ' +
   'Pipe the key on stdin (`printenv OPENAI_KEY | keypool accounts add ...`) or name an environment variable with --key-env VAR.';
 
-export async function readUpstreamSecret(context: CliContext, keyEnv: string | undefined): Promise<string> {
+export async function readUpstreamSecret(context: CliContext, keyEnv: string | undefined, label = 'Upstream API key'): Promise<string> {
   if (keyEnv !== undefined) return fromEnv(context, keyEnv);
-  if (context.stdin.isTTY) return promptHidden(context);
+  if (context.stdin.isTTY) return promptHidden(context, label);
   return trimOneNewline(await readAll(context.stdin));
 }
 
@@ -51,9 +51,9 @@ async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
 }
 
 /** Reads one line from a terminal without echoing it. */
-function promptHidden(context: CliContext): Promise<string> {
+function promptHidden(context: CliContext, label: string): Promise<string> {
   const { stdin } = context;
-  context.output.err('Upstream API key (input hidden, Enter to finish): ');
+  context.output.err(`${label} (input hidden, Enter to finish): `);
   return new Promise((resolve, reject) => {
     let text = '';
     const finish = (error: Error | null) => {

@@ -3,8 +3,11 @@
 import { createHmac, createSecretKey, type KeyObject } from 'node:crypto';
 import type { HeaderBag } from './types.js';
 
-/** Headers searched for the client key when neither the route nor the engine configures a list. */
-export const DEFAULT_KEY_HEADERS: readonly string[] = Object.freeze(['authorization', 'x-api-key', 'api-key']);
+/**
+ * Headers searched for the client key when neither the route nor the engine configures a list: where the OpenAI
+ * (authorization), Anthropic (x-api-key), Azure (api-key) and Gemini (x-goog-api-key) SDKs send their key.
+ */
+export const DEFAULT_KEY_HEADERS: readonly string[] = Object.freeze(['authorization', 'x-api-key', 'api-key', 'x-goog-api-key']);
 
 /**
  * Every request header a supported provider reads as a credential (bearer, x-api-key, api-key, x-goog-api-key
@@ -145,4 +148,12 @@ export function createKeyDigester(pepper: Uint8Array): (key: string) => string {
 /** Non-secret prefix shown to operators to identify a key (`kp_` + 8 characters). */
 export function keyDisplayPrefix(key: string): string {
   return key.slice(0, KEY_DISPLAY_PREFIX_LENGTH);
+}
+
+/**
+ * Display prefix of an imported key. Its shape is the user's (`sk-...`, 16 characters at the least), so at most a
+ * quarter of it is shown: enough to tell keys apart, never enough to shorten a guess meaningfully.
+ */
+export function importedKeyDisplayPrefix(key: string): string {
+  return key.slice(0, Math.min(KEY_DISPLAY_PREFIX_LENGTH, Math.floor(key.length / 4)));
 }

@@ -1,6 +1,8 @@
 // Every way keypool refuses a request: its HTTP status, its OpenAI-style error type and the message
 // clients see. Denials are values (Deny), never exceptions; adapters only translate them.
-import type { AuditAction, Deny, DenyCode, HeaderPairs } from './types.js';
+// The body speaks the route's provider: OpenAI's shape by default, Anthropic's and Google's on their routes (see
+// inProviderShape), so each provider's SDK raises its own exception class with keypool's message in it.
+import type { AuditAction, Deny, DenyCode, HeaderPairs, RateLimitDialect } from './types.js';
 
 export type DenyErrorType = 'authentication_error' | 'permission_error' | 'rate_limit_error' | 'api_error';
 
@@ -107,4 +109,84 @@ function wholeSecondsAtLeastOne(seconds: number): number {
 export function retryAfterSeconds(retryAtMs: number | null, nowMs: number): number {
   if (retryAtMs === null) return 1;
   return wholeSecondsAtLeastOne((retryAtMs - nowMs) / 1_000);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Provider-shaped error bodies
+// ---------------------------------------------------------------------------------------------
+
+/** The error body families clients' SDKs parse. Azure, OpenRouter and OpenAI-compatible APIs use OpenAI's. */
+export type ErrorShape = 'openai' | 'anthropic' | 'google';
+
+/** A route's error shape follows its provider's dialect; an unknown provider gets OpenAI's. */
+export function errorShapeFor(dialect: RateLimitDialect | undefined): ErrorShape {
+  if (dialect === 'anthropic') return 'anthropic';
+  if (dialect === 'gemini') return 'google';
+  return 'openai';
+}
+
+/** Anthropic's error types (https://docs.anthropic.com/en/api/errors), by keypool code. */
+const ANTHROPIC_TYPES: Readonly<Record<DenyCode, string>> = {
+  missing_api_key: 'authentication_error',
+  invalid_api_key: 'authentication_error',
+  key_revoked: 'authentication_error',
+  key_expired: 'authentication_error',
+  ip_not_allowed: 'permission_error',
+  unknown_provider: 'api_error',
+  pool_exhausted: 'rate_limit_error',
+  no_healthy_account: 'overloaded_error',
+  state_unavailable: 'api_error',
+  keypool_unavailable: 'api_error',
+};
+
+/** google.rpc.Code names by HTTP status, as Google APIs put them in `error.status`. */
+const GOOGLE_STATUS: Readonly<Record<number, string>> = {
+  401: 'UNAUTHENTICATED',
+  403: 'PERMISSION_DENIED',
+  429: 'RESOURCE_EXHAUSTED',
+  503: 'UNAVAILABLE',
+};
+
+/**
+ * The body of a denial in an error shape. keypool's own code stays machine-readable in a field each SDK ignores:
+ * `error.code` (OpenAI, Anthropic) or a google.rpc.ErrorInfo `reason` in `error.details` (Google).
+ */
+export function errorBodyIn(shape: ErrorShape, status: number, code: DenyCode, message: string): string {
+  const spec = DENY_SPECS[code];
+  switch (shape) {
+    case 'openai':
+      return errorBody(spec, code, message);
+    case 'anthropic':
+      return JSON.stringify({ type: 'error', error: { type: ANTHROPIC_TYPES[code], message, code } });
+    case 'google':
+      return JSON.stringify({
+        error: {
+          code: status,
+          message,
+          status: GOOGLE_STATUS[status] ?? 'UNKNOWN',
+          details: [{ '@type': 'type.googleapis.com/google.rpc.ErrorInfo', reason: code.toUpperCase(), domain: 'keypool' }],
+        },
+      });
+  }
+}
+
+// Default-message bodies per shape, built once: the hot path only swaps the body string.
+const SHAPED_DEFAULT_BODIES = new Map<string, string>(
+  (['anthropic', 'google'] as const).flatMap((shape) =>
+    (Object.keys(DENY_SPECS) as DenyCode[]).map((code) => {
+      const spec = DENY_SPECS[code];
+      return [`${shape}:${code}`, errorBodyIn(shape, spec.status, code, spec.defaultMessage)] as const;
+    }),
+  ),
+);
+
+/** The same denial with its body in the route's provider shape (status, headers, audit unchanged). */
+export function inProviderShape(denial: Deny, dialect: RateLimitDialect | undefined): Deny {
+  const shape = errorShapeFor(dialect);
+  if (shape === 'openai') return denial;
+  const body =
+    denial.message === DENY_SPECS[denial.code].defaultMessage
+      ? SHAPED_DEFAULT_BODIES.get(`${shape}:${denial.code}`)!
+      : errorBodyIn(shape, denial.status, denial.code, denial.message);
+  return { ...denial, body };
 }

@@ -88,9 +88,11 @@ function resolvePriority(presentedKey: string, key: SystemKey, snapshot: Snapsho
     return { priority: settings.defaultPriority, tenantId: key.tenantId, tenantName: null, mappingId: null };
   }
   const resolution = snapshot.priority.resolve(presentedKey);
-  // The mapping's tenant wins; a mapping (or the default) without one keeps the key's own tenant.
-  if (resolution.tenantId !== null || key.tenantId === null) return resolution;
-  return { ...resolution, tenantId: key.tenantId };
+  // A key's own tenant wins: it was set for that one key, while a mapping's tenant is a default for every key its
+  // pattern matches (a catch-all `kp_` mapping must not relabel keys issued with --tenant). The mapping's tenant name
+  // describes the mapping's tenant, so it goes with it.
+  if (key.tenantId === null || resolution.tenantId === key.tenantId) return resolution;
+  return { ...resolution, tenantId: key.tenantId, tenantName: null };
 }
 
 function unknownProviderMessage(provider: unknown): string {

@@ -129,6 +129,21 @@ describe('providers', () => {
   });
 });
 
+describe('providers: strategy', () => {
+  it('PATCH changes the default strategy (audited as config_set); bad bodies are 422, unknown slugs 404', async () => {
+    const patched = await h.api('PATCH', '/admin/providers/gemini', { body: { strategy: 'least-loaded' } });
+    expect(patched.status, patched.text).toBe(200);
+    expect(patched.json.provider).toMatchObject({ slug: 'gemini', default_strategy: 'least-loaded' });
+    expect((await h.api('GET', '/admin/providers/gemini')).json.provider.default_strategy).toBe('least-loaded');
+    const audit = await auditActions('?action=config_set');
+    expect(audit[0].metadata).toEqual({ name: 'providers.gemini.strategy', value: 'least-loaded', previous: 'round-robin' });
+    expectError(await h.api('PATCH', '/admin/providers/gemini', { body: { strategy: 'fastest' } }), 422, 'invalid_choice', 'strategy');
+    expectError(await h.api('PATCH', '/admin/providers/gemini', { body: { auth_style: 'bearer' } }), 422, 'unknown_field');
+    expectError(await h.api('PATCH', '/admin/providers/mistral', { body: { strategy: 'priority' } }), 404);
+    await h.api('PATCH', '/admin/providers/gemini', { body: { strategy: 'round-robin' } });
+  });
+});
+
 describe('accounts', () => {
   it('creates, lists, gets, patches and soft-deletes an account; the key is write-only', async () => {
     const account = await createAccount('acct-crud');
@@ -333,6 +348,33 @@ describe('system keys', () => {
     const audit = await auditActions(`?key_id=${key.id}`);
     expect(audit.map((e) => e.action)).toContain('created');
     expect(audit[0].actor).toBe(TOKEN_NAME);
+  });
+
+  it('imports a key the client already has (import_key): digest only, never echoed, and it authenticates', async () => {
+    const existing = `team-a-legacy-${'7'.repeat(20)}`;
+    const created = await h.api('POST', '/admin/keys', { body: { name: 'legacy-import', tenant_id: 'team-a', import_key: existing } });
+    expect(created.status, created.text).toBe(201);
+    expect(created.json).not.toHaveProperty('api_key');
+    expect(created.text).not.toContain(existing);
+    expect(created.json.key).toMatchObject({ name: 'legacy-import', tenant_id: 'team-a', status: 'active' });
+    expect(created.json.key.key_prefix.length).toBeLessThanOrEqual(existing.length / 4);
+    await h.holder.reload();
+    const snapshot = h.holder.current()!;
+    expect(snapshot.keysByDigest.get(snapshot.digestKey(existing))?.key.id).toBe(created.json.key.id);
+    const audit = await auditActions(`?key_id=${created.json.key.id}`);
+    expect(audit[0].metadata.imported).toBe(true);
+    expect(JSON.stringify(audit)).not.toContain(existing);
+
+    const short = await h.api('POST', '/admin/keys', { body: { name: 'short', import_key: 'sk-short' } });
+    expectError(short, 422, 'too_short', 'import_key');
+    expect(short.text).not.toContain('sk-short');
+    expectError(await h.api('POST', '/admin/keys', { body: { name: 'again', import_key: existing } }), 409);
+  });
+
+  it('issues kp_<prefix>_<random> with prefix, so mappings have a stable part to match', async () => {
+    const { apiKey } = await createKey('prefixed', { prefix: 'prod' });
+    expect(apiKey).toMatch(/^kp_prod_[0-9A-Za-z]{40}$/);
+    expectError(await h.api('POST', '/admin/keys', { body: { name: 'p2', prefix: 'has_underscore' } }), 422, 'invalid_format', 'prefix');
   });
 
   it('validates key bodies: bad CIDR, bad duration, unknown field, missing name', async () => {

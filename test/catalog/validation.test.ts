@@ -41,6 +41,7 @@ describe('validateNewKey', () => {
       allowedIps: ['10.0.0.0/8', '2001:db8::/32'],
       expiresAt: new Date(NOW_MS + 90 * DAY_MS),
       rotateAfterDays: 30,
+      prefix: null,
     });
   });
 
@@ -51,7 +52,15 @@ describe('validateNewKey', () => {
       allowedIps: [],
       expiresAt: null,
       rotateAfterDays: null,
+      prefix: null,
     });
+  });
+
+  it('takes a key prefix for issued keys: letters, digits and inner dashes, no underscore', () => {
+    expect(valueOf(validateNewKey({ name: 'k', prefix: 'prod-eu1' }, NOW_MS)).prefix).toBe('prod-eu1');
+    for (const prefix of ['', 'has_underscore', '-lead', 'x'.repeat(33), 'sp ace']) {
+      expect(validateNewKey({ name: 'k', prefix }, NOW_MS).ok, prefix).toBe(false);
+    }
   });
 
   it('accepts allowedIps as a JSON array and normalises host bits and mapped IPv6', () => {

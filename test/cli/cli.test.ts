@@ -144,49 +144,49 @@ describe('keypool CLI on the embedded store', { timeout: SLOW_TEST_MS }, () => {
     expect(listed.stdout).toContain('10.0.0.0/8,2001:db8::/32');
     expect(listed.stdout).not.toContain(plaintext!);
 
-    const json = parseJson<Array<Record<string, unknown>>>(await cli(['keys', 'list', '--json']));
+    const json = parseJson<{ items: Array<Record<string, unknown>> }>(await cli(['keys', 'list', '--json'])).items;
     const row = json.find((k) => k.id === keyId);
-    expect(row).toMatchObject({ name: 'ci-bot', tenantId: 'acme', status: 'active', rotateAfterDays: 30 });
-    expect(row?.allowedIps).toEqual(['10.0.0.0/8', '2001:db8::/32']);
+    expect(row).toMatchObject({ name: 'ci-bot', tenant_id: 'acme', status: 'active', rotate_after_days: 30 });
+    expect(row?.allowed_ips).toEqual(['10.0.0.0/8', '2001:db8::/32']);
     expect(JSON.stringify(json)).not.toContain(plaintext!);
   });
 
-  it('creates a key with --json: the plaintext under plaintextKey, once', async () => {
-    const out = parseJson<{ key: { id: string; keyPrefix: string }; plaintextKey: string }>(
+  it('creates a key with --json: the plaintext under api_key (as the admin API), once', async () => {
+    const out = parseJson<{ key: { id: string; key_prefix: string }; api_key: string }>(
       await cli(['keys', 'create', '--name', 'json-bot', '--json']),
     );
-    expect(out.plaintextKey).toMatch(/^kp_[A-Za-z0-9]{32,}$/);
-    expect(out.plaintextKey.startsWith(out.key.keyPrefix)).toBe(true);
+    expect(out.api_key).toMatch(/^kp_[A-Za-z0-9]{32,}$/);
+    expect(out.api_key.startsWith(out.key.key_prefix)).toBe(true);
     expect(out.key.id).toMatch(UUID_RE);
   });
 
   it('rotates with a grace window and revokes', async () => {
-    const rotated = parseJson<{ key: { id: string; previousKeyExpiresAt: string }; plaintextKey: string }>(
+    const rotated = parseJson<{ key: { id: string; previous_key_expires_at: string }; api_key: string }>(
       await cli(['keys', 'rotate', keyId, '--grace', '24h', '--json']),
     );
     expect(rotated.key.id).toBe(keyId);
-    expect(rotated.plaintextKey).toMatch(/^kp_/);
-    const graceEndMs = Date.parse(rotated.key.previousKeyExpiresAt);
+    expect(rotated.api_key).toMatch(/^kp_/);
+    const graceEndMs = Date.parse(rotated.key.previous_key_expires_at);
     expect(Math.abs(graceEndMs - (Date.now() + 86_400_000))).toBeLessThan(120_000);
 
     const revoked = await cli(['keys', 'revoke', keyId]);
     expect(revoked.code).toBe(0);
     expect(revoked.stdout).toContain(`Revoked key ${keyId}`);
-    const rows = parseJson<Array<{ id: string; status: string }>>(await cli(['keys', 'list', '--json']));
+    const rows = parseJson<{ items: Array<{ id: string; status: string }> }>(await cli(['keys', 'list', '--json'])).items;
     expect(rows.find((k) => k.id === keyId)?.status).toBe('revoked');
   });
 
   it('lists keys due for rotation (none yet)', async () => {
     const due = await cli(['keys', 'list', '--due', '--json']);
-    expect(parseJson<unknown[]>(due)).toEqual([]);
+    expect(parseJson<{ items: unknown[] }>(due).items).toEqual([]);
   });
 
   let accountId = '';
 
   it('adds an account with the key on stdin (one trailing newline trimmed)', async () => {
     const added = await cli(['accounts', 'add', '--provider', 'openai', '--name', 'main', '--weight', '5', '--json'], `${UPSTREAM_SECRET}\n`);
-    const { account } = parseJson<{ account: { id: string; keyLast4: string; weight: number; status: string } }>(added);
-    expect(account).toMatchObject({ keyLast4: UPSTREAM_SECRET.slice(-4), weight: 5, status: 'active' });
+    const { account } = parseJson<{ account: { id: string; key_last4: string; weight: number; status: string } }>(added);
+    expect(account).toMatchObject({ key_last4: UPSTREAM_SECRET.slice(-4), weight: 5, status: 'active' });
     accountId = account.id;
   });
 
@@ -205,15 +205,15 @@ describe('keypool CLI on the embedded store', { timeout: SLOW_TEST_MS }, () => {
     const table = await cli(['accounts', 'list']);
     expect(table.code).toBe(0);
     expect(table.stdout).toMatch(/openai\s+main/);
-    const rows = parseJson<Array<{ providerSlug: string; name: string }>>(await cli(['accounts', 'list', '--provider', 'anthropic', '--json']));
+    const rows = parseJson<{ items: Array<{ provider: string; name: string }> }>(await cli(['accounts', 'list', '--provider', 'anthropic', '--json'])).items;
     expect(rows.map((r) => r.name).sort()).toEqual(['backup', 'env']);
   });
 
   it('disables and enables an account', async () => {
-    const disabled = parseJson<{ account: { status: string; disabledReason: string } }>(
+    const disabled = parseJson<{ account: { status: string; disabled_reason: string } }>(
       await cli(['accounts', 'disable', accountId, '--reason', 'quota exhausted', '--json']),
     );
-    expect(disabled.account).toMatchObject({ status: 'disabled', disabledReason: 'quota exhausted' });
+    expect(disabled.account).toMatchObject({ status: 'disabled', disabled_reason: 'quota exhausted' });
     const enabled = parseJson<{ account: { status: string } }>(await cli(['accounts', 'enable', accountId, '--json']));
     expect(enabled.account.status).toBe('active');
   });
@@ -227,7 +227,7 @@ describe('keypool CLI on the embedded store', { timeout: SLOW_TEST_MS }, () => {
     expect(listed.stdout).toMatch(/prefix\s+kp_team\s+1\s+team-a/);
     const removed = await cli(['mappings', 'remove', added.mapping.id]);
     expect(removed.code).toBe(0);
-    const after = parseJson<Array<{ id: string }>>(await cli(['mappings', 'list', '--json']));
+    const after = parseJson<{ items: Array<{ id: string }> }>(await cli(['mappings', 'list', '--json'])).items;
     expect(after.some((m) => m.id === added.mapping.id)).toBe(false);
   });
 
@@ -254,8 +254,8 @@ describe('keypool CLI on the embedded store', { timeout: SLOW_TEST_MS }, () => {
     const result = await cli(['crypto', 'reencrypt'], undefined, { KEYPOOL_ENCRYPTION_KEYS: ring });
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(/v2/);
-    const rows = parseJson<Array<{ keyVersion: string }>>(await cli(['accounts', 'list', '--json'], undefined, { KEYPOOL_ENCRYPTION_KEYS: ring }));
-    expect(rows.every((r) => r.keyVersion === 'v2')).toBe(true);
+    const rows = parseJson<{ items: Array<{ key_version: string }> }>(await cli(['accounts', 'list', '--json'], undefined, { KEYPOOL_ENCRYPTION_KEYS: ring })).items;
+    expect(rows.every((r) => r.key_version === 'v2')).toBe(true);
   });
 
   describe('bad input exits 2 with a clear message', () => {
@@ -488,7 +488,7 @@ describe('keypool serve with the CLI in a second terminal (embedded store)', { t
         await new Promise((r) => setTimeout(r, 100));
       }
       const created = parseJson<{ key: { id: string } }>(await run(['keys', 'create', '--name', 'while-serving', '--json'], env));
-      const rows = parseJson<Array<{ id: string }>>(await run(['keys', 'list', '--json'], env));
+      const rows = parseJson<{ items: Array<{ id: string }> }>(await run(['keys', 'list', '--json'], env)).items;
       expect(rows.map((r) => r.id)).toContain(created.key.id);
       const added = await run(['accounts', 'add', '--provider', 'openai', '--name', 'serving'], env, UPSTREAM_SECRET);
       expect(added.code).toBe(0);
@@ -539,12 +539,12 @@ describe('keypool CLI on PostgreSQL', { timeout: SLOW_TEST_MS }, () => {
     expect((await run(['keys', 'list'], env)).code).toBe(1);
     expect((await run(['migrate'], env)).code).toBe(0);
 
-    const created = parseJson<{ key: { id: string }; plaintextKey: string }>(
+    const created = parseJson<{ key: { id: string }; api_key: string }>(
       await run(['keys', 'create', '--name', 'pg-bot', '--allowed-ips', '192.168.1.0/24', '--json'], env),
     );
-    const rows = parseJson<Array<{ id: string; allowedIps: string[] }>>(await run(['keys', 'list', '--json'], env));
-    expect(rows.find((r) => r.id === created.key.id)?.allowedIps).toEqual(['192.168.1.0/24']);
-    expect(JSON.stringify(rows)).not.toContain(created.plaintextKey);
+    const rows = parseJson<{ items: Array<{ id: string; allowed_ips: string[] }> }>(await run(['keys', 'list', '--json'], env)).items;
+    expect(rows.find((r) => r.id === created.key.id)?.allowed_ips).toEqual(['192.168.1.0/24']);
+    expect(JSON.stringify(rows)).not.toContain(created.api_key);
 
     const added = await run(['accounts', 'add', '--provider', 'openai', '--name', 'pg'], env, UPSTREAM_SECRET);
     expect(added.code).toBe(0);

@@ -32,7 +32,7 @@ describe('extractClientKey', () => {
 
   const refused: Array<[string, HeaderBag, 'missing_api_key' | 'invalid_api_key']> = [
     ['no headers', {}, 'missing_api_key'],
-    ['only other headers', { 'x-goog-api-key': KEY }, 'missing_api_key'],
+    ['only other headers', { 'x-team-key': KEY }, 'missing_api_key'],
     ['empty array', { 'x-api-key': [] }, 'missing_api_key'],
     ['empty x-api-key', { 'x-api-key': '' }, 'invalid_api_key'],
     ['whitespace-only x-api-key', { 'x-api-key': '   ' }, 'invalid_api_key'],
@@ -58,6 +58,10 @@ describe('extractClientKey', () => {
       expect(result.code).toBe(code);
       expect(result.message).not.toContain(KEY);
     }
+  });
+
+  it("accepts the key where Gemini's SDK sends it (x-goog-api-key is a default header)", () => {
+    expect(extractClientKey({ 'x-goog-api-key': KEY }, DEFAULT_KEY_HEADERS)).toEqual({ ok: true, key: KEY, credentialHeaders: ['x-goog-api-key'] });
   });
 
   it('reports every configured credential header present, even the ones not used', () => {

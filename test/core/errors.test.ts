@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DENY_SPECS, deny, retryAfterSeconds } from '../../src/core/errors.js';
+import { DENY_SPECS, deny, errorShapeFor, inProviderShape, retryAfterSeconds } from '../../src/core/errors.js';
 import type { DenyCode } from '../../src/core/types.js';
 
 describe('deny table', () => {
@@ -74,5 +74,52 @@ describe('retryAfterSeconds', () => {
     [10_000 + 86_400_000, 86_400],
   ])('retryAtMs %j at nowMs 10000 -> %d', (retryAtMs, seconds) => {
     expect(retryAfterSeconds(retryAtMs, 10_000)).toBe(seconds);
+  });
+});
+
+describe('provider-shaped error bodies', () => {
+  it.each<[string, 'openai' | 'anthropic' | 'google']>([
+    ['openai', 'openai'],
+    ['azure', 'openai'],
+    ['none', 'openai'],
+    ['anthropic', 'anthropic'],
+    ['gemini', 'google'],
+  ])('dialect %s answers in the %s shape', (dialect, shape) => {
+    expect(errorShapeFor(dialect as never)).toBe(shape);
+  });
+
+  it.each<[DenyCode, number, string, string]>([
+    ['missing_api_key', 401, 'authentication_error', 'UNAUTHENTICATED'],
+    ['invalid_api_key', 401, 'authentication_error', 'UNAUTHENTICATED'],
+    ['key_revoked', 401, 'authentication_error', 'UNAUTHENTICATED'],
+    ['key_expired', 401, 'authentication_error', 'UNAUTHENTICATED'],
+    ['ip_not_allowed', 403, 'permission_error', 'PERMISSION_DENIED'],
+    ['pool_exhausted', 429, 'rate_limit_error', 'RESOURCE_EXHAUSTED'],
+    ['no_healthy_account', 503, 'overloaded_error', 'UNAVAILABLE'],
+    ['unknown_provider', 503, 'api_error', 'UNAVAILABLE'],
+    ['state_unavailable', 503, 'api_error', 'UNAVAILABLE'],
+    ['keypool_unavailable', 503, 'api_error', 'UNAVAILABLE'],
+  ])('%s: %i, Anthropic %s, Google %s; keypool code kept; status and headers unchanged', (code, status, anthropicType, googleStatus) => {
+    const original = deny(code, { retryAfterSec: 7 });
+    const message = DENY_SPECS[code].defaultMessage;
+    const anthropic = inProviderShape(original, 'anthropic');
+    expect(JSON.parse(anthropic.body)).toEqual({ type: 'error', error: { type: anthropicType, message, code } });
+    expect({ status: anthropic.status, headers: anthropic.headers }).toEqual({ status, headers: original.headers });
+    const google = inProviderShape(original, 'gemini');
+    expect(JSON.parse(google.body)).toEqual({
+      error: {
+        code: status,
+        message,
+        status: googleStatus,
+        details: [{ '@type': 'type.googleapis.com/google.rpc.ErrorInfo', reason: code.toUpperCase(), domain: 'keypool' }],
+      },
+    });
+    expect(inProviderShape(original, 'openai')).toBe(original);
+  });
+
+  it('carries a custom message into the provider shape', () => {
+    const custom = deny('invalid_api_key', { message: 'Malformed authorization header.' });
+    expect(JSON.parse(inProviderShape(custom, 'anthropic').body).error.message).toBe('Malformed authorization header.');
+    expect(JSON.parse(inProviderShape(custom, 'gemini').body).error.message).toBe('Malformed authorization header.');
   });
 });

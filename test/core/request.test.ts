@@ -29,6 +29,7 @@ const KEYS = {
   future: 'kp_future0000000000000000000000000000000',
   office: 'kp_office0000000000000000000000000000000',
   vip: 'kp_vip000000000000000000000000000000000',
+  vipNoTenant: 'kp_vip_notenant000000000000000000000000',
 } as const;
 
 function systemKey(id: string, extra: Partial<SystemKey> = {}): SystemKey {
@@ -67,6 +68,7 @@ function buildSnapshot(priorityEnabled: boolean): Snapshot {
     [KEYS.rotatedGone, { key: rotated, graceEndsAtMs: NOW }],
     [KEYS.office, { key: systemKey('key-office', { allowlist: compileAllowlist(['10.0.0.0/8', '2001:db8::/32']) }), graceEndsAtMs: null }],
     [KEYS.vip, { key: systemKey('key-vip', { tenantId: 'key-tenant' }), graceEndsAtMs: null }],
+    [KEYS.vipNoTenant, { key: systemKey('key-vip-no-tenant'), graceEndsAtMs: null }],
   ];
   const settings: PrioritySettings = { enabled: priorityEnabled, defaultPriority: 7 };
   const mapping = { tenantName: null, enabled: true, createdAtMs: 1 };
@@ -179,7 +181,8 @@ describe('authorizeRequest: provider and priority', () => {
   it.each<[string, Snapshot, string, number, string | null, string | null]>([
     ['off: default, key tenant kept', OFF, KEYS.tenant, 7, 'team-a', null],
     ['off: mappings ignored', OFF, KEYS.vip, 7, 'key-tenant', null],
-    ['on: mapping priority and tenant win', ON, KEYS.vip, 0, 'vip-tenant', 'm-vip'],
+    ["on: mapping priority wins, the key's own tenant beats the mapping's", ON, KEYS.vip, 0, 'key-tenant', 'm-vip'],
+    ["on: a key without a tenant takes the mapping's", ON, KEYS.vipNoTenant, 0, 'vip-tenant', 'm-vip'],
     ['on: mapping without tenant keeps the key tenant', ON, KEYS.tenant, 2, 'team-a', 'm-tenant'],
     ['on: no mapping -> default', ON, KEYS.plain, 7, null, null],
   ])('%s', (_name, snapshot, key, priority, tenantId, mappingId) => {
@@ -197,12 +200,12 @@ describe('buildAllow: mutations', () => {
       accountId: 'acct-openai-1',
       accountName: 'openai-1',
       priority: 0,
-      tenant: 'vip-tenant',
+      tenant: 'key-tenant',
       removeHeaders: ['authorization', 'x-api-key', 'x-keypool-priority', 'x-keypool-tenant'],
       setHeaders: [
         ['authorization', 'Bearer sk-openai-1-secret'],
         ['x-keypool-priority', '0'],
-        ['x-keypool-tenant', 'vip-tenant'],
+        ['x-keypool-tenant', 'key-tenant'],
       ],
     });
   });
@@ -235,7 +238,9 @@ describe('buildAllow: mutations', () => {
         authorization: `Bearer ${KEYS.plain}`,
         'x-api-key': KEYS.plain,
         'api-key': KEYS.plain,
-        'x-goog-api-key': 'AIza-clients-own-key',
+        // x-goog-api-key is a key header by default (Gemini's SDK sends its key there): then it carries the client
+        // key too; on routes that read other headers only, it is the client's own Google key, stripped all the same.
+        'x-goog-api-key': keyHeaders.includes('x-goog-api-key') ? KEYS.plain : 'AIza-clients-own-key',
         'proxy-authorization': 'Basic Y2xpZW50OnNlY3JldA==',
         accept: 'application/json',
       };
@@ -245,6 +250,14 @@ describe('buildAllow: mutations', () => {
       for (const name of CLIENT_CREDENTIAL_HEADERS) expect(allow.removeHeaders).toContain(name);
       expect(allow.removeHeaders).not.toContain('accept');
       expect(allow.setHeaders.filter(([name]) => CLIENT_CREDENTIAL_HEADERS.includes(name))).toEqual([[authHeader, pooled]]);
+    });
+  });
+
+  it('a different key in x-goog-api-key beside the client key is ambiguous with the default key headers: 401', () => {
+    const headers = { authorization: `Bearer ${KEYS.plain}`, 'x-goog-api-key': 'AIza-clients-own-key' };
+    expect(authorizeRequest({ headers, clientAddress: null, provider: 'gemini' }, OFF, NOW, DEFAULT_KEY_HEADERS)).toMatchObject({
+      kind: 'deny',
+      code: 'invalid_api_key',
     });
   });
 

@@ -81,11 +81,11 @@ async function ask(client: ExtProcClient, key: string): Promise<{ allowed: boole
 /** Creates a key with the CLI, then polls the running instance until it is accepted; returns the delay in ms. */
 async function createKeyAndMeasure(instance: Instance): Promise<number> {
   const created = JSON.parse(await cli(instance.env, ['keys', 'create', '--name', `k-${Date.now()}`, '--json'])) as {
-    plaintextKey: string;
+    api_key: string;
   };
   const createdAtMs = Date.now();
   for (;;) {
-    const answer = await ask(instance.client, created.plaintextKey);
+    const answer = await ask(instance.client, created.api_key);
     const elapsedMs = Date.now() - createdAtMs;
     if (answer.allowed) return elapsedMs;
     expect(answer.status).toBe(401);
@@ -129,18 +129,18 @@ describePostgres('CLI changes reach a running instance on PostgreSQL', () => {
 
   it('a key revoked with `keypool keys revoke` is refused within 2 s', async () => {
     const created = JSON.parse(await cli(instance!.env, ['keys', 'create', '--name', 'to-revoke', '--json'])) as {
-      plaintextKey: string;
+      api_key: string;
       key: { id: string };
     };
     const id = created.key.id;
     const deadline = Date.now() + PROPAGATION_BUDGET_MS * 3;
-    while (!(await ask(instance!.client, created.plaintextKey)).allowed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    while (!(await ask(instance!.client, created.api_key)).allowed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     await cli(instance!.env, ['keys', 'revoke', id]);
     const revokedAtMs = Date.now();
-    let answer = await ask(instance!.client, created.plaintextKey);
+    let answer = await ask(instance!.client, created.api_key);
     while (answer.allowed && Date.now() - revokedAtMs < PROPAGATION_BUDGET_MS * 3) {
       await new Promise((r) => setTimeout(r, 20));
-      answer = await ask(instance!.client, created.plaintextKey);
+      answer = await ask(instance!.client, created.api_key);
     }
     expect(answer).toEqual({ allowed: false, status: 401 });
     expect(Date.now() - revokedAtMs).toBeLessThan(PROPAGATION_BUDGET_MS);

@@ -97,7 +97,15 @@ describe('engine decisions', () => {
   ])('denies %s', async (_name, request, status, code) => {
     const deny = asDeny(await decide(request()));
     expect({ status: deny.status, code: deny.code }).toEqual({ status, code });
-    expect(JSON.parse(deny.body)).toMatchObject({ error: { code } });
+    // Gemini routes answer in Google's error shape (core/errors.ts), the others in OpenAI's.
+    const body = JSON.parse(deny.body) as { error: { code: unknown; details?: Array<{ reason: string }> } };
+    if (request().provider === 'gemini') expect(body.error).toMatchObject({ code: status, details: [{ reason: code.toUpperCase() }] });
+    else expect(body).toMatchObject({ error: { code } });
+  });
+
+  it('answers in the provider shape of the route: Anthropic routes get Anthropic errors', async () => {
+    const denial = asDeny(await decide(view(`kp_${'x'.repeat(40)}`, { provider: 'anthropic' })));
+    expect(JSON.parse(denial.body)).toEqual({ type: 'error', error: { type: 'authentication_error', message: 'Invalid API key.', code: 'invalid_api_key' } });
   });
 
   it('accepts an allowlisted key from inside its range, IPv4-mapped IPv6 included', async () => {

@@ -178,7 +178,7 @@ export const SCENARIOS: readonly Scenario[] = [
     expect: denial(
       401,
       'missing_api_key',
-      '{"error":{"type":"authentication_error","code":"missing_api_key","message":"Missing API key. Send it in one of: Authorization: Bearer <key>, x-api-key, api-key."}}',
+      '{"error":{"type":"authentication_error","code":"missing_api_key","message":"Missing API key. Send it in one of: Authorization: Bearer <key>, x-api-key, api-key, x-goog-api-key."}}',
     ),
   },
   {

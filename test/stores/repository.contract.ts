@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLIENT_KEY_PATTERN, digestKey } from '../../src/core/apikey.js';
 import { validatePattern } from '../../src/core/priority/index.js';
+import { generateClientKey } from '../../src/secrets/client-key.js';
 import { Keyring } from '../../src/secrets/keyring.js';
 import { compileSnapshot } from '../../src/snapshot/compile.js';
 import { ConflictError, InvalidInputError, NotFoundError, StateError } from '../../src/stores/errors.js';
@@ -461,11 +462,26 @@ export function repositoryContract(target: ContractTarget): void {
       it('applies twice, and every mapping passes the write-time pattern rules', async () => {
         await applyDemoSeed(sql);
         await applyDemoSeed(sql);
-        const demoPatterns = ['kp_', 'kp_team', '_batch', 'partner', '^kp_vip[0-9]{2}'];
+        const demoPatterns = ['kp_team-a_', 'kp_batch-', '-partner_', '^kp_vip[0-9]{2}_'];
         const mappings = (await repo.mappings.list()).filter((m) => demoPatterns.includes(m.pattern));
         expect(mappings).toHaveLength(demoPatterns.length);
         for (const mapping of mappings) expect(validatePattern(mapping.matchType, mapping.pattern)).toBeNull();
-        expect((await repo.settings.get()).enabled).toBe(true);
+        expect(await repo.settings.get()).toEqual({ enabled: true, defaultPriority: 5 });
+        // The keys the seed file's comment tells a user to create match the mapping meant for them.
+        const data = await repo.loadConfigData();
+        const demo = { ...data, mappings: data.mappings.filter((m) => demoPatterns.includes(m.pattern)) };
+        const snapshot = compileSnapshot(demo, { keyring, pepper }, 1, Date.now());
+        const cases: Array<[string | null, number, string | null]> = [
+          [null, 5, null],
+          ['team-a', 2, 'team-a'],
+          ['batch-nightly', 9, 'batch'],
+          ['acme-partner', 4, 'partners'],
+          ['vip01', 0, 'vip'],
+        ];
+        for (const [prefix, priority, tenantId] of cases) {
+          expect(snapshot.priority.resolve(generateClientKey(prefix)), String(prefix)).toMatchObject({ priority, tenantId });
+        }
+        await repo.settings.set('priority.default_priority', 7, ACTOR);
         await repo.settings.set('priority.enabled', false, ACTOR);
       });
     });

@@ -7,7 +7,8 @@ import { bodyInput, onlyQuery, optionalBodyInput, queryBool, queryChoice, queryI
 import { presentKey } from '../present.js';
 import type { RouteDef } from '../router.js';
 import type { IssuedKey } from '../../catalog/keys/dao.js';
-import { validateKeyPatch, validateNewKey, validateRotate } from '../../catalog/keys/schema.js';
+import { validateImportedKey, validateKeyPatch, validateNewKey, validateRotate } from '../../catalog/keys/schema.js';
+import { isPlainObject } from '../../catalog/validated.js';
 
 export const SHOWN_ONCE_NOTICE = 'Store api_key now: it is shown only once and cannot be retrieved again.';
 const ROTATE_SCOPE = 'keys.rotate';
@@ -35,7 +36,15 @@ export function keyRoutes(deps: AdminDeps): RouteDef[] {
       access: 'token',
       handler: async (ctx) => {
         onlyQuery(ctx, []);
-        const input = valid(validateNewKey(bodyInput(ctx), now()));
+        // `import_key`: a key the client already holds. Only its digest is stored and it is never echoed back (the
+        // caller has it), so the answer carries no api_key.
+        const body = bodyInput(ctx);
+        const { importKey, ...rest } = isPlainObject(body) ? body : { importKey: undefined };
+        const input = valid(validateNewKey(isPlainObject(body) ? rest : body, now()));
+        if (importKey !== undefined) {
+          const row = await deps.repository.keys.import(input, valid(validateImportedKey(importKey, 'importKey')), ctx.actor);
+          return { status: 201, body: { key: presentKey(row, now()) }, headers: { location: `/admin/keys/${row.id}` } };
+        }
         const result = await deps.repository.keys.create(input, ctx.actor);
         return { status: 201, body: issued(result), headers: { location: `/admin/keys/${result.row.id}` } };
       },

@@ -1,9 +1,11 @@
-// Providers are seeded (sql/seed/providers.sql) and read-only here; each shows how many accounts it pools.
+// Providers are seeded (sql/seed/providers.sql); an operator changes only a provider's default strategy. Each shows
+// how many accounts it pools.
 import type { AdminDeps } from '../deps.js';
-import { onlyQuery } from '../input.js';
+import { bodyInput, onlyQuery, valid } from '../input.js';
 import { presentProvider } from '../present.js';
 import type { RouteDef } from '../router.js';
 import type { AccountRow } from '../../catalog/accounts/rows.js';
+import { validateProviderPatch } from '../../catalog/providers/schema.js';
 
 export function providerRoutes(deps: AdminDeps): RouteDef[] {
   return [
@@ -27,6 +29,18 @@ export function providerRoutes(deps: AdminDeps): RouteDef[] {
       handler: async (ctx) => {
         onlyQuery(ctx, []);
         const provider = await deps.repository.providers.getBySlug(ctx.params.slug!);
+        const accounts = await deps.repository.accounts.list({ providerSlug: provider.slug });
+        return { status: 200, body: { provider: { ...presentProvider(provider), accounts: countByStatus(accounts) } } };
+      },
+    },
+    {
+      method: 'PATCH',
+      path: '/admin/providers/:slug',
+      access: 'token',
+      handler: async (ctx) => {
+        onlyQuery(ctx, []);
+        const patch = valid(validateProviderPatch(bodyInput(ctx)));
+        const provider = await deps.repository.providers.update(ctx.params.slug!, patch, ctx.actor);
         const accounts = await deps.repository.accounts.list({ providerSlug: provider.slug });
         return { status: 200, body: { provider: { ...presentProvider(provider), accounts: countByStatus(accounts) } } };
       },

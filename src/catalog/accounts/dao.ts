@@ -1,6 +1,6 @@
 // Upstream accounts: their SQL. Secrets are encrypted before they reach SQL and never read back here, except by
 // re-encryption (which never returns them).
-import { randomUUID } from 'node:crypto';
+import { randomUUID, timingSafeEqual } from 'node:crypto';
 import type { AccountStatus } from '../../core/types.js';
 import type { Keyring } from '../../secrets/keyring.js';
 import { ConflictError } from '../../stores/errors.js';
@@ -171,6 +171,28 @@ export class AccountDao {
         { keyId: null, action: 'account_deleted', actor, metadata: { accountId: current.id, provider: current.provider_slug, name: current.name } },
       ]);
     });
+  }
+
+  /**
+   * Whether the account's stored upstream key equals `secret` (decrypted in memory only, compared in constant time),
+   * so `keypool diff` can say `key: changed` without ever printing either. An undecryptable key counts as different.
+   * @throws NotFoundError
+   */
+  async storedKeyEquals(ref: string, secret: string): Promise<boolean> {
+    const current = await accountByRef(this.sql, ref, false);
+    const rows = await this.sql.query<{ encrypted_key: string; key_version: string }>(
+      `SELECT encrypted_key, key_version FROM provider_accounts WHERE id = $1`,
+      [current.id],
+    );
+    let stored: string;
+    try {
+      stored = this.keyring.decrypt({ ciphertext: rows[0]!.encrypted_key, keyVersion: rows[0]!.key_version }, current.id);
+    } catch {
+      return false;
+    }
+    const a = Buffer.from(stored, 'utf8');
+    const b = Buffer.from(secret, 'utf8');
+    return a.length === b.length && timingSafeEqual(a, b);
   }
 
   /** Re-encrypts every account secret not under the ring's current version (one transaction). */

@@ -1,6 +1,6 @@
 // Client (system) keys: their SQL. A key's plaintext is generated here, returned once, and stored only as its
 // HMAC digest plus a display prefix.
-import { digestKey, keyDisplayPrefix } from '../../core/apikey.js';
+import { digestKey, importedKeyDisplayPrefix, keyDisplayPrefix } from '../../core/apikey.js';
 import { generateClientKey } from '../../secrets/client-key.js';
 import { ConflictError, InvalidInputError, StateError } from '../../stores/errors.js';
 import type { SqlClient } from '../../stores/sql-client.js';
@@ -40,7 +40,20 @@ export class KeyDao {
 
   /** Issues a key: returns the plaintext once; stores its digest and display prefix. @throws ConflictError (name) */
   async create(input: NewKey, actor: string): Promise<IssuedKey> {
-    const plaintextKey = generateClientKey();
+    const plaintextKey = generateClientKey(input.prefix ?? null);
+    const row = await this.insert(input, plaintextKey, keyDisplayPrefix(plaintextKey), false, actor);
+    return { row, plaintextKey };
+  }
+
+  /**
+   * Brings in a key the user already has (validated by validateImportedKey): only its digest and a short display
+   * prefix are stored; it then works exactly like an issued key. @throws ConflictError (name, or the same key twice)
+   */
+  async import(input: NewKey, existingKey: string, actor: string): Promise<SystemKeyRow> {
+    return this.insert(input, existingKey, importedKeyDisplayPrefix(existingKey), true, actor);
+  }
+
+  private async insert(input: NewKey, plaintextKey: string, displayPrefix: string, imported: boolean, actor: string): Promise<SystemKeyRow> {
     return this.sql.transaction(async (tx) => {
       const rows = await mapErrors(
         () =>
@@ -51,7 +64,7 @@ export class KeyDao {
             [
               input.name,
               input.tenantId ?? null,
-              keyDisplayPrefix(plaintextKey),
+              displayPrefix,
               digestKey(this.pepper, plaintextKey),
               input.expiresAt ?? null,
               [...(input.allowedIps ?? [])],
@@ -59,18 +72,15 @@ export class KeyDao {
               actor,
             ],
           ),
-        { system_api_keys_name_active_uq: () => new ConflictError('key', 'name', `a key named "${input.name}" already exists`) },
+        {
+          system_api_keys_name_active_uq: () => new ConflictError('key', 'name', `a key named "${input.name}" already exists`),
+          system_api_keys_key_hash_uq: () => new ConflictError('key', 'key', 'this key is already stored under another name'),
+        },
       );
       const row = toKey(rows[0]!);
-      await insertAudit(tx, [
-        {
-          keyId: row.id,
-          action: 'created',
-          actor,
-          metadata: { name: row.name, tenantId: row.tenantId, keyPrefix: row.keyPrefix, allowedIps: row.allowedIps, expiresAt: row.expiresAt?.toISOString() ?? null },
-        },
-      ]);
-      return { row, plaintextKey };
+      const metadata = { name: row.name, tenantId: row.tenantId, keyPrefix: row.keyPrefix, allowedIps: row.allowedIps, expiresAt: row.expiresAt?.toISOString() ?? null };
+      await insertAudit(tx, [{ keyId: row.id, action: 'created', actor, metadata: imported ? { ...metadata, imported: true } : metadata }]);
+      return row;
     });
   }
 
@@ -144,11 +154,13 @@ export class KeyDao {
 
   /**
    * Replaces a key's secret. The old digest keeps working for graceMs (0 = stops at once); a previous grace still
-   * running is replaced. @throws NotFoundError, StateError (revoked)
+   * running is replaced. With `replacement` the new secret is an imported key (keypool apply, when a file's `import:`
+   * changed) instead of a generated one. @throws NotFoundError, StateError (revoked)
    */
-  async rotate(ref: string, graceMs: number, actor: string): Promise<IssuedKey> {
+  async rotate(ref: string, graceMs: number, actor: string, replacement?: { readonly importedKey: string }): Promise<IssuedKey> {
     if (!Number.isSafeInteger(graceMs) || graceMs < 0) throw new InvalidInputError('grace', 'grace must be a non-negative whole number of milliseconds');
-    const plaintextKey = generateClientKey();
+    const plaintextKey = replacement?.importedKey ?? generateClientKey();
+    const displayPrefix = replacement ? importedKeyDisplayPrefix(plaintextKey) : keyDisplayPrefix(plaintextKey);
     return this.sql.transaction(async (tx) => {
       const current = await keyByRef(tx, ref, true);
       if (current.status === 'revoked') throw new StateError('key', `key ${current.name} is revoked and cannot be rotated`);
@@ -158,7 +170,7 @@ export class KeyDao {
            previous_key_expires_at = CASE WHEN $1::bigint > 0 THEN now() + $1::bigint * interval '1 millisecond' END,
            key_hash = $2, key_prefix = $3, last_rotated_at = now(), updated_by = $4
          WHERE id = $5 RETURNING ${KEY_COLUMNS}`,
-        [graceMs, digestKey(this.pepper, plaintextKey), keyDisplayPrefix(plaintextKey), actor, current.id],
+        [graceMs, digestKey(this.pepper, plaintextKey), displayPrefix, actor, current.id],
       );
       const row = toKey(rows[0]!);
       await insertAudit(tx, [
@@ -171,6 +183,13 @@ export class KeyDao {
       ]);
       return { row, plaintextKey };
     });
+  }
+
+  /** Whether `key` is this key's current secret (compared by digest; nothing else is stored). @throws NotFoundError */
+  async digestEquals(ref: string, key: string): Promise<boolean> {
+    const current = await keyByRef(this.sql, ref, false);
+    const rows = await this.sql.query<{ key_hash: string }>(`SELECT key_hash FROM system_api_keys WHERE id = $1`, [current.id]);
+    return rows[0]?.key_hash === digestKey(this.pepper, key);
   }
 
   /** Revokes a key (digest and any grace digest stop working). Idempotent: revoking again writes no audit row. @throws NotFoundError */

@@ -1,5 +1,5 @@
 // Client (system) API keys: what an operator may ask for, validated. Used by the CLI, the admin API and the key DAO.
-import { LIMITS } from '../rules.js';
+import { IMPORTED_KEY_BYTES, KEY_PREFIX, LIMITS } from '../rules.js';
 import {
   checkAllowedIps,
   checkDurationMs,
@@ -7,9 +7,13 @@ import {
   checkInt,
   checkName,
   checkTenantId,
+  fail,
+  failure,
   Fields,
   notAnObject,
   nullable,
+  pass,
+  quote,
   type Check,
   type Validated,
 } from '../validated.js';
@@ -26,6 +30,8 @@ export interface NewKey {
   readonly allowedIps?: readonly string[];
   readonly expiresAt?: Date | null;
   readonly rotateAfterDays?: number | null;
+  /** Issued keys read `kp_<prefix>_<random>` (KEY_PREFIX); null = `kp_<random>`. Ignored for imported keys. */
+  readonly prefix?: string | null;
 }
 
 /** Only the fields present change; null clears a nullable field. */
@@ -41,7 +47,8 @@ export interface Rotate {
   readonly graceMs: number;
 }
 
-const NEW_KEY_FIELDS = ['name', 'tenantId', 'allowedIps', 'expiresIn', 'expiresAt', 'rotateAfterDays'];
+const KEY_FIELDS = ['name', 'tenantId', 'allowedIps', 'expiresIn', 'expiresAt', 'rotateAfterDays'];
+const NEW_KEY_FIELDS = [...KEY_FIELDS, 'prefix'];
 
 /** A new system (client) key. `nowMs` anchors `expiresIn` and the "in the future" check of `expiresAt`. */
 export function validateNewKey(input: unknown, nowMs: number): Validated<Required<NewKey>> {
@@ -52,12 +59,32 @@ export function validateNewKey(input: unknown, nowMs: number): Validated<Require
   const allowedIps = f.optional('allowedIps', checkAllowedIps) ?? [];
   const expiresAt = readExpiry(f, nowMs, false) ?? null;
   const rotateAfterDays = f.optional('rotateAfterDays', nullable(checkRotateAfterDays)) ?? null;
-  return f.result(() => ({ name: name!, tenantId, allowedIps, expiresAt, rotateAfterDays }));
+  const prefix = f.optional('prefix', nullable(checkKeyPrefix)) ?? null;
+  return f.result(() => ({ name: name!, tenantId, allowedIps, expiresAt, rotateAfterDays, prefix }));
+}
+
+/**
+ * An existing client key to import (`keys import`, `import_key`, keypool.yaml `import:`): 16-512 UTF-8 bytes without
+ * whitespace or control characters, which is what the request path accepts in a header. Never quoted in a message.
+ */
+export function validateImportedKey(value: unknown, field = 'key'): Validated<string> {
+  if (typeof value !== 'string') return failure(field, 'invalid_type', `${field}: must be a string`);
+  const bytes = Buffer.byteLength(value, 'utf8');
+  if (bytes < IMPORTED_KEY_BYTES.min) return failure(field, 'too_short', `${field}: must be at least ${IMPORTED_KEY_BYTES.min} bytes (got ${bytes})`);
+  if (bytes > IMPORTED_KEY_BYTES.max) return failure(field, 'too_long', `${field}: must be at most ${IMPORTED_KEY_BYTES.max} bytes (got ${bytes})`);
+  if (/[\s\p{Cc}\p{Z}]/u.test(value)) return failure(field, 'invalid_format', `${field}: must not contain whitespace or control characters`);
+  return { ok: true, value };
+}
+
+function checkKeyPrefix(value: unknown): Check<string> {
+  if (typeof value !== 'string') return fail('invalid_type', 'must be a string');
+  if (!KEY_PREFIX.test(value)) return fail('invalid_format', `${quote(value)} must be 1-32 letters, digits or inner dashes (no underscore)`);
+  return pass(value);
 }
 
 /** A change to a system key. At least one field; `expiresAt: null` removes the expiry. */
 export function validateKeyPatch(input: unknown, nowMs: number): Validated<KeyPatch> {
-  const f = Fields.of(input, NEW_KEY_FIELDS);
+  const f = Fields.of(input, KEY_FIELDS);
   if (!f) return notAnObject();
   const patch: { -readonly [K in keyof KeyPatch]: KeyPatch[K] } = {};
   if (f.has('name')) patch.name = f.required('name', checkName);

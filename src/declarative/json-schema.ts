@@ -1,0 +1,109 @@
+// The JSON Schema of keypool.yaml (draft-07), built from the same rules the parser applies (src/catalog/rules.ts,
+// the field tables in ./model.ts), so editors can complete and check a file. schema/keypool.schema.json is this
+// object written out; test/declarative/schema.test.ts keeps the two equal. The parser stays the authority: a few
+// rules (regex safety, CIDR syntax, provider existence) are beyond a schema.
+import { MAX_PATTERN_LENGTH } from '../core/priority/index.js';
+import { MATCH_TYPES, STRATEGIES } from '../core/types.js';
+import { TENANT_TYPES } from '../catalog/mappings/schema.js';
+import { SETTING_NAMES } from '../catalog/settings/schema.js';
+import { IMPORTED_KEY_BYTES, KEY_PREFIX, LIMITS, PRIORITY_RANGE, PROVIDER_SLUG, TENANT_ID } from '../catalog/rules.js';
+import { FORMAT_VERSION } from './model.js';
+
+const nullable = (schema: Record<string, unknown>) => ({ anyOf: [schema, { type: 'null' }] });
+const int = (min: number, max: number) => ({ type: 'integer', minimum: min, maximum: max });
+const name = { type: 'string', minLength: 1, maxLength: LIMITS.nameMaxChars };
+const tenant = nullable({ type: 'string', pattern: TENANT_ID.source });
+
+const secretRef = {
+  description: 'Where the secret is read from at apply time; never the secret itself.',
+  oneOf: [
+    { type: 'object', properties: { env: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]{0,127}$' } }, required: ['env'], additionalProperties: false },
+    { type: 'object', properties: { file: { type: 'string', minLength: 1, maxLength: 4096 } }, required: ['file'], additionalProperties: false },
+  ],
+};
+
+export function keypoolJsonSchema(): Record<string, unknown> {
+  return {
+    $schema: 'http://json-schema.org/draft-07/schema#',
+    title: 'keypool.yaml',
+    description: 'Declarative keypool configuration (`keypool apply -f`). A section left out is not managed by the file.',
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      version: { const: FORMAT_VERSION },
+      providers: {
+        type: 'array',
+        items: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['slug', 'strategy'],
+          properties: { slug: { type: 'string', pattern: PROVIDER_SLUG.source }, strategy: { enum: [...STRATEGIES] } },
+        },
+      },
+      accounts: {
+        type: 'array',
+        items: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['provider', 'name'],
+          properties: {
+            provider: { type: 'string', pattern: PROVIDER_SLUG.source },
+            name,
+            key: secretRef,
+            weight: int(LIMITS.weightMin, LIMITS.weightMax),
+            tier: int(LIMITS.tierMin, LIMITS.tierMax),
+            rpm: nullable(int(LIMITS.limitMin, LIMITS.limitMax)),
+            tpm: nullable(int(LIMITS.limitMin, LIMITS.limitMax)),
+            max_concurrency: nullable(int(LIMITS.limitMin, LIMITS.limitMax)),
+            tags: { type: 'object', maxProperties: LIMITS.tagsMaxKeys, additionalProperties: { type: ['string', 'number', 'boolean', 'null'] } },
+            status: { enum: ['active', 'disabled'] },
+          },
+        },
+      },
+      keys: {
+        type: 'array',
+        items: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['name'],
+          properties: {
+            name,
+            tenant,
+            allowed_ips: { type: 'array', maxItems: LIMITS.allowedIpsMax, items: { type: 'string' } },
+            expires_at: nullable({ type: 'string', description: 'ISO 8601 date or date-time with a zone' }),
+            rotate_after_days: nullable(int(LIMITS.rotateAfterDaysMin, LIMITS.rotateAfterDaysMax)),
+            prefix: nullable({ type: 'string', pattern: KEY_PREFIX.source }),
+            status: { enum: ['active', 'revoked'] },
+            import: { ...secretRef, description: `An existing key (${IMPORTED_KEY_BYTES.min}-${IMPORTED_KEY_BYTES.max} bytes) to store by digest.` },
+          },
+        },
+      },
+      mappings: {
+        type: 'array',
+        items: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['match', 'pattern', 'priority'],
+          properties: {
+            match: { enum: [...MATCH_TYPES] },
+            pattern: { type: 'string', minLength: 1, maxLength: MAX_PATTERN_LENGTH },
+            priority: int(PRIORITY_RANGE.min, PRIORITY_RANGE.max),
+            tenant,
+            tenant_name: nullable(name),
+            tenant_type: nullable({ enum: [...TENANT_TYPES] }),
+            description: nullable({ type: 'string', maxLength: LIMITS.descriptionMaxChars }),
+            enabled: { type: 'boolean' },
+          },
+        },
+      },
+      settings: {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          [SETTING_NAMES[0]]: { type: 'boolean' },
+          [SETTING_NAMES[1]]: int(PRIORITY_RANGE.min, PRIORITY_RANGE.max),
+        },
+      },
+    },
+  };
+}

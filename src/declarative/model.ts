@@ -1,0 +1,150 @@
+// keypool.yaml as data: what a file declares (DesiredState), what the store holds (CurrentState), and the problems
+// found in a file. Field names in a file are snake_case (`max_concurrency`), as in the admin API; the catalog's
+// validators speak camelCase, and FIELD tables below are the one place that maps the two.
+import type { Strategy } from '../core/types.js';
+import type { AccountTags } from '../catalog/accounts/schema.js';
+import type { AccountRow } from '../catalog/accounts/rows.js';
+import type { SystemKeyRow } from '../catalog/keys/rows.js';
+import type { MappingRow } from '../catalog/mappings/rows.js';
+import type { TenantType } from '../catalog/mappings/schema.js';
+import type { ProviderRow } from '../catalog/providers/rows.js';
+import type { Setting } from '../catalog/settings/schema.js';
+import type { MatchType, PrioritySettings } from '../core/types.js';
+
+/** The only file format version so far. */
+export const FORMAT_VERSION = 1;
+
+/**
+ * Where a secret comes from: an environment variable or a file (a mounted secret). A file never holds a secret
+ * inline, so it can live in git and be printed in CI logs.
+ */
+export type SecretRef = { readonly env: string } | { readonly file: string };
+
+/** Every declared entity remembers its YAML path (`accounts[2]`) so the plan can point at it. */
+interface Located {
+  readonly at: string;
+}
+
+export interface DesiredProvider extends Located {
+  readonly slug: string;
+  readonly strategy: Strategy;
+}
+
+export interface DesiredAccount extends Located {
+  readonly provider: string;
+  readonly name: string;
+  /** null: keep the stored key (an account the file creates must name one). */
+  readonly key: SecretRef | null;
+  readonly weight: number;
+  readonly tier: number;
+  readonly rpmLimit: number | null;
+  readonly tpmLimit: number | null;
+  readonly maxConcurrency: number | null;
+  readonly tags: AccountTags;
+  /** `invalid` is keypool's own verdict on a key (the provider refused it), never declared. */
+  readonly status: 'active' | 'disabled';
+}
+
+export interface DesiredKey extends Located {
+  readonly name: string;
+  readonly tenantId: string | null;
+  readonly allowedIps: readonly string[];
+  readonly expiresAt: Date | null;
+  readonly rotateAfterDays: number | null;
+  /** Revocation is final: a revoked key cannot be declared active again. */
+  readonly status: 'active' | 'revoked';
+  /** Issued keys read `kp_<prefix>_<random>`; used only when the file creates the key. */
+  readonly prefix: string | null;
+  /** An existing key to store (by digest) instead of issuing one. */
+  readonly importKey: SecretRef | null;
+}
+
+export interface DesiredMapping extends Located {
+  readonly matchType: MatchType;
+  readonly pattern: string;
+  readonly priority: number;
+  readonly tenantId: string | null;
+  readonly tenantName: string | null;
+  readonly tenantType: TenantType | null;
+  readonly description: string | null;
+  readonly enabled: boolean;
+}
+
+export type DesiredSetting = Setting & Located;
+
+/** A section left out of the file is not managed by it (never pruned, never changed). */
+export interface DesiredState {
+  readonly providers?: readonly DesiredProvider[];
+  readonly accounts?: readonly DesiredAccount[];
+  readonly keys?: readonly DesiredKey[];
+  readonly mappings?: readonly DesiredMapping[];
+  readonly settings?: readonly DesiredSetting[];
+}
+
+/** What the store holds, as the DAOs return it. */
+export interface CurrentState {
+  readonly providers: readonly ProviderRow[];
+  readonly accounts: readonly AccountRow[];
+  readonly keys: readonly SystemKeyRow[];
+  readonly mappings: readonly MappingRow[];
+  readonly settings: PrioritySettings;
+}
+
+/** A problem in a file (or in what it asks of the store), at a YAML path; never carries a secret. */
+export interface FileProblem {
+  /** `accounts[2].rpm`; empty for the file as a whole. */
+  readonly path: string;
+  /** 1-based line in the file, when known. */
+  readonly line: number | null;
+  readonly message: string;
+}
+
+/** How a file field maps to a catalog validator's field (camelCase). Fields absent here are the file's own. */
+export type FieldTable = Readonly<Record<string, string>>;
+
+export const PROVIDER_FIELDS: FieldTable = { slug: 'slug', strategy: 'strategy' };
+
+export const ACCOUNT_FIELDS: FieldTable = {
+  provider: 'providerSlug',
+  name: 'name',
+  weight: 'weight',
+  tier: 'tier',
+  rpm: 'rpmLimit',
+  tpm: 'tpmLimit',
+  max_concurrency: 'maxConcurrency',
+  tags: 'tags',
+};
+export const ACCOUNT_OWN_FIELDS = ['key', 'status'] as const;
+
+export const KEY_FIELDS: FieldTable = {
+  name: 'name',
+  tenant: 'tenantId',
+  allowed_ips: 'allowedIps',
+  expires_at: 'expiresAt',
+  rotate_after_days: 'rotateAfterDays',
+  prefix: 'prefix',
+};
+export const KEY_OWN_FIELDS = ['status', 'import'] as const;
+
+export const MAPPING_FIELDS: FieldTable = {
+  match: 'matchType',
+  pattern: 'pattern',
+  priority: 'priority',
+  tenant: 'tenantId',
+  tenant_name: 'tenantName',
+  tenant_type: 'tenantType',
+  description: 'description',
+  enabled: 'enabled',
+};
+
+export const SECTIONS = ['version', 'providers', 'accounts', 'keys', 'mappings', 'settings'] as const;
+
+/** `openai/prod-1`: how plans and errors name an account. */
+export function accountRef(provider: string, name: string): string {
+  return `${provider}/${name}`;
+}
+
+/** `prefix "kp_prod_"`: how plans and errors name a mapping (its match type and pattern are its identity). */
+export function mappingRef(matchType: string, pattern: string): string {
+  return `${matchType} ${JSON.stringify(pattern)}`;
+}

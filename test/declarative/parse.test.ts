@@ -1,0 +1,60 @@
+// keypool.yaml parsing: the catalog's validation with the file's paths and lines; references, never inline secrets.
+import { describe, expect, it } from 'vitest';
+import { formatProblems, parseConfigText } from '../../src/declarative/parse.js';
+
+function problems(text: string): string[] {
+  const parsed = parseConfigText(text);
+  if (parsed.ok) throw new Error('expected problems');
+  return formatProblems('k.yaml', parsed.problems).split('\n');
+}
+
+describe('parseConfigText', () => {
+  it('reads every section into catalog-normalised values; left-out fields take their defaults', () => {
+    const parsed = parseConfigText(`
+version: 1
+providers: [{slug: openai, strategy: least-loaded}]
+accounts:
+  - {provider: OpenAI, name: " a ", key: {env: K}, rpm: "500"}
+keys:
+  - {name: k, tenant: t, allowed_ips: "10.1.2.3/8", expires_at: 2030-01-01, import: {file: ./k.txt}}
+mappings:
+  - {match: prefix, pattern: kp_ci_, priority: 1}
+settings: {enabled: true}
+`);
+    expect(parsed.ok).toBe(true);
+    if (!parsed.ok) return;
+    expect(parsed.state.accounts).toEqual([
+      { at: 'accounts[0]', provider: 'openai', name: 'a', key: { env: 'K' }, weight: 1, tier: 0, rpmLimit: 500, tpmLimit: null, maxConcurrency: null, tags: {}, status: 'active' },
+    ]);
+    expect(parsed.state.keys?.[0]).toMatchObject({ allowedIps: ['10.0.0.0/8'], expiresAt: new Date('2030-01-01T00:00:00Z'), importKey: { file: './k.txt' }, prefix: null });
+    expect(parsed.state.mappings?.[0]).toMatchObject({ matchType: 'prefix', pattern: 'kp_ci_', priority: 1, enabled: true, tenantId: null });
+    expect(parsed.state.settings).toEqual([{ at: 'settings.enabled', name: 'priority.enabled', value: true }]);
+    expect(parsed.lineOf('keys[0]')).toBe(7);
+  });
+
+  it('a section left out is not managed', () => {
+    const parsed = parseConfigText('mappings: []\n');
+    expect(parsed.ok && parsed.state).toEqual({ mappings: [] });
+  });
+
+  it.each<[string, string, string[]]>([
+    ['catalog ranges, in file terms', 'accounts:\n  - {provider: openai, name: a, rpm: 0}\n', ['k.yaml:2: accounts[0].rpm: must be between 1 and 2147483647 (got 0)']],
+    ['several problems at once', 'accounts:\n  - provider: openai\n    name: a\n  - provider: "bad slug"\n    name: ""\n', [
+      'k.yaml:4: accounts[1].provider: "bad slug" is not a provider slug (lower-case letters, digits and -)',
+      'k.yaml:5: accounts[1].name: must not be empty',
+    ]],
+    ['unknown fields', 'keys:\n  - name: k\n    tenant_id: t\n', ['k.yaml:3: keys[0].tenant_id: unknown field; known: name, tenant, allowed_ips, expires_at, rotate_after_days, prefix, status, import']],
+    ['unknown sections', 'acounts: []\n', ['k.yaml:1: acounts: unknown section; known: version, providers, accounts, keys, mappings, settings']],
+    ['inline secrets', 'accounts:\n  - {provider: openai, name: a, key: sk-123}\n', ['k.yaml:2: accounts[0].key: secrets are never written in the file: use {env: VARIABLE} or {file: /path/to/secret}']],
+    ['bad references', 'keys:\n  - {name: k, import: {env: "1X"}}\n', ['k.yaml:2: keys[0].import: must be {env: VARIABLE} or {file: /path/to/secret}']],
+    ['the same name twice', 'keys:\n  - name: k\n  - name: k\n', ['k.yaml:3: keys[1]: key k is already declared at keys[0]']],
+    ['unsafe regex', 'mappings:\n  - {match: regex, pattern: "(a+)+$", priority: 1}\n', [expect.stringMatching(/^k\.yaml:2: mappings\[0\]\.pattern: /) as unknown as string]],
+    ['bad settings', 'settings:\n  priority.default_priority: 12\n', ['k.yaml:2: settings.priority.default_priority: must be between 0 and 9 (got 12)']],
+    ['a strategy that does not exist', 'providers:\n  - {slug: openai, strategy: fastest}\n', ['k.yaml:2: providers[0].strategy: "fastest" is not one of round-robin, weighted-random, priority, least-loaded']],
+    ['YAML syntax', 'accounts: [\n', [expect.stringMatching(/^k\.yaml:\d+: /) as unknown as string]],
+    ['a duplicate YAML key', 'keys: []\nkeys: []\n', [expect.stringMatching(/^k\.yaml:2: .*unique/i) as unknown as string]],
+    ['the wrong version', 'version: 2\n', ['k.yaml:1: version: must be 1']],
+  ])('%s', (_name, text, expected) => {
+    expect(problems(text)).toEqual(expected);
+  });
+});
