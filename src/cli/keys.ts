@@ -39,15 +39,7 @@ const createSpec: CommandSpec = {
 const create: Command = {
   spec: createSpec,
   async run(context, { values, json }) {
-    const input = definedOnly({
-      name: stringOption(values, 'name'),
-      tenantId: stringOption(values, 'tenant'),
-      allowedIps: values['allowed-ips'] === undefined ? undefined : listOption(values, 'allowed-ips').join(','),
-      expiresIn: stringOption(values, 'expires-in'),
-      expiresAt: stringOption(values, 'expires-at'),
-      rotateAfterDays: stringOption(values, 'rotate-after-days'),
-      prefix: stringOption(values, 'prefix'),
-    });
+    const input = definedOnly({ ...keyFlags(values), prefix: stringOption(values, 'prefix') });
     const key = unwrap(validateNewKey(input, context.nowMs()));
     const { repo } = await context.store();
     const { row, plaintextKey } = await repo.keys.create(key, context.actor);
@@ -85,14 +77,7 @@ const importSpec: CommandSpec = {
 const importKey: Command = {
   spec: importSpec,
   async run(context, { values, json }) {
-    const input = definedOnly({
-      name: stringOption(values, 'name'),
-      tenantId: stringOption(values, 'tenant'),
-      allowedIps: values['allowed-ips'] === undefined ? undefined : listOption(values, 'allowed-ips').join(','),
-      expiresIn: stringOption(values, 'expires-in'),
-      expiresAt: stringOption(values, 'expires-at'),
-      rotateAfterDays: stringOption(values, 'rotate-after-days'),
-    });
+    const input = definedOnly(keyFlags(values));
     // Flags first, so a typo is reported before anyone is asked for a secret.
     const key = unwrap(validateNewKey(input, context.nowMs()));
     const secret = validateImportedKey(await readUpstreamSecret(context, stringOption(values, 'key-env'), 'Existing client key'), 'key');
@@ -201,4 +186,16 @@ function keyRecord(row: SystemKeyRow): [string, unknown][] {
     ['allowed ips', row.allowedIps.length === 0 ? 'any' : row.allowedIps],
     ['rotate after days', row.rotateAfterDays],
   ];
+}
+
+/** The flags `keys create` and `keys import` share, as the catalog's NewKey input (validated by validateNewKey). */
+function keyFlags(values: Parameters<typeof stringOption>[0]): Record<string, string | undefined> {
+  return {
+    name: stringOption(values, 'name'),
+    tenantId: stringOption(values, 'tenant'),
+    allowedIps: values['allowed-ips'] === undefined ? undefined : listOption(values, 'allowed-ips').join(','),
+    expiresIn: stringOption(values, 'expires-in'),
+    expiresAt: stringOption(values, 'expires-at'),
+    rotateAfterDays: stringOption(values, 'rotate-after-days'),
+  };
 }
