@@ -16,10 +16,11 @@ import {
   type SnapshotSource,
   type Ticket,
 } from './ports.js';
+import { DEFAULT_STATE_TIMEOUT_MS } from './stores/resilient-state.js';
 import type { WriteBuffer } from './stores/write-buffer.js';
 import type { Logger } from './log.js';
 
-/** The account an upstream answer is about. */
+/** The account an upstream answer is about (a Ticket is one). */
 export interface AccountAnswerTarget {
   readonly pool: string;
   readonly accountId: string;
@@ -56,8 +57,6 @@ const STATE_UNAVAILABLE = deny('state_unavailable');
 const ACTOR_ENGINE = 'keypool';
 /** Accounts offered to the rate state per attempt; a second attempt offers the whole pool when all are blocked. */
 const CANDIDATE_WINDOW = 16;
-/** Default bound on holding an answer for a state change (the config default of KEYPOOL_STATE_TIMEOUT_MS). */
-const DEFAULT_STATE_TIMEOUT_MS = 200;
 
 export class Engine implements DecisionEngine {
   /** Per pool: where the next rotation starts (one step per request, plus the accounts skipped; see cursorSkips). */
@@ -144,12 +143,12 @@ export class Engine implements DecisionEngine {
         if (options.release) this.release(ticket);
         return null;
       }
-      const { observation, committed } = this.observeAccount(
-        { pool: ticket.pool, accountId: ticket.accountId, accountName: ticket.accountName },
-        status,
-        headers,
-        { nowMs, releaseLeaseId: options.release ? ticket.leaseId : null, invalidationReason: `upstream answered ${status}`, actor: ACTOR_ENGINE },
-      );
+      const { observation, committed } = this.observeAccount(ticket, status, headers, {
+        nowMs,
+        releaseLeaseId: options.release ? ticket.leaseId : null,
+        source: 'upstream',
+        actor: ACTOR_ENGINE,
+      });
       this.options.writes.recordUsage(ticket.accountId, nowMs, observation.outcome, nowMs - ticket.startedAtMs);
       this.options.onObservation?.(ticket, observation.outcome);
       return changesAdmission(observation) ? this.boundedCommit(committed) : null;
@@ -171,7 +170,13 @@ export class Engine implements DecisionEngine {
     account: AccountAnswerTarget,
     status: number,
     headers: HeaderBag,
-    options: { readonly nowMs: number; readonly releaseLeaseId?: string | null; readonly invalidationReason: string; readonly actor: string },
+    options: {
+      readonly nowMs: number;
+      readonly releaseLeaseId?: string | null;
+      /** What answered, for the invalidation reason: `upstream answered 401`, `health check: upstream answered 401`. */
+      readonly source: 'upstream' | 'health check';
+      readonly actor: string;
+    },
   ): { observation: Observation; committed: Promise<void>; invalidated: Promise<void> | null } {
     const { nowMs } = options;
     const dialect = this.options.snapshots.current()?.pools.get(account.pool)?.dialect ?? 'none';
@@ -180,7 +185,8 @@ export class Engine implements DecisionEngine {
     const logged = { pool: account.pool, accountId: account.accountId, account: account.accountName, status };
     let invalidated: Promise<void> | null = null;
     if (observation.outcome === 'invalid_credential') {
-      invalidated = this.options.writes.invalidateAccount(account.accountId, options.invalidationReason, options.actor);
+      const reason = `${options.source === 'upstream' ? '' : `${options.source}: `}upstream answered ${status}`;
+      invalidated = this.options.writes.invalidateAccount(account.accountId, reason, options.actor);
       this.options.logger.warn(logged, 'account invalidated: upstream rejected its credential');
     } else if (observation.outcome === 'rate_limited') {
       this.options.logger.info({ ...logged, cooldownUntil: new Date(observation.cooldownUntilMs ?? nowMs).toISOString() }, 'account cooling down');

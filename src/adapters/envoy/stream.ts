@@ -204,7 +204,7 @@ export class ProcessStream {
         // The release rides on the observation (one state write); the engine releases even if observing fails.
         const release = !hold && this.markReleased(ticket);
         try {
-          committed = this.deps.engine.observe(ticket, status, headers, { release, ...(origin ? { origin } : {}) });
+          committed = this.deps.engine.observe(ticket, status, headers, { release, origin });
         } catch (err) {
           this.deps.logger.error({ err }, 'engine.observe threw');
         }

@@ -194,7 +194,7 @@ async function checkHealth(deps: AdminDeps, provider: ProviderRow, account: Acco
     { pool: provider.slug, accountId: account.id, accountName: account.name },
     status,
     result.kind === 'answered' ? result.headers : {},
-    { nowMs, invalidationReason: `health check: upstream answered ${status}`, actor },
+    { nowMs, source: 'health check', actor },
   );
   // Committed before the answer, like a proxied response's state change: the operator sees the state it caused.
   await committed;
