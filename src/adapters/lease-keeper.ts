@@ -5,7 +5,9 @@
 // closed within one interval: its slot comes back and its memory goes. A crashed replica renews nothing, so its
 // slots come back one lease after its last renewal.
 //
-// One timer per engine for every stream (not one per stream), running only while some stream holds a ticket.
+// One timer per engine for every stream (not one per stream). It starts with the first held ticket and stops at the
+// first tick that finds none, not at every release: at one request at a time that would create and clear a timer per
+// request.
 import type { DecisionEngine, Ticket } from '../ports.js';
 
 /** A request holding a ticket, as the keeper sees it. */
@@ -51,13 +53,14 @@ export class LeaseKeeper {
 
   drop(entry: HeldTicket): void {
     this.held.delete(entry);
-    if (this.held.size === 0 && this.timer !== undefined) {
-      clearInterval(this.timer);
-      this.timer = undefined;
-    }
   }
 
   private tick(): void {
+    if (this.held.size === 0) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+      return;
+    }
     for (const entry of [...this.held]) {
       if (entry.isAlive()) {
         this.engine.renew(entry.ticket);
