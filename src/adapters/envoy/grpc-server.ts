@@ -86,7 +86,6 @@ type Deserialize = (bytes: Buffer) => unknown;
 export class GrpcServerCall<Request = unknown, Response = unknown> extends EventEmitter {
   cancelled = false;
   request: Request | undefined = undefined;
-  readonly metadata: Metadata;
   private statusSent = false;
   private headersSent = false;
   private pending: Buffer | null = null;
@@ -94,13 +93,13 @@ export class GrpcServerCall<Request = unknown, Response = unknown> extends Event
 
   constructor(
     private readonly stream: http2.ServerHttp2Stream,
-    headers: http2.IncomingHttpHeaders,
+    /** The call's request metadata (read once per call by the server, shared with its authorization check). */
+    readonly metadata: Metadata,
     private readonly serialize: Serialize,
     private readonly deserialize: Deserialize,
     private readonly maxMessageBytes: number,
   ) {
     super();
-    this.metadata = new Metadata(headers);
     // As grpc-js: a handler ends a call with a status by emitting it as 'error'.
     this.on('error', (err: unknown) => this.sendStatus(statusOf(err)));
     stream.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -312,14 +311,15 @@ export class GrpcServer {
       );
       return;
     }
-    if (this.authorize !== null && !this.authorize(new Metadata(headers))) {
+    const metadata = new Metadata(headers);
+    if (this.authorize !== null && !this.authorize(metadata)) {
       stream.respond(
         { ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(Status.UNAUTHENTICATED), 'grpc-message': encodeURI('keypool: missing or invalid gRPC token') },
         END_STREAM,
       );
       return;
     }
-    const call = new GrpcServerCall(stream, headers, method.serialize, method.deserialize, this.maxMessageBytes);
+    const call = new GrpcServerCall(stream, metadata, method.serialize, method.deserialize, this.maxMessageBytes);
     if (method.kind === 'bidi') {
       method.handler(call);
       return;
