@@ -7,6 +7,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { killOnExit } from './kill-on-exit.js';
 
 /** Failure detection of the test cluster: a dead master is replaced by its replica a few seconds after this. */
 const NODE_TIMEOUT_MS = 2_000;
@@ -26,17 +27,6 @@ export interface ClusterNode {
   readonly process: ChildProcess;
 }
 
-const live = new Set<ChildProcess>();
-let exitHookInstalled = false;
-
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const child of live) child.kill('SIGKILL');
-  });
-}
-
 export class LocalRedisCluster {
   private constructor(
     readonly nodes: ClusterNode[],
@@ -54,7 +44,6 @@ export class LocalRedisCluster {
   }
 
   static async start(): Promise<LocalRedisCluster> {
-    installExitHook();
     const dir = mkdtempSync(join(tmpdir(), 'kp-redis-cluster-'));
     const ports = await freeClusterPorts(6);
     const nodes = ports.map((port) => ({ port, process: startNode(port, dir) }));
@@ -180,8 +169,7 @@ function startNode(port: number, dir: string): ChildProcess {
     ],
     { stdio: 'ignore' },
   );
-  live.add(child);
-  child.once('exit', () => live.delete(child));
+  killOnExit(child);
   return child;
 }
 

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { Keyring } from '../../src/secrets/keyring.js';
 import { generatePepperSpec } from '../../src/secrets/pepper.js';
 import { ExtProcClient } from '../envoy/ext-proc-client.js';
+import { killOnExit } from './kill-on-exit.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI_ENTRY = join(ROOT, 'dist', 'src', 'cli', 'main.js');
@@ -47,18 +48,6 @@ export interface ReplicaOptions {
 export interface ReplicaExit {
   readonly code: number | null;
   readonly signal: NodeJS.Signals | null;
-}
-
-const live = new Set<ChildProcess>();
-let exitHookInstalled = false;
-
-/** A worker that dies (test timeout, crash) must not leave keypool processes behind. */
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const child of live) child.kill('SIGKILL');
-  });
 }
 
 export class Replica {
@@ -132,7 +121,6 @@ export class Replica {
 
   static async start(options: ReplicaOptions): Promise<Replica> {
     if (!existsSync(CLI_ENTRY)) throw new Error(`${CLI_ENTRY} is missing: build first (npx tsc -p tsconfig.json)`);
-    installExitHook();
     const env: Record<string, string> = {
       // Only what a replica needs: nothing of the test worker's own configuration leaks in.
       PATH: process.env.PATH ?? '/usr/bin:/bin',
@@ -148,7 +136,7 @@ export class Replica {
       ...options.env,
     };
     const child = spawn(process.execPath, [CLI_ENTRY, 'serve'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    live.add(child);
+    killOnExit(child);
     const output = { text: '' };
     const append = (chunk: Buffer): void => {
       output.text += chunk.toString('utf8');
@@ -158,7 +146,6 @@ export class Replica {
     child.stderr!.on('data', append);
     const exited = new Promise<ReplicaExit>((resolveExit) => {
       child.once('exit', (code, signal) => {
-        live.delete(child);
         resolveExit({ code, signal });
       });
     });
