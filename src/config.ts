@@ -1,11 +1,17 @@
-// Service configuration: parsed and validated once at start. Precedence: explicit overrides > environment > defaults.
+// Service configuration: every setting parsed and validated once at start, from one table (SETTINGS: variable, default,
+// parser). Precedence: explicit overrides > environment > defaults; overrides go through the environment's parsers.
 import { DEFAULT_KEY_HEADERS } from './core/apikey.js';
+import { DEFAULT_HEALTHCHECK_TIMEOUT_MS, parseBaseUrls } from './admin/health-check.js';
+import { DEFAULT_RELOAD_INTERVAL_MS } from './snapshot/holder.js';
 import { DEFAULT_COOLDOWN_MS } from './core/response.js';
 import { DEFAULT_STATE_TIMEOUT_MS, type StateFailureMode } from './stores/resilient-state.js';
 import { parseRedisUrl, RedisUrlError } from './stores/redis-url.js';
 import type { TracingSettings } from './telemetry/tracing.js';
 
 export type { StateFailureMode };
+
+/** Embedded store directory when KEYPOOL_DATA_DIR is unset. */
+const DEFAULT_DATA_DIR = './.keypool';
 
 
 export interface KeypoolConfig {
@@ -21,6 +27,11 @@ export interface KeypoolConfig {
   readonly keyPepper: string | undefined;
   /** Embedded data (PGlite files, generated secrets, the socket-share file). */
   readonly dataDir: string;
+  /**
+   * Whether KEYPOOL_DATA_DIR (or a dataDir override) named dataDir, rather than the ./.keypool default. The Kong
+   * plugin refuses to start on an unconfigured store (see RuntimeOptions.requireConfiguredStore).
+   */
+  readonly dataDirConfigured: boolean;
   /**
    * Where the Envoy ext_proc gRPC server listens (host:port). Loopback by default (sidecar): anyone who can call
    * `Process` with a valid client key receives a pooled upstream key, so a non-loopback listener must be TLS with
@@ -51,8 +62,11 @@ export interface KeypoolConfig {
   readonly adminTokenName: string;
   /** Who may scrape /metrics: auto (open on a loopback admin address, token elsewhere), public, or token. */
   readonly metricsAccess: 'auto' | 'public' | 'token';
-  /** Provider base URLs for `check-health` probes (`openai=https://…,azure-openai=https://…`); unset = built-in defaults. */
-  readonly healthCheckBaseUrls: string | undefined;
+  /**
+   * Provider base URLs for `check-health` probes, parsed from `openai=https://…,azure-openai=https://…`
+   * (KEYPOOL_HEALTHCHECK_BASE_URLS); unset = built-in defaults.
+   */
+  readonly healthCheckBaseUrls: Readonly<Record<string, string>> | undefined;
   /** Deadline of one `check-health` probe. */
   readonly healthCheckTimeoutMs: number;
   /** Revoke keys that are past rotate_after_days in the periodic lifecycle sweep. */
@@ -85,7 +99,7 @@ export interface KeypoolConfig {
    * leaseMs / 3 while it runs (however long it streams), so this is how soon a crashed replica's slots come back.
    */
   readonly leaseMs: number;
-  /** Safety-net full reload of the config snapshot (the change feed normally reloads within ~100 ms). */
+  /** Safety-net full reload of the config snapshot (the change feed normally reloads within ~100 ms); 0 = off. */
   readonly reloadIntervalMs: number;
   /** How often buffered audit rows, usage stats and key touches are flushed to the database. */
   readonly flushIntervalMs: number;
@@ -126,44 +140,85 @@ export class ConfigError extends Error {
 
 type Env = Readonly<Record<string, string | undefined>>;
 
-export function loadConfig(overrides: Partial<KeypoolConfig> = {}, env: Env = process.env): KeypoolConfig {
-  const fromEnv: KeypoolConfig = {
-    databaseUrl: nonEmpty(env.DATABASE_URL),
-    encryptionKeys: nonEmpty(env.KEYPOOL_ENCRYPTION_KEYS),
-    keyPepper: nonEmpty(env.KEYPOOL_KEY_PEPPER),
-    dataDir: nonEmpty(env.KEYPOOL_DATA_DIR) ?? './.keypool',
-    grpcListen: listenAddress(env, 'KEYPOOL_GRPC_LISTEN', '127.0.0.1:50051'),
-    grpcTlsCertFile: nonEmpty(env.KEYPOOL_GRPC_TLS_CERT),
-    grpcTlsKeyFile: nonEmpty(env.KEYPOOL_GRPC_TLS_KEY),
-    grpcTlsClientCaFile: nonEmpty(env.KEYPOOL_GRPC_TLS_CLIENT_CA),
-    grpcToken: secretToken(env, 'KEYPOOL_GRPC_TOKEN'),
-    adminListen: listenAddress(env, 'KEYPOOL_ADMIN_LISTEN', '127.0.0.1:9901'),
-    adminToken: nonEmpty(env.KEYPOOL_ADMIN_TOKEN),
-    adminAllowedHosts: hostNameList(env, 'KEYPOOL_ADMIN_ALLOWED_HOSTS'),
-    adminTokenName: nonEmpty(env.KEYPOOL_ADMIN_TOKEN_NAME) ?? 'admin',
-    metricsAccess: oneOf(env, 'KEYPOOL_METRICS_ACCESS', ['auto', 'public', 'token'] as const, 'auto'),
-    healthCheckBaseUrls: nonEmpty(env.KEYPOOL_HEALTHCHECK_BASE_URLS),
-    healthCheckTimeoutMs: integer(env, 'KEYPOOL_HEALTHCHECK_TIMEOUT_MS', 5_000, 100, 60_000),
-    autoRevokeOverdue: boolean(env, 'KEYPOOL_AUTO_REVOKE_OVERDUE', false),
-    redisUrl: redisUrl(env),
-    redisKeyPrefix: nonEmpty(env.KEYPOOL_REDIS_KEY_PREFIX) ?? '',
-    stateFailureMode: oneOf(env, 'KEYPOOL_STATE_FAILURE_MODE', ['local', 'closed'] as const, 'local'),
-    expectedReplicas: integer(env, 'KEYPOOL_EXPECTED_REPLICAS', 1, 1, 1000),
-    stateTimeoutMs: integer(env, 'KEYPOOL_STATE_TIMEOUT_MS', DEFAULT_STATE_TIMEOUT_MS, 1, 10_000),
-    keyHeaders: headerList(env, 'KEYPOOL_KEY_HEADERS', DEFAULT_KEY_HEADERS),
-    leaseMs: integer(env, 'KEYPOOL_LEASE_MS', 30_000, 1_000, 86_400_000),
-    reloadIntervalMs: integer(env, 'KEYPOOL_RELOAD_INTERVAL_MS', 30_000, 500, 86_400_000),
-    flushIntervalMs: integer(env, 'KEYPOOL_FLUSH_INTERVAL_MS', 1_000, 100, 600_000),
-    writeBufferMax: integer(env, 'KEYPOOL_WRITE_BUFFER_MAX', 100_000, 100, 10_000_000),
-    defaultCooldownMs: integer(env, 'KEYPOOL_DEFAULT_COOLDOWN_MS', DEFAULT_COOLDOWN_MS, 0, 86_400_000),
-    retentionDays: integer(env, 'KEYPOOL_RETENTION_DAYS', 0, 0, 3650),
-    migrateOnStart: boolean(env, 'KEYPOOL_MIGRATE_ON_START', true),
-    demoSeed: boolean(env, 'KEYPOOL_DEMO_SEED', true),
-    drainTimeoutMs: integer(env, 'KEYPOOL_DRAIN_TIMEOUT_MS', 10_000, 0, 600_000),
-    logLevel: oneOf(env, 'LOG_LEVEL', ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const, 'info'),
-    tracing: tracingSettings(env),
+/**
+ * How one setting is read. Both sources go through the same parser: an environment value as it is, an explicit
+ * override (what `startKeypool`/`openRuntime` callers and tests pass) first written as the text an operator would
+ * put in the environment (numbers and booleans as digits/words, lists comma-separated, maps `name=value,…`). Absent
+ * or blank means the default, which each table row below states exactly once.
+ */
+interface Setting<T> {
+  fromEnv(env: Env): T;
+  fromOverride(value: T): T;
+}
+
+/** A setting read from one variable by `parse(text, variable)` (text undefined = absent or blank = the default). */
+function setting<T>(variable: string, parse: (text: string | undefined, variable: string) => T): Setting<T> {
+  return {
+    fromEnv: (env) => parse(nonEmpty(env[variable]), variable),
+    fromOverride: (value) => parse(nonEmpty(asText(value)), variable),
   };
-  return { ...fromEnv, ...definedOnly(overrides) };
+}
+
+/** An override value as environment text, so it meets the environment's parser. */
+function asText(value: unknown): string | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  if (Array.isArray(value)) return value.map(String).join(',');
+  if (typeof value === 'object') return Object.entries(value).map(([name, item]) => `${name}=${String(item)}`).join(',');
+  return String(value);
+}
+
+type SettingTable = { readonly [K in keyof KeypoolConfig]: Setting<KeypoolConfig[K]> };
+
+/** Every setting: its variable, its default and its parser, in one place. */
+const SETTINGS: SettingTable = {
+  databaseUrl: text('DATABASE_URL'),
+  encryptionKeys: text('KEYPOOL_ENCRYPTION_KEYS'),
+  keyPepper: text('KEYPOOL_KEY_PEPPER'),
+  dataDir: text('KEYPOOL_DATA_DIR', DEFAULT_DATA_DIR),
+  dataDirConfigured: dataDirConfigured(),
+  grpcListen: listenAddress('KEYPOOL_GRPC_LISTEN', '127.0.0.1:50051'),
+  grpcTlsCertFile: text('KEYPOOL_GRPC_TLS_CERT'),
+  grpcTlsKeyFile: text('KEYPOOL_GRPC_TLS_KEY'),
+  grpcTlsClientCaFile: text('KEYPOOL_GRPC_TLS_CLIENT_CA'),
+  grpcToken: secretToken('KEYPOOL_GRPC_TOKEN'),
+  adminListen: listenAddress('KEYPOOL_ADMIN_LISTEN', '127.0.0.1:9901'),
+  adminToken: text('KEYPOOL_ADMIN_TOKEN'),
+  adminAllowedHosts: hostNameList('KEYPOOL_ADMIN_ALLOWED_HOSTS'),
+  adminTokenName: text('KEYPOOL_ADMIN_TOKEN_NAME', 'admin'),
+  metricsAccess: oneOf('KEYPOOL_METRICS_ACCESS', ['auto', 'public', 'token'] as const, 'auto'),
+  healthCheckBaseUrls: baseUrls('KEYPOOL_HEALTHCHECK_BASE_URLS'),
+  healthCheckTimeoutMs: integer('KEYPOOL_HEALTHCHECK_TIMEOUT_MS', DEFAULT_HEALTHCHECK_TIMEOUT_MS, 100, 60_000),
+  autoRevokeOverdue: boolean('KEYPOOL_AUTO_REVOKE_OVERDUE', false),
+  redisUrl: redisUrl('REDIS_URL'),
+  redisKeyPrefix: text('KEYPOOL_REDIS_KEY_PREFIX', ''),
+  stateFailureMode: oneOf('KEYPOOL_STATE_FAILURE_MODE', ['local', 'closed'] as const, 'local'),
+  expectedReplicas: integer('KEYPOOL_EXPECTED_REPLICAS', 1, 1, 1000),
+  stateTimeoutMs: integer('KEYPOOL_STATE_TIMEOUT_MS', DEFAULT_STATE_TIMEOUT_MS, 1, 10_000),
+  keyHeaders: headerList('KEYPOOL_KEY_HEADERS', DEFAULT_KEY_HEADERS),
+  leaseMs: integer('KEYPOOL_LEASE_MS', 30_000, 1_000, 86_400_000),
+  reloadIntervalMs: integer('KEYPOOL_RELOAD_INTERVAL_MS', DEFAULT_RELOAD_INTERVAL_MS, 500, 86_400_000, { zeroMeansOff: true }),
+  flushIntervalMs: integer('KEYPOOL_FLUSH_INTERVAL_MS', 1_000, 100, 600_000),
+  writeBufferMax: integer('KEYPOOL_WRITE_BUFFER_MAX', 100_000, 100, 10_000_000),
+  defaultCooldownMs: integer('KEYPOOL_DEFAULT_COOLDOWN_MS', DEFAULT_COOLDOWN_MS, 0, 86_400_000),
+  retentionDays: integer('KEYPOOL_RETENTION_DAYS', 0, 0, 3650),
+  migrateOnStart: boolean('KEYPOOL_MIGRATE_ON_START', true),
+  demoSeed: boolean('KEYPOOL_DEMO_SEED', true),
+  drainTimeoutMs: integer('KEYPOOL_DRAIN_TIMEOUT_MS', 10_000, 0, 600_000),
+  logLevel: oneOf('LOG_LEVEL', ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const, 'info'),
+  tracing: tracingSetting(),
+};
+
+export function loadConfig(overrides: Partial<KeypoolConfig> = {}, env: Env = process.env): KeypoolConfig {
+  const config: Record<string, unknown> = {};
+  for (const [field, read] of Object.entries(SETTINGS) as Array<[keyof KeypoolConfig, Setting<unknown>]>) {
+    const override = overrides[field];
+    config[field] = override === undefined ? read.fromEnv(env) : read.fromOverride(override);
+  }
+  // An explicit data directory (not the ./.keypool default) counts as configured, whichever source named it.
+  if (overrides.dataDirConfigured === undefined && nonEmpty(overrides.dataDir) !== undefined) config.dataDirConfigured = true;
+  return config as unknown as KeypoolConfig;
 }
 
 export function isLoopbackListen(listen: string): boolean {
@@ -178,14 +233,42 @@ export function splitHostPort(listen: string): { host: string; port: number } {
   return { host: match[1] ?? '', port: Number(match[2]) };
 }
 
-function definedOnly<T extends object>(value: T): Partial<T> {
-  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
-}
-
 function nonEmpty(value: string | undefined): string | undefined {
   const trimmed = value?.trim();
   return trimmed ? trimmed : undefined;
 }
+
+function text(variable: string): Setting<string | undefined>;
+function text(variable: string, fallback: string): Setting<string>;
+function text(variable: string, fallback?: string): Setting<string | undefined> {
+  return setting(variable, (value) => value ?? fallback);
+}
+
+/** True when KEYPOOL_DATA_DIR (or a dataDir override, see loadConfig) named the embedded store's directory. */
+function dataDirConfigured(): Setting<boolean> {
+  return {
+    fromEnv: (env) => nonEmpty(env.KEYPOOL_DATA_DIR) !== undefined,
+    fromOverride: (value) => value,
+  };
+}
+
+/** OpenTelemetry traces from the standard OTEL_* variables; an override is checked against the same choices. */
+function tracingSetting(): Setting<TracingSettings | null> {
+  return {
+    fromEnv: tracingSettings,
+    fromOverride: (value) =>
+      value === null
+        ? null
+        : {
+            protocol: TRACING_PROTOCOLS.parse(value.protocol, 'OTEL_EXPORTER_OTLP_PROTOCOL'),
+            serviceName: nonEmpty(value.serviceName) ?? DEFAULT_SERVICE_NAME,
+          },
+  };
+}
+
+const DEFAULT_SERVICE_NAME = 'keypool';
+/** grpc is not offered: it would load a second gRPC stack for the exporter alone. */
+const TRACING_PROTOCOLS = choice(['http/protobuf', 'http/json'] as const, 'http/protobuf');
 
 function tracingSettings(env: Env): TracingSettings | null {
   if (nonEmpty(env.OTEL_SDK_DISABLED)?.toLowerCase() === 'true') return null;
@@ -196,91 +279,124 @@ function tracingSettings(env: Env): TracingSettings | null {
   }
   const endpoint = nonEmpty(env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) ?? nonEmpty(env.OTEL_EXPORTER_OTLP_ENDPOINT);
   if (exporter === undefined && endpoint === undefined) return null;
-  // grpc is not offered: it would load a second gRPC stack for the exporter alone.
   const protocolVariable = nonEmpty(env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL) ? 'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL' : 'OTEL_EXPORTER_OTLP_PROTOCOL';
-  const protocol = oneOf(env, protocolVariable, ['http/protobuf', 'http/json'] as const, 'http/protobuf');
-  return { protocol, serviceName: nonEmpty(env.OTEL_SERVICE_NAME) ?? 'keypool' };
+  const protocol = TRACING_PROTOCOLS.parse(nonEmpty(env[protocolVariable]), protocolVariable);
+  return { protocol, serviceName: nonEmpty(env.OTEL_SERVICE_NAME) ?? DEFAULT_SERVICE_NAME };
 }
 
-function redisUrl(env: Env): string | undefined {
-  const value = nonEmpty(env.REDIS_URL);
-  if (value === undefined) return undefined;
-  try {
-    parseRedisUrl(value);
-  } catch (error) {
-    // RedisUrlError messages never repeat the URL: it may carry a password.
-    if (error instanceof RedisUrlError) throw new ConfigError('REDIS_URL', error.message);
-    throw error;
-  }
-  return value;
+function redisUrl(variable: string): Setting<string | undefined> {
+  return setting(variable, (value) => {
+    if (value === undefined) return undefined;
+    try {
+      parseRedisUrl(value);
+    } catch (error) {
+      // RedisUrlError messages never repeat the URL: it may carry a password.
+      if (error instanceof RedisUrlError) throw new ConfigError(variable, error.message);
+      throw error;
+    }
+    return value;
+  });
 }
 
-function listenAddress(env: Env, name: string, fallback: string): string {
-  const value = nonEmpty(env[name]) ?? fallback;
-  try {
-    const { port } = splitHostPort(value);
-    if (port > 65535) throw new Error('port out of range');
-  } catch {
-    throw new ConfigError(name, `expected host:port (e.g. ${fallback}), got "${value}"`);
-  }
-  return value;
+function listenAddress(variable: string, fallback: string): Setting<string> {
+  return setting(variable, (given) => {
+    const value = given ?? fallback;
+    try {
+      const { port } = splitHostPort(value);
+      if (port > 65535) throw new Error('port out of range');
+    } catch {
+      throw new ConfigError(variable, `expected host:port (e.g. ${fallback}), got "${value}"`);
+    }
+    return value;
+  });
 }
 
 /** Shortest accepted shared-secret token: `openssl rand -hex 32` gives 64 characters. */
 export const MIN_TOKEN_CHARS = 32;
 
-/** A shared secret from the environment; the error never quotes the value. */
-function secretToken(env: Env, name: string): string | undefined {
-  const value = nonEmpty(env[name]);
-  if (value === undefined) return undefined;
-  if (value.length < MIN_TOKEN_CHARS || !/^[\x21-\x7e]+$/.test(value)) {
-    throw new ConfigError(name, `expected at least ${MIN_TOKEN_CHARS} printable characters without spaces (e.g. \`openssl rand -hex 32\`)`);
-  }
-  return value;
+/** A shared secret; the error never quotes the value. */
+function secretToken(variable: string): Setting<string | undefined> {
+  return setting(variable, (value) => {
+    if (value === undefined) return undefined;
+    if (value.length < MIN_TOKEN_CHARS || !/^[\x21-\x7e]+$/.test(value)) {
+      throw new ConfigError(variable, `expected at least ${MIN_TOKEN_CHARS} printable characters without spaces (e.g. \`openssl rand -hex 32\`)`);
+    }
+    return value;
+  });
 }
 
-function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
-  const raw = nonEmpty(env[name]);
-  if (raw === undefined) return fallback;
-  if (!/^\d+$/.test(raw)) throw new ConfigError(name, `expected a whole number, got "${raw}"`);
-  const value = Number(raw);
-  if (value < min || value > max) throw new ConfigError(name, `expected ${min}..${max}, got ${value}`);
-  return value;
+/** A whole number in min..max; with zeroMeansOff, 0 is accepted too and switches the feature off. */
+function integer(variable: string, fallback: number, min: number, max: number, options: { zeroMeansOff?: boolean } = {}): Setting<number> {
+  return setting(variable, (raw) => {
+    if (raw === undefined) return fallback;
+    if (!/^\d+$/.test(raw)) throw new ConfigError(variable, `expected a whole number, got "${raw}"`);
+    const value = Number(raw);
+    if (value === 0 && options.zeroMeansOff) return 0;
+    if (value < min || value > max) {
+      throw new ConfigError(variable, `expected ${options.zeroMeansOff ? `0 (off) or ` : ''}${min}..${max}, got ${value}`);
+    }
+    return value;
+  });
 }
 
-function boolean(env: Env, name: string, fallback: boolean): boolean {
-  const raw = nonEmpty(env[name])?.toLowerCase();
-  if (raw === undefined) return fallback;
-  if (['1', 'true', 'yes', 'on'].includes(raw)) return true;
-  if (['0', 'false', 'no', 'off'].includes(raw)) return false;
-  throw new ConfigError(name, `expected true or false, got "${raw}"`);
+function boolean(variable: string, fallback: boolean): Setting<boolean> {
+  return setting(variable, (given) => {
+    const raw = given?.toLowerCase();
+    if (raw === undefined) return fallback;
+    if (['1', 'true', 'yes', 'on'].includes(raw)) return true;
+    if (['0', 'false', 'no', 'off'].includes(raw)) return false;
+    throw new ConfigError(variable, `expected true or false, got "${raw}"`);
+  });
 }
 
-function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], fallback: T): T {
-  const raw = nonEmpty(env[name]);
-  if (raw === undefined) return fallback;
-  if (!(allowed as readonly string[]).includes(raw)) {
-    throw new ConfigError(name, `expected one of ${allowed.join(', ')}, got "${raw}"`);
-  }
-  return raw as T;
+/** One of a fixed set of words; `parse` is shared by settings whose variable is chosen at read time (OTEL_*). */
+function choice<T extends string>(allowed: readonly T[], fallback: T): { parse(raw: string | undefined, variable: string): T } {
+  return {
+    parse(raw, variable) {
+      if (raw === undefined) return fallback;
+      if (!(allowed as readonly string[]).includes(raw)) {
+        throw new ConfigError(variable, `expected one of ${allowed.join(', ')}, got "${raw}"`);
+      }
+      return raw as T;
+    },
+  };
 }
 
-function hostNameList(env: Env, name: string): readonly string[] {
-  const raw = nonEmpty(env[name]);
-  if (raw === undefined) return [];
-  const names = raw.split(',').map((part) => part.trim().toLowerCase()).filter(Boolean);
-  const invalid = names.find((host) => !/^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?)*$/.test(host));
-  if (invalid !== undefined) throw new ConfigError(name, `expected comma-separated host names without port (e.g. keypool-admin.internal), got "${invalid}"`);
-  return names;
+function oneOf<T extends string>(variable: string, allowed: readonly T[], fallback: T): Setting<T> {
+  const words = choice(allowed, fallback);
+  return setting(variable, (raw) => words.parse(raw, variable));
 }
 
-function headerList(env: Env, name: string, fallback: readonly string[]): readonly string[] {
-  const raw = nonEmpty(env[name]);
-  if (raw === undefined) return fallback;
-  const names = raw.split(',').map((part) => part.trim().toLowerCase()).filter(Boolean);
-  const invalid = names.find((header) => !/^[a-z0-9-]+$/.test(header));
-  if (names.length === 0 || invalid !== undefined) {
-    throw new ConfigError(name, `expected a comma-separated list of header names, got "${raw}"`);
-  }
-  return names;
+function hostNameList(variable: string): Setting<readonly string[]> {
+  return setting(variable, (raw) => {
+    if (raw === undefined) return [];
+    const names = raw.split(',').map((part) => part.trim().toLowerCase()).filter(Boolean);
+    const invalid = names.find((host) => !/^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?)*$/.test(host));
+    if (invalid !== undefined) throw new ConfigError(variable, `expected comma-separated host names without port (e.g. keypool-admin.internal), got "${invalid}"`);
+    return names;
+  });
+}
+
+function headerList(variable: string, fallback: readonly string[]): Setting<readonly string[]> {
+  return setting(variable, (raw) => {
+    if (raw === undefined) return fallback;
+    const names = raw.split(',').map((part) => part.trim().toLowerCase()).filter(Boolean);
+    const invalid = names.find((header) => !/^[a-z0-9-]+$/.test(header));
+    if (names.length === 0 || invalid !== undefined) {
+      throw new ConfigError(variable, `expected a comma-separated list of header names, got "${raw}"`);
+    }
+    return names;
+  });
+}
+
+/** `provider=https://host,…` -> per-provider base URLs (rules in src/admin/health-check.ts). */
+function baseUrls(variable: string): Setting<Readonly<Record<string, string>> | undefined> {
+  return setting(variable, (raw) => {
+    if (raw === undefined) return undefined;
+    try {
+      return parseBaseUrls(raw);
+    } catch (error) {
+      throw new ConfigError(variable, (error as Error).message);
+    }
+  });
 }

@@ -7,8 +7,7 @@ import { createAdminDeps } from './admin/deps.js';
 import { KeypoolMetrics } from './admin/metrics.js';
 import { DecisionActivity } from './admin/activity.js';
 import { systemClock } from './ports.js';
-import { parseBaseUrls } from './admin/health-check.js';
-import { ConfigError, loadConfig, splitHostPort, type KeypoolConfig } from './config.js';
+import { loadConfig, splitHostPort, type KeypoolConfig } from './config.js';
 
 export interface RunningKeypool {
   readonly runtime: Runtime;
@@ -86,7 +85,7 @@ export async function startKeypool(
         clock: runtime.clock,
         metrics,
         repository: runtime.repository,
-        healthCheck: { baseUrls: healthCheckBaseUrls(config), timeoutMs: config.healthCheckTimeoutMs },
+        healthCheck: { baseUrls: config.healthCheckBaseUrls, timeoutMs: config.healthCheckTimeoutMs },
         autoRevokeOverdue: config.autoRevokeOverdue,
         activity,
       }),
@@ -126,13 +125,4 @@ export async function startKeypool(
     logger.info({ grpcChannel: channel.mode }, 'ext_proc TLS certificates reloaded');
   };
   return { runtime, grpcAddress, adminAddress, engine: runtime.engine, metrics, reloadCertificates, stop };
-}
-
-function healthCheckBaseUrls(config: KeypoolConfig): Record<string, string> | undefined {
-  if (config.healthCheckBaseUrls === undefined) return undefined;
-  try {
-    return parseBaseUrls(config.healthCheckBaseUrls);
-  } catch (error) {
-    throw new ConfigError('KEYPOOL_HEALTHCHECK_BASE_URLS', (error as Error).message);
-  }
 }

@@ -65,7 +65,7 @@ export interface Runtime {
 
 export async function openRuntime(options: RuntimeOptions = {}): Promise<Runtime> {
   const config = loadConfig(options.config);
-  if (options.requireConfiguredStore) checkStoreConfigured(config, process.env);
+  if (options.requireConfiguredStore) checkStoreConfigured(config);
   // Before the logger: its lines carry the active trace id. Null (and no SDK loaded) unless OTEL_* asks for traces.
   const tracing = config.tracing === null ? null : await startTracing(config.tracing);
   const logger = options.logger ?? createLogger(config.logLevel, undefined, tracing?.logMixin);
@@ -201,9 +201,9 @@ export async function openRuntime(options: RuntimeOptions = {}): Promise<Runtime
   }
 }
 
-function checkStoreConfigured(config: KeypoolConfig, env: NodeJS.ProcessEnv): void {
+function checkStoreConfigured(config: KeypoolConfig): void {
   if (config.databaseUrl !== undefined && /^postgres(ql)?:\/\//i.test(config.databaseUrl)) return;
-  if (config.databaseUrl === undefined && (env.KEYPOOL_DATA_DIR ?? '').trim() !== '') return;
+  if (config.databaseUrl === undefined && config.dataDirConfigured) return;
   throw new ConfigError(
     'DATABASE_URL',
     'no configured config store: set DATABASE_URL=postgres://… (or KEYPOOL_DATA_DIR to the embedded store of a running ' +

@@ -72,6 +72,9 @@ const DEFAULT_PROBE_PATH = '/v1/models';
 /** Only the start of a body is read (to spot Gemini's API_KEY_INVALID); a model list can be large. */
 const BODY_PEEK_BYTES = 16 * 1024;
 
+/** Deadline of one probe unless KEYPOOL_HEALTHCHECK_TIMEOUT_MS says otherwise. */
+export const DEFAULT_HEALTHCHECK_TIMEOUT_MS = 5_000;
+
 export class HealthChecker {
   private readonly timeoutMs: number;
   private readonly fetchFn: typeof fetch;
@@ -79,7 +82,7 @@ export class HealthChecker {
   private readonly baseUrls: ReadonlyMap<string, string>;
 
   constructor(options: HealthCheckOptions = {}) {
-    this.timeoutMs = options.timeoutMs ?? 5000;
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_HEALTHCHECK_TIMEOUT_MS;
     this.fetchFn = options.fetch ?? fetch;
     const baseUrls = new Map(Object.entries(DEFAULT_BASE_URLS));
     for (const [slug, url] of Object.entries(options.baseUrls ?? {})) {

@@ -31,8 +31,8 @@ export async function openCliStore(env: Env): Promise<CliStore> {
     import('../stores/migrate.js'),
   ]);
   const secrets = await loadSecrets({
-    encryptionKeys: env.KEYPOOL_ENCRYPTION_KEYS,
-    keyPepper: env.KEYPOOL_KEY_PEPPER,
+    encryptionKeys: config.encryptionKeys,
+    keyPepper: config.keyPepper,
     databaseUrl: config.databaseUrl,
     dataDir: config.dataDir,
   });

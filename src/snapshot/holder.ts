@@ -30,13 +30,16 @@ export interface ReloadInfo {
 
 export type ReloadReason = 'initial' | 'notify' | 'listen' | 'interval' | 'poll' | 'manual';
 
+/** Safety-net full reload when KEYPOOL_RELOAD_INTERVAL_MS is unset. */
+export const DEFAULT_RELOAD_INTERVAL_MS = 30_000;
+
 export interface SnapshotHolderOptions {
   readonly source: ConfigSource;
   /** LISTEN source for the change feed; null = no feed (periodic reload / poll only). */
   readonly feed: Pick<SqlClient, 'listen'> | null;
   readonly deps: CompileDeps;
   readonly clock: Clock;
-  /** Safety-net full reload. Default 30 s; 0 disables. */
+  /** Safety-net full reload. Default DEFAULT_RELOAD_INTERVAL_MS; 0 disables. */
   readonly reloadIntervalMs?: number | undefined;
   /** Coalesces a burst of notifications into one reload. Default 100 ms. */
   readonly debounceMs?: number | undefined;
@@ -92,7 +95,7 @@ export class SnapshotHolder implements SnapshotSource {
       await this.stop();
       throw this.#lastError instanceof Error ? this.#lastError : new Error('initial snapshot load failed');
     }
-    const interval = this.#options.reloadIntervalMs ?? 30_000;
+    const interval = this.#options.reloadIntervalMs ?? DEFAULT_RELOAD_INTERVAL_MS;
     if (interval > 0) {
       this.#interval = setInterval(() => void this.reload('interval'), interval);
       this.#interval.unref();
