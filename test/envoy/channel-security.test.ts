@@ -1,4 +1,4 @@
-// The ext_proc channel's authentication, driven by a real grpc-js client against the real server (fake engine):
+// The ext_proc channel's authentication, driven by a real grpc-js client against the real server (the real engine over a static snapshot, test/helpers/test-engine.ts):
 // who may start, and what a caller without the token or a trusted client certificate gets (nothing).
 import { copyFileSync, writeFileSync } from 'node:fs';
 import { readFileSync } from 'node:fs';
@@ -10,7 +10,9 @@ import { startExtProcServer, type ExtProcServer } from '../../src/adapters/envoy
 import { loadConfig } from '../../src/config.js';
 import { createTestPki, type TestCa, type TestCert, type TestPki } from '../helpers/tls.js';
 import { ExtProcClient, requestHeadersMsg, setHeadersOf, type Msg } from './ext-proc-client.js';
-import { CLIENT_KEY, FakeEngine } from './fake-engine.js';
+import { createTestEngine, TEST_KEYS, type TestEngine } from '../helpers/test-engine.js';
+
+const CLIENT_KEY = TEST_KEYS.live;
 
 const logger = pino({ level: 'silent' });
 const TOKEN = 'a'.repeat(24) + 'channel-token-for-tests-0123456789';
@@ -72,13 +74,13 @@ describe('the transport-neutral rules', () => {
 });
 
 interface Started {
-  readonly engine: FakeEngine;
+  readonly engine: TestEngine;
   readonly server: ExtProcServer;
   readonly reload: () => Promise<void>;
 }
 
 async function startSecured(settings: Omit<ChannelSecuritySettings, 'listen'>): Promise<Started> {
-  const engine = new FakeEngine();
+  const engine = await createTestEngine();
   const channel = await openChannelSecurity({ listen: '127.0.0.1:0', ...settings });
   const server = await startExtProcServer({ listen: '127.0.0.1:0', engine, logger, channel });
   return { engine, server, reload: channel.reload };

@@ -16,7 +16,9 @@ import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startExtProcServer, type ExtProcServer } from '../../src/adapters/envoy/server.js';
 import { envoyOrSkip, envoyStat, renderEnvoyConfig, startEnvoy, type RunningEnvoy } from '../helpers/envoy.js';
-import { CLIENT_KEY, FakeEngine } from './fake-engine.js';
+import { createTestEngine, TEST_KEYS, type TestEngine } from '../helpers/test-engine.js';
+
+const CLIENT_KEY = TEST_KEYS.live;
 import { MockUpstream } from './mock-upstream.js';
 
 const ENVOY = envoyOrSkip('test/envoy/connection-budget.test.ts');
@@ -120,13 +122,14 @@ async function keypoolClusterStats(envoy: RunningEnvoy): Promise<KeypoolClusterS
 }
 
 describe.skipIf(!ENVOY)(`${REQUESTS} requests through Envoy and keypool: none fails`, () => {
-  const engine = new FakeEngine();
+  let engine: TestEngine;
   const upstream = new MockUpstream();
   let upstreamPort = 0;
   let keypool: ExtProcServer;
   let envoy: RunningEnvoy | null = null;
 
   beforeAll(async () => {
+    engine = await createTestEngine();
     upstreamPort = await upstream.start();
     keypool = await startExtProcServer({ listen: '127.0.0.1:0', engine, logger, healthPollMs: 50 });
   });

@@ -1,5 +1,5 @@
 // The authenticated ext_proc channel through the REAL Envoy: envoy/envoy-mtls.yaml (mutual TLS) and envoy/envoy.yaml
-// with the README's token snippet, against keypool's real ext_proc server (fake engine) and a mock provider.
+// with the README's token snippet, against keypool's real ext_proc server (the real engine over a static snapshot) and a mock provider.
 // Envoy fails closed whenever the channel does not authenticate: 5xx to the client, nothing upstream, no decision.
 // Certificates are generated at test time (test/helpers/tls.ts). Skips without an Envoy binary unless
 // KEYPOOL_REQUIRE_ENVOY=1.
@@ -21,7 +21,9 @@ import {
 } from '../helpers/envoy.js';
 import { createTestPki, type TestCert, type TestPki } from '../helpers/tls.js';
 import { waitForAsync } from './ext-proc-client.js';
-import { CLIENT_KEY, FakeEngine } from './fake-engine.js';
+import { createTestEngine, TEST_KEYS, type TestEngine } from '../helpers/test-engine.js';
+
+const CLIENT_KEY = TEST_KEYS.live;
 import { MockUpstream } from './mock-upstream.js';
 
 const ENVOY = envoyOrSkip('test/envoy/envoy-channel.test.ts');
@@ -38,12 +40,12 @@ const SHIPPED_PATHS = {
 type Json = Record<string, unknown>;
 
 interface Keypool {
-  readonly engine: FakeEngine;
+  readonly engine: TestEngine;
   readonly server: ExtProcServer;
 }
 
 async function startKeypool(settings: Omit<ChannelSecuritySettings, 'listen'>): Promise<Keypool> {
-  const engine = new FakeEngine();
+  const engine = await createTestEngine();
   const channel = await openChannelSecurity({ listen: '127.0.0.1:0', ...settings });
   const server = await startExtProcServer({ listen: '127.0.0.1:0', engine, logger, healthPollMs: 50, channel });
   return { engine, server };

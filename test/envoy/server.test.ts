@@ -1,4 +1,5 @@
-// The real gRPC server driven by a grpc-js client sending what Envoy sends, with a fake engine.
+// The real gRPC server driven by a grpc-js client sending what Envoy sends, over the real engine of
+// test/helpers/test-engine.ts (static snapshot, memory rate state; only ports faked).
 import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -12,14 +13,20 @@ import {
   waitFor,
   type Msg,
 } from './ext-proc-client.js';
-import { CLIENT_KEY, CLIENT_KEY_DENY_429, CLIENT_KEY_THROW, CLIENT_KEY_UNSAFE, FakeEngine } from './fake-engine.js';
+import { createTestEngine, SPECIAL_POOLS, TEST_KEYS, type TestEngine, type TestEngineOptions } from '../helpers/test-engine.js';
+
+const CLIENT_KEY = TEST_KEYS.live;
+/** Streams of these providers: a pool cooling down (429, retry-after 7), one whose rate state fails, one with a CR/LF secret. */
+const BUSY = { 'x-keypool-provider': SPECIAL_POOLS.busy };
+const BROKEN = { 'x-keypool-provider': SPECIAL_POOLS.broken };
+const UNSAFE = { 'x-keypool-provider': SPECIAL_POOLS.unsafe };
 
 interface LogLine {
   level: number;
   msg: string;
 }
 
-let engine: FakeEngine;
+let engine: TestEngine;
 let server: ExtProcServer;
 let client: ExtProcClient;
 let logs: LogLine[];
@@ -32,9 +39,17 @@ async function start(options: { drainTimeoutMs?: number; healthPollMs?: number }
 }
 
 beforeEach(async () => {
-  engine = new FakeEngine();
+  engine = await createTestEngine();
   await start();
 });
+
+/** Restarts the server over an engine built with other options (e.g. accounts with a max_concurrency). */
+async function restartWith(options: TestEngineOptions): Promise<void> {
+  client.close();
+  await server.shutdown();
+  engine = await createTestEngine(options);
+  await start();
+}
 
 afterEach(async () => {
   client.close();
@@ -70,7 +85,9 @@ describe('Process stream', () => {
     });
     const mutation = (first['request_headers'] as { response: { header_mutation: { remove_headers: string[]; set_headers: Msg[] } } })
       .response.header_mutation;
-    expect(mutation.remove_headers).toEqual(['authorization', 'x-api-key']);
+    // What core's buildAllow removes: the key header presented, the upstream auth header, and the two headers keypool
+    // sets (a client cannot smuggle its own priority or tenant upstream).
+    expect(mutation.remove_headers).toEqual(['authorization', 'x-keypool-priority', 'x-keypool-tenant']);
     for (const option of mutation.set_headers) {
       expect(option['append']).toEqual({ value: false });
       expect((option['header'] as Msg)['value']).toBeUndefined();
@@ -103,7 +120,8 @@ describe('Process stream', () => {
   it('missing provider metadata -> the engine sees an empty provider (and denies it)', async () => {
     const call = client.process({});
     call.send(openaiRequest());
-    expect(immediate(await call.next()).status.code).toBe('NotFound');
+    // Core answers a route that names no provider 503 unknown_provider (a gateway misconfiguration, not the client's).
+    expect(immediate(await call.next()).status.code).toBe('ServiceUnavailable');
     expect(engine.views[0]?.provider).toBe('');
     expect(logs.some((l) => l.msg.includes('x-keypool-provider'))).toBe(true);
     call.cancel();
@@ -118,8 +136,8 @@ describe('Process stream', () => {
   });
 
   it('deny: ImmediateResponse with explicit status, JSON body, content-type, retry-after, details', async () => {
-    const call = client.process();
-    call.send(openaiRequest(CLIENT_KEY_DENY_429));
+    const call = client.process(BUSY);
+    call.send(openaiRequest());
     const ir = immediate(await call.next());
     expect(ir.status.code).toBe('TooManyRequests'); // 429, decoded by enum name
     expect(ir.headers).toEqual({ 'content-type': 'application/json', 'retry-after': '7' });
@@ -130,8 +148,8 @@ describe('Process stream', () => {
   });
 
   it('engine throws -> 503 keypool_unavailable ImmediateResponse (never a clean close)', async () => {
-    const call = client.process();
-    call.send(openaiRequest(CLIENT_KEY_THROW));
+    const call = client.process(BROKEN);
+    call.send(openaiRequest());
     const ir = immediate(await call.next());
     expect(ir.status.code).toBe('ServiceUnavailable');
     expect(JSON.parse(ir.body.toString())).toMatchObject({ error: { code: 'keypool_unavailable' } });
@@ -140,8 +158,8 @@ describe('Process stream', () => {
   });
 
   it('an allow that cannot be encoded safely (CR/LF in a value) -> 503, and its ticket is released', async () => {
-    const call = client.process();
-    call.send(openaiRequest(CLIENT_KEY_UNSAFE));
+    const call = client.process(UNSAFE);
+    call.send(openaiRequest());
     expect(immediate(await call.next()).status.code).toBe('ServiceUnavailable');
     expect(engine.releaseCounts()).toEqual({ 'lease-1': 1 });
     call.cancel();
@@ -201,7 +219,7 @@ describe('an account with max_concurrency: its slot is held until the response h
 
   /** An allowed, observed stream whose ticket holds a concurrency slot. */
   async function holding(): Promise<ReturnType<ExtProcClient['process']>> {
-    engine.holdsConcurrencySlot = true;
+    await restartWith({ maxConcurrency: 10 });
     const call = client.process();
     call.send(openaiRequest());
     await call.next();
@@ -245,7 +263,7 @@ describe('an account with max_concurrency: its slot is held until the response h
   });
 
   it('a response without a body (end_of_stream on its headers) frees the slot at once, no hold mode', async () => {
-    engine.holdsConcurrencySlot = true;
+    await restartWith({ maxConcurrency: 10 });
     const call = client.process();
     call.send(openaiRequest());
     await call.next();
@@ -391,8 +409,8 @@ describe('unexpected messages get a defined answer and a log line', () => {
   });
 
   it('response_headers after a deny -> gRPC error', async () => {
-    const call = client.process();
-    call.send(openaiRequest(CLIENT_KEY_DENY_429));
+    const call = client.process(BUSY);
+    call.send(openaiRequest());
     await call.next();
     call.send(responseHeadersMsg(200));
     expect((await call.status).code).toBe(grpc.status.INVALID_ARGUMENT);

@@ -1,7 +1,7 @@
 // What a stream does with its ticket over its life, driven through the real gRPC server: the answer to a
 // state-changing response waits for the state commit; the release rides on the observation; the gateway's own
 // replies are marked as such; a stream reset in the same write as its request_headers holds nothing; a long stream
-// keeps its slot by renewal. Fake engine (our port), real grpc-js, real HTTP/2 frames.
+// keeps its slot by renewal. The real engine over a static snapshot (test/helpers/test-engine.ts; only its ports faked), real grpc-js, real HTTP/2 frames.
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { responseOriginFrom } from '../../src/adapters/envoy/codec.js';
@@ -9,18 +9,22 @@ import { LeaseKeeper } from '../../src/adapters/lease-keeper.js';
 import type { ProcessingRequestMsg } from '../../src/adapters/envoy/messages.js';
 import { startExtProcServer, type ExtProcServer } from '../../src/adapters/envoy/server.js';
 import { ExtProcClient, requestHeadersMsg, responseHeadersMsg, waitFor, type Msg } from './ext-proc-client.js';
-import { CLIENT_KEY, FakeEngine } from './fake-engine.js';
+import { createTestEngine, TEST_KEYS, type TestEngine, type TestEngineOptions } from '../helpers/test-engine.js';
+
+const CLIENT_KEY = TEST_KEYS.live;
 import { requestThenResetInOneWrite } from './raw-h2.js';
 
-let engine: FakeEngine;
+let engine: TestEngine;
 let server: ExtProcServer;
 let client: ExtProcClient;
 
-beforeEach(async () => {
-  engine = new FakeEngine();
+async function start(options: TestEngineOptions = {}): Promise<void> {
+  engine = await createTestEngine(options);
   server = await startExtProcServer({ listen: '127.0.0.1:0', engine, logger: pino({ level: 'silent' }) });
   client = new ExtProcClient(`127.0.0.1:${server.port}`);
-});
+}
+
+beforeEach(() => start());
 
 afterEach(async () => {
   client.close();
@@ -117,8 +121,11 @@ describe('slots tied to live streams', () => {
   });
 
   it('a stream that holds its ticket is renewed every renewIntervalMs, and not after it ended', async () => {
-    engine.renewIntervalMs = 100;
-    engine.holdsConcurrencySlot = true;
+    // A 300 ms lease is renewed every 100 ms; accounts with a max_concurrency hold their slot to the response's end.
+    client.close();
+    await server.shutdown();
+    await start({ leaseMs: 300, maxConcurrency: 10 });
+    expect(engine.renewIntervalMs).toBe(100);
     const call = client.process();
     call.send(request());
     await call.next();

@@ -180,7 +180,8 @@ describePostgres('replicas under faults', () => {
       const elsewhere = await Promise.all([decide(l2.client, request()), decide(l3.client, request())]);
       for (const a of elsewhere) {
         expect(describeAnswer(a)).toMatch(/^deny 429 pool_exhausted/);
-        expect((a as { retryAfterSec: number }).retryAfterSec).toBeGreaterThanOrEqual(4);
+        // Still cooling down, never longer than the hint (no lower window: a busy runner may take seconds to get here).
+        expect((a as { retryAfterSec: number }).retryAfterSec).toBeGreaterThanOrEqual(1);
         expect((a as { retryAfterSec: number }).retryAfterSec).toBeLessThanOrEqual(5);
       }
       for (const replica of local) expect(replica.running).toBe(true);
