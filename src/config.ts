@@ -6,7 +6,7 @@ import { DEFAULT_RELOAD_INTERVAL_MS } from './snapshot/holder.js';
 import { DEFAULT_COOLDOWN_MS } from './core/response.js';
 import { DEFAULT_STATE_TIMEOUT_MS, type StateFailureMode } from './stores/resilient-state.js';
 import { parseRedisUrl, RedisUrlError } from './stores/redis-url.js';
-import type { TracingSettings } from './telemetry/tracing.js';
+import type { TracingConfig } from './telemetry/tracing.js';
 
 export type { StateFailureMode };
 
@@ -125,7 +125,7 @@ export interface KeypoolConfig {
    * OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set; OTEL_TRACES_EXPORTER=none or OTEL_SDK_DISABLED=true turn them off.
    * The exporter reads the endpoint, headers, timeout and OTEL_BSP_* batching variables itself.
    */
-  readonly tracing: TracingSettings | null;
+  readonly tracing: TracingConfig | null;
 }
 
 export class ConfigError extends Error {
@@ -253,7 +253,7 @@ function dataDirConfigured(): Setting<boolean> {
 }
 
 /** OpenTelemetry traces from the standard OTEL_* variables; an override is checked against the same choices. */
-function tracingSetting(): Setting<TracingSettings | null> {
+function tracingSetting(): Setting<TracingConfig | null> {
   return {
     fromEnv: tracingSettings,
     fromOverride: (value) =>
@@ -270,7 +270,7 @@ const DEFAULT_SERVICE_NAME = 'keypool';
 /** grpc is not offered: it would load a second gRPC stack for the exporter alone. */
 const TRACING_PROTOCOLS = choice(['http/protobuf', 'http/json'] as const, 'http/protobuf');
 
-function tracingSettings(env: Env): TracingSettings | null {
+function tracingSettings(env: Env): TracingConfig | null {
   if (nonEmpty(env.OTEL_SDK_DISABLED)?.toLowerCase() === 'true') return null;
   const exporter = nonEmpty(env.OTEL_TRACES_EXPORTER)?.toLowerCase();
   if (exporter === 'none') return null;

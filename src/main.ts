@@ -28,20 +28,20 @@ export async function startKeypool(
 ): Promise<RunningKeypool> {
   // The ext_proc channel's security is checked (and its certificates read) before anything opens: a listener that
   // would hand pooled keys to anyone on the network never starts.
-  const settings = loadConfig(overrides);
+  const config = loadConfig(overrides);
   const channel = await openChannelSecurity({
-    listen: settings.grpcListen,
-    tlsCertFile: settings.grpcTlsCertFile,
-    tlsKeyFile: settings.grpcTlsKeyFile,
-    tlsClientCaFile: settings.grpcTlsClientCaFile,
-    token: settings.grpcToken,
+    listen: config.grpcListen,
+    tlsCertFile: config.grpcTlsCertFile,
+    tlsKeyFile: config.grpcTlsKeyFile,
+    tlsClientCaFile: config.grpcTlsClientCaFile,
+    token: config.grpcToken,
   });
   const metrics = new KeypoolMetrics();
   // The runtime's clock (openRuntime uses the same default).
   const activity = new DecisionActivity(options.clock ?? systemClock);
   const runtime = await openRuntime({
     ...options,
-    config: settings,
+    config,
     storeRole: 'owner',
     onDecision: (outcome, elapsedMs, provider) => {
       metrics.onDecision(outcome, elapsedMs);
@@ -52,7 +52,7 @@ export async function startKeypool(
       activity.onObservation(ticket.accountId, outcome);
     },
   });
-  const { config, logger } = runtime;
+  const { logger } = runtime;
   let extProc: ExtProcServer | undefined;
   let admin: AdminServer | undefined;
   try {

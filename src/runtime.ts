@@ -1,4 +1,4 @@
-// Composition of everything below the gateway adapters: config store, compiled snapshot, rate state, buffered
+// Composition of everything below the gateway adapters: catalog (SQL), compiled snapshot, rate state, buffered
 // writes and the engine. `keypool serve` (src/main.ts) and the Kong plugin both build exactly this.
 import { Engine, type EngineOptions } from './engine.js';
 import { ConfigError, loadConfig, type KeypoolConfig } from './config.js';

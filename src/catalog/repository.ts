@@ -38,7 +38,7 @@ export interface RepositorySecrets {
 }
 
 /**
- * The configuration store, grouped by entity: `repo.keys.create(...)`, `repo.accounts.setStatus(...)`, ...
+ * The catalog, grouped by entity: `repo.keys.create(...)`, `repo.accounts.setStatus(...)`, ...
  * Implements DurableWrites (the request path's buffered writes) and loads the snapshot's ConfigData.
  */
 export class ConfigRepository implements DurableWrites {

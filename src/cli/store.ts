@@ -1,4 +1,4 @@
-// How the CLI reaches the configuration store: the same environment as the service (src/config.ts), the same
+// How the CLI reaches the catalog: the same environment as the service (src/config.ts), the same
 // SQL client (embedded PGlite, the running server's shared PGlite, or PostgreSQL) and the same repository.
 // Loaded lazily by commands that need it, so `--help` and bad flags never start a database.
 import type { KeypoolConfig } from '../config.js';

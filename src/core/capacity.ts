@@ -23,7 +23,7 @@ export const FAILURE_COUNT_CAP = 1_000;
 /** Cooldown after a 429 whose response carried no retry-after/reset hint. */
 /**
  * How long the shared state keeps an account out after a 401/403 (invalid_credential) or exhausted credit
- * (quota_exhausted). The durable source of truth is the account's status in the config store, which the engine sets
+ * (quota_exhausted). The durable source of truth is the account's status in the catalog, which the engine sets
  * to invalid/disabled; this hold only has to cover the time until every replica's snapshot drops the account (or until
  * PostgreSQL is back, when the write is buffered). Bounded so that an operator who re-enables the account is not
  * locked out for longer than this even if nobody calls the store's resetAccount().

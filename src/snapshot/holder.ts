@@ -13,8 +13,8 @@ import type { ConfigData } from '../catalog/config-data.js';
 
 export const CONFIG_CHANNEL = 'keypool_config';
 
-/** Where the holder reads configuration from (ConfigRepository satisfies it). */
-export interface ConfigSource {
+/** Where the holder reads the catalog from (ConfigRepository satisfies it). */
+export interface CatalogSource {
   loadConfigData(): Promise<ConfigData>;
   /** Needed only with pollIntervalMs. */
   configVersion?(): Promise<number>;
@@ -34,7 +34,7 @@ export type ReloadReason = 'initial' | 'notify' | 'listen' | 'interval' | 'poll'
 export const DEFAULT_RELOAD_INTERVAL_MS = 30_000;
 
 export interface SnapshotHolderOptions {
-  readonly source: ConfigSource;
+  readonly source: CatalogSource;
   /** LISTEN source for the change feed; null = no feed (periodic reload / poll only). */
   readonly feed: Pick<SqlClient, 'listen'> | null;
   readonly deps: CompileDeps;

@@ -1,4 +1,4 @@
-// Typed failures of the configuration store. Expected outcomes of operator writes (a duplicate name, an unknown id)
+// Typed failures of the catalog (SQL). Expected outcomes of operator writes (a duplicate name, an unknown id)
 // are these classes, so the CLI and the admin API map them to exit codes / HTTP statuses without parsing messages.
 // Messages name the entity and the offending field, never a secret.
 

@@ -9,7 +9,7 @@ import { defaultResource, detectResources, envDetector, resourceFromAttributes }
 import { BasicTracerProvider, BatchSpanProcessor, type SpanExporter } from '@opentelemetry/sdk-trace-base';
 import type { Decision, HeaderBag, ObservationOutcome, RequestView } from '../core/types.js';
 import type { DecisionEngine, RequestOutcome, Ticket } from '../ports.js';
-import type { Tracing, TracingSettings } from './tracing.js';
+import type { Tracing, TracingConfig } from './tracing.js';
 
 const TRACER_NAME = 'keypool';
 
@@ -22,7 +22,7 @@ const HEADER_GETTER: TextMapGetter<HeaderBag> = {
   },
 };
 
-export async function startOtel(settings: TracingSettings): Promise<Tracing> {
+export async function startOtel(settings: TracingConfig): Promise<Tracing> {
   const exporter = await createExporter(settings);
   const provider = new BasicTracerProvider({
     resource: defaultResource()
@@ -128,7 +128,7 @@ function describeDecision(span: Span, decision: Decision): void {
 }
 
 /** The exporter for the protocol, each loaded only when chosen; both read OTEL_EXPORTER_OTLP_* themselves. */
-async function createExporter(settings: TracingSettings): Promise<SpanExporter> {
+async function createExporter(settings: TracingConfig): Promise<SpanExporter> {
   if (settings.protocol === 'http/json') {
     const { OTLPTraceExporter } = await import('@opentelemetry/exporter-trace-otlp-http');
     return new OTLPTraceExporter();

@@ -8,7 +8,7 @@ import type { ObservationOutcome } from '../core/types.js';
 export type OtlpProtocol = 'http/protobuf' | 'http/json';
 
 /** Parsed from the OTEL_* environment by src/config.ts (`tracing`). */
-export interface TracingSettings {
+export interface TracingConfig {
   readonly protocol: OtlpProtocol;
   /** service.name of every span (OTEL_SERVICE_NAME, default `keypool`). */
   readonly serviceName: string;
@@ -30,7 +30,7 @@ export interface Tracing {
 }
 
 /** Loads the SDK (only now) and registers a tracer provider with an OTLP exporter. */
-export async function startTracing(settings: TracingSettings): Promise<Tracing> {
+export async function startTracing(settings: TracingConfig): Promise<Tracing> {
   const { startOtel } = await import('./otel.js');
   return startOtel(settings);
 }

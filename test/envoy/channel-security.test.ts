@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { channelSecurityProblem, openChannelSecurity, type ChannelSecuritySettings } from '../../src/adapters/envoy/channel-security.js';
+import { channelSecurityProblem, openChannelSecurity, type ChannelSecurityConfig } from '../../src/adapters/envoy/channel-security.js';
 import { startExtProcServer, type ExtProcServer } from '../../src/adapters/envoy/server.js';
 import { loadConfig } from '../../src/config.js';
 import { createTestPki, type TestCa, type TestCert, type TestPki } from '../helpers/tls.js';
@@ -21,7 +21,7 @@ const request = requestHeadersMsg({ ':method': 'POST', ':path': '/v1/chat/comple
 
 describe('channelSecurityProblem: who may start', () => {
   const tls = { tlsCertFile: '/c.pem', tlsKeyFile: '/k.pem' };
-  const cases: Array<[string, ChannelSecuritySettings, string | null]> = [
+  const cases: Array<[string, ChannelSecurityConfig, string | null]> = [
     ['loopback plaintext (sidecar)', { listen: '127.0.0.1:50051' }, null],
     ['localhost plaintext', { listen: 'localhost:50051' }, null],
     ['[::1] plaintext', { listen: '[::1]:50051' }, null],
@@ -79,7 +79,7 @@ interface Started {
   readonly reload: () => Promise<void>;
 }
 
-async function startSecured(settings: Omit<ChannelSecuritySettings, 'listen'>): Promise<Started> {
+async function startSecured(settings: Omit<ChannelSecurityConfig, 'listen'>): Promise<Started> {
   const engine = await createTestEngine();
   const channel = await openChannelSecurity({ listen: '127.0.0.1:0', ...settings });
   const server = await startExtProcServer({ listen: '127.0.0.1:0', engine, logger, channel });

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openChannelSecurity, type ChannelSecuritySettings } from '../../src/adapters/envoy/channel-security.js';
+import { openChannelSecurity, type ChannelSecurityConfig } from '../../src/adapters/envoy/channel-security.js';
 import { startExtProcServer, type ExtProcServer } from '../../src/adapters/envoy/server.js';
 import {
   REPO_ROOT,
@@ -44,7 +44,7 @@ interface Keypool {
   readonly server: ExtProcServer;
 }
 
-async function startKeypool(settings: Omit<ChannelSecuritySettings, 'listen'>): Promise<Keypool> {
+async function startKeypool(settings: Omit<ChannelSecurityConfig, 'listen'>): Promise<Keypool> {
   const engine = await createTestEngine();
   const channel = await openChannelSecurity({ listen: '127.0.0.1:0', ...settings });
   const server = await startExtProcServer({ listen: '127.0.0.1:0', engine, logger, healthPollMs: 50, channel });

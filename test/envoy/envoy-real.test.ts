@@ -1,5 +1,6 @@
 // Through the REAL Envoy binary (envoy/envoy.yaml and envoy/envoy-failover.yaml, ports rewritten),
-// keypool's real ext_proc server with a fake engine, and a mock provider upstream.
+// keypool's real ext_proc server over the real engine (static snapshot, memory rate state: test/helpers/test-engine.ts),
+// and a mock provider upstream.
 // Skips with a notice when no Envoy binary is found, unless KEYPOOL_REQUIRE_ENVOY=1.
 import { createServer as createHttp2Server, type Http2Server } from 'node:http2';
 import type { AddressInfo } from 'node:net';
@@ -18,7 +19,11 @@ import {
   type RunningEnvoy,
 } from '../helpers/envoy.js';
 import { waitFor, waitForAsync } from './ext-proc-client.js';
-import { CLIENT_KEY, CLIENT_KEY_DENY_429, CLIENT_KEY_THROW, FakeEngine } from './fake-engine.js';
+import { deny } from '../../src/core/errors.js';
+import { createTestEngine, TEST_KEYS, type TestEngine } from '../helpers/test-engine.js';
+
+const CLIENT_KEY = TEST_KEYS.live;
+const POOL_EXHAUSTED_MESSAGE = deny('pool_exhausted').message;
 import { MockUpstream, firstChunk, restOfBody, type Reply } from './mock-upstream.js';
 
 const ENVOY = envoyOrSkip('test/envoy/envoy-real.test.ts');
@@ -52,12 +57,13 @@ describe.skipIf(!ENVOY)('shipped configs', () => {
 });
 
 describe.skipIf(!ENVOY)('envoy/envoy.yaml through a real Envoy', () => {
-  const engine = new FakeEngine();
+  let engine: TestEngine;
   const upstream = new MockUpstream();
   let keypool: ExtProcServer;
   let envoy: RunningEnvoy;
 
   beforeAll(async () => {
+    engine = await createTestEngine();
     const upstreamPort = await upstream.start();
     keypool = await startExtProcServer({ listen: '127.0.0.1:0', engine, logger, healthPollMs: 50 });
     envoy = await startEnvoy({
@@ -76,11 +82,14 @@ describe.skipIf(!ENVOY)('envoy/envoy.yaml through a real Envoy', () => {
     await upstream.stop();
   });
 
-  beforeEach(() => {
+  beforeEach(async () => {
     upstream.reset();
     engine.views.length = 0;
     engine.observed.length = 0;
     engine.holdsConcurrencySlot = false;
+    engine.failAdmissions = false;
+    // The clock is frozen: a cooldown from an earlier test (a 429) would last for ever.
+    await engine.resetState();
   });
 
   it('allowed: upstream gets the pooled key instead of the client key; keypool sees provider and client address', async () => {
@@ -125,13 +134,13 @@ describe.skipIf(!ENVOY)('envoy/envoy.yaml through a real Envoy', () => {
   });
 
   it('deny: explicit status, JSON error body, retry-after; upstream never called', async () => {
-    const res = await post(envoy, CHAT, { authorization: `Bearer ${CLIENT_KEY_DENY_429}` });
+    await engine.coolDown('openai', 7);
+    const res = await post(envoy, CHAT, { authorization: `Bearer ${CLIENT_KEY}` });
     expect(res.status).toBe(429);
     expect(res.headers.get('content-type')).toBe('application/json');
     expect(res.headers.get('retry-after')).toBe('7');
-    expect(await res.json()).toEqual({
-      error: { type: 'rate_limit_error', code: 'pool_exhausted', message: 'all accounts cooling down' },
-    });
+    // The body core sends (OpenAI's error shape, core/errors.ts), not a hand-built one.
+    expect(await res.json()).toEqual({ error: { type: 'rate_limit_error', code: 'pool_exhausted', message: POOL_EXHAUSTED_MESSAGE } });
 
     const unknown = await post(envoy, CHAT, { authorization: 'Bearer kp_nope' });
     expect(unknown.status).toBe(401);
@@ -142,7 +151,8 @@ describe.skipIf(!ENVOY)('envoy/envoy.yaml through a real Envoy', () => {
   });
 
   it('engine failure: 503 keypool_unavailable JSON; upstream never called', async () => {
-    const res = await post(envoy, CHAT, { authorization: `Bearer ${CLIENT_KEY_THROW}` });
+    engine.failAdmissions = true;
+    const res = await post(envoy, CHAT, { authorization: `Bearer ${CLIENT_KEY}` });
     expect(res.status).toBe(503);
     expect(await res.json()).toMatchObject({ error: { code: 'keypool_unavailable' } });
     expect(upstream.received).toHaveLength(0);
@@ -327,12 +337,13 @@ describe.skipIf(!ENVOY)('envoy/envoy.yaml through a real Envoy', () => {
 });
 
 describe.skipIf(!ENVOY)('envoy/envoy-failover.yaml (ext_proc as an upstream filter) through a real Envoy', () => {
-  const engine = new FakeEngine();
+  let engine: TestEngine;
   const upstream = new MockUpstream();
   let keypool: ExtProcServer;
   let envoy: RunningEnvoy;
 
   beforeAll(async () => {
+    engine = await createTestEngine();
     const upstreamPort = await upstream.start();
     keypool = await startExtProcServer({ listen: '127.0.0.1:0', engine, logger });
     envoy = await startEnvoy({
@@ -350,11 +361,14 @@ describe.skipIf(!ENVOY)('envoy/envoy-failover.yaml (ext_proc as an upstream filt
     await upstream.stop();
   });
 
-  beforeEach(() => {
+  beforeEach(async () => {
     upstream.reset();
     engine.views.length = 0;
     engine.observed.length = 0;
     engine.holdsConcurrencySlot = false;
+    engine.failAdmissions = false;
+    // The clock is frozen: a cooldown from an earlier test (a 429) would last for ever.
+    await engine.resetState();
   });
 
   it('an account with max_concurrency: the attempt holds its slot until its streamed body ends, then frees it once', async () => {
@@ -438,7 +452,8 @@ describe.skipIf(!ENVOY)('envoy/envoy-failover.yaml (ext_proc as an upstream filt
   });
 
   it('a keypool denial is answered once and not retried', async () => {
-    const res = await post(envoy, CHAT, { authorization: `Bearer ${CLIENT_KEY_DENY_429}` });
+    await engine.coolDown('openai', 7);
+    const res = await post(envoy, CHAT, { authorization: `Bearer ${CLIENT_KEY}` });
     expect(res.status).toBe(429);
     expect(res.headers.get('retry-after')).toBe('7');
     expect(await res.json()).toMatchObject({ error: { code: 'pool_exhausted' } });
@@ -462,11 +477,10 @@ function heldSse(): { reply: Reply; finish: () => void } {
   return { reply: { sse: true, first: 'data: {"delta":"Hel"}\n\n', holdUntil: held, rest: 'data: [DONE]\n\n' }, finish };
 }
 
-/** The lease of the most recent allow. */
-function lastLease(engine: FakeEngine): string {
-  const ticket = engine.issued[engine.issued.length - 1];
-  if (!ticket) throw new Error('no ticket issued');
-  return ticket.leaseId;
+/** The most recent allow's lease, as releaseCounts() names it (`lease-N`: the N-th lease issued). */
+function lastLease(engine: TestEngine): string {
+  if (engine.issued.length === 0) throw new Error('no ticket issued');
+  return `lease-${engine.issued.length}`;
 }
 
 /** An HTTP/2 provider answering SSE whose end (last event, then trailers) waits for finish(). */

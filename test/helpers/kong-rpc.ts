@@ -102,6 +102,8 @@ export async function startPluginServer(options: {
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   try {
     await waitFor(() => existsSync(socketPath) || child.exitCode !== null, 10_000);
+    // The socket file appears at bind, a moment before listen: until then a connect is refused.
+    while (child.exitCode === null && !(await accepts(socketPath))) await new Promise((resolve) => setTimeout(resolve, 20));
     if (child.exitCode !== null) throw new Error(`plugin server exited (${child.exitCode}): ${output}`);
   } catch (error) {
     await stopChild(child, exited);
@@ -115,6 +117,18 @@ export async function startPluginServer(options: {
     rssKb: () => rssKb(pid),
     stop: () => stopChild(child, exited),
   };
+}
+
+/** Whether a connection to the socket is accepted (closed again at once). */
+function accepts(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.createConnection(socketPath);
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
 }
 
 async function stopChild(child: ChildProcess, exited: Promise<void>): Promise<void> {

@@ -23,7 +23,7 @@ import type {
   Ticket,
 } from '../../src/ports.js';
 import { Keyring } from '../../src/secrets/keyring.js';
-import { compileSnapshot } from '../../src/snapshot/compile.js';
+import { compileSnapshot, type CompiledSnapshot } from '../../src/snapshot/compile.js';
 import { MemoryRateStateStore } from '../../src/stores/memory-state.js';
 import { WriteBuffer } from '../../src/stores/write-buffer.js';
 import type { StoredAccount } from '../../src/catalog/accounts/rows.js';
@@ -116,8 +116,44 @@ export class TestEngine implements DecisionEngine {
     readonly engine: Engine,
     readonly state: GatedRateState,
     writes: RecordingWrites,
+    private readonly snapshots: SwappableSnapshot,
   ) {
     this.writes = writes;
+  }
+
+  /**
+   * Whether issued tickets hold a concurrency slot to the response's end: swaps in a snapshot whose accounts have
+   * (or lack) a max_concurrency, as a configuration reload would. Account ids and rate state stay.
+   */
+  get holdsConcurrencySlot(): boolean {
+    return this.snapshots.maxConcurrency !== null;
+  }
+
+  set holdsConcurrencySlot(value: boolean) {
+    this.snapshots.recompile(value ? 10 : null);
+  }
+
+  /** Every admission of every pool rejects (broken infrastructure) while true. */
+  get failAdmissions(): boolean {
+    return this.state.failAdmissions;
+  }
+
+  set failAdmissions(value: boolean) {
+    this.state.failAdmissions = value;
+  }
+
+  /** Every account of `pool` answers as if its provider had just said 429 with retry-after (real observation). */
+  async coolDown(pool: string, retryAfterSec: number): Promise<void> {
+    const observation = observeResponse('openai', 429, { 'retry-after': String(retryAfterSec) }, TEST_NOW_MS, 60_000);
+    for (const accountId of this.state.accountsOf(pool)) await this.state.inner.observe(pool, accountId, observation, TEST_NOW_MS);
+  }
+
+  /** Forgets cooldowns and circuits of every pool but `busy` (as re-enabling the accounts would). */
+  async resetState(): Promise<void> {
+    for (const pool of this.state.pools()) {
+      if (pool === SPECIAL_POOLS.busy) continue;
+      for (const accountId of this.state.accountsOf(pool)) await this.state.inner.resetAccount(pool, accountId);
+    }
   }
 
   /** Delay before an admission settles (cancel-while-deciding, deadline tests). */
@@ -194,8 +230,7 @@ export class TestEngine implements DecisionEngine {
 
   /** In-flight slots the real rate state holds for a pool's accounts now. */
   async inFlight(pool: string): Promise<number> {
-    const snapshot = this.engine.isReady() ? this.state.snapshotPools(pool) : [];
-    const views = await this.state.inspect(pool, snapshot, TEST_NOW_MS);
+    const views = await this.state.inspect(pool, this.state.accountsOf(pool), TEST_NOW_MS);
     return views.reduce((sum, view) => sum + view.inFlight, 0);
   }
 
@@ -210,6 +245,7 @@ export class TestEngine implements DecisionEngine {
 /** The rate-state port: the real memory store behind test controls (delay, failure of pool `broken`, held commits). */
 export class GatedRateState implements RateStateStore {
   admitDelayMs = 0;
+  failAdmissions = false;
   pendingCommits: Array<() => void> | null = null;
   private readonly accountsByPool = new Map<string, string[]>();
 
@@ -219,13 +255,17 @@ export class GatedRateState implements RateStateStore {
     for (const [pool, ids] of accountsByPool) this.accountsByPool.set(pool, [...ids]);
   }
 
-  snapshotPools(pool: string): string[] {
+  pools(): string[] {
+    return [...this.accountsByPool.keys()];
+  }
+
+  accountsOf(pool: string): string[] {
     return this.accountsByPool.get(pool) ?? [];
   }
 
   async admit(request: AdmitRequest): Promise<AdmitResult> {
     if (this.admitDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.admitDelayMs));
-    if (request.pool === SPECIAL_POOLS.broken) throw new Error('state store unreachable');
+    if (this.failAdmissions || request.pool === SPECIAL_POOLS.broken) throw new Error('state store unreachable');
     return this.inner.admit(request);
   }
 
@@ -280,20 +320,44 @@ export class RecordingWrites implements DurableWrites {
 
 const frozenClock: Clock = { nowMs: () => TEST_NOW_MS };
 
+/** The snapshot-source port: a static compiled snapshot, swapped (same rows, other limits) or withheld on request. */
+class SwappableSnapshot {
+  current: CompiledSnapshot;
+
+  constructor(
+    private readonly options: TestEngineOptions,
+    private readonly secrets: { keyring: Keyring; pepper: Uint8Array },
+    public maxConcurrency: number | null,
+  ) {
+    this.current = this.compile();
+  }
+
+  recompile(maxConcurrency: number | null): void {
+    this.maxConcurrency = maxConcurrency;
+    this.current = this.compile();
+  }
+
+  private compile(): CompiledSnapshot {
+    const data = configData({ ...this.options, maxConcurrency: this.maxConcurrency }, this.secrets.keyring, this.secrets.pepper);
+    const snapshot = compileSnapshot(data, this.secrets, 1, TEST_NOW_MS);
+    if (snapshot.warnings.length > 0) throw new Error(`test snapshot: ${JSON.stringify(snapshot.warnings)}`);
+    return snapshot;
+  }
+}
+
 /** Builds the engine; the `busy` pool's account is already cooling down (a real 429 with retry-after: 7). */
 export async function createTestEngine(options: TestEngineOptions = {}): Promise<TestEngine> {
   const keyring = Keyring.parse(Keyring.generateSpec('v1'));
   const pepper = new Uint8Array(randomBytes(32));
-  const data = configData(options, keyring, pepper);
-  const snapshot = compileSnapshot(data, { keyring, pepper }, 1, TEST_NOW_MS);
-  if (snapshot.warnings.length > 0) throw new Error(`test snapshot: ${JSON.stringify(snapshot.warnings)}`);
+  const snapshots = new SwappableSnapshot(options, { keyring, pepper }, options.maxConcurrency ?? null);
+  const snapshot = snapshots.current;
 
   const state = new GatedRateState(new MemoryRateStateStore());
   state.setPools(new Map([...snapshot.pools].map(([slug, pool]) => [slug, pool.accounts.map((account) => account.id)])));
   const writes = new RecordingWrites();
   let testEngine: TestEngine | null = null;
   const engine = new Engine({
-    snapshots: { current: () => (testEngine === null || testEngine.ready ? snapshot : null) },
+    snapshots: { current: () => (testEngine === null || testEngine.ready ? snapshots.current : null) },
     state,
     // Never started: nothing is flushed on a timer; the engine only queues into it.
     writes: new WriteBuffer({ target: writes, maxPending: 10_000, flushIntervalMs: 60_000 }),
@@ -305,7 +369,7 @@ export async function createTestEngine(options: TestEngineOptions = {}): Promise
     // Held commits (pendingCommits) are let through by the test, not by the engine's bound.
     stateTimeoutMs: 10_000,
   });
-  testEngine = new TestEngine(engine, state, writes);
+  testEngine = new TestEngine(engine, state, writes, snapshots);
 
   const busy = snapshot.pools.get(SPECIAL_POOLS.busy)!.accounts[0]!;
   const cooldown = observeResponse('openai', 429, { 'retry-after': '7' }, TEST_NOW_MS, 60_000);

@@ -1,11 +1,16 @@
-// The Kong plugin through kong-pdk's own test harness (PluginTest, Request), with a fake engine.
+// The Kong plugin through kong-pdk's own test harness (PluginTest, Request), over the real engine of
+// test/helpers/test-engine.ts (static snapshot, memory rate state; only ports faked).
 import { createRequire } from 'node:module';
 import { beforeEach, describe, expect, test } from 'vitest';
 import { DECISION_KEY, UNAVAILABLE_RECORD, denyRecord } from '../../src/adapters/kong/codec.js';
 import { createKongPlugin, type KongPluginOptions } from '../../src/adapters/kong/plugin.js';
 import { deny } from '../../src/core/errors.js';
+import { extractClientKey } from '../../src/core/apikey.js';
 import type { DenyCode } from '../../src/core/types.js';
-import { FAKE_KEYS, FakeEngine, UPSTREAM_SECRETS } from './fake-engine.js';
+import { TEST_KEYS, type TestEngine, type TestEngineOptions } from '../helpers/test-engine.js';
+import { createKongTestEngine, UPSTREAM_SECRETS } from './test-runtime.js';
+
+const FAKE_KEYS = { good: TEST_KEYS.live, revoked: TEST_KEYS.revoked, expired: TEST_KEYS.expired, office: TEST_KEYS.office } as const;
 import { HarnessRequestClass, KeypoolPluginTest, PdkFailure } from './pdk-harness.js';
 
 const entry = createRequire(import.meta.url)('../../kong/plugins/keypool.cjs') as Record<string, unknown>;
@@ -18,13 +23,18 @@ const KONG_FIELDS = { __plugin_id: '0c5b7e1e-4f1e-4c55-9d6c-2b1d3d8e7a10', __seq
 const OPENAI = { provider: 'openai', strategy: null, key_headers: null, ...KONG_FIELDS };
 const ANTHROPIC = { provider: 'anthropic', key_headers: ['x-api-key', 'authorization'], ...KONG_FIELDS };
 
-let engine: FakeEngine;
+let engine: TestEngine;
 let plugin: ReturnType<typeof pluginWith>;
 
-beforeEach(() => {
-  engine = new FakeEngine();
+async function useEngine(options: TestEngineOptions = {}): Promise<void> {
+  engine = await createKongTestEngine(options);
   plugin = pluginWith({ openRuntime: async () => ({ engine, stop: async () => undefined }) });
-});
+}
+
+beforeEach(() => useEngine());
+
+/** The n-th lease the engine issued (1-based). */
+const leaseNo = (n: number): string => engine.issued[n - 1]?.leaseId ?? `(no lease ${n})`;
 
 function request(headers: Record<string, string>) {
   return new HarnessRequestClass().useURL('http://kong.test/openai/v1/chat/completions').useMethod('POST').useHeaders(headers);
@@ -41,7 +51,7 @@ describe('access: allow', () => {
       'x-keypool-priority': '5',
       'x-keypool-tenant': 'acme',
     });
-    expect(t.shared.get(DECISION_KEY)).toMatchObject({ action: 'allow', ticket: { pool: 'openai', leaseId: 'lease-0' } });
+    expect(t.shared.get(DECISION_KEY)).toMatchObject({ action: 'allow', ticket: { pool: 'openai', leaseId: leaseNo(1) } });
     expect(t.serializeValues.size).toBe(0); // Kong's serializer hides authorization itself
     expect(engine.views[0]).toMatchObject({ provider: 'openai', clientAddress: '1.2.3.4', keyHeaders: undefined });
     expect(t.calls).toEqual([
@@ -55,8 +65,8 @@ describe('access: allow', () => {
       'kong.response.get_status',
       'kong.response.get_headers',
     ]);
-    expect(engine.observations).toHaveLength(1);
-    expect(engine.observations[0]).toMatchObject({ status: 200, ticket: { leaseId: 'lease-0' } });
+    expect(engine.observed).toHaveLength(1);
+    expect(engine.observed[0]).toMatchObject({ status: 200, ticket: { leaseId: leaseNo(1) } });
     expect(engine.stats).toMatchObject({ allowed: 1, released: 1, inFlight: 0 });
   });
 
@@ -98,9 +108,12 @@ describe('access: each denial is recorded, never answered from JS', () => {
     ['revoked key', { 'x-api-key': FAKE_KEYS.revoked }, 'key_revoked', 401, {}],
     ['expired key', { authorization: `Bearer ${FAKE_KEYS.expired}` }, 'key_expired', 401, {}],
     ['key used from outside its allowlist', { 'x-api-key': FAKE_KEYS.office }, 'ip_not_allowed', 403, {}],
-    ['pool exhausted', { 'x-api-key': FAKE_KEYS.busy }, 'pool_exhausted', 429, { 'retry-after': '7' }],
-    ['engine failure', { 'x-api-key': FAKE_KEYS.broken }, 'keypool_unavailable', 503, {}],
+    // The openai pool cooling down (real 429s with retry-after: 7), and its rate state failing.
+    ['pool exhausted', { 'x-api-key': FAKE_KEYS.good }, 'pool_exhausted', 429, { 'retry-after': '7' }],
+    ['engine failure', { 'x-api-key': FAKE_KEYS.good }, 'keypool_unavailable', 503, {}],
   ])('%s', async (_name, headers, code, status, extraHeaders) => {
+    if (code === 'pool_exhausted') await engine.coolDown('openai', 7);
+    if (code === 'keypool_unavailable') engine.failAdmissions = true;
     const t = new KeypoolPluginTest(request(headers));
     await t.run(plugin, OPENAI);
 
@@ -109,7 +122,7 @@ describe('access: each denial is recorded, never answered from JS', () => {
       action: 'deny',
       status,
       code,
-      body: deny(code).body,
+      body: coreDenialBody(code),
       headers: { 'content-type': 'application/json', ...extraHeaders },
     });
     // A client x-api-key (Kong logs it in clear) is hidden on denials too.
@@ -141,22 +154,22 @@ describe('log', () => {
       'kong.response.get_status',
       'kong.response.get_headers',
     ]);
-    expect(engine.observations[0]).toMatchObject({
+    expect(engine.observed[0]).toMatchObject({
       status: 429,
       headers: { 'retry-after': '20', 'x-ratelimit-remaining-requests': '0' },
-      ticket: { accountId: 'openai-account-1' },
+      ticket: { accountId: engine.issued[0]?.accountId },
     });
     expect(engine.stats).toMatchObject({ released: 1, inFlight: 0 });
   });
 
   test('between access and log the slot is renewed every renewIntervalMs; log stops it', async () => {
-    engine.renewIntervalMs = 30;
+    await useEngine({ leaseMs: 90 }); // renewed every 30 ms
     const t = new KeypoolPluginTest(request({ authorization: `Bearer ${FAKE_KEYS.good}` }));
     const instance = KeypoolPluginTest.instance(plugin, OPENAI);
     await t.phase(instance, 'access');
     await new Promise((resolve) => setTimeout(resolve, 200));
     expect(engine.renewed.length).toBeGreaterThanOrEqual(2);
-    expect(new Set(engine.renewed)).toEqual(new Set(['lease-0']));
+    expect(new Set(engine.renewed.map((ticket) => ticket.leaseId))).toEqual(new Set([leaseNo(1)]));
     t.test.response.status = 200;
     await t.phase(instance, 'log');
     const atLog = engine.renewed.length;
@@ -185,7 +198,8 @@ describe('fail closed', () => {
 
   test('a decision past the deadline records 503, and its late allow is released', async () => {
     const hurried = pluginWith({ openRuntime: async () => ({ engine, stop: async () => undefined }), decideDeadlineMs: 50 });
-    const t = new KeypoolPluginTest(request({ 'x-api-key': FAKE_KEYS.slow }));
+    engine.decideDelayMs = 300;
+    const t = new KeypoolPluginTest(request({ 'x-api-key': FAKE_KEYS.good }));
     await t.phase(KeypoolPluginTest.instance(hurried, OPENAI), 'access');
     expect(t.shared.get(DECISION_KEY)).toEqual(UNAVAILABLE_RECORD);
     await new Promise((resolve) => setTimeout(resolve, 400));
@@ -226,3 +240,13 @@ describe('fail closed', () => {
     expect(opens).toBe(1);
   });
 });
+
+/**
+ * The body core sends for a denial: its default, except that a missing key is answered naming the key headers the
+ * engine looked in (extractClientKey's message for the default authorization, x-api-key).
+ */
+function coreDenialBody(code: DenyCode): string {
+  const missing = extractClientKey({}, ['authorization', 'x-api-key']);
+  if (code === 'missing_api_key' && !missing.ok) return deny(code, { message: missing.message }).body;
+  return deny(code).body;
+}

@@ -1,7 +1,7 @@
 // Builds, in a temp dir, the layout an operator installs: kong/plugins/keypool.cjs (a byte copy of the shipped
 // entry) next to dist/ and package.json. The shipped entry finds dist/src/adapters/kong/plugin.js relative to
-// itself, and that file opens dist/src/runtime.js: with a fake runtime there, the real entry and the real lazy
-// loading run against a fake engine, with no test seam in shipped code.
+// itself, and that file opens dist/src/runtime.js: with the test runtime there (test/kong/test-runtime.ts: the real
+// engine over a static snapshot), the real entry and the real lazy loading run with no test seam in shipped code.
 import { execFile } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -20,20 +20,20 @@ export interface PluginTree {
   remove(): Promise<void>;
 }
 
-/** `fake`: dist/src/runtime.js serves test/kong/fake-engine.ts; `real`: the project's src/runtime.ts. */
-export async function buildPluginTree(runtime: 'fake' | 'real'): Promise<PluginTree> {
+/** `test`: dist/src/runtime.js serves test/kong/test-runtime.ts; `real`: the project's src/runtime.ts. */
+export async function buildPluginTree(runtime: 'test' | 'real'): Promise<PluginTree> {
   const root = await mkdtemp(path.join(tmpdir(), 'kp-kong-'));
-  const sources = ['src/adapters/kong/plugin.ts', runtime === 'fake' ? 'test/kong/fake-engine.ts' : 'src/runtime.ts'];
+  const sources = ['src/adapters/kong/plugin.ts', runtime === 'test' ? 'test/kong/test-runtime.ts' : 'src/runtime.ts'];
   // Only the files the plugin server runs, emitted as the project build would (types are checked elsewhere).
   await promisify(execFile)(process.execPath, [
     TSC, '--ignoreConfig', '--noCheck', '--outDir', path.join(root, 'dist'), '--rootDir', REPO,
     '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022', '--types', 'node',
     '--skipLibCheck', '--resolveJsonModule', ...sources.map((file) => path.join(REPO, file)),
   ]);
-  if (runtime === 'fake') {
+  if (runtime === 'test') {
     await writeFile(
       path.join(root, 'dist', 'src', 'runtime.js'),
-      "export { openFakeRuntime as openRuntime } from '../test/kong/fake-engine.js';\n",
+      "export { openTestRuntime as openRuntime } from '../test/kong/test-runtime.js';\n",
     );
   }
   const pluginsDir = path.join(root, 'kong', 'plugins');

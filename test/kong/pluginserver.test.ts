@@ -7,6 +7,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { DECISION_KEY, UNAVAILABLE_RECORD } from '../../src/adapters/kong/codec.js';
 import { deny } from '../../src/core/errors.js';
+import { extractClientKey } from '../../src/core/apikey.js';
 import type { DenyCode } from '../../src/core/types.js';
 import {
   KongRpcClient,
@@ -18,7 +19,10 @@ import {
   type PdkAnswer,
   type PluginServer,
 } from '../helpers/kong-rpc.js';
-import { FAKE_KEYS, UPSTREAM_SECRETS, type FakeStats } from './fake-engine.js';
+import { TEST_KEYS } from '../helpers/test-engine.js';
+import { STATS_KEY, UPSTREAM_SECRETS, type KongTestStats } from './test-runtime.js';
+
+const GOOD = TEST_KEYS.live;
 import { KongRequest, type UpstreamAnswer } from './kong-request.js';
 import { REPO_ROOT, buildPluginTree, type PluginTree } from './plugin-tree.js';
 
@@ -94,21 +98,26 @@ describe('kong/bin/keypool-pluginserver without its env file fails loudly', () =
   });
 });
 
-describe('requests through the real plugin server (fake engine)', () => {
+describe('requests through the real plugin server (the real engine over a static snapshot)', () => {
   let tree: PluginTree;
   let server: PluginServer;
   let rpc: KongRpcClient;
   let openai: number;
   let anthropic: number;
+  /** Instances on the test snapshot's `busy` pool (cooling down: 429, retry-after 7) and `broken` one (rate state fails). */
+  let busy: number;
+  let broken: number;
 
   beforeAll(async () => {
-    tree = await buildPluginTree('fake');
+    tree = await buildPluginTree('test');
     server = await startPluginServer({ pluginsDir: tree.pluginsDir, prefix: tree.prefix });
     rpc = new KongRpcClient(server.socketPath);
     openai = (await startInstance(rpc, 'keypool', { provider: 'openai', strategy: null, key_headers: null })).Id;
     anthropic = (
       await startInstance(rpc, 'keypool', { provider: 'anthropic', strategy: 'least-loaded', key_headers: ['x-api-key', 'authorization'] })
     ).Id;
+    busy = (await startInstance(rpc, 'keypool', { provider: 'busy', strategy: null, key_headers: null })).Id;
+    broken = (await startInstance(rpc, 'keypool', { provider: 'broken', strategy: null, key_headers: null })).Id;
   });
 
   afterAll(async () => {
@@ -144,10 +153,10 @@ describe('requests through the real plugin server (fake engine)', () => {
     return { kong, record, access, log };
   }
 
-  async function stats(): Promise<FakeStats> {
-    const { record } = await send(openai, { 'x-api-key': FAKE_KEYS.stats });
+  async function stats(): Promise<KongTestStats> {
+    const { record } = await send(openai, { 'x-api-key': STATS_KEY });
     const body = JSON.parse(String(record?.['body'])) as { error: { message: string } };
-    return JSON.parse(body.error.message) as FakeStats;
+    return JSON.parse(body.error.message) as KongTestStats;
   }
 
   test('plugin.GetPluginInfo and plugin.StartInstance accept Kong-shaped calls', async () => {
@@ -157,9 +166,9 @@ describe('requests through the real plugin server (fake engine)', () => {
   });
 
   test('openai allow: key swapped upstream, other headers kept, ticket to log, 4 + 4 PDK calls', async () => {
-    const sent = await send(openai, { authorization: `Bearer ${FAKE_KEYS.good}`, accept: 'text/event-stream' });
+    const sent = await send(openai, { authorization: `Bearer ${GOOD}`, accept: 'text/event-stream' });
 
-    expect(sent.record).toMatchObject({ action: 'allow', ticket: { pool: 'openai', accountId: 'openai-account-1' } });
+    expect(sent.record).toMatchObject({ action: 'allow', ticket: { pool: 'openai', accountId: expect.any(String) } });
     expect(Object.fromEntries(sent.kong.headers)).toEqual({
       authorization: [`Bearer ${UPSTREAM_SECRETS.openai}`],
       accept: ['text/event-stream'],
@@ -182,7 +191,7 @@ describe('requests through the real plugin server (fake engine)', () => {
   });
 
   test('anthropic allow: both client credentials removed, x-api-key injected and redacted, 6 + 4 PDK calls', async () => {
-    const sent = await send(anthropic, { 'x-api-key': FAKE_KEYS.good, authorization: `Bearer ${FAKE_KEYS.good}` });
+    const sent = await send(anthropic, { 'x-api-key': GOOD, authorization: `Bearer ${GOOD}` });
 
     expect(Object.fromEntries(sent.kong.headers)).toEqual({
       'x-api-key': [UPSTREAM_SECRETS.anthropic],
@@ -208,15 +217,15 @@ describe('requests through the real plugin server (fake engine)', () => {
   // kong.log.serialize() (http-log, file-log, ...) hides only authorization and proxy-authorization itself.
   describe('no client credential in kong.log.serialize(), whatever the outcome', () => {
     const clientSecrets = { 'api-key': 'azure-client-own-secret', 'x-goog-api-key': 'AIza-client-own-secret' };
-    test.each<[string, Record<string, string>, string]>([
-      ['allow', { 'x-api-key': FAKE_KEYS.good, ...clientSecrets }, 'allow'],
-      ['deny: unknown key', { 'x-api-key': 'kp_nobody', ...clientSecrets }, 'deny'],
-      ['deny: revoked key', { 'x-api-key': FAKE_KEYS.revoked, ...clientSecrets }, 'deny'],
-      ['deny: pool exhausted', { 'x-api-key': FAKE_KEYS.busy, ...clientSecrets }, 'deny'],
-      ['deny: no key in the key headers', { ...clientSecrets }, 'deny'],
-      ['error: engine failure', { 'x-api-key': FAKE_KEYS.broken, ...clientSecrets }, 'deny'],
-    ])('%s', async (_label, headers, action) => {
-      const sent = await send(openai, headers);
+    test.each<[string, Record<string, string>, string, 'openai' | 'busy' | 'broken']>([
+      ['allow', { 'x-api-key': GOOD, ...clientSecrets }, 'allow', 'openai'],
+      ['deny: unknown key', { 'x-api-key': 'kp_nobody', ...clientSecrets }, 'deny', 'openai'],
+      ['deny: revoked key', { 'x-api-key': TEST_KEYS.revoked, ...clientSecrets }, 'deny', 'openai'],
+      ['deny: pool exhausted', { 'x-api-key': GOOD, ...clientSecrets }, 'deny', 'busy'],
+      ['deny: no key in the key headers', { ...clientSecrets }, 'deny', 'openai'],
+      ['error: engine failure', { 'x-api-key': GOOD, ...clientSecrets }, 'deny', 'broken'],
+    ])('%s', async (_label, headers, action, route) => {
+      const sent = await send({ openai, busy, broken }[route], headers);
       expect(sent.record?.['action']).toBe(action);
       const serialized = sent.kong.serialize();
       const text = JSON.stringify(serialized);
@@ -228,7 +237,7 @@ describe('requests through the real plugin server (fake engine)', () => {
     });
 
     test('when the headers cannot even be read, every credential header name is hidden', async () => {
-      const sent = await send(openai, { 'x-api-key': FAKE_KEYS.good }, {
+      const sent = await send(openai, { 'x-api-key': GOOD }, {
         answer: (kong) => (method, args) => (method === 'kong.request.get_headers' ? { error: 'boom' } : kong.answer(method, args)),
       });
       expect(sent.record).toEqual(JSON.parse(JSON.stringify(UNAVAILABLE_RECORD)));
@@ -238,7 +247,7 @@ describe('requests through the real plugin server (fake engine)', () => {
 
   test('headers named like Object.prototype members, from the client and from the provider, are plain data', async () => {
     const before = await stats();
-    const sent = await send(openai, { 'x-api-key': FAKE_KEYS.good, constructor: 'c', tostring: 't', hasownproperty: 'h' }, {
+    const sent = await send(openai, { 'x-api-key': GOOD, constructor: 'c', tostring: 't', hasownproperty: 'h' }, {
       upstream: { status: 200, headers: { constructor: 'x', valueof: 'y', 'x-ratelimit-remaining-requests': '9' } },
     });
     expect(sent.record).toMatchObject({ action: 'allow' });
@@ -258,7 +267,7 @@ describe('requests through the real plugin server (fake engine)', () => {
     try {
       const instance = (await startInstance(doomedRpc, 'keypool', { provider: 'openai', strategy: null, key_headers: null })).Id;
       // JSON.parse makes `__proto__` an own property (an object literal would set the prototype instead).
-      const kong = new KongRequest(JSON.parse(`{"x-api-key":"${FAKE_KEYS.good}","__proto__":"p"}`) as Record<string, string>);
+      const kong = new KongRequest(JSON.parse(`{"x-api-key":"${GOOD}","__proto__":"p"}`) as Record<string, string>);
       expect(kong.headers.get('__proto__')).toEqual(['p']);
       await runPhase(doomedRpc, instance, 'access', kong.answer).catch(() => undefined);
       expect(kong.shared.get(DECISION_KEY)).toBeUndefined(); // nothing recorded: the Lua guard would answer 503
@@ -271,27 +280,27 @@ describe('requests through the real plugin server (fake engine)', () => {
   });
 
   test('the allowlist sees the forwarded client IP Kong reports', async () => {
-    expect((await send(openai, { 'x-api-key': FAKE_KEYS.office }, { ip: '10.20.30.40' })).record).toMatchObject({ action: 'allow' });
-    expect((await send(openai, { 'x-api-key': FAKE_KEYS.office }, { ip: '198.51.100.1' })).record).toMatchObject({
+    expect((await send(openai, { 'x-api-key': TEST_KEYS.office }, { ip: '10.20.30.40' })).record).toMatchObject({ action: 'allow' });
+    expect((await send(openai, { 'x-api-key': TEST_KEYS.office }, { ip: '198.51.100.1' })).record).toMatchObject({
       action: 'deny',
       code: 'ip_not_allowed',
     });
   });
 
-  test.each<[string, Record<string, string>, DenyCode, number, Record<string, string>]>([
-    ['no key', { accept: '*/*' }, 'missing_api_key', 401, {}],
-    ['unknown key', { 'x-api-key': 'kp_nobody' }, 'invalid_api_key', 401, {}],
-    ['revoked key', { 'x-api-key': FAKE_KEYS.revoked }, 'key_revoked', 401, {}],
-    ['expired key', { authorization: `Bearer ${FAKE_KEYS.expired}` }, 'key_expired', 401, {}],
-    ['pool exhausted', { 'x-api-key': FAKE_KEYS.busy }, 'pool_exhausted', 429, { 'retry-after': '7' }],
-    ['engine failure', { 'x-api-key': FAKE_KEYS.broken }, 'keypool_unavailable', 503, {}],
-  ])('deny, %s: recorded for the guard, upstream untouched, 3 (+1 hiding x-api-key) + 1 PDK calls', async (_name, headers, code, status, extra) => {
-    const sent = await send(openai, headers);
+  test.each<[string, Record<string, string>, DenyCode, number, Record<string, string>, 'openai' | 'busy' | 'broken']>([
+    ['no key', { accept: '*/*' }, 'missing_api_key', 401, {}, 'openai'],
+    ['unknown key', { 'x-api-key': 'kp_nobody' }, 'invalid_api_key', 401, {}, 'openai'],
+    ['revoked key', { 'x-api-key': TEST_KEYS.revoked }, 'key_revoked', 401, {}, 'openai'],
+    ['expired key', { authorization: `Bearer ${TEST_KEYS.expired}` }, 'key_expired', 401, {}, 'openai'],
+    ['pool exhausted', { 'x-api-key': GOOD }, 'pool_exhausted', 429, { 'retry-after': '7' }, 'busy'],
+    ['engine failure', { 'x-api-key': GOOD }, 'keypool_unavailable', 503, {}, 'broken'],
+  ])('deny, %s: recorded for the guard, upstream untouched, 3 (+1 hiding x-api-key) + 1 PDK calls', async (_name, headers, code, status, extra, route) => {
+    const sent = await send({ openai, busy, broken }[route], headers);
     expect(sent.record).toEqual({
       action: 'deny',
       status,
       code,
-      body: deny(code).body,
+      body: coreDenialBody(code),
       headers: { 'content-type': 'application/json', ...extra },
     });
     expect(Object.fromEntries(sent.kong.headers)).toEqual(Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, [v]])));
@@ -309,7 +318,7 @@ describe('requests through the real plugin server (fake engine)', () => {
 
   test('a failing PDK call after the decision records 503 and the slot is released', async () => {
     const before = await stats();
-    const sent = await send(openai, { 'x-api-key': FAKE_KEYS.good }, {
+    const sent = await send(openai, { 'x-api-key': GOOD }, {
       answer: (kong) => (method, args) =>
         method === 'kong.service.request.set_headers' ? { error: 'invalid header value' } : kong.answer(method, args),
     });
@@ -321,8 +330,8 @@ describe('requests through the real plugin server (fake engine)', () => {
 
   test('a provider 429 is observed, and every allowed slot is released', async () => {
     const before = await stats();
-    await send(openai, { 'x-api-key': FAKE_KEYS.good }, { upstream: { status: 429, headers: { 'retry-after': '20' } } });
-    await send(openai, { 'x-api-key': FAKE_KEYS.good }, { upstream: { status: 200, headers: {}, source: 'error' } });
+    await send(openai, { 'x-api-key': GOOD }, { upstream: { status: 429, headers: { 'retry-after': '20' } } });
+    await send(openai, { 'x-api-key': GOOD }, { upstream: { status: 200, headers: {}, source: 'error' } });
     const after = await stats();
     expect(after.observed).toBe(before.observed + 1); // Kong's own error answer is not the provider's
     expect(after.released).toBe(before.released + 2);
@@ -330,14 +339,24 @@ describe('requests through the real plugin server (fake engine)', () => {
   });
 
   test('concurrent requests on one server keep their own decisions', async () => {
-    const keys = [FAKE_KEYS.good, FAKE_KEYS.revoked, FAKE_KEYS.busy, 'kp_nobody'];
+    const keys = [GOOD, TEST_KEYS.revoked, TEST_KEYS.expired, 'kp_nobody'];
     const results = await Promise.all(
       Array.from({ length: 40 }, (_, i) => send(i % 2 ? anthropic : openai, { 'x-api-key': keys[i % keys.length] ?? '' })),
     );
     results.forEach((sent, i) => {
       const key = keys[i % keys.length];
-      expect(sent.record?.['action']).toBe(key === FAKE_KEYS.good ? 'allow' : 'deny');
+      expect(sent.record?.['action']).toBe(key === GOOD ? 'allow' : 'deny');
     });
     expect((await stats()).inFlight).toBe(0);
   });
 });
+
+/**
+ * The body core sends for a denial: its default, except that a missing key is answered naming the key headers the
+ * engine looked in (extractClientKey's message for the default authorization, x-api-key).
+ */
+function coreDenialBody(code: DenyCode): string {
+  const missing = extractClientKey({}, ['authorization', 'x-api-key']);
+  if (code === 'missing_api_key' && !missing.ok) return deny(code, { message: missing.message }).body;
+  return deny(code).body;
+}

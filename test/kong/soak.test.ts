@@ -4,7 +4,8 @@
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { DECISION_KEY } from '../../src/adapters/kong/codec.js';
 import { KongRpcClient, runPhase, startInstance, startPluginServer, type PluginServer } from '../helpers/kong-rpc.js';
-import { FAKE_KEYS, type FakeStats } from './fake-engine.js';
+import { TEST_KEYS } from '../helpers/test-engine.js';
+import { STATS_KEY, type KongTestStats } from './test-runtime.js';
 import { KongRequest } from './kong-request.js';
 import { buildPluginTree, type PluginTree } from './plugin-tree.js';
 
@@ -23,7 +24,7 @@ let rpc: KongRpcClient;
 let instance: number;
 
 beforeAll(async () => {
-  tree = await buildPluginTree('fake');
+  tree = await buildPluginTree('test');
   server = await startPluginServer({
     pluginsDir: tree.pluginsDir,
     prefix: tree.prefix,
@@ -59,7 +60,7 @@ async function drive(denied: number, allowed: number, onProgress?: (done: number
     if (deny) deniedLeft -= 1;
     else if (allowedLeft > 0) allowedLeft -= 1;
     else return null;
-    return deny ? FAKE_KEYS.revoked : FAKE_KEYS.good;
+    return deny ? TEST_KEYS.revoked : TEST_KEYS.live;
   };
   await Promise.all(
     Array.from({ length: CONCURRENCY }, async () => {
@@ -97,12 +98,12 @@ test(
 
     expect(outcomes).toEqual({ deny: DENIED, allow: ALLOWED });
     expect(rssEndKb - rssStartKb).toBeLessThan(MAX_RSS_GROWTH_KB);
-    const kong = new KongRequest({ 'x-api-key': FAKE_KEYS.stats });
+    const kong = new KongRequest({ 'x-api-key': STATS_KEY });
     await runPhase(rpc, instance, 'access', kong.answer);
     const body = JSON.parse(String((kong.shared.get(DECISION_KEY) as { body: string }).body)) as { error: { message: string } };
-    const stats = JSON.parse(body.error.message) as FakeStats;
+    const stats = JSON.parse(body.error.message) as KongTestStats;
     expect(stats).toMatchObject({ allowed: ALLOWED + WARM_UP / 2, inFlight: 0 });
     expect(rpc.connections).toBeLessThanOrEqual(CONCURRENCY);
   },
-  300_000,
+  600_000,
 );

@@ -14,7 +14,7 @@ import { createSecureContext, type SecureContextOptions } from 'node:tls';
 import { ConfigError, isLoopbackListen } from '../../config.js';
 import { bearerTokenOf, tokenDigest, tokenMatches } from '../../secrets/bearer-token.js';
 
-export interface ChannelSecuritySettings {
+export interface ChannelSecurityConfig {
   /** KEYPOOL_GRPC_LISTEN */
   readonly listen: string;
   /** KEYPOOL_GRPC_TLS_CERT */
@@ -51,7 +51,7 @@ export interface ChannelSecurity {
 }
 
 /** Why `settings` must not start, naming the variables to set; null when it may. The one home of the rule. */
-export function channelSecurityProblem(settings: ChannelSecuritySettings): ConfigError | null {
+export function channelSecurityProblem(settings: ChannelSecurityConfig): ConfigError | null {
   const tls = settings.tlsCertFile !== undefined || settings.tlsKeyFile !== undefined;
   if (tls && (settings.tlsCertFile === undefined || settings.tlsKeyFile === undefined)) {
     return new ConfigError(
@@ -78,7 +78,7 @@ export function channelSecurityProblem(settings: ChannelSecuritySettings): Confi
 }
 
 /** Checks the settings and reads the certificate files; throws ConfigError. */
-export async function openChannelSecurity(settings: ChannelSecuritySettings): Promise<ChannelSecurity> {
+export async function openChannelSecurity(settings: ChannelSecurityConfig): Promise<ChannelSecurity> {
   const problem = channelSecurityProblem(settings);
   if (problem) throw problem;
   const digest = settings.token === undefined ? null : tokenDigest(settings.token);
