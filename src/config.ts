@@ -1,4 +1,4 @@
-// Service configuration: every setting parsed and validated once at start, from one table (SETTINGS: variable, default,
+// Service configuration: every entry parsed and validated once at start, from one table (CONFIG_TABLE: variable, default,
 // parser). Precedence: explicit overrides > environment > defaults; overrides go through the environment's parsers.
 import { DEFAULT_KEY_HEADERS } from './core/apikey.js';
 import { DEFAULT_HEALTHCHECK_TIMEOUT_MS, parseBaseUrls } from './admin/health-check.js';
@@ -141,18 +141,18 @@ export class ConfigError extends Error {
 type Env = Readonly<Record<string, string | undefined>>;
 
 /**
- * How one setting is read. Both sources go through the same parser: an environment value as it is, an explicit
+ * How one configuration entry is read. Both sources go through the same parser: an environment value as it is, an explicit
  * override (what `startKeypool`/`openRuntime` callers and tests pass) first written as the text an operator would
  * put in the environment (numbers and booleans as digits/words, lists comma-separated, maps `name=value,…`). Absent
  * or blank means the default, which each table row below states exactly once.
  */
-interface Setting<T> {
+interface ConfigEntry<T> {
   fromEnv(env: Env): T;
   fromOverride(value: T): T;
 }
 
-/** A setting read from one variable by `parse(text, variable)` (text undefined = absent or blank = the default). */
-function setting<T>(variable: string, parse: (text: string | undefined, variable: string) => T): Setting<T> {
+/** An entry read from one variable by `parse(text, variable)` (text undefined = absent or blank = the default). */
+function entry<T>(variable: string, parse: (text: string | undefined, variable: string) => T): ConfigEntry<T> {
   return {
     fromEnv: (env) => parse(nonEmpty(env[variable]), variable),
     fromOverride: (value) => parse(nonEmpty(asText(value)), variable),
@@ -169,10 +169,10 @@ function asText(value: unknown): string | undefined {
   return String(value);
 }
 
-type SettingTable = { readonly [K in keyof KeypoolConfig]: Setting<KeypoolConfig[K]> };
+type ConfigTable = { readonly [K in keyof KeypoolConfig]: ConfigEntry<KeypoolConfig[K]> };
 
-/** Every setting: its variable, its default and its parser, in one place. */
-const SETTINGS: SettingTable = {
+/** Every configuration entry: its variable, its default and its parser, in one place. */
+const CONFIG_TABLE: ConfigTable = {
   databaseUrl: text('DATABASE_URL'),
   encryptionKeys: text('KEYPOOL_ENCRYPTION_KEYS'),
   keyPepper: text('KEYPOOL_KEY_PEPPER'),
@@ -207,12 +207,12 @@ const SETTINGS: SettingTable = {
   demoSeed: boolean('KEYPOOL_DEMO_SEED', true),
   drainTimeoutMs: integer('KEYPOOL_DRAIN_TIMEOUT_MS', 10_000, 0, 600_000),
   logLevel: oneOf('LOG_LEVEL', ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const, 'info'),
-  tracing: tracingSetting(),
+  tracing: tracingEntry(),
 };
 
 export function loadConfig(overrides: Partial<KeypoolConfig> = {}, env: Env = process.env): KeypoolConfig {
   const config: Record<string, unknown> = {};
-  for (const [field, read] of Object.entries(SETTINGS) as Array<[keyof KeypoolConfig, Setting<unknown>]>) {
+  for (const [field, read] of Object.entries(CONFIG_TABLE) as Array<[keyof KeypoolConfig, ConfigEntry<unknown>]>) {
     const override = overrides[field];
     config[field] = override === undefined ? read.fromEnv(env) : read.fromOverride(override);
   }
@@ -238,14 +238,14 @@ function nonEmpty(value: string | undefined): string | undefined {
   return trimmed ? trimmed : undefined;
 }
 
-function text(variable: string): Setting<string | undefined>;
-function text(variable: string, fallback: string): Setting<string>;
-function text(variable: string, fallback?: string): Setting<string | undefined> {
-  return setting(variable, (value) => value ?? fallback);
+function text(variable: string): ConfigEntry<string | undefined>;
+function text(variable: string, fallback: string): ConfigEntry<string>;
+function text(variable: string, fallback?: string): ConfigEntry<string | undefined> {
+  return entry(variable, (value) => value ?? fallback);
 }
 
 /** True when KEYPOOL_DATA_DIR (or a dataDir override, see loadConfig) named the embedded store's directory. */
-function dataDirConfigured(): Setting<boolean> {
+function dataDirConfigured(): ConfigEntry<boolean> {
   return {
     fromEnv: (env) => nonEmpty(env.KEYPOOL_DATA_DIR) !== undefined,
     fromOverride: (value) => value,
@@ -253,9 +253,9 @@ function dataDirConfigured(): Setting<boolean> {
 }
 
 /** OpenTelemetry traces from the standard OTEL_* variables; an override is checked against the same choices. */
-function tracingSetting(): Setting<TracingConfig | null> {
+function tracingEntry(): ConfigEntry<TracingConfig | null> {
   return {
-    fromEnv: tracingSettings,
+    fromEnv: tracingFromEnv,
     fromOverride: (value) =>
       value === null
         ? null
@@ -270,7 +270,7 @@ const DEFAULT_SERVICE_NAME = 'keypool';
 /** grpc is not offered: it would load a second gRPC stack for the exporter alone. */
 const TRACING_PROTOCOLS = choice(['http/protobuf', 'http/json'] as const, 'http/protobuf');
 
-function tracingSettings(env: Env): TracingConfig | null {
+function tracingFromEnv(env: Env): TracingConfig | null {
   if (nonEmpty(env.OTEL_SDK_DISABLED)?.toLowerCase() === 'true') return null;
   const exporter = nonEmpty(env.OTEL_TRACES_EXPORTER)?.toLowerCase();
   if (exporter === 'none') return null;
@@ -284,8 +284,8 @@ function tracingSettings(env: Env): TracingConfig | null {
   return { protocol, serviceName: nonEmpty(env.OTEL_SERVICE_NAME) ?? DEFAULT_SERVICE_NAME };
 }
 
-function redisUrl(variable: string): Setting<string | undefined> {
-  return setting(variable, (value) => {
+function redisUrl(variable: string): ConfigEntry<string | undefined> {
+  return entry(variable, (value) => {
     if (value === undefined) return undefined;
     try {
       parseRedisUrl(value);
@@ -298,8 +298,8 @@ function redisUrl(variable: string): Setting<string | undefined> {
   });
 }
 
-function listenAddress(variable: string, fallback: string): Setting<string> {
-  return setting(variable, (given) => {
+function listenAddress(variable: string, fallback: string): ConfigEntry<string> {
+  return entry(variable, (given) => {
     const value = given ?? fallback;
     try {
       const { port } = splitHostPort(value);
@@ -315,8 +315,8 @@ function listenAddress(variable: string, fallback: string): Setting<string> {
 export const MIN_TOKEN_CHARS = 32;
 
 /** A shared secret; the error never quotes the value. */
-function secretToken(variable: string): Setting<string | undefined> {
-  return setting(variable, (value) => {
+function secretToken(variable: string): ConfigEntry<string | undefined> {
+  return entry(variable, (value) => {
     if (value === undefined) return undefined;
     if (value.length < MIN_TOKEN_CHARS || !/^[\x21-\x7e]+$/.test(value)) {
       throw new ConfigError(variable, `expected at least ${MIN_TOKEN_CHARS} printable characters without spaces (e.g. \`openssl rand -hex 32\`)`);
@@ -326,8 +326,8 @@ function secretToken(variable: string): Setting<string | undefined> {
 }
 
 /** A whole number in min..max; with zeroMeansOff, 0 is accepted too and switches the feature off. */
-function integer(variable: string, fallback: number, min: number, max: number, options: { zeroMeansOff?: boolean } = {}): Setting<number> {
-  return setting(variable, (raw) => {
+function integer(variable: string, fallback: number, min: number, max: number, options: { zeroMeansOff?: boolean } = {}): ConfigEntry<number> {
+  return entry(variable, (raw) => {
     if (raw === undefined) return fallback;
     if (!/^\d+$/.test(raw)) throw new ConfigError(variable, `expected a whole number, got "${raw}"`);
     const value = Number(raw);
@@ -339,8 +339,8 @@ function integer(variable: string, fallback: number, min: number, max: number, o
   });
 }
 
-function boolean(variable: string, fallback: boolean): Setting<boolean> {
-  return setting(variable, (given) => {
+function boolean(variable: string, fallback: boolean): ConfigEntry<boolean> {
+  return entry(variable, (given) => {
     const raw = given?.toLowerCase();
     if (raw === undefined) return fallback;
     if (['1', 'true', 'yes', 'on'].includes(raw)) return true;
@@ -349,7 +349,7 @@ function boolean(variable: string, fallback: boolean): Setting<boolean> {
   });
 }
 
-/** One of a fixed set of words; `parse` is shared by settings whose variable is chosen at read time (OTEL_*). */
+/** One of a fixed set of words; `parse` is shared by entries whose variable is chosen at read time (OTEL_*). */
 function choice<T extends string>(allowed: readonly T[], fallback: T): { parse(raw: string | undefined, variable: string): T } {
   return {
     parse(raw, variable) {
@@ -362,13 +362,13 @@ function choice<T extends string>(allowed: readonly T[], fallback: T): { parse(r
   };
 }
 
-function oneOf<T extends string>(variable: string, allowed: readonly T[], fallback: T): Setting<T> {
+function oneOf<T extends string>(variable: string, allowed: readonly T[], fallback: T): ConfigEntry<T> {
   const words = choice(allowed, fallback);
-  return setting(variable, (raw) => words.parse(raw, variable));
+  return entry(variable, (raw) => words.parse(raw, variable));
 }
 
-function hostNameList(variable: string): Setting<readonly string[]> {
-  return setting(variable, (raw) => {
+function hostNameList(variable: string): ConfigEntry<readonly string[]> {
+  return entry(variable, (raw) => {
     if (raw === undefined) return [];
     const names = raw.split(',').map((part) => part.trim().toLowerCase()).filter(Boolean);
     const invalid = names.find((host) => !/^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?)*$/.test(host));
@@ -377,8 +377,8 @@ function hostNameList(variable: string): Setting<readonly string[]> {
   });
 }
 
-function headerList(variable: string, fallback: readonly string[]): Setting<readonly string[]> {
-  return setting(variable, (raw) => {
+function headerList(variable: string, fallback: readonly string[]): ConfigEntry<readonly string[]> {
+  return entry(variable, (raw) => {
     if (raw === undefined) return fallback;
     const names = raw.split(',').map((part) => part.trim().toLowerCase()).filter(Boolean);
     const invalid = names.find((header) => !/^[a-z0-9-]+$/.test(header));
@@ -390,8 +390,8 @@ function headerList(variable: string, fallback: readonly string[]): Setting<read
 }
 
 /** `provider=https://host,…` -> per-provider base URLs (rules in src/admin/health-check.ts). */
-function baseUrls(variable: string): Setting<Readonly<Record<string, string>> | undefined> {
-  return setting(variable, (raw) => {
+function baseUrls(variable: string): ConfigEntry<Readonly<Record<string, string>> | undefined> {
+  return entry(variable, (raw) => {
     if (raw === undefined) return undefined;
     try {
       return parseBaseUrls(raw);
