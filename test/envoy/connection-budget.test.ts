@@ -26,6 +26,8 @@ const logger = pino({ level: process.env['KEYPOOL_TEST_LOG'] ?? 'silent' });
 
 /** Well past the ~1,000 resets one Node HTTP/2 connection tolerates, and past five connection budgets of 900. */
 const REQUESTS = 5_000;
+/** Generous: 5,000 real decisions (HMAC, admission) through Envoy take ~10-20 s alone, far longer on a busy runner. */
+const RUN_TIMEOUT_MS = 180_000;
 /** Requests in flight: enough to keep Envoy and keypool busy, few enough for a busy 2-core runner. */
 const IN_FLIGHT = 16;
 const BUDGET = 900;
@@ -169,7 +171,7 @@ describe.skipIf(!ENVOY)(`${REQUESTS} requests through Envoy and keypool: none fa
     expect(stats.resetsSent).toBe(0);
     // The budget rotates connections: at least ceil(5000 / 900) = 6 of them (plus the health checker's).
     expect(stats.connections).toBeGreaterThanOrEqual(Math.ceil(REQUESTS / BUDGET));
-  });
+  }, RUN_TIMEOUT_MS);
 
   it('graceful close alone: all requests over one keypool connection, no reset, no failure', async () => {
     const stats = await run('budget');
@@ -179,7 +181,7 @@ describe.skipIf(!ENVOY)(`${REQUESTS} requests through Envoy and keypool: none fa
     expect(stats.resetsSent).toBe(0);
     // One connection for the ext_proc streams, at most one more for the health checker.
     expect(stats.connections).toBeLessThanOrEqual(2);
-  });
+  }, RUN_TIMEOUT_MS);
 
   it("connection budget alone (Envoy's default reset per stream): resets spread over fresh connections, no failure", async () => {
     const stats = await run('graceful-close');
@@ -191,7 +193,7 @@ describe.skipIf(!ENVOY)(`${REQUESTS} requests through Envoy and keypool: none fa
     // budget keeps each connection below it. (A stream that ends as its connection drains is not reset.)
     expect(stats.resetsSent).toBeGreaterThan(REQUESTS * 0.9);
     expect(stats.connections).toBeGreaterThanOrEqual(Math.ceil(REQUESTS / BUDGET));
-  });
+  }, RUN_TIMEOUT_MS);
 });
 
 it.skipIf(!ENVOY)(`the shipped runtime flag is ${GRACEFUL_CLOSE_FLAG}`, () => {
