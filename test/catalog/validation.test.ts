@@ -298,6 +298,7 @@ describe('validateNewMapping', () => {
       tenantType: null,
       description: null,
       enabled: true,
+      window: null,
     });
   });
 

@@ -479,7 +479,7 @@ export function repositoryContract(target: ContractTarget): void {
           ['vip01', 0, 'vip'],
         ];
         for (const [prefix, priority, tenantId] of cases) {
-          expect(snapshot.priority.resolve(generateClientKey(prefix)), String(prefix)).toMatchObject({ priority, tenantId });
+          expect(snapshot.priority.resolve(generateClientKey(prefix), Date.now()), String(prefix)).toMatchObject({ priority, tenantId });
         }
         await repo.settings.set('priority.default_priority', 7, ACTOR);
         await repo.settings.set('priority.enabled', false, ACTOR);
