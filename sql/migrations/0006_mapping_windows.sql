@@ -8,6 +8,8 @@
 --
 -- The same pattern may now carry several rules that differ by window (P7 on weekday office hours, an always-on P3
 -- fallback): the unique index takes the window into account, and at most one rule per pattern has no window.
+-- A hand-written seed that inserted with `ON CONFLICT (match_type, pattern) WHERE deleted_at IS NULL` names the new
+-- index's columns instead (examples/seed-demo.sql shows it).
 
 ALTER TABLE api_key_priority_mappings
   ADD COLUMN IF NOT EXISTS window_days TEXT[],
@@ -19,7 +21,8 @@ ALTER TABLE api_key_priority_mappings DROP CONSTRAINT IF EXISTS api_key_priority
 ALTER TABLE api_key_priority_mappings ADD CONSTRAINT api_key_priority_mappings_window_check CHECK (
   (window_days IS NULL AND window_start IS NULL AND window_end IS NULL AND window_timezone IS NULL)
   OR (
-    cardinality(window_days) BETWEEN 1 AND 7
+    window_days IS NOT NULL AND window_start IS NOT NULL AND window_end IS NOT NULL AND window_timezone IS NOT NULL
+    AND cardinality(window_days) BETWEEN 1 AND 7
     AND window_days <@ ARRAY['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun']::text[]
     AND window_start ~ '^([01][0-9]|2[0-3]):[0-5][0-9]$'
     AND window_end ~ '^([01][0-9]|2[0-3]):[0-5][0-9]$'

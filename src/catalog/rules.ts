@@ -82,3 +82,14 @@ export function isTimeZone(value: unknown): value is string {
   timeZones ??= new Set([...Intl.supportedValuesOf('timeZone'), 'UTC']);
   return typeof value === 'string' && timeZones.has(value);
 }
+
+/** The listed name this runtime knows an alias by (`US/Eastern` -> `America/New_York`), for error hints; or null. */
+export function listedTimeZoneFor(value: string): string | null {
+  if (!TIME_ZONE_NAME.test(value)) return null;
+  try {
+    const resolved = new Intl.DateTimeFormat('en-US', { timeZone: value }).resolvedOptions().timeZone;
+    return isTimeZone(resolved) ? resolved : null;
+  } catch {
+    return null;
+  }
+}

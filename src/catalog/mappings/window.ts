@@ -2,7 +2,7 @@
 // keypool.yaml) or the same in one line, `mon-fri 08:00-20:00 Europe/Berlin` (CLI --window, also accepted in YAML).
 // Validated into the canonical ActiveWindow: days lower-case, deduplicated, in week order (mon first).
 import type { ActiveWindow, Weekday } from '../../core/priority/index.js';
-import { isTimeZone, WEEKDAYS, WINDOW_TIME } from '../rules.js';
+import { isTimeZone, listedTimeZoneFor, WEEKDAYS, WINDOW_TIME } from '../rules.js';
 import { isPlainObject, quote, type Fields } from '../validated.js';
 
 const WINDOW_KEYS = ['days', 'start', 'end', 'timezone'] as const;
@@ -73,6 +73,10 @@ function checkTime(f: Fields, name: 'start' | 'end', value: unknown): string | u
 function checkTimeZone(f: Fields, value: unknown): string | undefined {
   if (value === undefined) return void f.add('window.timezone', 'required', 'window.timezone is required');
   if (!isTimeZone(value)) {
+    const listed = typeof value === 'string' ? listedTimeZoneFor(value) : null;
+    if (listed !== null) {
+      return void f.add('window.timezone', 'invalid_choice', `window.timezone: ${quote(value)} is an alias; use the name this runtime lists, ${quote(listed)}`);
+    }
     return void f.add(
       'window.timezone',
       'invalid_choice',
