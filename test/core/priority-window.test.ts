@@ -1,6 +1,7 @@
 // Time-based priority rules: mappings with an active window, evaluated on the request's nowMs.
 import { describe, expect, it } from 'vitest';
 import { compilePriority, WEEKDAYS, type ActiveWindow, type MappingInput, type Weekday } from '../../src/core/priority/index.js';
+import { localTimeOf, ZoneClock } from '../../src/core/priority/window.js';
 import type { MatchType, PrioritySettings } from '../../src/core/types.js';
 
 const ON: PrioritySettings = { enabled: true, defaultPriority: 9 };
@@ -293,5 +294,17 @@ describe('windowed rules agree with a brute-force scan', () => {
       const nowMs = base + Math.floor(next() * 300 * 86_400_000);
       for (const key of keys) expect(matcher.resolve(key, nowMs).mappingId, `${key} at ${new Date(nowMs).toISOString()}`).toBe(bruteForce(mappings, key, nowMs));
     }
+  });
+});
+
+describe('ZoneClock', () => {
+  it('reads the wall clock from the formatted text and from the parts alike', () => {
+    const parts = new Intl.DateTimeFormat('en-US', { timeZone: 'Europe/Berlin', weekday: 'short', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
+    const clock = new ZoneClock('Europe/Berlin');
+    for (const iso of ['2026-03-04T22:59:00Z', '2026-03-04T23:05:00Z', '2026-03-29T00:59:00Z', '2026-03-29T01:00:00Z', '2026-10-25T00:30:00Z', '2026-10-25T01:30:00Z']) {
+      expect(clock.localAt(at(iso)), iso).toEqual(localTimeOf(parts.formatToParts(at(iso))));
+    }
+    expect(clock.localAt(at('2026-03-04T23:05:00Z'))).toEqual({ weekday: 3, minuteOfDay: 5 }); // Thursday 00:05 CET
+    expect(localTimeOf(parts.formatToParts(at('2026-03-29T01:00:00Z')))).toEqual({ weekday: 6, minuteOfDay: 180 }); // Sunday 03:00 CEST
   });
 });

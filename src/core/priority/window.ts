@@ -34,6 +34,7 @@ export interface LocalTime {
 
 /** A window's start or end: HH:MM on a 24-hour clock, 00:00-23:59 (re-exported by src/catalog/rules.ts). */
 export const WINDOW_TIME = /^([01][0-9]|2[0-3]):([0-5][0-9])$/;
+const FORMATTED = /^([A-Z][a-z]{2}) ([0-9]{2}):([0-9]{2})$/;
 const SHORT_WEEKDAY: Readonly<Record<string, number>> = { Mon: 0, Tue: 1, Wed: 2, Thu: 3, Fri: 4, Sat: 5, Sun: 6 };
 
 /** Minutes since midnight of an HH:MM string, or null when it is not one. */
@@ -60,16 +61,31 @@ export class ZoneClock {
   }
 
   localAt(nowMs: number): LocalTime {
-    let weekday = 0;
-    let hour = 0;
-    let minute = 0;
-    for (const part of this.#format.formatToParts(nowMs)) {
-      if (part.type === 'weekday') weekday = SHORT_WEEKDAY[part.value] ?? 0;
-      else if (part.type === 'hour') hour = Number(part.value) % 24;
-      else if (part.type === 'minute') minute = Number(part.value);
-    }
-    return { weekday, minuteOfDay: hour * 60 + minute };
+    // format() is about 3x cheaper than formatToParts(); en-US with these options reads `Wed 14:05`. Anything else
+    // (another ICU's layout) takes the parts path.
+    const text = this.#format.format(nowMs);
+    const match = FORMATTED.exec(text);
+    const weekday = match === null ? undefined : SHORT_WEEKDAY[match[1]!];
+    if (match !== null && weekday !== undefined) return { weekday, minuteOfDay: (Number(match[2]) % 24) * 60 + Number(match[3]) };
+    return this.#fromParts(nowMs);
   }
+
+  #fromParts(nowMs: number): LocalTime {
+    return localTimeOf(this.#format.formatToParts(nowMs));
+  }
+}
+
+/** A LocalTime from a formatter's parts (weekday short, hour, minute): the layout-independent path. */
+export function localTimeOf(parts: readonly Intl.DateTimeFormatPart[]): LocalTime {
+  let weekday = 0;
+  let hour = 0;
+  let minute = 0;
+  for (const part of parts) {
+    if (part.type === 'weekday') weekday = SHORT_WEEKDAY[part.value] ?? 0;
+    else if (part.type === 'hour') hour = Number(part.value) % 24;
+    else if (part.type === 'minute') minute = Number(part.value);
+  }
+  return { weekday, minuteOfDay: hour * 60 + minute };
 }
 
 /** A window ready to evaluate against a LocalTime of its zone. */
