@@ -1,5 +1,6 @@
 // bench:core — the decision core in-process: ns per decision across config sizes, priority lookup at 10k mappings,
-// and the compile (reload) time of a 10k-mapping snapshot. A benchmark, never part of `npm test`.
+// the same lookup with time-based rules (mapping windows) against without, and the compile (reload) time of a
+// 10k-mapping snapshot. A benchmark, never part of `npm test`.
 // Also keypool's own handling of one proxied request as the ext_proc server does it, without the gRPC transport:
 // request_headers -> ProcessStream -> codec -> engine.decide -> codec -> answer, then response_headers -> codec ->
 // engine.observe/release -> answer (the target: request + response p50 <= 10 us), with and without protobuf.
@@ -14,6 +15,7 @@ import { compilePriority } from '../src/core/priority/index.js';
 import { compileSnapshot, type CompiledSnapshot } from '../src/snapshot/compile.js';
 import { envoyRequestHeaders, UPSTREAM_RESPONSE_HEADERS } from './lib/extproc-client.js';
 import { printTargets, target, writeResults } from './lib/report.js';
+import { windowBench } from './lib/window-bench.js';
 import {
   NOW_MS,
   OPENAI_OK_HEADERS,
@@ -167,8 +169,11 @@ async function main(): Promise<void> {
   let sink = 0;
   const lookupStarted = process.hrtime.bigint();
   const lookups = 2_000_000;
-  for (let i = 0; i < lookups; i += 1) sink += matcher.resolve(probes[i & 1023]!).priority;
+  for (let i = 0; i < lookups; i += 1) sink += matcher.resolve(probes[i & 1023]!, NOW_MS).priority;
   const priorityNs = Number(process.hrtime.bigint() - lookupStarted) / lookups;
+
+  // The same lookup with time-based rules (mapping windows) beside it: what windows add per request.
+  const windows = windowBench();
 
   // Reload of a 10k-mapping snapshot (compile only: what a change-feed reload costs besides the SELECTs).
   const reloadData = configData({ keys: 10, mappings: 10_000, accounts: 2 });
@@ -179,6 +184,8 @@ async function main(): Promise<void> {
 
   console.table(rows);
   console.log(`priority lookup at 10k mappings: ${priorityNs.toFixed(0)} ns/lookup (compile ${priorityCompileMs.toFixed(1)} ms; checksum ${sink})`);
+  console.log('priority lookup with mapping windows (ns/lookup, best of 7 alternating runs):');
+  console.table(windows);
   console.log(`snapshot reload with 10k mappings: p50 ${(reload.p50 / 1e6).toFixed(2)} ms, p99 ${(reload.p99 / 1e6).toFixed(2)} ms`);
   const us = (ns: number) => (ns / 1000).toFixed(2);
   console.log(`ext_proc handler in-process (ProcessStream + codec + engine, request and response): p50 ${us(handler.p50)} us, p99 ${us(handler.p99)} us`);
@@ -200,6 +207,7 @@ async function main(): Promise<void> {
   writeResults('core', {
     decisions: rows,
     priorityLookupNsAt10kMappings: Math.round(priorityNs),
+    priorityLookupWithWindows: windows,
     reload10kMappingsMs: { p50: reload.p50 / 1e6, p99: reload.p99 / 1e6 },
     extProcHandlerNs: { p50: Math.round(handler.p50), p99: Math.round(handler.p99), mean: Math.round(handler.mean) },
     extProcHandlerWithProtobufNs: { p50: Math.round(handlerWithProtobuf.p50), p99: Math.round(handlerWithProtobuf.p99), mean: Math.round(handlerWithProtobuf.mean) },

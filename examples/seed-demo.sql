@@ -25,7 +25,8 @@ VALUES
   ('kp_batch-',        'prefix',   9, 'batch',    'Batch jobs',        'internal', 'Keys created with --prefix batch-<job> (prefix rule)',         true, 'demo-seed', 'demo-seed'),
   ('-partner_',        'contains', 4, 'partners', 'External partners', 'external', 'Keys created with --prefix <name>-partner (contains rule)',    true, 'demo-seed', 'demo-seed'),
   ('^kp_vip[0-9]{2}_', 'regex',    0, 'vip',      'VIP customers',     'external', 'Keys created with --prefix vipNN (regex, linear-time safe)',   true, 'demo-seed', 'demo-seed')
-ON CONFLICT (match_type, pattern) WHERE deleted_at IS NULL DO NOTHING;
+-- The unique index (schema version 6) includes the window columns, NULL for these always-on rules.
+ON CONFLICT (match_type, pattern, window_days, window_start, window_end, window_timezone) WHERE deleted_at IS NULL DO NOTHING;
 
 -- Turn mapping on for the demo (the schema default is off: every request gets default_priority 7), and give keys
 -- no mapping matches a middle priority.

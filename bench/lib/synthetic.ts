@@ -66,6 +66,7 @@ export function mappingRow(index: number): MappingRow {
     tenantType: null,
     description: null,
     enabled: true,
+    window: null,
     createdAt: new Date(EPOCH.getTime() + index),
   };
 }

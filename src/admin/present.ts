@@ -78,6 +78,7 @@ export function presentMapping(row: MappingRow): Record<string, unknown> {
     tenant_type: row.tenantType,
     description: row.description,
     enabled: row.enabled,
+    window: row.window,
     created_at: iso(row.createdAt),
   };
 }

@@ -2,6 +2,12 @@
 // entity schemas), the admin API's path parameters, the Kong plugin's config and the SQL CHECK constraints
 // (sql/migrations, kept in agreement by test/catalog/rules-sql.test.ts) all follow these definitions.
 
+/**
+ * A priority mapping's active window: days from WEEKDAYS (mon..sun) and start/end times matching WINDOW_TIME (HH:MM,
+ * 00:00-23:59, start != end). Defined in the core, which evaluates them (src/core/priority/window.ts).
+ */
+export { WEEKDAYS, WINDOW_TIME, type Weekday } from '../core/priority/window.js';
+
 /** A provider (pool) slug: `openai`, `azure-openai`. Lower-case letters, digits and inner dashes, 1-64 characters. */
 export const PROVIDER_SLUG = /^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/;
 export const PROVIDER_SLUG_MAX_CHARS = 64;
@@ -61,4 +67,29 @@ export function isUuid(value: unknown): value is string {
 
 export function isProviderSlug(value: unknown): value is string {
   return typeof value === 'string' && PROVIDER_SLUG.test(value);
+}
+
+/**
+ * A window's time zone: a name from `Intl.supportedValuesOf('timeZone')` (this runtime's ICU: canonical IANA names
+ * such as `Europe/Berlin`, `America/New_York`) or `UTC`. SQL can only check the shape (TIME_ZONE_NAME); the zone list
+ * itself is the catalog's check, and the snapshot leaves out a stored mapping whose zone this runtime does not know.
+ */
+export const TIME_ZONE_NAME = /^[A-Za-z0-9_+/-]{1,64}$/;
+
+let timeZones: ReadonlySet<string> | null = null;
+
+export function isTimeZone(value: unknown): value is string {
+  timeZones ??= new Set([...Intl.supportedValuesOf('timeZone'), 'UTC']);
+  return typeof value === 'string' && timeZones.has(value);
+}
+
+/** The listed name this runtime knows an alias by (`US/Eastern` -> `America/New_York`), for error hints; or null. */
+export function listedTimeZoneFor(value: string): string | null {
+  if (!TIME_ZONE_NAME.test(value)) return null;
+  try {
+    const resolved = new Intl.DateTimeFormat('en-US', { timeZone: value }).resolvedOptions().timeZone;
+    return isTimeZone(resolved) ? resolved : null;
+  } catch {
+    return null;
+  }
 }

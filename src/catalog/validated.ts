@@ -249,6 +249,11 @@ export class Fields {
     return this.input[field] !== undefined;
   }
 
+  /** The field's value as given, for checks that report on its parts (`window.days`). */
+  raw(field: string): unknown {
+    return this.input[field];
+  }
+
   add(field: string, code: ValidationCode, message: string): void {
     this.errors.push({ field, code, message });
   }

@@ -76,18 +76,18 @@ export function authorizeRequest(
   return {
     kind: 'authorized',
     key,
-    priority: resolvePriority(extracted.key, key, snapshot),
+    priority: resolvePriority(extracted.key, key, snapshot, nowMs),
     pool,
     credentialHeaders: credentialHeadersIn(headers, extracted.credentialHeaders),
   };
 }
 
-function resolvePriority(presentedKey: string, key: SystemKey, snapshot: Snapshot): PriorityResolution {
+function resolvePriority(presentedKey: string, key: SystemKey, snapshot: Snapshot, nowMs: number): PriorityResolution {
   const settings = snapshot.prioritySettings;
   if (!settings.enabled) {
     return { priority: settings.defaultPriority, tenantId: key.tenantId, tenantName: null, mappingId: null };
   }
-  const resolution = snapshot.priority.resolve(presentedKey);
+  const resolution = snapshot.priority.resolve(presentedKey, nowMs);
   // A key's own tenant wins: it was set for that one key, while a mapping's tenant is a default for every key its
   // pattern matches (a catch-all `kp_` mapping must not relabel keys issued with --tenant). The mapping's tenant name
   // describes the mapping's tenant, so it goes with it.

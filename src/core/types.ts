@@ -89,7 +89,8 @@ export interface PriorityResolution {
 }
 
 export interface PriorityMatcher {
-  resolve(presentedKey: string): PriorityResolution;
+  /** nowMs: the request's instant, against which mappings with an active window are evaluated. */
+  resolve(presentedKey: string, nowMs: number): PriorityResolution;
 }
 
 export interface PrioritySettings {

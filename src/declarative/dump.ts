@@ -53,6 +53,7 @@ export function dumpConfig(state: CurrentState): string {
         tenant_type: m.tenantType,
         description: m.description,
         enabled: m.enabled ? null : false,
+        window: m.window === null ? null : { days: [...m.window.days], start: m.window.start, end: m.window.end, timezone: m.window.timezone },
       }),
     ),
   };

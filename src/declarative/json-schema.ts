@@ -5,8 +5,9 @@
 import { MAX_PATTERN_LENGTH } from '../core/priority/index.js';
 import { MATCH_TYPES, STRATEGIES } from '../core/types.js';
 import { TENANT_TYPES } from '../catalog/mappings/schema.js';
+import { WINDOW_SYNTAX } from '../catalog/mappings/window.js';
 import { SETTING_NAMES } from '../catalog/settings/schema.js';
-import { IMPORTED_KEY_BYTES, KEY_PREFIX, LIMITS, PRIORITY_RANGE, PROVIDER_SLUG, TENANT_ID } from '../catalog/rules.js';
+import { IMPORTED_KEY_BYTES, KEY_PREFIX, LIMITS, PRIORITY_RANGE, PROVIDER_SLUG, TENANT_ID, TIME_ZONE_NAME, WEEKDAYS, WINDOW_TIME } from '../catalog/rules.js';
 import { FORMAT_VERSION } from './model.js';
 
 const nullable = (schema: Record<string, unknown>) => ({ anyOf: [schema, { type: 'null' }] });
@@ -93,6 +94,26 @@ export function keypoolJsonSchema(): Record<string, unknown> {
             tenant_type: nullable({ enum: [...TENANT_TYPES] }),
             description: nullable({ type: 'string', maxLength: LIMITS.descriptionMaxChars }),
             enabled: { type: 'boolean' },
+            window: {
+              description:
+                'Apply only while this window is open; outside it the next matching rule applies. Days name the day the ' +
+                'window starts (end < start crosses midnight); times are the zone\'s wall clock. Part of the identity.',
+              anyOf: [
+                {
+                  type: 'object',
+                  additionalProperties: false,
+                  required: ['days', 'start', 'end', 'timezone'],
+                  properties: {
+                    days: { type: 'array', minItems: 1, items: { enum: [...WEEKDAYS] } },
+                    start: { type: 'string', pattern: WINDOW_TIME.source },
+                    end: { type: 'string', pattern: WINDOW_TIME.source },
+                    timezone: { type: 'string', pattern: TIME_ZONE_NAME.source, description: "IANA zone from Intl.supportedValuesOf('timeZone'), or UTC" },
+                  },
+                },
+                { type: 'string', description: WINDOW_SYNTAX },
+                { type: 'null' },
+              ],
+            },
           },
         },
       },

@@ -7,6 +7,8 @@ import type { AccountRow } from '../catalog/accounts/rows.js';
 import type { SystemKeyRow } from '../catalog/keys/rows.js';
 import type { MappingRow } from '../catalog/mappings/rows.js';
 import type { TenantType } from '../catalog/mappings/schema.js';
+import { windowText } from '../catalog/mappings/window.js';
+import type { ActiveWindow } from '../core/priority/index.js';
 import type { ProviderRow } from '../catalog/providers/rows.js';
 import type { Setting } from '../catalog/settings/schema.js';
 import type { MatchType, PrioritySettings } from '../core/types.js';
@@ -68,6 +70,8 @@ export interface DesiredMapping extends Located {
   readonly tenantType: TenantType | null;
   readonly description: string | null;
   readonly enabled: boolean;
+  /** Part of the mapping's identity: a file may give one pattern several windows and one always-on rule. */
+  readonly window: ActiveWindow | null;
 }
 
 export type DesiredSetting = Setting & Located;
@@ -135,6 +139,7 @@ export const MAPPING_FIELDS: FieldTable = {
   tenant_type: 'tenantType',
   description: 'description',
   enabled: 'enabled',
+  window: 'window',
 };
 
 export const SECTIONS = ['version', 'providers', 'accounts', 'keys', 'mappings', 'settings'] as const;
@@ -144,7 +149,11 @@ export function accountRef(provider: string, name: string): string {
   return `${provider}/${name}`;
 }
 
-/** `prefix "kp_prod_"`: how plans and errors name a mapping (its match type and pattern are its identity). */
-export function mappingRef(matchType: string, pattern: string): string {
-  return `${matchType} ${JSON.stringify(pattern)}`;
+/**
+ * `prefix "kp_prod_"`, `prefix "kp_batch-" [mon-fri 08:00-20:00 Europe/Berlin]`: how plans and errors name a mapping
+ * (its match type, pattern and window are its identity).
+ */
+export function mappingRef(matchType: string, pattern: string, window: ActiveWindow | null): string {
+  const base = `${matchType} ${JSON.stringify(pattern)}`;
+  return window === null ? base : `${base} [${windowText(window)}]`;
 }

@@ -90,7 +90,7 @@ class Reader {
     }
     if (input.keys != null) state.keys = this.unique(this.list(input, 'keys', (e, p) => this.key(e, p)), (x) => x.name, 'key');
     if (input.mappings != null) {
-      state.mappings = this.unique(this.list(input, 'mappings', (e, p) => this.mapping(e, p)), (x) => mappingRef(x.matchType, x.pattern), 'mapping');
+      state.mappings = this.unique(this.list(input, 'mappings', (e, p) => this.mapping(e, p)), (x) => mappingRef(x.matchType, x.pattern, x.window), 'mapping');
     }
     if (input.settings != null) state.settings = this.settings(input.settings);
     return state;
@@ -215,8 +215,10 @@ class Reader {
     if (result.ok) return result.value;
     const fileField = new Map(Object.entries(table).map(([file, catalog]) => [catalog, file]));
     for (const error of result.errors) {
-      const field = fileField.get(error.field);
-      this.problem(field === undefined ? path : [...path, field], stripField(error));
+      // `window.days` -> the file's window field, then its part.
+      const [head, ...rest] = error.field.split('.');
+      const field = fileField.get(error.field) ?? (rest.length > 0 && fileField.has(head!) ? [fileField.get(head!)!, ...rest].join('.') : undefined);
+      this.problem(field === undefined ? path : [...path, ...field.split('.')], stripField(error));
     }
     return null;
   }

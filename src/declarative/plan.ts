@@ -146,9 +146,9 @@ export function planChanges(desired: DesiredState, current: CurrentState, facts:
   }
 
   if (desired.mappings) {
-    const byRef = new Map(current.mappings.map((m) => [mappingRef(m.matchType, m.pattern), m]));
+    const byRef = new Map(current.mappings.map((m) => [mappingRef(m.matchType, m.pattern, m.window), m]));
     for (const mapping of desired.mappings) {
-      const ref = mappingRef(mapping.matchType, mapping.pattern);
+      const ref = mappingRef(mapping.matchType, mapping.pattern, mapping.window);
       const row = byRef.get(ref);
       byRef.delete(ref);
       if (!row) {

@@ -48,6 +48,7 @@ export function compileSnapshot(data: ConfigData, deps: CompileDeps, version: nu
       tenantName: mapping.tenantName,
       enabled: mapping.enabled,
       createdAtMs: mapping.createdAt.getTime(),
+      window: mapping.window,
     })),
     data.settings,
   );

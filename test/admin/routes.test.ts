@@ -503,6 +503,56 @@ describe('priority mappings', () => {
 
     await h.api('PUT', '/admin/settings/priority.enabled', { body: { value: false } });
   });
+
+  it('mapping windows: created as an object or one line, shown, resolved at an instant (?at=), refused with field errors', async () => {
+    await h.api('PUT', '/admin/settings/priority.enabled', { body: { value: true } });
+    const window = { days: ['mon', 'tue', 'wed', 'thu', 'fri'], start: '08:00', end: '20:00', timezone: 'Europe/Berlin' };
+    const day = await h.api('POST', '/admin/api-key-priority/mappings', { body: { pattern: 'kp_batch-', match_type: 'prefix', priority: 7, window } });
+    expect(day.status, day.text).toBe(201);
+    expect(day.json.mapping.window).toEqual(window);
+    const night = await h.api('POST', '/admin/api-key-priority/mappings', { body: { pattern: 'kp_batch-', match_type: 'prefix', priority: 3 } });
+    expect(night.status, night.text).toBe(201);
+    expect(night.json.mapping.window).toBeNull();
+    const weekend = await h.api('POST', '/admin/api-key-priority/mappings', {
+      body: { pattern: 'kp_batch-', match_type: 'prefix', priority: 8, window: 'sat,sun 22:00-06:00 America/New_York' },
+    });
+    expect(weekend.json.mapping.window).toEqual({ days: ['sat', 'sun'], start: '22:00', end: '06:00', timezone: 'America/New_York' });
+    expectError(
+      await h.api('POST', '/admin/api-key-priority/mappings', { body: { pattern: 'kp_batch-', match_type: 'prefix', priority: 1, window } }),
+      409,
+      'conflict',
+    );
+    expectError(
+      await h.api('POST', '/admin/api-key-priority/mappings', { body: { pattern: 'kp_x', match_type: 'prefix', priority: 1, window: { ...window, timezone: 'Berlin' } } }),
+      422,
+      'invalid_choice',
+      'window.timezone',
+    );
+    expectError(
+      await h.api('POST', '/admin/api-key-priority/mappings', { body: { pattern: 'kp_x', match_type: 'prefix', priority: 1, window: { ...window, start: '8am' } } }),
+      422,
+      'invalid_format',
+      'window.start',
+    );
+    expect((await h.api('POST', '/admin/api-key-priority/reload')).status).toBe(200);
+
+    const resolve = (at?: string) => h.api('GET', `/admin/api-key-priority/resolve?key_prefix=kp_batch-nightly_1${at === undefined ? '' : `&at=${at}`}`);
+    const inside = await resolve('2026-03-04T11:00:00Z');
+    expect(inside.status, inside.text).toBe(200);
+    expect(inside.json).toMatchObject({ priority: 7, mapping_id: day.json.mapping.id, window, at: '2026-03-04T11:00:00.000Z' });
+    expect((await resolve('2026-03-08T04:00:00Z')).json).toMatchObject({ priority: 8, mapping_id: weekend.json.mapping.id });
+    expect((await resolve('2026-03-04T20:00:00Z')).json).toMatchObject({ priority: 3, mapping_id: night.json.mapping.id, window: null });
+    const now = await resolve();
+    expect(now.json.at).toBe(new Date(h.clock.nowMs()).toISOString());
+    expectError(await resolve('yesterday'), 400, 'invalid_parameter', 'at');
+
+    const cleared = await h.api('PUT', `/admin/api-key-priority/mappings/${weekend.json.mapping.id}`, {
+      body: { pattern: 'kp_batch-', match_type: 'prefix', priority: 8, window: 'sun 00:00-01:00 UTC' },
+    });
+    expect(cleared.json.mapping.window).toEqual({ days: ['sun'], start: '00:00', end: '01:00', timezone: 'UTC' });
+    for (const created of [day, night, weekend]) expect((await h.api('DELETE', `/admin/api-key-priority/mappings/${created.json.mapping.id}`)).status).toBe(204);
+    await h.api('PUT', '/admin/settings/priority.enabled', { body: { value: false } });
+  });
 });
 
 describe('settings', () => {

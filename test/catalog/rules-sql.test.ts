@@ -61,6 +61,24 @@ function cases(): Case[] {
   );
   add('mapping pattern length', ['p'.repeat(256), 'p'.repeat(257)], (v) => mapping({ pattern: v }), insertMapping('pattern'));
   add('mapping tenant id', ['a', 't'.repeat(64), 't'.repeat(65), 'a b'], (v) => mapping({ tenantId: v }), insertMapping('tenant_id'));
+  // Mapping windows: the zone list itself is the catalog's check only (SQL checks a zone name's shape), so the cases
+  // below stay on what both check: days, times, start != end, all-or-none, zone name length and characters.
+  const WINDOW = { days: ['mon'], start: '08:00', end: '20:00', timezone: 'UTC' };
+  const withWindow = (window: Record<string, unknown>) => mapping({ window: { ...WINDOW, ...window } });
+  const insertWindow = (sql: SqlClient, n: number, window: Record<string, unknown>) =>
+    sql.query(
+      `INSERT INTO api_key_priority_mappings (pattern, match_type, priority, window_days, window_start, window_end, window_timezone)
+       VALUES ($1, 'exact', 1, $2::text[], $3, $4, $5)`,
+      [`rules-${n}`, window['days'] ?? null, window['start'] ?? null, window['end'] ?? null, window['timezone'] ?? null],
+    );
+  const windowPart = (part: string) => (sql: SqlClient, n: number, value: unknown) => insertWindow(sql, n, { ...WINDOW, [part]: value });
+  add('mapping window days', [['mon'], ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'], [], ['Monday'], ['mon', 'xyz']], (v) => withWindow({ days: v }), windowPart('days'));
+  add('mapping window start', ['00:00', '23:59', '24:00', '8:00', '08:60', '08:00:00'], (v) => withWindow({ start: v }), windowPart('start'));
+  add('mapping window end', ['00:00', '23:59', '24:00', '7:5', '08:00'], (v) => withWindow({ start: '08:00', end: v }), windowPart('end'));
+  add('mapping window timezone shape', ['UTC', 'America/Argentina/La_Rioja', 'America/Port-au-Prince', 'a'.repeat(65), 'Europe/Berlin;', ''], (v) => withWindow({ timezone: v }), windowPart('timezone'));
+  add('mapping window all or none', [{ start: null }, { timezone: null }, { days: null }], (v) => withWindow(v as Record<string, unknown>), (sql, n, value) =>
+    insertWindow(sql, n, { ...WINDOW, ...(value as Record<string, unknown>) }),
+  );
   add('default priority', [-1, 0, 9, 10], (v) => ok(validateSetting('priority.default_priority', v)), (sql, _n, value) =>
     sql.query(`UPDATE api_key_priority_config SET value = $1::text::jsonb WHERE key = 'default_priority'`, [JSON.stringify(value)]),
   );

@@ -298,6 +298,7 @@ describe('validateNewMapping', () => {
       tenantType: null,
       description: null,
       enabled: true,
+      window: null,
     });
   });
 
@@ -332,6 +333,79 @@ describe('validateNewMapping', () => {
     ['description long', { pattern: 'a', matchType: 'exact', priority: 1, description: 'd'.repeat(501) }, 'description', 'too_long'],
   ])('refuses %s', (_label, input, field, code) => {
     expect(errorsOf(validateNewMapping(input))).toContainEqual(expect.objectContaining({ field, code }));
+  });
+});
+
+describe('mapping windows', () => {
+  const base = { pattern: 'kp_batch_', matchType: 'prefix', priority: 7 };
+  const BERLIN = { days: ['mon', 'tue', 'wed', 'thu', 'fri'], start: '08:00', end: '20:00', timezone: 'Europe/Berlin' };
+
+  it('accepts an object and normalises the days (lower case, once each, week order)', () => {
+    expect(valueOf(validateNewMapping({ ...base, window: { ...BERLIN, days: ['Fri', 'mon', 'tue', 'wed', 'thu', 'fri'] } })).window).toEqual(BERLIN);
+    expect(valueOf(validateNewMapping({ ...base, window: null })).window).toBeNull();
+    expect(valueOf(validateNewMapping({ ...base, window: { days: ['sun'], start: '22:00', end: '06:00', timezone: 'UTC' } })).window).toEqual({
+      days: ['sun'],
+      start: '22:00',
+      end: '06:00',
+      timezone: 'UTC',
+    });
+  });
+
+  const lines: Array<[string, object]> = [
+    ['mon-fri 08:00-20:00 Europe/Berlin', BERLIN],
+    ['  MON-FRI   08:00-20:00   Europe/Berlin ', BERLIN],
+    ['sat,sun 22:00-06:00 UTC', { days: ['sat', 'sun'], start: '22:00', end: '06:00', timezone: 'UTC' }],
+    ['fri-mon 00:00-23:59 America/New_York', { days: ['mon', 'fri', 'sat', 'sun'], start: '00:00', end: '23:59', timezone: 'America/New_York' }],
+    ['mon,wed-thu 09:30-10:00 Asia/Tokyo', { days: ['mon', 'wed', 'thu'], start: '09:30', end: '10:00', timezone: 'Asia/Tokyo' }],
+  ];
+  it.each(lines)('reads the one-line form %j', (text, window) => {
+    expect(valueOf(validateNewMapping({ ...base, window: text })).window).toEqual(window);
+  });
+
+  const refused: Array<[string, unknown, string, string]> = [
+    ['days missing', { ...BERLIN, days: undefined }, 'window.days', 'required'],
+    ['days not a list', { ...BERLIN, days: 'mon-fri' }, 'window.days', 'invalid_type'],
+    ['days empty', { ...BERLIN, days: [] }, 'window.days', 'too_short'],
+    ['an unknown day', { ...BERLIN, days: ['mon', 'monday'] }, 'window.days', 'invalid_choice'],
+    ['start not HH:MM', { ...BERLIN, start: '8:00' }, 'window.start', 'invalid_format'],
+    ['start 24:00', { ...BERLIN, start: '24:00' }, 'window.start', 'invalid_format'],
+    ['end with seconds', { ...BERLIN, end: '20:00:00' }, 'window.end', 'invalid_format'],
+    ['end a number', { ...BERLIN, end: 2000 }, 'window.end', 'invalid_format'],
+    ['start equal to end', { ...BERLIN, end: '08:00' }, 'window.end', 'invalid_format'],
+    ['an unknown zone', { ...BERLIN, timezone: 'Mars/Olympus_Mons' }, 'window.timezone', 'invalid_choice'],
+    ['an alias (the message names the listed zone)', { ...BERLIN, timezone: 'US/Eastern' }, 'window.timezone', 'invalid_choice'],
+    ['a zone in the wrong case', { ...BERLIN, timezone: 'europe/berlin' }, 'window.timezone', 'invalid_choice'],
+    ['zone missing', { ...BERLIN, timezone: undefined }, 'window.timezone', 'required'],
+    ['an unknown field', { ...BERLIN, tz: 'UTC' }, 'window.tz', 'unknown_field'],
+    ['not an object', 42, 'window', 'invalid_type'],
+    ['a list', ['mon'], 'window', 'invalid_type'],
+    ['a line without a zone', 'mon-fri 08:00-20:00', 'window', 'invalid_format'],
+    ['a line with a bad day range', 'mon-xyz 08:00-20:00 UTC', 'window', 'invalid_format'],
+    ['a line with one time', 'mon 08:00 UTC', 'window', 'invalid_format'],
+    ['a line with a bad zone', 'mon 08:00-09:00 Berlin', 'window.timezone', 'invalid_choice'],
+    ['a line with equal times', 'mon 08:00-08:00 UTC', 'window.end', 'invalid_format'],
+  ];
+  it.each(refused)('refuses %s with a field error', (_label, window, field, code) => {
+    const errors = errorsOf(validateNewMapping({ ...base, window }));
+    expect(errors).toContainEqual(expect.objectContaining({ field, code }));
+    for (const error of errors) expect(error.message.startsWith(error.field)).toBe(true);
+  });
+
+  it('names the listed zone for an alias', () => {
+    expect(errorsOf(validateNewMapping({ ...base, window: { ...BERLIN, timezone: 'US/Eastern' } }))[0]!.message).toContain('"America/New_York"');
+  });
+
+  it('reports every problem of one window at once', () => {
+    const errors = errorsOf(validateNewMapping({ ...base, window: { days: ['mo'], start: '25:00', end: 'x', timezone: 'Nowhere' } }));
+    expect(errors.map((e) => e.field).sort()).toEqual(['window.days', 'window.end', 'window.start', 'window.timezone']);
+  });
+
+  it('patches: sets, clears, refuses', () => {
+    expect(valueOf(validateMappingPatch({ window: 'sat,sun 00:00-12:00 UTC' }))).toEqual({
+      window: { days: ['sat', 'sun'], start: '00:00', end: '12:00', timezone: 'UTC' },
+    });
+    expect(valueOf(validateMappingPatch({ window: null }))).toEqual({ window: null });
+    expect(errorsOf(validateMappingPatch({ window: { ...BERLIN, start: '' } }))).toContainEqual(expect.objectContaining({ field: 'window.start' }));
   });
 });
 

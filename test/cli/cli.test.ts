@@ -231,6 +231,31 @@ describe('keypool CLI on the embedded store', { timeout: SLOW_TEST_MS }, () => {
     expect(after.some((m) => m.id === added.mapping.id)).toBe(false);
   });
 
+  it('adds and updates a mapping window (--window), and clears it with none', async () => {
+    type Window = { days: string[]; start: string; end: string; timezone: string } | null;
+    const added = parseJson<{ mapping: { id: string; window: Window } }>(
+      await cli(['mappings', 'add', '--pattern', 'kp_batch-', '--match', 'prefix', '--priority', '7', '--window', 'mon-fri 08:00-20:00 Europe/Berlin', '--json']),
+    );
+    expect(added.mapping.window).toEqual({ days: ['mon', 'tue', 'wed', 'thu', 'fri'], start: '08:00', end: '20:00', timezone: 'Europe/Berlin' });
+    const fallback = await cli(['mappings', 'add', '--pattern', 'kp_batch-', '--match', 'prefix', '--priority', '3']);
+    expect(fallback.code).toBe(0);
+    expect(fallback.stdout).toMatch(/window:\s+always/);
+    expect((await cli(['mappings', 'list'])).stdout).toMatch(/prefix\s+kp_batch-\s+7\s+-\s+mon-fri 08:00-20:00 Europe\/Berlin/);
+    const moved = await cli(['mappings', 'update', added.mapping.id, '--window', 'sat,sun 22:00-06:00 America/New_York', '--priority', '8']);
+    expect(moved.code).toBe(0);
+    expect(moved.stdout).toMatch(/priority:\s+8/);
+    expect(moved.stdout).toMatch(/window:\s+sat,sun 22:00-06:00 America\/New_York/);
+    const refused = await cli(['mappings', 'update', added.mapping.id, '--window', 'mon 08:00-09:00 Mars/Base']);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/--window timezone: "Mars\/Base" is not a known IANA time zone/);
+    // No window would give the pattern a second always-on rule: the fallback exists.
+    expect((await cli(['mappings', 'update', added.mapping.id, '--window', 'none'])).code).not.toBe(0);
+    const disabled = parseJson<{ mapping: { enabled: boolean; window: Window } }>(await cli(['mappings', 'update', added.mapping.id, '--disable', '--json']));
+    expect(disabled.mapping).toMatchObject({ enabled: false, window: { days: ['sat', 'sun'], start: '22:00', end: '06:00', timezone: 'America/New_York' } });
+    const listed = parseJson<{ items: Array<{ id: string; pattern: string }> }>(await cli(['mappings', 'list', '--json'])).items;
+    for (const item of listed.filter((m) => m.pattern === 'kp_batch-')) expect((await cli(['mappings', 'remove', item.id])).code).toBe(0);
+  });
+
   it('sets and reads settings', async () => {
     expect((await cli(['config', 'set', 'priority.enabled', 'true'])).stdout).toBe('priority.enabled = true\n');
     expect((await cli(['config', 'set', 'priority.default_priority', '5'])).code).toBe(0);
@@ -274,6 +299,9 @@ describe('keypool CLI on the embedded store', { timeout: SLOW_TEST_MS }, () => {
       ['bad priority', ['mappings', 'add', '--pattern', 'a', '--match', 'exact', '--priority', '10'], /between 0 and 9/],
       ['bad match type', ['mappings', 'add', '--pattern', 'a', '--match', 'glob', '--priority', '1'], /glob/],
       ['unsafe regex', ['mappings', 'add', '--pattern', '^(a+)+$', '--match', 'regex', '--priority', '1'], /pattern/],
+      ['window without a zone', ['mappings', 'add', '--pattern', 'a', '--match', 'exact', '--priority', '1', '--window', 'mon-fri 08:00-20:00'], /--window: "mon-fri 08:00-20:00" is not DAYS HH:MM-HH:MM ZONE/],
+      ['window start = end', ['mappings', 'add', '--pattern', 'a', '--match', 'exact', '--priority', '1', '--window', 'mon 08:00-08:00 UTC'], /--window end: must differ/],
+      ['window bad day', ['mappings', 'add', '--pattern', 'a', '--match', 'exact', '--priority', '1', '--window', 'monday 08:00-09:00 UTC'], /--window: "monday" is not a day/],
       ['unknown setting', ['config', 'set', 'priority.enable', 'true'], /unknown setting/],
       ['bad setting value', ['config', 'set', 'priority.enabled', 'maybe'], /not a boolean/],
       ['prune age too short', ['audit', 'prune', '--before', '10m'], /before: must be between/],

@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { compilePriority, validatePattern, type MappingInput } from '../../src/core/priority/index.js';
 import type { MatchType, PrioritySettings } from '../../src/core/types.js';
 
+/** Any instant: these mappings carry no window. */
+const NOW_MS = Date.parse('2026-03-04T12:00:00Z');
 const ON: PrioritySettings = { enabled: true, defaultPriority: 7 };
 const OFF: PrioritySettings = { enabled: false, defaultPriority: 7 };
 
@@ -120,14 +122,14 @@ describe('compilePriority precedence', () => {
     ['sk_nothing', 7, null, null], // default
   ];
   it.each(cases)('%s -> priority %i, tenant %s (%s)', (key, priority, tenantId, matchType) => {
-    expect(matcher.resolve(key)).toMatchObject({ priority, tenantId });
-    expect(matcher.explain(key).matchType).toBe(matchType);
+    expect(matcher.resolve(key, NOW_MS)).toMatchObject({ priority, tenantId });
+    expect(matcher.explain(key, NOW_MS).matchType).toBe(matchType);
   });
 
   it('names the mapping that matched, null for the default', () => {
-    expect(matcher.resolve('kp_abc').mappingId).toBe('prefix:kp_ab:1');
-    expect(matcher.resolve('sk_nothing')).toEqual({ priority: 7, tenantId: null, tenantName: null, mappingId: null });
-    expect(matcher.explain('kp_abc')).toMatchObject({ pattern: 'kp_ab', matchType: 'prefix' });
+    expect(matcher.resolve('kp_abc', NOW_MS).mappingId).toBe('prefix:kp_ab:1');
+    expect(matcher.resolve('sk_nothing', NOW_MS)).toEqual({ priority: 7, tenantId: null, tenantName: null, mappingId: null });
+    expect(matcher.explain('kp_abc', NOW_MS)).toMatchObject({ pattern: 'kp_ab', matchType: 'prefix' });
   });
 });
 
@@ -141,15 +143,15 @@ describe('compilePriority ties and exclusions', () => {
     const later = { ...mapping(matchType, pattern, 3), id: 'later', createdAtMs: 20 };
     const earlier = { ...mapping(matchType, pattern, 3), id: 'earlier', createdAtMs: 10 };
     const stronger = { ...mapping(matchType, pattern, 2), id: 'stronger', createdAtMs: 30 };
-    expect(compilePriority([later, earlier], ON).resolve(key).mappingId).toBe('earlier');
-    expect(compilePriority([earlier, later], ON).resolve(key).mappingId).toBe('earlier');
-    expect(compilePriority([later, earlier, stronger], ON).resolve(key).mappingId).toBe('stronger');
+    expect(compilePriority([later, earlier], ON).resolve(key, NOW_MS).mappingId).toBe('earlier');
+    expect(compilePriority([earlier, later], ON).resolve(key, NOW_MS).mappingId).toBe('earlier');
+    expect(compilePriority([later, earlier, stronger], ON).resolve(key, NOW_MS).mappingId).toBe('stronger');
   });
 
   it('contains: different patterns of equal length -> lowest priority number', () => {
     const matcher = compilePriority([mapping('contains', 'abc', 4), mapping('contains', 'xyz', 1)], ON);
-    expect(matcher.resolve('kp_abc_xyz').priority).toBe(1);
-    expect(matcher.resolve('kp_xyz_abc').priority).toBe(1);
+    expect(matcher.resolve('kp_abc_xyz', NOW_MS).priority).toBe(1);
+    expect(matcher.resolve('kp_xyz_abc', NOW_MS).priority).toBe(1);
   });
 
   it('contains: patterns that overlap or nest inside each other are all found', () => {
@@ -164,39 +166,39 @@ describe('compilePriority ties and exclusions', () => {
       ['ahis', 6],
       ['xyz', 7],
     ];
-    for (const [key, priority] of table) expect(matcher.resolve(key).priority).toBe(priority);
+    for (const [key, priority] of table) expect(matcher.resolve(key, NOW_MS).priority).toBe(priority);
   });
 
   it('regex: first in created order wins, regardless of priority', () => {
     const first = { ...mapping('regex', 'b', 5), createdAtMs: 1 };
     const second = { ...mapping('regex', 'a', 0), createdAtMs: 2 };
-    expect(compilePriority([second, first], ON).resolve('kp_ab').priority).toBe(5);
+    expect(compilePriority([second, first], ON).resolve('kp_ab', NOW_MS).priority).toBe(5);
   });
 
   it('ignores disabled mappings', () => {
     const matcher = compilePriority([mapping('exact', 'kp_x', 0, { enabled: false }), mapping('prefix', 'kp_', 4)], ON);
-    expect(matcher.resolve('kp_x').priority).toBe(4);
+    expect(matcher.resolve('kp_x', NOW_MS).priority).toBe(4);
     expect(matcher.size).toBe(1);
   });
 
   it('always returns the default when priority is disabled', () => {
     const matcher = compilePriority([mapping('exact', 'kp_x', 0)], OFF);
-    expect(matcher.resolve('kp_x')).toEqual({ priority: 7, tenantId: null, tenantName: null, mappingId: null });
+    expect(matcher.resolve('kp_x', NOW_MS)).toEqual({ priority: 7, tenantId: null, tenantName: null, mappingId: null });
   });
 
   it('skips (and reports) stored mappings whose pattern is invalid', () => {
     const bad = mapping('regex', '(a+)+$', 0);
     const matcher = compilePriority([bad, mapping('prefix', 'kp_', 3)], ON);
-    expect(matcher.resolve('kp_aaaa').priority).toBe(3);
+    expect(matcher.resolve('kp_aaaa', NOW_MS).priority).toBe(3);
     expect(matcher.skipped).toEqual([{ id: bad.id, error: expect.stringMatching(/repeated group/) }]);
   });
 
   it('handles non-ASCII patterns and keys without confusion', () => {
     const matcher = compilePriority([mapping('contains', 'é', 2), mapping('suffix', '€', 1), mapping('prefix', 'ü', 0)], ON);
-    expect(matcher.resolve('aéb').priority).toBe(2);
-    expect(matcher.resolve('a€').priority).toBe(1);
-    expect(matcher.resolve('üx').priority).toBe(0);
-    expect(matcher.resolve('abc').priority).toBe(7);
+    expect(matcher.resolve('aéb', NOW_MS).priority).toBe(2);
+    expect(matcher.resolve('a€', NOW_MS).priority).toBe(1);
+    expect(matcher.resolve('üx', NOW_MS).priority).toBe(0);
+    expect(matcher.resolve('abc', NOW_MS).priority).toBe(7);
   });
 });
 
@@ -229,7 +231,7 @@ describe('compilePriority at scale', () => {
     expect(matcher.size).toBe(10_000);
 
     const keys = [...Array.from({ length: 300 }, () => `kp_${random(40)}`), mappings[0]?.pattern ?? ''];
-    for (const key of keys) expect(matcher.resolve(key).mappingId).toBe(bruteForce(mappings, key));
+    for (const key of keys) expect(matcher.resolve(key, NOW_MS).mappingId).toBe(bruteForce(mappings, key));
   });
 
   it('finds long contains patterns past the dense part of the automaton', () => {
@@ -255,7 +257,7 @@ describe('compilePriority at scale', () => {
       keys.push(`kp_${pattern.slice(0, -1)}${other}`); // near miss followed by a match: failure links must recover
       keys.push(`kp_${pattern.slice(0, 10)}${random(30)}`); // deep partial match only
     }
-    for (const key of keys) expect(matcher.resolve(key).mappingId).toBe(bruteForce(mappings, key));
+    for (const key of keys) expect(matcher.resolve(key, NOW_MS).mappingId).toBe(bruteForce(mappings, key));
   });
 
   /** The precedence rules written as plainly as possible. */

@@ -190,6 +190,26 @@ describe('authorizeRequest: provider and priority', () => {
   });
 });
 
+describe('authorizeRequest: time-based priority rules', () => {
+  it("resolves the key's mapping at the request's nowMs (a window open or closed)", () => {
+    const settings: PrioritySettings = { enabled: true, defaultPriority: 7 };
+    const mapping = { tenantName: null, enabled: true, createdAtMs: 1, tenantId: null, matchType: 'prefix' as const, pattern: 'kp_plain' };
+    const snapshot: Snapshot = {
+      ...ON,
+      priority: compilePriority(
+        [
+          { ...mapping, id: 'm-office', priority: 1, window: { days: ['mon', 'tue', 'wed', 'thu', 'fri'], start: '09:00', end: '17:00', timezone: 'America/New_York' } },
+          { ...mapping, id: 'm-always', priority: 6 },
+        ],
+        settings,
+      ),
+    };
+    const at = (iso: string) => (authorize(view(KEYS.plain), snapshot, Date.parse(iso)) as Authorized).priority;
+    expect(at('2026-03-04T15:00:00Z')).toMatchObject({ priority: 1, mappingId: 'm-office' }); // Wednesday 10:00 EST
+    expect(at('2026-03-04T23:00:00Z')).toMatchObject({ priority: 6, mappingId: 'm-always' }); // Wednesday 18:00 EST
+  });
+});
+
 describe('buildAllow: mutations', () => {
   it('strips client credentials, injects the bearer secret, priority and tenant', () => {
     const auth = authorize(view(KEYS.vip, { headers: { authorization: `Bearer ${KEYS.vip}`, 'x-api-key': KEYS.vip } }), ON) as Authorized;

@@ -54,6 +54,16 @@ settings: {enabled: true}
     ['YAML syntax', 'accounts: [\n', [expect.stringMatching(/^k\.yaml:\d+: /) as unknown as string]],
     ['a duplicate YAML key', 'keys: []\nkeys: []\n', [expect.stringMatching(/^k\.yaml:2: .*unique/i) as unknown as string]],
     ['the wrong version', 'version: 2\n', ['k.yaml:1: version: must be 1']],
+    ['a window with an unknown zone and equal times', 'mappings:\n  - match: exact\n    pattern: k\n    priority: 1\n    window:\n      days: [mon]\n      start: "08:00"\n      end: "08:00"\n      timezone: Moon/Base\n', [
+      'k.yaml:8: mappings[0].window.end: must differ from window.start (for every hour of the listed days, leave the window out)',
+      'k.yaml:9: mappings[0].window.timezone: "Moon/Base" is not a known IANA time zone (e.g. Europe/Berlin, America/New_York, UTC)',
+    ]],
+    ['a one-line window without a zone', 'mappings:\n  - {match: exact, pattern: k, priority: 1, window: "mon 08:00-09:00"}\n', [
+      'k.yaml:2: mappings[0].window: "mon 08:00-09:00" is not DAYS HH:MM-HH:MM ZONE, e.g. \'mon-fri 08:00-20:00 Europe/Berlin\' or \'sat,sun 22:00-06:00 UTC\'',
+    ]],
+    ['the same pattern and window twice', 'mappings:\n  - {match: exact, pattern: k, priority: 1, window: "mon 08:00-09:00 UTC"}\n  - {match: exact, pattern: k, priority: 2, window: {days: [mon], start: "08:00", end: "09:00", timezone: UTC}}\n', [
+      'k.yaml:3: mappings[1]: mapping exact "k" [mon 08:00-09:00 UTC] is already declared at mappings[0]',
+    ]],
   ])('%s', (_name, text, expected) => {
     expect(problems(text)).toEqual(expected);
   });

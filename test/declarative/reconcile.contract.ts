@@ -171,6 +171,46 @@ export function reconcileContract(target: ReconcileTarget): void {
       expect(state.accounts[0]!.rpmLimit).toBe(600);
     });
 
+    it('time-based rules: windows are part of a mapping\'s identity, round-trip through dump, and reach the snapshot', async () => {
+      const windows = `
+mappings:
+  - {match: prefix, pattern: kp_batch-, priority: 7, window: {days: [mon, tue, wed, thu, fri], start: "08:00", end: "20:00", timezone: Europe/Berlin}}
+  - {match: prefix, pattern: kp_batch-, priority: 8, window: "sat,sun 22:00-06:00 America/New_York"}
+  - {match: prefix, pattern: kp_batch-, priority: 3}
+`;
+      const diff = await run(windows, { write: false });
+      expect(diff.plan.changes.map((c) => `${c.op} ${c.ref}`)).toEqual([
+        'create prefix "kp_batch-" [mon-fri 08:00-20:00 Europe/Berlin]',
+        'create prefix "kp_batch-" [sat,sun 22:00-06:00 America/New_York]',
+        'create prefix "kp_batch-"',
+      ]);
+      expect(renderPlanText(diff.plan)).toContain('+ mapping prefix "kp_batch-" [mon-fri 08:00-20:00 Europe/Berlin]: priority 7, enabled true\n');
+      await run(windows, { write: true });
+      expect((await run(windows, { write: false })).plan.changes).toEqual([]);
+
+      const text = dumpConfig(await loadCurrentState(repo));
+      expect(text).toMatch(/timezone: Europe\/Berlin/);
+      const again = await run(text, { write: false, prune: true, env: {} });
+      expect(again.plan.problems).toEqual([]);
+      expect(again.plan.changes).toEqual([]);
+
+      await repo.settings.set('priority.enabled', true, 'test');
+      const snapshot = compileSnapshot(await repo.loadConfigData(), { keyring, pepper }, 1, NOW_MS);
+      const at = (iso: string) => snapshot.priority.resolve('kp_batch-nightly_1', Date.parse(iso)).priority;
+      expect(at('2026-06-03T10:00:00Z')).toBe(7); // Wednesday 12:00 in Berlin
+      expect(at('2026-06-07T03:00:00Z')).toBe(8); // Saturday 23:00 in New York
+      expect(at('2026-06-03T20:00:00Z')).toBe(3); // Wednesday 22:00 in Berlin
+
+      // A changed window is another mapping: without --prune the old one stays, with it the old one goes.
+      const moved = windows.replace('"sat,sun 22:00-06:00 America/New_York"', '"sat,sun 21:00-06:00 America/New_York"');
+      const pruned = await run(moved, { write: true, prune: true });
+      expect(pruned.plan.changes.map((c) => `${c.op} ${c.ref}`)).toEqual([
+        'create prefix "kp_batch-" [sat,sun 21:00-06:00 America/New_York]',
+        'delete prefix "kp_ci_"',
+        'delete prefix "kp_batch-" [sat,sun 22:00-06:00 America/New_York]',
+      ]);
+    });
+
     it('refuses what the store cannot take: an unknown provider, a new account without a key, reactivating a revoked key', async () => {
       await repo.keys.revoke('legacy', 'test');
       const bad = `

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { digestKey } from '../../src/core/apikey.js';
 import { Keyring } from '../../src/secrets/keyring.js';
+import type { MappingRow } from '../../src/catalog/mappings/rows.js';
 import { compileSnapshot } from '../../src/snapshot/compile.js';
 import type { StoredAccount } from '../../src/catalog/accounts/rows.js';
 import type { ConfigData } from '../../src/catalog/config-data.js';
@@ -123,6 +124,21 @@ describe('compileSnapshot', () => {
     expect(snapshot.warnings).toEqual([]);
   });
 
+  it('compiles mapping windows; resolution follows the instant asked about; an unknown zone is a warning, not a failure', () => {
+    const row = (pattern: string, priority: number, window: MappingRow['window']): MappingRow => ({
+      id: uuid(), pattern, matchType: 'prefix', priority, tenantId: null, tenantName: null, tenantType: null, description: null, enabled: true, window, createdAt: new Date(NOW),
+    });
+    const day = row('kp_batch-', 7, { days: ['mon', 'tue', 'wed', 'thu', 'fri'], start: '08:00', end: '20:00', timezone: 'Europe/Berlin' });
+    const fallback = row('kp_batch-', 3, null);
+    const stale = row('kp_old-', 1, { days: ['mon'], start: '08:00', end: '09:00', timezone: 'Atlantis/Capital' });
+    const snapshot = compileSnapshot(data({ mappings: [day, fallback, stale], settings: { enabled: true, defaultPriority: 7 } }), deps, 1, NOW);
+    expect(snapshot.priority.size).toBe(2);
+    expect(snapshot.priority.timedSize).toBe(1);
+    expect(snapshot.warnings).toEqual([{ kind: 'mapping', id: stale.id, message: expect.stringMatching(/^window: .*Atlantis\/Capital/) }]);
+    expect(snapshot.priority.resolve('kp_batch-1', Date.parse('2030-01-02T10:00:00Z')).mappingId).toBe(day.id); // Wednesday 11:00 CET
+    expect(snapshot.priority.resolve('kp_batch-1', Date.parse('2030-01-05T10:00:00Z')).mappingId).toBe(fallback.id); // Saturday
+  });
+
   it('leaves out an account whose secret does not decrypt and reports it without the secret', () => {
     const good = account('openai', 'good', 0);
     const moved = { ...account('openai', 'moved', 0), id: uuid() }; // ciphertext bound to another id
@@ -138,14 +154,14 @@ describe('compileSnapshot', () => {
 
   it('compiles priority mappings with the settings', () => {
     const mappings = [
-      { id: uuid(), pattern: 'kp_team', matchType: 'prefix' as const, priority: 2, tenantId: 't', tenantName: 'Team', tenantType: null, description: null, enabled: true, createdAt: new Date(NOW) },
-      { id: uuid(), pattern: 'kp_off', matchType: 'prefix' as const, priority: 0, tenantId: null, tenantName: null, tenantType: null, description: null, enabled: false, createdAt: new Date(NOW) },
+      { id: uuid(), pattern: 'kp_team', matchType: 'prefix' as const, priority: 2, tenantId: 't', tenantName: 'Team', tenantType: null, description: null, enabled: true, window: null, createdAt: new Date(NOW) },
+      { id: uuid(), pattern: 'kp_off', matchType: 'prefix' as const, priority: 0, tenantId: null, tenantName: null, tenantType: null, description: null, enabled: false, window: null, createdAt: new Date(NOW) },
     ];
     const on = compileSnapshot(data({ mappings, settings: { enabled: true, defaultPriority: 7 } }), deps, 1, NOW);
-    expect(on.priority.resolve('kp_team_123')).toMatchObject({ priority: 2, tenantId: 't', mappingId: mappings[0]!.id });
-    expect(on.priority.resolve('kp_off_1').priority).toBe(7);
+    expect(on.priority.resolve('kp_team_123', NOW)).toMatchObject({ priority: 2, tenantId: 't', mappingId: mappings[0]!.id });
+    expect(on.priority.resolve('kp_off_1', NOW).priority).toBe(7);
     expect(on.prioritySettings).toEqual({ enabled: true, defaultPriority: 7 });
     const off = compileSnapshot(data({ mappings }), deps, 1, NOW);
-    expect(off.priority.resolve('kp_team_123')).toMatchObject({ priority: 7, mappingId: null });
+    expect(off.priority.resolve('kp_team_123', NOW)).toMatchObject({ priority: 7, mappingId: null });
   });
 });

@@ -285,6 +285,29 @@ export function repositoryContract(target: ContractTarget): void {
         expect(actions).toEqual(['mapping_deleted', 'mapping_updated', 'mapping_created']);
       });
 
+      it('stores, updates and clears a mapping window; one pattern may carry several windows', async () => {
+        const pattern = unique('kp_window_');
+        const day = { days: ['mon', 'tue', 'wed', 'thu', 'fri'] as const, start: '08:00', end: '20:00', timezone: 'Europe/Berlin' };
+        const windowed = await repo.mappings.create({ pattern, matchType: 'prefix', priority: 7, window: { ...day, days: [...day.days] } }, ACTOR);
+        expect(windowed.window).toEqual(day);
+        const fallback = await repo.mappings.create({ pattern, matchType: 'prefix', priority: 3 }, ACTOR);
+        expect(fallback.window).toBeNull();
+        const night = await repo.mappings.create({ pattern, matchType: 'prefix', priority: 8, window: { days: ['sat'], start: '22:00', end: '06:00', timezone: 'UTC' } }, ACTOR);
+        // The same pattern and window twice, or a second rule without a window, is a conflict.
+        await expect(repo.mappings.create({ pattern, matchType: 'prefix', priority: 1, window: { ...day, days: [...day.days] } }, ACTOR)).rejects.toBeInstanceOf(ConflictError);
+        await expect(repo.mappings.create({ pattern, matchType: 'prefix', priority: 1 }, ACTOR)).rejects.toBeInstanceOf(ConflictError);
+        const moved = await repo.mappings.update(night.id, { window: { days: ['sun'], start: '00:00', end: '06:00', timezone: 'America/New_York' } }, ACTOR);
+        expect(moved.window).toEqual({ days: ['sun'], start: '00:00', end: '06:00', timezone: 'America/New_York' });
+        expect((await repo.mappings.get(night.id)).window).toEqual(moved.window);
+        await expect(repo.mappings.update(night.id, { window: null }, ACTOR)).rejects.toBeInstanceOf(ConflictError); // fallback exists
+        await repo.mappings.softDelete(fallback.id, ACTOR);
+        expect((await repo.mappings.update(night.id, { window: null }, ACTOR)).window).toBeNull();
+        const data = await repo.loadConfigData();
+        expect(data.mappings.find((m) => m.id === windowed.id)?.window).toEqual(day);
+        const audit = (await repo.audit.list({ limit: 500 })).rows.find((r) => r.metadata.mappingId === windowed.id && r.action === 'mapping_created');
+        expect(audit?.metadata.window).toBe('mon-fri 08:00-20:00 Europe/Berlin');
+      });
+
       it('refuses patterns the matcher would refuse', async () => {
         await expect(repo.mappings.create({ pattern: '(a+)+$', matchType: 'regex', priority: 1 }, ACTOR)).rejects.toBeInstanceOf(InvalidInputError);
         await expect(repo.mappings.create({ pattern: '', matchType: 'exact', priority: 1 }, ACTOR)).rejects.toBeInstanceOf(InvalidInputError);
@@ -479,7 +502,7 @@ export function repositoryContract(target: ContractTarget): void {
           ['vip01', 0, 'vip'],
         ];
         for (const [prefix, priority, tenantId] of cases) {
-          expect(snapshot.priority.resolve(generateClientKey(prefix)), String(prefix)).toMatchObject({ priority, tenantId });
+          expect(snapshot.priority.resolve(generateClientKey(prefix), Date.now()), String(prefix)).toMatchObject({ priority, tenantId });
         }
         await repo.settings.set('priority.default_priority', 7, ACTOR);
         await repo.settings.set('priority.enabled', false, ACTOR);

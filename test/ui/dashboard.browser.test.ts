@@ -236,6 +236,25 @@ describe.skipIf(!HAVE_CHROMIUM)('dashboard in a real browser', () => {
       .toBe(true);
   });
 
+  it("mappings: a rule's window is shown, and editing another field keeps it", async () => {
+    const window = { days: ['mon', 'tue', 'wed', 'thu', 'fri'] as const, start: '08:00', end: '20:00', timezone: 'Europe/Berlin' };
+    const created = await keypool.runtime.repository.mappings.create(
+      { pattern: 'kp_browser-batch-', matchType: 'prefix', priority: 7, window: { ...window, days: [...window.days] } },
+      'test',
+    );
+    await goto('#/mappings');
+    const mappingRow = page.locator('tr[data-mapping="kp_browser-batch-"]');
+    await expect.poll(() => mappingRow.textContent()).toContain('mon,tue,wed,thu,fri 08:00-20:00 Europe/Berlin');
+    await mappingRow.locator('text=Edit').click();
+    const form = page.locator('form:has(input[name=window])').first();
+    expect(await form.locator('input[name=window]').inputValue()).toBe('mon,tue,wed,thu,fri 08:00-20:00 Europe/Berlin');
+    await form.locator('input[name=priority]').fill('6');
+    await form.locator('button[type=submit]').click();
+    await expect.poll(async () => (await keypool.runtime.repository.mappings.get(created.id)).priority).toBe(6);
+    expect((await keypool.runtime.repository.mappings.get(created.id)).window).toEqual(window);
+    await keypool.runtime.repository.mappings.softDelete(created.id, 'test');
+  });
+
   it('mappings and audit log render; no console errors anywhere', async () => {
     await goto('#/mappings');
     await page.locator('section h2:text("Mappings")').waitFor();

@@ -31,14 +31,14 @@ export function Mappings() {
     ${notice ? html`<p class=${notice.ok ? 'ok' : 'error'} role="status">${notice.text}</p>` : null}
     <${ErrorLine} error=${mappings.error} />
     <table>
-      <thead><tr><th>pattern</th><th>match</th><th>priority</th><th>tenant</th><th>enabled</th><th>description</th><th></th></tr></thead>
+      <thead><tr><th>pattern</th><th>match</th><th>priority</th><th>tenant</th><th>window</th><th>enabled</th><th>description</th><th></th></tr></thead>
       <tbody>
         ${(mappings.data?.items ?? []).map((m) =>
           editing === m.id
-            ? html`<tr><td colspan="7"><${MappingForm} mapping=${m} onSubmit=${(body) => act(`save ${m.pattern}`, () => api('PUT', `${BASE}/mappings/${m.id}`, body))} /></td></tr>`
+            ? html`<tr><td colspan="8"><${MappingForm} mapping=${m} onSubmit=${(body) => act(`save ${m.pattern}`, () => api('PUT', `${BASE}/mappings/${m.id}`, body))} /></td></tr>`
             : html`<tr data-mapping=${m.pattern}>
                 <td class="mono">${m.pattern}</td><td>${m.match_type}</td><td>${m.priority}</td>
-                <td>${m.tenant_name ?? m.tenant_id ?? '–'}</td><td>${m.enabled ? 'yes' : 'no'}</td><td>${m.description ?? ''}</td>
+                <td>${m.tenant_name ?? m.tenant_id ?? '–'}</td><td>${m.window ? windowLine(m.window) : 'always'}</td><td>${m.enabled ? 'yes' : 'no'}</td><td>${m.description ?? ''}</td>
                 <td class="actions">
                   <button onClick=${() => setEditing(m.id)}>Edit</button>
                   <button class="danger" onClick=${() => act(`delete ${m.pattern}`, () => api('DELETE', `${BASE}/mappings/${m.id}`))}>Delete</button>
@@ -64,6 +64,8 @@ function MappingForm({ mapping, onSubmit }) {
       tenant_name: v.tenant_name || null,
       description: v.description || null,
       enabled: v.enabled === 'on',
+      // One line, as the CLI's --window; empty: the rule always applies.
+      window: (v.window ?? '').trim() || null,
     });
   }
   return html`<form class="inline" onSubmit=${submit}>
@@ -73,9 +75,15 @@ function MappingForm({ mapping, onSubmit }) {
     <label>tenant id <input name="tenant_id" value=${mapping?.tenant_id ?? ''} /></label>
     <label>tenant name <input name="tenant_name" value=${mapping?.tenant_name ?? ''} /></label>
     <label>description <input name="description" value=${mapping?.description ?? ''} /></label>
+    <label>window <input name="window" placeholder="mon-fri 08:00-20:00 Europe/Berlin" value=${mapping?.window ? windowLine(mapping.window) : ''} /></label>
     <label><input type="checkbox" name="enabled" checked=${mapping?.enabled ?? true} /> enabled</label>
     <button type="submit">${mapping ? 'Save' : 'Create'}</button>
   </form>`;
+}
+
+/** {days, start, end, timezone} -> `mon,tue 08:00-20:00 Europe/Berlin` (the one-line form the API also accepts). */
+function windowLine(w) {
+  return `${w.days.join(',')} ${w.start}-${w.end} ${w.timezone}`;
 }
 
 function Tester() {

@@ -4,7 +4,7 @@ import type { CompiledPriority } from '../../core/priority/index.js';
 import type { PriorityMatcher } from '../../core/types.js';
 import type { AdminDeps } from '../deps.js';
 import { badRequest, HttpError, PRIORITY_DISABLED_MESSAGE } from '../http-errors.js';
-import { bodyInput, onlyQuery, valid } from '../input.js';
+import { bodyInput, onlyQuery, queryInstant, valid } from '../input.js';
 import { presentMapping } from '../present.js';
 import type { RequestContext, Reply, RouteDef } from '../router.js';
 import { validateNewMapping } from '../../catalog/mappings/schema.js';
@@ -84,14 +84,16 @@ export function mappingRoutes(deps: AdminDeps): RouteDef[] {
       // Answers from this replica's compiled snapshot: exactly what a request presenting that key would get.
       // The presented value is never echoed back (it may be a whole key).
       handler: whenEnabled(async (ctx) => {
-        onlyQuery(ctx, ['key_prefix']);
+        onlyQuery(ctx, ['key_prefix', 'at']);
         const presented = ctx.query.get('key_prefix');
         if (presented === null || presented.length === 0 || presented.length > 512 || ctx.query.getAll('key_prefix').length > 1) {
           throw badRequest('invalid_parameter', 'key_prefix is required once (1-512 characters)', 'key_prefix');
         }
         const snapshot = deps.snapshots.current();
         if (!snapshot) throw new HttpError(503, 'not_ready', 'the configuration snapshot is not loaded yet');
-        const explained = explain(snapshot.priority, presented);
+        // `at` asks about another instant (a mapping's window); default: now.
+        const atMs = queryInstant(ctx, 'at')?.getTime() ?? deps.clock.nowMs();
+        const explained = explain(snapshot.priority, presented, atMs);
         return {
           status: 200,
           body: {
@@ -101,6 +103,8 @@ export function mappingRoutes(deps: AdminDeps): RouteDef[] {
             mapping_id: explained.resolution.mappingId,
             match_type: explained.matchType,
             pattern: explained.pattern,
+            window: explained.window,
+            at: new Date(atMs).toISOString(),
             default_applied: explained.resolution.mappingId === null,
             snapshot_version: snapshot.version,
           },
@@ -110,8 +114,8 @@ export function mappingRoutes(deps: AdminDeps): RouteDef[] {
   ];
 }
 
-function explain(matcher: PriorityMatcher, presented: string): ReturnType<CompiledPriority['explain']> {
+function explain(matcher: PriorityMatcher, presented: string, nowMs: number): ReturnType<CompiledPriority['explain']> {
   const compiled = matcher as Partial<CompiledPriority>;
-  if (typeof compiled.explain === 'function') return compiled.explain(presented);
-  return { resolution: matcher.resolve(presented), matchType: null, pattern: null };
+  if (typeof compiled.explain === 'function') return compiled.explain(presented, nowMs);
+  return { resolution: matcher.resolve(presented, nowMs), matchType: null, pattern: null, window: null };
 }

@@ -5,7 +5,8 @@ import { ConflictError, InvalidInputError } from '../../stores/errors.js';
 import type { SqlClient } from '../../stores/sql-client.js';
 import { insertAudit } from '../audit/dao.js';
 import { activeRowByRef, mapErrors, UpdateBuilder, type RowLookup } from '../sql.js';
-import { MAPPING_COLUMNS, toMapping, type DbMapping, type MappingRow } from './rows.js';
+import { MAPPING_COLUMNS, toMapping, windowColumns, type DbMapping, type MappingRow } from './rows.js';
+import { windowText } from './window.js';
 import type { MappingPatch, NewMapping } from './schema.js';
 
 export class MappingDao {
@@ -19,8 +20,8 @@ export class MappingDao {
         () =>
           tx.query<DbMapping>(
             `INSERT INTO api_key_priority_mappings (pattern, match_type, priority, tenant_id, tenant_name, tenant_type, description,
-                enabled, created_by, updated_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING ${MAPPING_COLUMNS}`,
+                enabled, created_by, updated_by, window_days, window_start, window_end, window_timezone)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10::text[], $11, $12, $13) RETURNING ${MAPPING_COLUMNS}`,
             [
               input.pattern,
               input.matchType,
@@ -31,6 +32,7 @@ export class MappingDao {
               input.description ?? null,
               input.enabled ?? true,
               actor,
+              ...windowColumns(input.window),
             ],
           ),
         { api_key_priority_mappings_pattern_active_uq: () => mappingConflict(input.matchType) },
@@ -79,6 +81,14 @@ export class MappingDao {
         update.set(column, value);
         fields.push(field);
       }
+      if (patch.window !== undefined) {
+        const [days, start, end, timezone] = windowColumns(patch.window);
+        update.set('window_days', days, '::text[]');
+        update.set('window_start', start);
+        update.set('window_end', end);
+        update.set('window_timezone', timezone);
+        fields.push('window');
+      }
       if (update.isEmpty) return toMapping(current);
       const rows = await mapErrors(
         () => tx.query<DbMapping>(...update.statement('api_key_priority_mappings', actor, current.id, MAPPING_COLUMNS)),
@@ -118,7 +128,7 @@ function checkPattern(matchType: MatchType, pattern: string): void {
 }
 
 function mappingConflict(matchType: MatchType): ConflictError {
-  return new ConflictError('mapping', 'pattern', `a ${matchType} mapping for this pattern already exists`);
+  return new ConflictError('mapping', 'pattern', `a ${matchType} mapping for this pattern and window already exists`);
 }
 
 function mappingAudit(row: MappingRow): Record<string, unknown> {
@@ -129,5 +139,6 @@ function mappingAudit(row: MappingRow): Record<string, unknown> {
     priority: row.priority,
     tenantId: row.tenantId,
     enabled: row.enabled,
+    window: row.window === null ? null : windowText(row.window),
   };
 }

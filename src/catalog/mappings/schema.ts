@@ -1,8 +1,9 @@
 // Priority mappings (client key pattern -> priority and tenant): what an operator may ask for, validated. Used by
 // the CLI, the admin API and the mapping DAO. Regex patterns go through the core's safety rule.
-import { MAX_PATTERN_LENGTH, validatePattern } from '../../core/priority/index.js';
+import { MAX_PATTERN_LENGTH, validatePattern, type ActiveWindow } from '../../core/priority/index.js';
 import { MATCH_TYPES, type MatchType } from '../../core/types.js';
 import { LIMITS } from '../rules.js';
+import { checkWindowIn } from './window.js';
 import {
   checkBoolean,
   checkName,
@@ -34,6 +35,8 @@ export interface NewMapping {
   readonly tenantType?: TenantType | null;
   readonly description?: string | null;
   readonly enabled?: boolean;
+  /** Applies only while this window is open (src/core/priority/window.ts); null or absent: always. */
+  readonly window?: ActiveWindow | null;
 }
 
 export interface MappingPatch {
@@ -45,6 +48,7 @@ export interface MappingPatch {
   readonly tenantType?: TenantType | null;
   readonly description?: string | null;
   readonly enabled?: boolean;
+  readonly window?: ActiveWindow | null;
 }
 
 const MAPPING_FIELDS = [
@@ -56,6 +60,7 @@ const MAPPING_FIELDS = [
   'tenantType',
   'description',
   'enabled',
+  'window',
 ];
 
 /** A new priority mapping; regex patterns go through the core's safety check. */
@@ -71,6 +76,7 @@ export function validateNewMapping(input: unknown): Validated<Required<NewMappin
   const tenantType = f.optional('tenantType', nullable(checkTenantType)) ?? null;
   const description = f.optional('description', nullable(checkText(LIMITS.descriptionMaxChars))) ?? null;
   const enabled = f.optional('enabled', checkBoolean) ?? true;
+  const window = checkWindowIn(f) ?? null;
   return f.result(() => ({
     pattern: pattern!,
     matchType: matchType!,
@@ -80,6 +86,7 @@ export function validateNewMapping(input: unknown): Validated<Required<NewMappin
     tenantType,
     description,
     enabled,
+    window,
   }));
 }
 
@@ -111,6 +118,7 @@ export function validateMappingPatch(
   if (f.has('tenantType')) patch.tenantType = f.required('tenantType', nullable(checkTenantType));
   if (f.has('description')) patch.description = f.required('description', nullable(checkText(LIMITS.descriptionMaxChars)));
   if (f.has('enabled')) patch.enabled = f.required('enabled', checkBoolean);
+  if (f.has('window')) patch.window = checkWindowIn(f);
   f.requireSome();
   return f.result(() => patch);
 }

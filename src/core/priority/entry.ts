@@ -1,5 +1,6 @@
 // A compiled mapping and the ranking rules shared by every matcher of the index.
 import type { MatchType, PriorityResolution } from '../types.js';
+import type { ActiveWindow } from './window.js';
 
 export interface Entry {
   readonly id: string;
@@ -7,6 +8,8 @@ export interface Entry {
   readonly matchType: MatchType;
   readonly priority: number;
   readonly createdAtMs: number;
+  /** Set on rules that apply only while their window is open. */
+  readonly window: ActiveWindow | null;
   readonly resolution: PriorityResolution;
 }
 
