@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { compilePriority, validatePattern, type MappingInput } from '../../src/core/priority/index.js';
 import type { MatchType, PrioritySettings } from '../../src/core/types.js';
 
-const ON: PrioritySettings = { enabled: true, defaultPriority: 7 };
-const OFF: PrioritySettings = { enabled: false, defaultPriority: 7 };
+const ON: PrioritySettings = { enabled: true, defaultPriority: 7, queueMaxWaitMs: 0, queueMaxLength: 1000 };
+const OFF: PrioritySettings = { enabled: false, defaultPriority: 7, queueMaxWaitMs: 0, queueMaxLength: 1000 };
 
 let sequence = 0;
 function mapping(matchType: MatchType, pattern: string, priority: number, extra: Partial<MappingInput> = {}): MappingInput {

@@ -31,6 +31,7 @@ import {
   continueResponseFor,
   endsMessage,
   headerBagFrom,
+  messageTimeoutOverride,
   requestViewFrom,
   responseForDecision,
   responseHeadersAnswer,
@@ -73,6 +74,8 @@ export class ProcessStream {
   private queue: Promise<void> = Promise.resolve();
   /** This stream's entry in the lease keeper while it holds a ticket. */
   private held: HeldTicket | null = null;
+  /** Aborted when the stream closes: a decision waiting in the admission queue leaves it at once. */
+  private readonly gone = new AbortController();
 
   constructor(
     private readonly call: GrpcServerCall<ProcessingRequestMsg, ProcessingResponseMsg>,
@@ -149,7 +152,11 @@ export class ProcessStream {
     }
     let response: ProcessingResponseMsg;
     try {
-      const outcome = await this.deps.engine.decide(view);
+      const outcome = await this.deps.engine.decide(view, {
+        signal: this.gone.signal,
+        // Before waiting for an account: Envoy's message timer (message_timeout) would otherwise fail the request.
+        onQueued: (maxWaitMs) => this.write(messageTimeoutOverride(maxWaitMs)),
+      });
       if (this.closed || this.peerGone()) {
         // Envoy gave up (message_timeout, client reset) while we decided: hand the slot back.
         if (outcome.ticket) this.releaseTicket(outcome.ticket);
@@ -331,6 +338,7 @@ export class ProcessStream {
   private close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.gone.abort();
     this.settleRetry(null);
     if (this.ticket) this.releaseTicket(this.ticket);
     this.deps.onClosed(this);
