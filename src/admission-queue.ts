@@ -48,6 +48,8 @@ export interface WaitRequest<A, R> {
   readonly undo: (admitted: A) => void;
   /** Ends the wait at once (the client or Envoy's stream went away). */
   readonly signal?: AbortSignal | undefined;
+  /** Called once if the request does start waiting (not when it is refused at the door). */
+  readonly onEnter?: (() => void) | undefined;
 }
 
 export type WaitResult<A, R> = { readonly kind: 'admitted'; readonly value: A } | { readonly kind: 'refused'; readonly value: R };
@@ -122,6 +124,7 @@ export class AdmissionQueue<A, R> {
       poolQueue.list.push(request.priority, waiter);
       this.waiting++;
       this.events.onEnter?.(request.priority);
+      request.onEnter?.();
       waiter.deadline = setTimeout(() => this.finish(waiter, 'timed_out'), request.maxWaitMs);
       if (request.signal) {
         waiter.onAbort = () => this.finish(waiter, 'cancelled');

@@ -130,7 +130,6 @@ export class Engine implements DecisionEngine {
     // Wait in priority order (admission-queue.ts) when an account frees up by itself within the wait: a slot when an
     // in-flight request ends (freesInMs null), a window rolling over or a cooldown ending (freesInMs known).
     if (first.kind === 'refused' && queueing && first.waitable && (first.freesInMs ?? 0) <= queueMaxWaitMs) {
-      options.onQueued?.(queueMaxWaitMs);
       attempt = await this.queue.wait({
         pool: pool.slug,
         priority: authorized.priority.priority,
@@ -140,6 +139,7 @@ export class Engine implements DecisionEngine {
         attempt: () => admitNow(this.options.clock.nowMs()),
         undo: (late) => this.releaseLease(pool.slug, late.account.id, late.leaseId),
         signal: options.signal,
+        onEnter: options.onQueued && (() => options.onQueued?.(queueMaxWaitMs)),
       });
     }
     if (attempt.kind === 'refused') return this.denied(attempt.value, view, startedAtMs, startedAt);
