@@ -237,22 +237,18 @@ function encodeResponse(msg: ProcessingResponseMsg): Buffer {
   return w.buf;
 }
 
-/** ProcessingResponse { override_message_timeout (10): Duration { seconds (1), nanos (2) } }, zeros left out as proto3 does. */
+/** ProcessingResponse { override_message_timeout (10): Duration { seconds (1), nanos (2) } }, both written (as protobufjs does for set fields, zeros included). */
 function encodeTimeoutOverride(duration: DurationMsg): Buffer {
   const { seconds, nanos } = duration;
   if (!Number.isSafeInteger(seconds) || seconds < 0 || seconds > 0x7fffffff || !Number.isInteger(nanos) || nanos < 0 || nanos > 999_999_999) {
     throw new WireFormatError('override_message_timeout must be a non-negative Duration');
   }
-  const innerSize = (seconds > 0 ? 1 + varintSize(seconds) : 0) + (nanos > 0 ? 1 + varintSize(nanos) : 0);
+  const innerSize = 1 + varintSize(seconds) + 1 + varintSize(nanos);
   const w = new Writer(Buffer.allocUnsafe(fieldSize(innerSize)));
   w.open(10, innerSize);
-  if (seconds > 0) {
-    w.byte((1 << 3) | VARINT);
-    w.varint(seconds);
-  }
-  if (nanos > 0) {
-    w.byte((2 << 3) | VARINT);
-    w.varint(nanos);
-  }
+  w.byte((1 << 3) | VARINT);
+  w.varint(seconds);
+  w.byte((2 << 3) | VARINT);
+  w.varint(nanos);
   return w.buf;
 }
