@@ -21,6 +21,9 @@
 //   replica admits that account once Envoy has passed the 429 on.
 // - never end a holding stream with a gRPC error: the client's response has started, so Envoy
 //   (failure_mode_allow false) would reset it mid-body. Server shutdown ends holding streams with OK.
+// - a decision that waits in the admission queue (queue.max_wait_ms) first sends Envoy an override_message_timeout
+//   of the wait plus a margin (the filter's max_message_timeout bounds it); a stream that closes while waiting
+//   aborts the wait (the engine drops the waiter and gives back any admission that lands after it).
 // Messages are handled strictly in arrival order (one promise chain), so answers stay in order.
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
