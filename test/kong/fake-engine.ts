@@ -3,7 +3,7 @@
 // src/runtime.js is replaced by a module re-exporting openFakeRuntime as openRuntime.
 import { deny } from '../../src/core/errors.js';
 import type { HeaderBag, RequestView } from '../../src/core/types.js';
-import type { DecisionEngine, ObserveOptions, RequestOutcome, Ticket } from '../../src/ports.js';
+import type { DecideOptions, DecisionEngine, ObserveOptions, RequestOutcome, Ticket } from '../../src/ports.js';
 
 /** Keys with a fixed outcome. Anything else that looks like a key is unknown (invalid_api_key). */
 export const FAKE_KEYS = {
@@ -18,6 +18,8 @@ export const FAKE_KEYS = {
   broken: 'kp_broken',
   /** decide() answers an allow after 300 ms (deadline tests). */
   slow: 'kp_slow',
+  /** Waits in the "admission queue": says so (onQueued, 1 s) and then takes 300 ms, or is abandoned by its signal. */
+  queued: 'kp_queued',
   /** Denied with the fake's counters as the body (lets a test read them through a plugin server). */
   stats: 'kp_stats',
 } as const;
@@ -58,7 +60,7 @@ export class FakeEngine implements DecisionEngine {
     return true;
   }
 
-  async decide(view: RequestView): Promise<RequestOutcome> {
+  async decide(view: RequestView, options: DecideOptions = {}): Promise<RequestOutcome> {
     this.stats.decided += 1;
     if (this.views.length < KEEP_OBSERVATIONS) this.views.push(view);
     const presented = presentedKey(view);
@@ -80,6 +82,17 @@ export class FakeEngine implements DecisionEngine {
       case FAKE_KEYS.slow:
         await new Promise((resolve) => setTimeout(resolve, 300));
         return this.allow(view, headers);
+      case FAKE_KEYS.queued: {
+        options.onQueued?.(1_000);
+        const abandoned = await new Promise<boolean>((resolve) => {
+          const timer = setTimeout(() => resolve(false), 300);
+          options.signal?.addEventListener('abort', () => {
+            clearTimeout(timer);
+            resolve(true);
+          });
+        });
+        return abandoned ? denied('pool_exhausted') : this.allow(view, headers);
+      }
       case FAKE_KEYS.stats:
         return { decision: deny('keypool_unavailable', { message: JSON.stringify(this.stats) }), ticket: null };
       default:
