@@ -121,11 +121,12 @@ export class Engine implements DecisionEngine {
     const cursor = this.cursors.get(pool.slug) ?? 0;
     // Advance at once, so concurrent decisions of this pool do not all start on the same account.
     this.cursors.set(pool.slug, cursor + 1);
-    const admitNow = (nowMs: number): Promise<AdmissionAttempt> => this.admitFromPool(authorized, strategy, cursor, nowMs);
     const { queueMaxWaitMs, queueMaxLength } = snapshot.prioritySettings;
     const queueing = queueMaxWaitMs > 0;
     const first =
-      queueing && this.queue.hasWaiters(pool.slug) && this.queue.size < queueMaxLength ? BEHIND_WAITERS : await admitNow(startedAtMs);
+      queueing && this.queue.hasWaiters(pool.slug) && this.queue.size < queueMaxLength
+        ? BEHIND_WAITERS
+        : await this.admitFromPool(authorized, strategy, cursor, startedAtMs);
     let attempt: AdmissionAttempt | WaitResult<Admitted, Deny> = first;
     // Wait in priority order (admission-queue.ts) when an account frees up by itself within the wait: a slot when an
     // in-flight request ends (freesInMs null), a window rolling over or a cooldown ending (freesInMs known).
@@ -136,7 +137,7 @@ export class Engine implements DecisionEngine {
         maxWaitMs: queueMaxWaitMs,
         maxLength: queueMaxLength,
         refusal: first.value,
-        attempt: () => admitNow(this.options.clock.nowMs()),
+        attempt: () => this.admitFromPool(authorized, strategy, cursor, this.options.clock.nowMs()),
         undo: (late) => this.releaseLease(pool.slug, late.account.id, late.leaseId),
         signal: options.signal,
         onEnter: options.onQueued && (() => options.onQueued?.(queueMaxWaitMs)),
