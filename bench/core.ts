@@ -163,7 +163,7 @@ async function main(): Promise<void> {
   const mappings = Array.from({ length: 10_000 }, (_, i) => mappingRow(i));
   const inputs = mappings.map((m) => ({ ...m, tenantId: null, tenantName: null, createdAtMs: m.createdAt.getTime() }));
   const compileStarted = process.hrtime.bigint();
-  const matcher = compilePriority(inputs, { enabled: true, defaultPriority: 7 });
+  const matcher = compilePriority(inputs, { enabled: true, defaultPriority: 7, queueMaxWaitMs: 0, queueMaxLength: 1000 });
   const priorityCompileMs = Number(process.hrtime.bigint() - compileStarted) / 1e6;
   const probes = Array.from({ length: 1024 }, (_, i) => clientKey(i * 7));
   let sink = 0;

@@ -4,11 +4,13 @@ import { normaliseClientAddress } from './core/cidr.js';
 import { deny, inProviderShape } from './core/errors.js';
 import { cursorSkips, orderCandidates } from './core/select.js';
 import { changesAdmission, observeResponse } from './core/response.js';
-import type { Account, Deny, HeaderBag, Observation, ObservationOutcome, RequestView } from './core/types.js';
+import type { Account, Deny, HeaderBag, Observation, ObservationOutcome, RequestView, Strategy } from './core/types.js';
+import { AdmissionQueue, type AdmissionQueueEvents, type Attempt, type WaitResult } from './admission-queue.js';
 import {
   StateUnavailableError,
   type AdmitResult,
   type Clock,
+  type DecideOptions,
   type DecisionEngine,
   type ObserveOptions,
   type RateStateStore,
@@ -49,7 +51,17 @@ export interface EngineOptions {
   readonly onDecision?: (outcome: 'allow' | Deny['code'], elapsedMs: number, provider: string) => void;
   /** Observes what each upstream response said about its account (metrics). Must not throw. */
   readonly onObservation?: (ticket: Ticket, outcome: ObservationOutcome) => void;
+  /** Observes the admission queue (metrics): a request starts waiting, a wait ends. Must not throw. */
+  readonly onQueue?: AdmissionQueueEvents;
 }
+
+/** An account the rate state admitted, with its lease. */
+interface Admitted {
+  readonly account: Account;
+  readonly leaseId: string;
+}
+
+type AdmissionAttempt = Attempt<Admitted, Deny>;
 
 const NOT_LOADED = deny('keypool_unavailable', { message: 'keypool has not loaded its configuration yet' });
 const EMPTY_POOL = deny('no_healthy_account', { message: 'the provider pool has no active account' });
@@ -57,6 +69,8 @@ const STATE_UNAVAILABLE = deny('state_unavailable');
 const ACTOR_ENGINE = 'keypool';
 /** Accounts offered to the rate state per attempt; a second attempt offers the whole pool when all are blocked. */
 const CANDIDATE_WINDOW = 16;
+/** A request arriving while others of its pool wait queues behind them (it would otherwise overtake them). */
+const BEHIND_WAITERS: AdmissionAttempt = { kind: 'refused', value: deny('pool_exhausted'), waitable: true, freesInMs: null };
 
 export class Engine implements DecisionEngine {
   /** Per pool: where the next rotation starts (one step per request, plus the accounts skipped; see cursorSkips). */
@@ -66,9 +80,11 @@ export class Engine implements DecisionEngine {
   private gatewayReplyCount = 0;
   readonly renewIntervalMs: number;
   private readonly stateTimeoutMs: number;
+  private readonly queue: AdmissionQueue<Admitted, Deny>;
 
   constructor(private readonly options: EngineOptions) {
     this.randomUnit = options.randomUnit ?? Math.random;
+    this.queue = new AdmissionQueue(options.onQueue);
     // Three renewals per lease: a lease survives two lost renewals (a slow Redis, a busy event loop).
     this.renewIntervalMs = Math.max(1, Math.floor(options.leaseMs / 3));
     this.stateTimeoutMs = options.stateTimeoutMs ?? DEFAULT_STATE_TIMEOUT_MS;
@@ -88,7 +104,7 @@ export class Engine implements DecisionEngine {
     return this.options.snapshots.current() !== null;
   }
 
-  async decide(view: RequestView): Promise<RequestOutcome> {
+  async decide(view: RequestView, options: DecideOptions = {}): Promise<RequestOutcome> {
     // Decision latency is measured on the monotonic sub-millisecond clock; startedAtMs is the wall-clock instant
     // the rules evaluate (expiry, grace windows, cooldowns) and may be a test clock.
     const startedAt = performance.now();
@@ -105,15 +121,30 @@ export class Engine implements DecisionEngine {
     const cursor = this.cursors.get(pool.slug) ?? 0;
     // Advance at once, so concurrent decisions of this pool do not all start on the same account.
     this.cursors.set(pool.slug, cursor + 1);
-    const window = orderCandidates(pool, strategy, cursor, this.randomUnit, CANDIDATE_WINDOW);
-    let admitted = await this.admit(authorized, window, strategy === 'least-loaded', startedAtMs);
-    if ('kind' in admitted && admitted.code !== 'state_unavailable' && window.length < pool.accounts.length) {
-      // Every account of the window is blocked: the rest of the pool decides between an allow and a 429/503.
-      const everyAccount = orderCandidates(pool, strategy, cursor, this.randomUnit);
-      admitted = await this.admit(authorized, everyAccount, strategy === 'least-loaded', startedAtMs);
+    const { queueMaxWaitMs, queueMaxLength } = snapshot.prioritySettings;
+    const queueing = queueMaxWaitMs > 0;
+    const first =
+      queueing && this.queue.hasWaiters(pool.slug) && this.queue.size < queueMaxLength
+        ? BEHIND_WAITERS
+        : await this.admitFromPool(authorized, strategy, cursor, startedAtMs);
+    let attempt: AdmissionAttempt | WaitResult<Admitted, Deny> = first;
+    // Wait in priority order (admission-queue.ts) when an account frees up by itself within the wait: a slot when an
+    // in-flight request ends (freesInMs null), a window rolling over or a cooldown ending (freesInMs known).
+    if (first.kind === 'refused' && queueing && first.waitable && (first.freesInMs ?? 0) <= queueMaxWaitMs) {
+      attempt = await this.queue.wait({
+        pool: pool.slug,
+        priority: authorized.priority.priority,
+        maxWaitMs: queueMaxWaitMs,
+        maxLength: queueMaxLength,
+        refusal: first.value,
+        attempt: () => this.admitFromPool(authorized, strategy, cursor, this.options.clock.nowMs()),
+        undo: (late) => this.releaseLease(pool.slug, late.account.id, late.leaseId),
+        signal: options.signal,
+        onEnter: options.onQueued && (() => options.onQueued?.(queueMaxWaitMs)),
+      });
     }
-    if ('kind' in admitted) return this.denied(admitted, view, startedAtMs, startedAt);
-    const { account, leaseId } = admitted;
+    if (attempt.kind === 'refused') return this.denied(attempt.value, view, startedAtMs, startedAt);
+    const { account, leaseId } = attempt.value;
     const skips = cursorSkips(pool, strategy, cursor, account.id);
     if (skips > 0) this.cursors.set(pool.slug, (this.cursors.get(pool.slug) ?? 0) + skips);
     this.options.writes.touchKey(authorized.key.id, startedAtMs);
@@ -149,6 +180,8 @@ export class Engine implements DecisionEngine {
         source: 'upstream',
         actor: ACTOR_ENGINE,
       });
+      // The slot went back with the observation: the pool's first waiting request retries once the state holds it.
+      if (options.release) void committed.then(() => this.queue.notify(ticket.pool));
       this.options.writes.recordUsage(ticket.accountId, nowMs, observation.outcome, nowMs - ticket.startedAtMs);
       this.options.onObservation?.(ticket, observation.outcome);
       return changesAdmission(observation) ? this.boundedCommit(committed) : null;
@@ -201,11 +234,17 @@ export class Engine implements DecisionEngine {
   }
 
   release(ticket: Ticket): void {
+    this.releaseLease(ticket.pool, ticket.accountId, ticket.leaseId);
+  }
+
+  /** Returns a slot and lets the pool's first waiting request (if any) retry at once. */
+  private releaseLease(pool: string, accountId: string, leaseId: string): void {
     try {
-      this.options.state.release(ticket.pool, ticket.accountId, ticket.leaseId);
+      this.options.state.release(pool, accountId, leaseId);
     } catch (error) {
-      this.options.logger.error({ err: error, pool: ticket.pool }, 'failed to release an in-flight slot');
+      this.options.logger.error({ err: error, pool }, 'failed to release an in-flight slot');
     }
+    this.queue.notify(pool);
   }
 
   renew(ticket: Ticket): void {
@@ -231,12 +270,22 @@ export class Engine implements DecisionEngine {
     });
   }
 
-  private async admit(
-    authorized: Authorized,
-    ordered: readonly Account[],
-    leastLoaded: boolean,
-    nowMs: number,
-  ): Promise<{ account: Account; leaseId: string } | Deny> {
+  /**
+   * One admission attempt: the candidate window first; when every account of it is blocked, the rest of the pool
+   * decides between an allow and a 429/503.
+   */
+  private async admitFromPool(authorized: Authorized, strategy: Strategy, cursor: number, nowMs: number): Promise<AdmissionAttempt> {
+    const pool = authorized.pool;
+    const leastLoaded = strategy === 'least-loaded';
+    const window = orderCandidates(pool, strategy, cursor, this.randomUnit, CANDIDATE_WINDOW);
+    let attempt = await this.admit(authorized, window, leastLoaded, nowMs);
+    if (attempt.kind === 'refused' && attempt.value !== STATE_UNAVAILABLE && window.length < pool.accounts.length) {
+      attempt = await this.admit(authorized, orderCandidates(pool, strategy, cursor, this.randomUnit), leastLoaded, nowMs);
+    }
+    return attempt;
+  }
+
+  private async admit(authorized: Authorized, ordered: readonly Account[], leastLoaded: boolean, nowMs: number): Promise<AdmissionAttempt> {
     let result: AdmitResult;
     try {
       result = await this.options.state.admit({
@@ -247,14 +296,22 @@ export class Engine implements DecisionEngine {
         leaseMs: this.options.leaseMs,
       });
     } catch (error) {
-      if (error instanceof StateUnavailableError) return STATE_UNAVAILABLE;
+      if (error instanceof StateUnavailableError) return { kind: 'refused', value: STATE_UNAVAILABLE, waitable: false, freesInMs: null };
       throw error;
     }
-    if (!result.ok) return denyForAdmission(result.reason, result.retryAtMs, nowMs);
+    if (!result.ok) {
+      return {
+        kind: 'refused',
+        value: denyForAdmission(result.reason, result.retryAtMs, nowMs),
+        // Only an exhausted pool frees up by itself; open circuits and invalid accounts are not waited for.
+        waitable: result.reason === 'exhausted',
+        freesInMs: result.retryAtMs === null ? null : Math.max(0, result.retryAtMs - nowMs),
+      };
+    }
     const admittedId = result.accountId;
     const account = ordered.find((candidate) => candidate.id === admittedId);
     if (!account) throw new Error('rate state admitted an account that was not offered');
-    return { account, leaseId: result.leaseId };
+    return { kind: 'admitted', value: { account, leaseId: result.leaseId } };
   }
 
   private denied(denial: Deny, view: RequestView, startedAtMs: number, startedAt: number): RequestOutcome {

@@ -24,7 +24,7 @@ export interface RunningKeypool {
 
 export async function startKeypool(
   overrides: Partial<KeypoolConfig> = {},
-  options: Omit<RuntimeOptions, 'config' | 'storeRole' | 'onDecision' | 'onObservation'> = {},
+  options: Omit<RuntimeOptions, 'config' | 'storeRole' | 'onDecision' | 'onObservation' | 'onQueue'> = {},
 ): Promise<RunningKeypool> {
   // The ext_proc channel's security is checked (and its certificates read) before anything opens: a listener that
   // would hand pooled keys to anyone on the network never starts.
@@ -51,6 +51,7 @@ export async function startKeypool(
       metrics.onObservation(ticket.pool, ticket.accountName, outcome);
       activity.onObservation(ticket.accountId, outcome);
     },
+    onQueue: { onEnter: metrics.onQueueEnter, onLeave: metrics.onQueueLeave },
   });
   const { logger } = runtime;
   let extProc: ExtProcServer | undefined;

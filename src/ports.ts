@@ -112,9 +112,23 @@ export interface ObserveOptions {
   readonly release?: boolean;
 }
 
+/** How an adapter takes part in a decision that may wait in the admission queue (queue.max_wait_ms). */
+export interface DecideOptions {
+  /** Aborted when the request is gone (Envoy reset the stream): a waiting decision leaves the queue at once. */
+  readonly signal?: AbortSignal | undefined;
+  /**
+   * Called once, before the decision starts waiting for an account, with the longest it will wait: Envoy's adapter
+   * extends its message timer, Kong's its decision deadline. Must not throw.
+   */
+  readonly onQueued?: ((maxWaitMs: number) => void) | undefined;
+}
+
 export interface DecisionEngine {
-  /** Decide one request. Rejects only on broken infrastructure; adapters turn that into a 503 keypool_unavailable. */
-  decide(view: import('./core/types.js').RequestView): Promise<RequestOutcome>;
+  /**
+   * Decide one request. Rejects only on broken infrastructure; adapters turn that into a 503 keypool_unavailable.
+   * May wait up to queue.max_wait_ms for an account of an exhausted pool (see DecideOptions).
+   */
+  decide(view: import('./core/types.js').RequestView, options?: DecideOptions): Promise<RequestOutcome>;
   /**
    * Feed the upstream response status and headers back (cooldown, health, learned capacity, usage). Never throws.
    * Returns a promise when the observation changes who may be admitted (cooldown, invalidation, circuit, an exhausted

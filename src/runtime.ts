@@ -37,6 +37,8 @@ export interface RuntimeOptions {
   readonly onDecision?: EngineOptions['onDecision'];
   /** Observes what each upstream response said about its account (metrics). */
   readonly onObservation?: EngineOptions['onObservation'];
+  /** Observes the admission queue (metrics). */
+  readonly onQueue?: EngineOptions['onQueue'];
   /**
    * Refuse to start (ConfigError) unless the store was configured: DATABASE_URL postgres:// or an explicit
    * KEYPOOL_DATA_DIR. The Kong plugin sets it: there the defaults would open a throwaway embedded store in the
@@ -178,6 +180,7 @@ export async function openRuntime(options: RuntimeOptions = {}): Promise<Runtime
       stateTimeoutMs: config.stateTimeoutMs,
       onDecision: options.onDecision,
       onObservation: tracing === null ? options.onObservation : both(options.onObservation, tracing.onObservation),
+      ...(options.onQueue ? { onQueue: options.onQueue } : {}),
     });
 
     const repositorySecrets = { keyring: secrets.keyring, pepper: secrets.pepper };

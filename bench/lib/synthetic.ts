@@ -104,7 +104,7 @@ export function configData(scenario: Scenario): ConfigData {
     accounts: Array.from({ length: scenario.accounts }, (_, i) => accountRow(i)),
     keys: Array.from({ length: scenario.keys }, (_, i) => keyRow(i)),
     mappings: Array.from({ length: scenario.mappings }, (_, i) => mappingRow(i)),
-    settings: { enabled: true, defaultPriority: 7 },
+    settings: { enabled: true, defaultPriority: 7, queueMaxWaitMs: 0, queueMaxLength: 1000 },
   };
 }
 

@@ -2,7 +2,8 @@
 // one test file do not collide). Event counters are bumped by hooks (Engine.onDecision and onObservation,
 // the admin server); per-account and infrastructure gauges are computed at scrape time from their sources.
 // Labels carry account NAMES and provider slugs only: never a key, a key id or a secret.
-import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
+import type { WaitOutcome } from '../admission-queue.js';
 import type { Deny, ObservationOutcome } from '../core/types.js';
 import type { AccountStateView, Clock, HealthState, RateStateStore, SnapshotSource } from '../ports.js';
 
@@ -137,6 +138,9 @@ export class KeypoolMetrics {
   private readonly adminRequests: Counter<'method' | 'route' | 'status'>;
   private readonly overdueKeys: Gauge;
   private readonly autoRevoked: Counter;
+  private readonly queueWaiting: Gauge<'priority'>;
+  private readonly queueWait: Histogram<'priority' | 'outcome'>;
+  private readonly queueResults: Counter<'priority' | 'outcome'>;
 
   constructor(options: KeypoolMetricsOptions = {}) {
     const registers = [this.registry];
@@ -172,8 +176,43 @@ export class KeypoolMetrics {
       help: 'Keys revoked by the lifecycle sweep because rotation was overdue (setting keys.auto_revoke_overdue).',
       registers,
     });
+    this.queueWaiting = new Gauge({
+      name: 'keypool_queue_waiting',
+      help: 'Requests waiting in this replica\'s admission queue for an account (queue.max_wait_ms), by priority.',
+      labelNames: ['priority'],
+      registers,
+    });
+    this.queueWait = new Histogram({
+      name: 'keypool_queue_wait_seconds',
+      help: 'How long requests waited in the admission queue, by priority and how the wait ended.',
+      labelNames: ['priority', 'outcome'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    this.queueResults = new Counter({
+      name: 'keypool_queue_results_total',
+      help:
+        'Ends of admission-queue waits by priority and outcome: admitted, timed_out (429), cancelled (client gone), ' +
+        'refused (pool unhealthy or state unavailable meanwhile), full (queue.max_length reached: never waited, 429).',
+      labelNames: ['priority', 'outcome'],
+      registers,
+    });
     this.registerScrapeGauges(registers);
   }
+
+  /** Engine hook (`EngineOptions.onQueue.onEnter`): a request started waiting. */
+  readonly onQueueEnter = (priority: number): void => {
+    this.queueWaiting.inc({ priority: String(priority) });
+  };
+
+  /** Engine hook (`EngineOptions.onQueue.onLeave`): a wait ended (`full`: it never started). */
+  readonly onQueueLeave = (priority: number, outcome: WaitOutcome, waitedMs: number): void => {
+    const labels = { priority: String(priority), outcome };
+    this.queueResults.inc(labels);
+    if (outcome === 'full') return;
+    this.queueWaiting.dec({ priority: labels.priority });
+    this.queueWait.observe(labels, Math.max(0, waitedMs) / 1000);
+  };
 
   /** Give the scrape-time gauges their sources (the runtime composes them after the engine). */
   attach(sources: MetricsSources): void {

@@ -37,6 +37,17 @@ export const PRIORITY_RANGE = { min: 0, max: 9 } as const;
 /** Priority of a request no mapping matches (and of every request while matching is off). */
 export const DEFAULT_PRIORITY = 7;
 
+/**
+ * `queue.max_wait_ms`: longest a request waits in its replica's admission queue for an account to free up; 0 = never
+ * wait (an exhausted pool answers 429 at once). The Envoy filter's `max_message_timeout` (envoy/*.yaml) must exceed
+ * the largest value in use (keypool asks Envoy for the wait plus QUEUE_TIMEOUT_MARGIN_MS).
+ */
+export const QUEUE_MAX_WAIT_MS_RANGE = { min: 0, max: 30_000 } as const;
+export const DEFAULT_QUEUE_MAX_WAIT_MS = 0;
+/** `queue.max_length`: requests that may wait at once on one replica (all pools); one more gets 429 at once. */
+export const QUEUE_MAX_LENGTH_RANGE = { min: 1, max: 100_000 } as const;
+export const DEFAULT_QUEUE_MAX_LENGTH = 1000;
+
 /** Inclusive numeric ranges and sizes (help texts and the OpenAPI document quote the same numbers). */
 export const LIMITS = {
   nameMaxChars: 100,

@@ -1,4 +1,4 @@
-// `keypool config set|get`: runtime settings (priority.enabled, priority.default_priority).
+// `keypool config set|get`: runtime settings (priority.enabled, priority.default_priority, queue.max_wait_ms, queue.max_length).
 // A change reaches every running instance through the store's change feed.
 import type { CommandSpec } from './args.js';
 import type { Command, CommandGroup } from './command.js';
@@ -10,6 +10,9 @@ const SETTINGS_HELP = [
   'Settings:',
   '  priority.enabled            true | false: match keys against priority mappings (default false)',
   '  priority.default_priority   0-9: priority when no mapping matches or matching is off (default 7)',
+  '  queue.max_wait_ms           0-30000: how long a request may wait for an account of an exhausted pool, in',
+  '                              priority order, before its 429 (default 0 = answer at once)',
+  '  queue.max_length            1-100000: requests that may wait at once per keypool replica (default 1000)',
 ].join('\n');
 
 const setSpec: CommandSpec = {

@@ -96,6 +96,10 @@ export interface PriorityMatcher {
 export interface PrioritySettings {
   readonly enabled: boolean;
   readonly defaultPriority: number;
+  /** `queue.max_wait_ms`: how long an exhausted pool's request may wait for an account, in priority order; 0 = never. */
+  readonly queueMaxWaitMs: number;
+  /** `queue.max_length`: requests waiting at once per replica. */
+  readonly queueMaxLength: number;
 }
 
 /** The compiled, immutable configuration every decision reads. Swapped atomically on reload. */

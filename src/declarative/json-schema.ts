@@ -7,7 +7,19 @@ import { MATCH_TYPES, STRATEGIES } from '../core/types.js';
 import { TENANT_TYPES } from '../catalog/mappings/schema.js';
 import { WINDOW_SYNTAX } from '../catalog/mappings/window.js';
 import { SETTING_NAMES } from '../catalog/settings/schema.js';
-import { IMPORTED_KEY_BYTES, KEY_PREFIX, LIMITS, PRIORITY_RANGE, PROVIDER_SLUG, TENANT_ID, TIME_ZONE_NAME, WEEKDAYS, WINDOW_TIME } from '../catalog/rules.js';
+import {
+  IMPORTED_KEY_BYTES,
+  KEY_PREFIX,
+  LIMITS,
+  PRIORITY_RANGE,
+  PROVIDER_SLUG,
+  QUEUE_MAX_LENGTH_RANGE,
+  QUEUE_MAX_WAIT_MS_RANGE,
+  TENANT_ID,
+  TIME_ZONE_NAME,
+  WEEKDAYS,
+  WINDOW_TIME,
+} from '../catalog/rules.js';
 import { FORMAT_VERSION } from './model.js';
 
 const nullable = (schema: Record<string, unknown>) => ({ anyOf: [schema, { type: 'null' }] });
@@ -123,6 +135,8 @@ export function keypoolJsonSchema(): Record<string, unknown> {
         properties: {
           [SETTING_NAMES[0]]: { type: 'boolean' },
           [SETTING_NAMES[1]]: int(PRIORITY_RANGE.min, PRIORITY_RANGE.max),
+          [SETTING_NAMES[2]]: int(QUEUE_MAX_WAIT_MS_RANGE.min, QUEUE_MAX_WAIT_MS_RANGE.max),
+          [SETTING_NAMES[3]]: int(QUEUE_MAX_LENGTH_RANGE.min, QUEUE_MAX_LENGTH_RANGE.max),
         },
       },
     },

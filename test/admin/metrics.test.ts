@@ -1,5 +1,6 @@
 // Decisions and upstream answers driven through the real Engine, read back from GET /metrics.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { KeypoolMetrics } from '../../src/admin/metrics.js';
 import { startHarness, UPSTREAM_KEYS, type Harness } from './harness.js';
 
 let h: Harness;
@@ -134,5 +135,29 @@ describe('metrics access', () => {
     } finally {
       await guarded.close();
     }
+  });
+});
+
+describe('admission queue metrics', () => {
+  it('waiting requests per priority, wait time by priority and outcome, and the ends of waits', async () => {
+    const metrics = new KeypoolMetrics({ processMetrics: false });
+    metrics.onQueueEnter(0);
+    metrics.onQueueEnter(7);
+    metrics.onQueueEnter(7);
+    metrics.onQueueLeave(0, 'admitted', 40);
+    metrics.onQueueLeave(7, 'timed_out', 5_000);
+    metrics.onQueueLeave(3, 'full', 0);
+    const text = await metrics.registry.metrics();
+    expect(sample(text, 'keypool_queue_waiting', { priority: '0' })).toBe(0);
+    expect(sample(text, 'keypool_queue_waiting', { priority: '7' })).toBe(1);
+    expect(sample(text, 'keypool_queue_results_total', { priority: '0', outcome: 'admitted' })).toBe(1);
+    expect(sample(text, 'keypool_queue_results_total', { priority: '7', outcome: 'timed_out' })).toBe(1);
+    expect(sample(text, 'keypool_queue_results_total', { priority: '3', outcome: 'full' })).toBe(1);
+    expect(sample(text, 'keypool_queue_wait_seconds_count', { priority: '7', outcome: 'timed_out' })).toBe(1);
+    expect(sample(text, 'keypool_queue_wait_seconds_bucket', { priority: '0', outcome: 'admitted', le: '0.05' })).toBe(1);
+    expect(sample(text, 'keypool_queue_wait_seconds_bucket', { priority: '7', outcome: 'timed_out', le: '2.5' })).toBe(0);
+    // A request refused at the door never waited: no wait time, no waiting gauge moved.
+    expect(sample(text, 'keypool_queue_wait_seconds_count', { priority: '3', outcome: 'full' })).toBeUndefined();
+    expect(sample(text, 'keypool_queue_waiting', { priority: '3' })).toBeUndefined();
   });
 });

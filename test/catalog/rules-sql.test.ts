@@ -82,6 +82,14 @@ function cases(): Case[] {
   add('default priority', [-1, 0, 9, 10], (v) => ok(validateSetting('priority.default_priority', v)), (sql, _n, value) =>
     sql.query(`UPDATE api_key_priority_config SET value = $1::text::jsonb WHERE key = 'default_priority'`, [JSON.stringify(value)]),
   );
+  const upsertSetting = (key: string) => (sql: SqlClient, _n: number, value: unknown) =>
+    sql.query(
+      `INSERT INTO api_key_priority_config (key, value) VALUES ($1, $2::text::jsonb)
+       ON CONFLICT (key) WHERE deleted_at IS NULL DO UPDATE SET value = EXCLUDED.value`,
+      [key, JSON.stringify(value)],
+    );
+  add('queue max wait', [-1, 0, 30000, 30001], (v) => ok(validateSetting('queue.max_wait_ms', v)), upsertSetting('queue_max_wait_ms'));
+  add('queue max length', [0, 1, 100000, 100001], (v) => ok(validateSetting('queue.max_length', v)), upsertSetting('queue_max_length'));
   return out;
 }
 

@@ -259,9 +259,15 @@ describe('keypool CLI on the embedded store', { timeout: SLOW_TEST_MS }, () => {
   it('sets and reads settings', async () => {
     expect((await cli(['config', 'set', 'priority.enabled', 'true'])).stdout).toBe('priority.enabled = true\n');
     expect((await cli(['config', 'set', 'priority.default_priority', '5'])).code).toBe(0);
+    expect((await cli(['config', 'set', 'queue.max_wait_ms', '2500'])).code).toBe(0);
+    const outOfRange = await cli(['config', 'set', 'queue.max_wait_ms', '30001']);
+    expect(outOfRange.code).not.toBe(0);
+    expect(outOfRange.stderr).toMatch(/queue\.max_wait_ms: must be between 0 and 30000/);
     expect(parseJson<Record<string, unknown>>(await cli(['config', 'get', '--json']))).toEqual({
       'priority.enabled': true,
       'priority.default_priority': 5,
+      'queue.max_wait_ms': 2500,
+      'queue.max_length': 1000,
     });
     expect(parseJson(await cli(['config', 'get', 'priority.enabled', '--json']))).toEqual({ name: 'priority.enabled', value: true });
   });

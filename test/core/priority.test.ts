@@ -4,8 +4,8 @@ import type { MatchType, PrioritySettings } from '../../src/core/types.js';
 
 /** Any instant: these mappings carry no window. */
 const NOW_MS = Date.parse('2026-03-04T12:00:00Z');
-const ON: PrioritySettings = { enabled: true, defaultPriority: 7 };
-const OFF: PrioritySettings = { enabled: false, defaultPriority: 7 };
+const ON: PrioritySettings = { enabled: true, defaultPriority: 7, queueMaxWaitMs: 0, queueMaxLength: 1000 };
+const OFF: PrioritySettings = { enabled: false, defaultPriority: 7, queueMaxWaitMs: 0, queueMaxLength: 1000 };
 
 let sequence = 0;
 function mapping(matchType: MatchType, pattern: string, priority: number, extra: Partial<MappingInput> = {}): MappingInput {

@@ -70,7 +70,7 @@ function buildSnapshot(priorityEnabled: boolean): Snapshot {
     [KEYS.vip, { key: systemKey('key-vip', { tenantId: 'key-tenant' }), graceEndsAtMs: null }],
     [KEYS.vipNoTenant, { key: systemKey('key-vip-no-tenant'), graceEndsAtMs: null }],
   ];
-  const settings: PrioritySettings = { enabled: priorityEnabled, defaultPriority: 7 };
+  const settings: PrioritySettings = { enabled: priorityEnabled, defaultPriority: 7, queueMaxWaitMs: 0, queueMaxLength: 1000 };
   const mapping = { tenantName: null, enabled: true, createdAtMs: 1 };
   return {
     version: 1,

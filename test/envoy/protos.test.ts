@@ -106,6 +106,7 @@ describe('fields keypool reads and writes have the official numbers and types', 
       response_trailers: [6, 'TrailersResponse'],
       immediate_response: [7, 'ImmediateResponse'],
       mode_override: [9, 'extensions.filters.http.ext_proc.v3.ProcessingMode'],
+      override_message_timeout: [10, 'google.protobuf.Duration'],
     },
     'envoy.extensions.filters.http.ext_proc.v3.ProcessingMode': {
       request_header_mode: [1, 'HeaderSendMode'],

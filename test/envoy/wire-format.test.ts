@@ -4,9 +4,11 @@
 import { describe, expect, it } from 'vitest';
 import {
   HOLD_UNTIL_RESPONSE_END,
+  QUEUE_TIMEOUT_MARGIN_MS,
   RESPONSE_HEADERS_CONTINUE,
   RESPONSE_TRAILERS_CONTINUE,
   continueResponseFor,
+  messageTimeoutOverride,
   responseForDecision,
   responseHeadersAnswer,
   unavailableResponse,
@@ -157,6 +159,9 @@ const RESPONSES: Array<[string, ProcessingResponseMsg]> = [
   ['response_headers CONTINUE', RESPONSE_HEADERS_CONTINUE],
   ['response_headers with the hold mode_override', responseHeadersAnswer(true)],
   ['response_trailers CONTINUE', RESPONSE_TRAILERS_CONTINUE],
+  ['override_message_timeout (seconds and nanos)', messageTimeoutOverride(2_500)],
+  ['override_message_timeout (whole seconds)', messageTimeoutOverride(29_000)],
+  ['override_message_timeout (nanos only)', { override_message_timeout: { seconds: 0, nanos: 5_000_000 } }],
   ...(['request_headers', 'response_headers', 'request_body', 'response_body', 'request_trailers', 'response_trailers'] as const).map(
     (kind): [string, ProcessingResponseMsg] => [`CONTINUE to ${kind}`, continueResponseFor(kind)!],
   ),
@@ -171,6 +176,13 @@ describe('encodeProcessingResponse', () => {
   it('the hold override decodes to HOLD_UNTIL_RESPONSE_END, every field', () => {
     const decoded = reference.responseDeserialize(encodeProcessingResponse(responseHeadersAnswer(true))) as Record<string, unknown>;
     expect(decoded['mode_override']).toEqual(HOLD_UNTIL_RESPONSE_END);
+  });
+
+  it('the timeout override is the wait plus the margin, alone in its message', () => {
+    const decoded = reference.responseDeserialize(encodeProcessingResponse(messageTimeoutOverride(2_500))) as Record<string, unknown>;
+    expect(Object.keys(decoded).filter((k) => decoded[k] !== undefined && decoded[k] !== null)).toEqual(['override_message_timeout']);
+    const duration = decoded['override_message_timeout'] as { seconds: unknown; nanos: number };
+    expect(Number(duration.seconds) * 1000 + duration.nanos / 1e6).toBe(2_500 + QUEUE_TIMEOUT_MARGIN_MS);
   });
 
   it('frozen answers are encoded once and the same bytes served again', () => {

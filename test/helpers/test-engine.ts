@@ -21,6 +21,7 @@ import type {
   RateStateStore,
   RequestOutcome,
   Ticket,
+  DecideOptions,
 } from '../../src/ports.js';
 import { Keyring } from '../../src/secrets/keyring.js';
 import { compileSnapshot, type CompiledSnapshot } from '../../src/snapshot/compile.js';
@@ -185,10 +186,14 @@ export class TestEngine implements DecisionEngine {
     return this.engine.isReady();
   }
 
-  async decide(view: RequestView): Promise<RequestOutcome> {
+  /** When > 0: each decision first tells the adapter it waits in the admission queue for up to this long. */
+  queuedForMs = 0;
+
+  async decide(view: RequestView, options: DecideOptions = {}): Promise<RequestOutcome> {
     this.stats.decided += 1;
     if (this.views.length < KEEP_RECORDS) this.views.push(view);
-    const outcome = await this.engine.decide(view);
+    if (this.queuedForMs > 0) options.onQueued?.(this.queuedForMs);
+    const outcome = await this.engine.decide(view, options);
     if (outcome.ticket !== null) {
       this.stats.allowed += 1;
       if (this.issued.length < KEEP_RECORDS) this.issued.push(outcome.ticket);

@@ -206,6 +206,16 @@ describe('fail closed', () => {
     expect(engine.stats).toMatchObject({ allowed: 1, released: 1, inFlight: 0 });
   });
 
+  test('a decision waiting in the admission queue gets its wait on top of the deadline: allowed, not 503', async () => {
+    const hurried = pluginWith({ openRuntime: async () => ({ engine, stop: async () => undefined }), decideDeadlineMs: 50 });
+    engine.queuedForMs = 1_000;
+    engine.decideDelayMs = 300;
+    const t = new KeypoolPluginTest(request({ 'x-api-key': FAKE_KEYS.good }));
+    await t.phase(KeypoolPluginTest.instance(hurried, OPENAI), 'access');
+    expect(t.shared.get(DECISION_KEY)).toMatchObject({ action: 'allow' });
+    expect(engine.stats).toMatchObject({ allowed: 1, released: 0, inFlight: 1 });
+  });
+
   test('a PDK failure after the decision records 503 and releases the slot', async () => {
     const t = new KeypoolPluginTest(request({ 'x-api-key': FAKE_KEYS.good }), {
       'kong.service.request.set_headers': () => new PdkFailure('invalid header value'),

@@ -4,7 +4,7 @@
 // re-exports openTestRuntime as openRuntime.
 import { deny } from '../../src/core/errors.js';
 import type { HeaderBag, RequestView } from '../../src/core/types.js';
-import type { DecisionEngine, ObserveOptions, RequestOutcome, Ticket } from '../../src/ports.js';
+import type { DecideOptions, DecisionEngine, ObserveOptions, RequestOutcome, Ticket } from '../../src/ports.js';
 import { createTestEngine, type TestEngine, type TestEngineOptions, type TestEngineStats } from '../helpers/test-engine.js';
 
 /** What keypool injects upstream per provider. */
@@ -43,10 +43,10 @@ class StatsProbe implements DecisionEngine {
     return this.engine.isReady();
   }
 
-  async decide(view: RequestView): Promise<RequestOutcome> {
+  async decide(view: RequestView, options: DecideOptions = {}): Promise<RequestOutcome> {
     const presented = [view.headers['x-api-key']].flat()[0];
     if (presented === STATS_KEY) return { decision: deny('keypool_unavailable', { message: JSON.stringify(this.engine.stats) }), ticket: null };
-    return this.engine.decide(view);
+    return this.engine.decide(view, options);
   }
 
   observe(ticket: Ticket, status: number, headers: HeaderBag, options?: ObserveOptions): Promise<void> | null {

@@ -73,7 +73,7 @@ function data(overrides: Partial<ConfigData> = {}): ConfigData {
     accounts: [],
     keys: [],
     mappings: [],
-    settings: { enabled: false, defaultPriority: 7 },
+    settings: { enabled: false, defaultPriority: 7, queueMaxWaitMs: 0, queueMaxLength: 1000 },
     ...overrides,
   };
 }
@@ -157,10 +157,10 @@ describe('compileSnapshot', () => {
       { id: uuid(), pattern: 'kp_team', matchType: 'prefix' as const, priority: 2, tenantId: 't', tenantName: 'Team', tenantType: null, description: null, enabled: true, window: null, createdAt: new Date(NOW) },
       { id: uuid(), pattern: 'kp_off', matchType: 'prefix' as const, priority: 0, tenantId: null, tenantName: null, tenantType: null, description: null, enabled: false, window: null, createdAt: new Date(NOW) },
     ];
-    const on = compileSnapshot(data({ mappings, settings: { enabled: true, defaultPriority: 7 } }), deps, 1, NOW);
+    const on = compileSnapshot(data({ mappings, settings: { enabled: true, defaultPriority: 7, queueMaxWaitMs: 0, queueMaxLength: 1000 } }), deps, 1, NOW);
     expect(on.priority.resolve('kp_team_123', NOW)).toMatchObject({ priority: 2, tenantId: 't', mappingId: mappings[0]!.id });
     expect(on.priority.resolve('kp_off_1', NOW).priority).toBe(7);
-    expect(on.prioritySettings).toEqual({ enabled: true, defaultPriority: 7 });
+    expect(on.prioritySettings).toEqual({ enabled: true, defaultPriority: 7, queueMaxWaitMs: 0, queueMaxLength: 1000 });
     const off = compileSnapshot(data({ mappings }), deps, 1, NOW);
     expect(off.priority.resolve('kp_team_123', NOW)).toMatchObject({ priority: 7, mappingId: null });
   });

@@ -90,7 +90,7 @@ export function repositoryContract(target: ContractTarget): void {
       });
 
       it('seeds the priority settings', async () => {
-        expect(await repo.settings.get()).toEqual({ enabled: false, defaultPriority: 7 });
+        expect(await repo.settings.get()).toEqual({ enabled: false, defaultPriority: 7, queueMaxWaitMs: 0, queueMaxLength: 1000 });
       });
     });
 
@@ -316,7 +316,7 @@ export function repositoryContract(target: ContractTarget): void {
       it('settings set/get with audit; unknown names and bad values refused', async () => {
         await repo.settings.set('priority.enabled', true, 'ops');
         await repo.settings.set('default_priority', 3, 'ops');
-        expect(await repo.settings.get()).toEqual({ enabled: true, defaultPriority: 3 });
+        expect(await repo.settings.get()).toEqual({ enabled: true, defaultPriority: 3, queueMaxWaitMs: 0, queueMaxLength: 1000 });
         await expect(repo.settings.set('priority.nope', true, 'ops')).rejects.toBeInstanceOf(InvalidInputError);
         await expect(repo.settings.set('priority.enabled', 1, 'ops')).rejects.toBeInstanceOf(InvalidInputError);
         await expect(repo.settings.set('priority.default_priority', 10, 'ops')).rejects.toBeInstanceOf(InvalidInputError);
@@ -449,7 +449,7 @@ export function repositoryContract(target: ContractTarget): void {
         expect(storedKey.previousKeyHash).toBe(digestKey(pepper, old));
         expect(storedKey.previousKeyExpiresAt).toBeInstanceOf(Date);
         expect(data.mappings.map((m) => m.id)).toContain(mapping.id);
-        expect(data.settings).toEqual({ enabled: false, defaultPriority: 7 });
+        expect(data.settings).toEqual({ enabled: false, defaultPriority: 7, queueMaxWaitMs: 0, queueMaxLength: 1000 });
 
         const snapshot = compileSnapshot(data, { keyring, pepper }, 1, Date.now());
         expect(snapshot.keysByDigest.get(snapshot.digestKey(rotated.plaintextKey))).toMatchObject({ graceEndsAtMs: null });
@@ -489,7 +489,7 @@ export function repositoryContract(target: ContractTarget): void {
         const mappings = (await repo.mappings.list()).filter((m) => demoPatterns.includes(m.pattern));
         expect(mappings).toHaveLength(demoPatterns.length);
         for (const mapping of mappings) expect(validatePattern(mapping.matchType, mapping.pattern)).toBeNull();
-        expect(await repo.settings.get()).toEqual({ enabled: true, defaultPriority: 5 });
+        expect(await repo.settings.get()).toEqual({ enabled: true, defaultPriority: 5, queueMaxWaitMs: 0, queueMaxLength: 1000 });
         // The keys the seed file's comment tells a user to create match the mapping meant for them.
         const data = await repo.loadConfigData();
         const demo = { ...data, mappings: data.mappings.filter((m) => demoPatterns.includes(m.pattern)) };

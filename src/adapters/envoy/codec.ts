@@ -13,6 +13,7 @@ import type {
   HeaderMutationMsg,
   HeaderValueOptionMsg,
   HttpHeadersMsg,
+  OverrideMessageTimeoutMsg,
   ProcessingModeMsg,
   ProcessingRequestMsg,
   ProcessingResponseMsg,
@@ -181,6 +182,19 @@ export function immediateResponseFor(deny: Deny): ProcessingResponseMsg {
 /** The answer for a stream keypool cannot decide (engine threw, unsafe decision, nonsense order). */
 export function unavailableResponse(): ProcessingResponseMsg {
   return immediateResponseFor(KEYPOOL_UNAVAILABLE);
+}
+
+/**
+ * Time Envoy grants on top of a decision's queue wait: the admission attempt after the wait and the answer's trip.
+ * The filter's max_message_timeout (envoy/*.yaml) must be at least queue.max_wait_ms plus this, or Envoy ignores
+ * the override and answers 504 at message_timeout.
+ */
+export const QUEUE_TIMEOUT_MARGIN_MS = 1000;
+
+/** Sent alone before a decision waits in the admission queue: Envoy's message timer becomes the wait plus the margin. */
+export function messageTimeoutOverride(maxWaitMs: number): OverrideMessageTimeoutMsg {
+  const totalMs = Math.max(1, Math.ceil(maxWaitMs)) + QUEUE_TIMEOUT_MARGIN_MS;
+  return { override_message_timeout: { seconds: Math.floor(totalMs / 1000), nanos: (totalMs % 1000) * 1_000_000 } };
 }
 
 /** Answer to a response_headers message: no mutation, continue. */

@@ -125,4 +125,18 @@ export type ProcessingResponseMsg =
   | { response_body: { response?: CommonResponseMsg } } // 4
   | { request_trailers: { header_mutation?: HeaderMutationMsg } } // 5
   | { response_trailers: { header_mutation?: HeaderMutationMsg } } // 6
-  | { immediate_response: ImmediateResponseMsg }; // 7
+  | { immediate_response: ImmediateResponseMsg } // 7
+  | { override_message_timeout: DurationMsg }; // 10 (alone: see OverrideMessageTimeoutMsg)
+
+/** google.protobuf.Duration (seconds = 1, int64; nanos = 2, int32). */
+export interface DurationMsg {
+  seconds: number; // 1
+  nanos: number; // 2
+}
+
+/**
+ * ProcessingResponse.override_message_timeout (10), sent ALONE before the real answer: Envoy stops the message timer,
+ * starts one of this length (at most the filter's max_message_timeout, else ignored) and ignores every other field of
+ * that message; at most once per processing state. keypool sends it before a decision waits in the admission queue.
+ */
+export type OverrideMessageTimeoutMsg = Extract<ProcessingResponseMsg, { override_message_timeout: DurationMsg }>;

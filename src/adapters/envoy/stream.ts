@@ -21,6 +21,9 @@
 //   replica admits that account once Envoy has passed the 429 on.
 // - never end a holding stream with a gRPC error: the client's response has started, so Envoy
 //   (failure_mode_allow false) would reset it mid-body. Server shutdown ends holding streams with OK.
+// - a decision that waits in the admission queue (queue.max_wait_ms) first sends Envoy an override_message_timeout
+//   of the wait plus a margin (the filter's max_message_timeout bounds it); a stream that closes while waiting
+//   aborts the wait (the engine drops the waiter and gives back any admission that lands after it).
 // Messages are handled strictly in arrival order (one promise chain), so answers stay in order.
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
@@ -31,6 +34,7 @@ import {
   continueResponseFor,
   endsMessage,
   headerBagFrom,
+  messageTimeoutOverride,
   requestViewFrom,
   responseForDecision,
   responseHeadersAnswer,
@@ -73,6 +77,8 @@ export class ProcessStream {
   private queue: Promise<void> = Promise.resolve();
   /** This stream's entry in the lease keeper while it holds a ticket. */
   private held: HeldTicket | null = null;
+  /** Aborted when the stream closes: a decision waiting in the admission queue leaves it at once. */
+  private readonly gone = new AbortController();
 
   constructor(
     private readonly call: GrpcServerCall<ProcessingRequestMsg, ProcessingResponseMsg>,
@@ -149,7 +155,11 @@ export class ProcessStream {
     }
     let response: ProcessingResponseMsg;
     try {
-      const outcome = await this.deps.engine.decide(view);
+      const outcome = await this.deps.engine.decide(view, {
+        signal: this.gone.signal,
+        // Before waiting for an account: Envoy's message timer (message_timeout) would otherwise fail the request.
+        onQueued: (maxWaitMs) => this.write(messageTimeoutOverride(maxWaitMs)),
+      });
       if (this.closed || this.peerGone()) {
         // Envoy gave up (message_timeout, client reset) while we decided: hand the slot back.
         if (outcome.ticket) this.releaseTicket(outcome.ticket);
@@ -331,6 +341,7 @@ export class ProcessStream {
   private close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.gone.abort();
     this.settleRetry(null);
     if (this.ticket) this.releaseTicket(this.ticket);
     this.deps.onClosed(this);

@@ -1,5 +1,6 @@
 // Encoding of ProcessingResponse to its protobuf bytes (see wire-format.ts for the rules both directions follow).
 import type {
+  DurationMsg,
   HeaderMutationMsg,
   ImmediateResponseMsg,
   ProcessingModeMsg,
@@ -157,6 +158,7 @@ export function encodeProcessingResponse(msg: ProcessingResponseMsg): Buffer {
 function encodeResponse(msg: ProcessingResponseMsg): Buffer {
   const sizes: number[] = [];
   const record = msg as Record<string, unknown>;
+  if (record['override_message_timeout'] !== undefined) return encodeTimeoutOverride(record['override_message_timeout'] as DurationMsg);
   let key: ResponseKey | null = null;
   for (const k in RESPONSE_FIELDS) {
     if (record[k] !== undefined) {
@@ -232,5 +234,21 @@ function encodeResponse(msg: ProcessingResponseMsg): Buffer {
     });
   }
   if (w.pos !== w.buf.length) throw new Error(`keypool: encoder size mismatch (${w.pos} of ${w.buf.length})`);
+  return w.buf;
+}
+
+/** ProcessingResponse { override_message_timeout (10): Duration { seconds (1), nanos (2) } }, both written (as protobufjs does for set fields, zeros included). */
+function encodeTimeoutOverride(duration: DurationMsg): Buffer {
+  const { seconds, nanos } = duration;
+  if (!Number.isSafeInteger(seconds) || seconds < 0 || seconds > 0x7fffffff || !Number.isInteger(nanos) || nanos < 0 || nanos > 999_999_999) {
+    throw new WireFormatError('override_message_timeout must be a non-negative Duration');
+  }
+  const innerSize = 1 + varintSize(seconds) + 1 + varintSize(nanos);
+  const w = new Writer(Buffer.allocUnsafe(fieldSize(innerSize)));
+  w.open(10, innerSize);
+  w.byte((1 << 3) | VARINT);
+  w.varint(seconds);
+  w.byte((2 << 3) | VARINT);
+  w.varint(nanos);
   return w.buf;
 }

@@ -185,11 +185,44 @@ class RuntimeSlot {
     return within(this.runtime, OPEN_WAIT_MS, 'opening the keypool runtime').then((opened) => opened.engine);
   }
 
-  /** Resolves like engine.decide, or rejects after the deadline; a late allow's slot is released, not leaked. */
+  /**
+   * Resolves like engine.decide, or rejects after the deadline; a late allow's slot is released, not leaked. A
+   * decision that waits in the admission queue (queue.max_wait_ms) gets its wait on top of the deadline: Kong's access
+   * phase simply waits. At the deadline the wait is abandoned (the signal takes it out of the queue).
+   */
   decideWithin(engine: DecisionEngine, view: RequestView): Promise<RequestOutcome> {
-    const decision = engine.decide(view);
-    return within(decision, this.decideDeadlineMs, 'the keypool decision', (late) => {
-      if (late.ticket) engine.release(late.ticket);
+    const deadlineMs = this.decideDeadlineMs;
+    const abandon = new AbortController();
+    return new Promise<RequestOutcome>((resolve, reject) => {
+      let settled = false;
+      const expire = (): void => {
+        settled = true;
+        abandon.abort();
+        reject(new Error(`the keypool decision exceeded its deadline (${deadlineMs} ms plus any queue wait)`));
+      };
+      let timer = setTimeout(expire, deadlineMs);
+      const onQueued = (maxWaitMs: number): void => {
+        if (settled) return;
+        clearTimeout(timer);
+        timer = setTimeout(expire, maxWaitMs + deadlineMs);
+      };
+      engine.decide(view, { signal: abandon.signal, onQueued }).then(
+        (outcome) => {
+          if (settled) {
+            if (outcome.ticket) engine.release(outcome.ticket);
+            return;
+          }
+          settled = true;
+          clearTimeout(timer);
+          resolve(outcome);
+        },
+        (error: unknown) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          reject(error instanceof Error ? error : new Error(String(error)));
+        },
+      );
     });
   }
 
@@ -202,14 +235,11 @@ class RuntimeSlot {
   }
 }
 
-/** `work`, or a rejection after `ms`; `onLate` receives what `work` resolves to after the deadline passed. */
-function within<T>(work: Promise<T>, ms: number, what: string, onLate?: (late: T) => void): Promise<T> {
+/** `work`, or a rejection after `ms`. */
+function within<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      if (onLate) work.then(onLate, () => undefined);
-      reject(new Error(`${what} exceeded ${ms} ms`));
-    }, ms);
+    timer = setTimeout(() => reject(new Error(`${what} exceeded ${ms} ms`)), ms);
   });
   return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
 }

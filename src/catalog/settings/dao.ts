@@ -1,5 +1,5 @@
 // Runtime settings (api_key_priority_config): their SQL.
-import { DEFAULT_PRIORITY } from '../rules.js';
+import { DEFAULT_PRIORITY, DEFAULT_QUEUE_MAX_LENGTH, DEFAULT_QUEUE_MAX_WAIT_MS } from '../rules.js';
 import type { PrioritySettings } from '../../core/types.js';
 import type { SqlClient } from '../../stores/sql-client.js';
 import { insertAudit } from '../audit/dao.js';
@@ -47,6 +47,8 @@ export class SettingDao {
 const SETTING_COLUMNS: Readonly<Record<SettingName, { readonly key: string; readonly field: keyof PrioritySettings }>> = {
   'priority.enabled': { key: 'enabled', field: 'enabled' },
   'priority.default_priority': { key: 'default_priority', field: 'defaultPriority' },
+  'queue.max_wait_ms': { key: 'queue_max_wait_ms', field: 'queueMaxWaitMs' },
+  'queue.max_length': { key: 'queue_max_length', field: 'queueMaxLength' },
 };
 
 /** The settings in force; a missing or mistyped row reads as its default. */
@@ -55,8 +57,12 @@ export async function readSettings(sql: SqlClient): Promise<PrioritySettings> {
   const values = new Map(rows.map((row) => [row.key, row.value]));
   const enabled = values.get('enabled');
   const defaultPriority = values.get('default_priority');
+  const queueMaxWaitMs = values.get('queue_max_wait_ms');
+  const queueMaxLength = values.get('queue_max_length');
   return {
     enabled: typeof enabled === 'boolean' ? enabled : false,
     defaultPriority: typeof defaultPriority === 'number' ? defaultPriority : DEFAULT_PRIORITY,
+    queueMaxWaitMs: typeof queueMaxWaitMs === 'number' ? queueMaxWaitMs : DEFAULT_QUEUE_MAX_WAIT_MS,
+    queueMaxLength: typeof queueMaxLength === 'number' ? queueMaxLength : DEFAULT_QUEUE_MAX_LENGTH,
   };
 }
