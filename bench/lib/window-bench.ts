@@ -3,7 +3,7 @@
 import { compilePriority, type ActiveWindow, type MappingInput } from '../../src/core/priority/index.js';
 import { clientKey, mappingRow, NOW_MS } from './synthetic.js';
 
-const ON = { enabled: true, defaultPriority: 7 };
+const ON = { enabled: true, defaultPriority: 7, queueMaxWaitMs: 0, queueMaxLength: 1000 };
 const ZONES = ['Europe/Berlin', 'America/New_York', 'Asia/Tokyo'];
 const WEEKDAYS: ActiveWindow['days'] = ['mon', 'tue', 'wed', 'thu', 'fri'];
 

@@ -4,7 +4,7 @@ import { compilePriority, WEEKDAYS, type ActiveWindow, type MappingInput, type W
 import { localTimeOf, ZoneClock } from '../../src/core/priority/window.js';
 import type { MatchType, PrioritySettings } from '../../src/core/types.js';
 
-const ON: PrioritySettings = { enabled: true, defaultPriority: 9 };
+const ON: PrioritySettings = { enabled: true, defaultPriority: 9, queueMaxWaitMs: 0, queueMaxLength: 1000 };
 const at = (iso: string): number => Date.parse(iso);
 const MINUTE_MS = 60_000;
 
@@ -205,7 +205,7 @@ describe('precedence: outside its window the next matching rule applies', () => 
   });
 
   it('ignores windows while priority mapping is disabled', () => {
-    const matcher = compilePriority([rule('exact', 'k', 1, 'all 00:00-23:59 UTC')], { enabled: false, defaultPriority: 7 });
+    const matcher = compilePriority([rule('exact', 'k', 1, 'all 00:00-23:59 UTC')], { enabled: false, defaultPriority: 7, queueMaxWaitMs: 0, queueMaxLength: 1000 });
     expect(matcher.resolve('k', at('2026-03-04T05:00:00Z')).priority).toBe(7);
   });
 });

@@ -192,7 +192,7 @@ describe('authorizeRequest: provider and priority', () => {
 
 describe('authorizeRequest: time-based priority rules', () => {
   it("resolves the key's mapping at the request's nowMs (a window open or closed)", () => {
-    const settings: PrioritySettings = { enabled: true, defaultPriority: 7 };
+    const settings: PrioritySettings = { enabled: true, defaultPriority: 7, queueMaxWaitMs: 0, queueMaxLength: 1000 };
     const mapping = { tenantName: null, enabled: true, createdAtMs: 1, tenantId: null, matchType: 'prefix' as const, pattern: 'kp_plain' };
     const snapshot: Snapshot = {
       ...ON,

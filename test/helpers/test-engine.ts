@@ -453,6 +453,6 @@ function configData(options: TestEngineOptions, keyring: Keyring, pepper: Uint8A
       key('office', TEST_KEYS.office, { allowedIps: ['10.0.0.0/8'] }),
     ],
     mappings: [],
-    settings: { enabled: false, defaultPriority: options.defaultPriority ?? 1 },
+    settings: { enabled: false, defaultPriority: options.defaultPriority ?? 1, queueMaxWaitMs: 0, queueMaxLength: 1000 },
   };
 }

@@ -131,7 +131,7 @@ describe('compileSnapshot', () => {
     const day = row('kp_batch-', 7, { days: ['mon', 'tue', 'wed', 'thu', 'fri'], start: '08:00', end: '20:00', timezone: 'Europe/Berlin' });
     const fallback = row('kp_batch-', 3, null);
     const stale = row('kp_old-', 1, { days: ['mon'], start: '08:00', end: '09:00', timezone: 'Atlantis/Capital' });
-    const snapshot = compileSnapshot(data({ mappings: [day, fallback, stale], settings: { enabled: true, defaultPriority: 7 } }), deps, 1, NOW);
+    const snapshot = compileSnapshot(data({ mappings: [day, fallback, stale], settings: { enabled: true, defaultPriority: 7, queueMaxWaitMs: 0, queueMaxLength: 1000 } }), deps, 1, NOW);
     expect(snapshot.priority.size).toBe(2);
     expect(snapshot.priority.timedSize).toBe(1);
     expect(snapshot.warnings).toEqual([{ kind: 'mapping', id: stale.id, message: expect.stringMatching(/^window: .*Atlantis\/Capital/) }]);
