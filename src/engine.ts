@@ -19,6 +19,7 @@ import {
 import { DEFAULT_STATE_TIMEOUT_MS } from './stores/resilient-state.js';
 import type { WriteBuffer } from './stores/write-buffer.js';
 import type { Logger } from './log.js';
+import { AdmissionLimits, type RequestLimits } from './admission-limits.js';
 
 /** The account an upstream answer is about (a Ticket is one). */
 export interface AccountAnswerTarget {
@@ -47,6 +48,13 @@ export interface EngineOptions {
   readonly randomUnit?: () => number;
   /** Observes every decision (metrics, the dashboard's recent activity) with the provider the request named. Must not throw. */
   readonly onDecision?: (outcome: 'allow' | Deny['code'], elapsedMs: number, provider: string) => void;
+  /** IANA time zone of the quota day (KEYPOOL_QUOTA_TZ). Default UTC. */
+  readonly quotaTimeZone?: string;
+  /**
+   * Observes each admission outcome of an authorized request with its tenant (a tenant row's id, else null) and
+   * priority: per-tenant and shed metrics. Must not throw.
+   */
+  readonly onAdmission?: (tenant: string | null, priority: number, outcome: 'allow' | Deny['code']) => void;
   /** Observes what each upstream response said about its account (metrics). Must not throw. */
   readonly onObservation?: (ticket: Ticket, outcome: ObservationOutcome) => void;
 }
@@ -66,8 +74,10 @@ export class Engine implements DecisionEngine {
   private gatewayReplyCount = 0;
   readonly renewIntervalMs: number;
   private readonly stateTimeoutMs: number;
+  private readonly limits: AdmissionLimits;
 
   constructor(private readonly options: EngineOptions) {
+    this.limits = new AdmissionLimits(options.quotaTimeZone);
     this.randomUnit = options.randomUnit ?? Math.random;
     // Three renewals per lease: a lease survives two lost renewals (a slow Redis, a busy event loop).
     this.renewIntervalMs = Math.max(1, Math.floor(options.leaseMs / 3));
@@ -106,12 +116,14 @@ export class Engine implements DecisionEngine {
     // Advance at once, so concurrent decisions of this pool do not all start on the same account.
     this.cursors.set(pool.slug, cursor + 1);
     const window = orderCandidates(pool, strategy, cursor, this.randomUnit, CANDIDATE_WINDOW);
-    let admitted = await this.admit(authorized, window, strategy === 'least-loaded', startedAtMs);
-    if ('kind' in admitted && admitted.code !== 'state_unavailable' && window.length < pool.accounts.length) {
+    const limits = this.limits.of(authorized, snapshot, startedAtMs);
+    let admitted = await this.admit(authorized, window, strategy === 'least-loaded', startedAtMs, limits);
+    if ('kind' in admitted && admitted.code !== 'state_unavailable' && admitted.code !== 'quota_exceeded' && window.length < pool.accounts.length) {
       // Every account of the window is blocked: the rest of the pool decides between an allow and a 429/503.
       const everyAccount = orderCandidates(pool, strategy, cursor, this.randomUnit);
-      admitted = await this.admit(authorized, everyAccount, strategy === 'least-loaded', startedAtMs);
+      admitted = await this.admit(authorized, everyAccount, strategy === 'least-loaded', startedAtMs, limits);
     }
+    this.options.onAdmission?.(limits.tenantRow, authorized.priority.priority, 'kind' in admitted ? admitted.code : 'allow');
     if ('kind' in admitted) return this.denied(admitted, view, startedAtMs, startedAt);
     const { account, leaseId } = admitted;
     const skips = cursorSkips(pool, strategy, cursor, account.id);
@@ -236,6 +248,7 @@ export class Engine implements DecisionEngine {
     ordered: readonly Account[],
     leastLoaded: boolean,
     nowMs: number,
+    limits: RequestLimits,
   ): Promise<{ account: Account; leaseId: string } | Deny> {
     let result: AdmitResult;
     try {
@@ -245,12 +258,15 @@ export class Engine implements DecisionEngine {
         leastLoaded,
         nowMs,
         leaseMs: this.options.leaseMs,
+        quotas: limits.quotas,
+        dayBounds: limits.dayBounds,
+        reserve: limits.reserve,
       });
     } catch (error) {
       if (error instanceof StateUnavailableError) return STATE_UNAVAILABLE;
       throw error;
     }
-    if (!result.ok) return denyForAdmission(result.reason, result.retryAtMs, nowMs);
+    if (!result.ok) return denyForAdmission(result.reason, result.retryAtMs, nowMs, result.limit);
     const admittedId = result.accountId;
     const account = ordered.find((candidate) => candidate.id === admittedId);
     if (!account) throw new Error('rate state admitted an account that was not offered');
