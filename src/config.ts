@@ -85,6 +85,8 @@ export interface KeypoolConfig {
    * leaseMs / 3 while it runs (however long it streams), so this is how soon a crashed replica's slots come back.
    */
   readonly leaseMs: number;
+  /** KEYPOOL_QUOTA_TZ: IANA time zone whose calendar days the per-day request quotas count (default UTC). */
+  readonly quotaTimeZone: string;
   /** Safety-net full reload of the config snapshot (the change feed normally reloads within ~100 ms). */
   readonly reloadIntervalMs: number;
   /** How often buffered audit rows, usage stats and key touches are flushed to the database. */
@@ -152,6 +154,7 @@ export function loadConfig(overrides: Partial<KeypoolConfig> = {}, env: Env = pr
     stateTimeoutMs: integer(env, 'KEYPOOL_STATE_TIMEOUT_MS', DEFAULT_STATE_TIMEOUT_MS, 1, 10_000),
     keyHeaders: headerList(env, 'KEYPOOL_KEY_HEADERS', DEFAULT_KEY_HEADERS),
     leaseMs: integer(env, 'KEYPOOL_LEASE_MS', 30_000, 1_000, 86_400_000),
+    quotaTimeZone: timeZone(env, 'KEYPOOL_QUOTA_TZ', 'UTC'),
     reloadIntervalMs: integer(env, 'KEYPOOL_RELOAD_INTERVAL_MS', 30_000, 500, 86_400_000),
     flushIntervalMs: integer(env, 'KEYPOOL_FLUSH_INTERVAL_MS', 1_000, 100, 600_000),
     writeBufferMax: integer(env, 'KEYPOOL_WRITE_BUFFER_MAX', 100_000, 100, 10_000_000),
@@ -246,6 +249,17 @@ function integer(env: Env, name: string, fallback: number, min: number, max: num
   const value = Number(raw);
   if (value < min || value > max) throw new ConfigError(name, `expected ${min}..${max}, got ${value}`);
   return value;
+}
+
+/** An IANA zone name Intl knows (UTC and Etc/* included). */
+function timeZone(env: Env, name: string, fallback: string): string {
+  const value = nonEmpty(env[name]);
+  if (value === undefined) return fallback;
+  try {
+    return new Intl.DateTimeFormat('en-US', { timeZone: value }).resolvedOptions().timeZone;
+  } catch {
+    throw new ConfigError(name, `"${value}" is not an IANA time zone (e.g. UTC, Europe/Berlin, America/New_York)`);
+  }
 }
 
 function boolean(env: Env, name: string, fallback: boolean): boolean {

@@ -154,6 +154,9 @@ export type AuditAction =
   | 'mapping_created'
   | 'mapping_updated'
   | 'mapping_deleted'
+  | 'tenant_created'
+  | 'tenant_updated'
+  | 'tenant_deleted'
   | 'config_set'
   | 'audit_pruned';
 

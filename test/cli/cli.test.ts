@@ -237,7 +237,10 @@ describe('keypool CLI on the embedded store', { timeout: SLOW_TEST_MS }, () => {
     expect(parseJson<Record<string, unknown>>(await cli(['config', 'get', '--json']))).toEqual({
       'priority.enabled': true,
       'priority.default_priority': 5,
+      'priority.reserve': [0, 0, 0, 0.1, 0.1, 0.1, 0.25, 0.25, 0.25, 0.25],
     });
+    expect((await cli(['config', 'set', 'priority.reserve', '{"P7":0.5}'])).stdout).toBe('priority.reserve = [0,0,0,0.1,0.1,0.1,0.25,0.5,0.25,0.25]\n');
+    expect((await cli(['config', 'set', 'priority.reserve', '[0,0,0,0,0,0,0,0,0,1]'])).code).toBe(2);
     expect(parseJson(await cli(['config', 'get', 'priority.enabled', '--json']))).toEqual({ name: 'priority.enabled', value: true });
   });
 

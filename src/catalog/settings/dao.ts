@@ -1,10 +1,11 @@
 // Runtime settings (api_key_priority_config): their SQL.
 import { DEFAULT_PRIORITY } from '../rules.js';
+import { DEFAULT_PRIORITY_RESERVE } from '../../core/quota.js';
 import type { PrioritySettings } from '../../core/types.js';
 import type { SqlClient } from '../../stores/sql-client.js';
 import { insertAudit } from '../audit/dao.js';
 import { InvalidInputError } from '../../stores/errors.js';
-import { validateSetting, type SettingName } from './schema.js';
+import { checkReserve, validateSetting, type SettingName, type SettingValue } from './schema.js';
 
 export class SettingDao {
   constructor(private readonly sql: SqlClient) {}
@@ -17,7 +18,7 @@ export class SettingDao {
    * Sets one setting (names and ranges: ./schema.ts; `enabled` without the `priority.` prefix works too); audited
    * as config_set. @throws InvalidInputError (unknown name or bad value)
    */
-  async set(name: string, value: boolean | number, actor: string): Promise<PrioritySettings> {
+  async set(name: string, value: SettingValue, actor: string): Promise<PrioritySettings> {
     const checked = validateSetting(name, value);
     if (!checked.ok) throw new InvalidInputError(checked.errors[0]!.field, checked.errors[0]!.message);
     const setting = checked.value;
@@ -47,6 +48,7 @@ export class SettingDao {
 const SETTING_COLUMNS: Readonly<Record<SettingName, { readonly key: string; readonly field: keyof PrioritySettings }>> = {
   'priority.enabled': { key: 'enabled', field: 'enabled' },
   'priority.default_priority': { key: 'default_priority', field: 'defaultPriority' },
+  'priority.reserve': { key: 'reserve', field: 'reserve' },
 };
 
 /** The settings in force; a missing or mistyped row reads as its default. */
@@ -55,8 +57,10 @@ export async function readSettings(sql: SqlClient): Promise<PrioritySettings> {
   const values = new Map(rows.map((row) => [row.key, row.value]));
   const enabled = values.get('enabled');
   const defaultPriority = values.get('default_priority');
+  const reserve = values.has('reserve') ? checkReserve(values.get('reserve')) : null;
   return {
     enabled: typeof enabled === 'boolean' ? enabled : false,
     defaultPriority: typeof defaultPriority === 'number' ? defaultPriority : DEFAULT_PRIORITY,
+    reserve: reserve?.ok ? reserve.value : DEFAULT_PRIORITY_RESERVE,
   };
 }
