@@ -102,6 +102,17 @@ export function keypoolJsonSchema(): Record<string, unknown> {
         properties: {
           [SETTING_NAMES[0]]: { type: 'boolean' },
           [SETTING_NAMES[1]]: int(PRIORITY_RANGE.min, PRIORITY_RANGE.max),
+          [SETTING_NAMES[2]]: {
+            description: 'Fraction of an account\'s capacity each priority (index 0-9) leaves free for higher priorities.',
+            oneOf: [
+              { type: 'array', minItems: 10, maxItems: 10, items: { type: 'number', minimum: 0, exclusiveMaximum: 1 } },
+              {
+                type: 'object',
+                additionalProperties: false,
+                patternProperties: { '^[Pp]?[0-9]$': { type: 'number', minimum: 0, exclusiveMaximum: 1 } },
+              },
+            ],
+          },
         },
       },
     },

@@ -83,7 +83,8 @@ export function planChanges(desired: DesiredState, current: CurrentState, facts:
 
   for (const setting of desired.settings ?? []) {
     const from = settingsByName(current.settings)[setting.name];
-    if (from !== setting.value) {
+    // Values are booleans, numbers or (priority.reserve) arrays of numbers: compared by content.
+    if (JSON.stringify(from) !== JSON.stringify(setting.value)) {
       changes.push({ entity: 'setting', op: 'update', ref: setting.name, desired: setting, fields: [{ field: 'value', from, to: setting.value }] });
     }
   }

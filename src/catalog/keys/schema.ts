@@ -58,7 +58,7 @@ const KEY_FIELDS = ['name', 'tenantId', 'allowedIps', 'expiresIn', 'expiresAt', 
 const NEW_KEY_FIELDS = [...KEY_FIELDS, 'prefix'];
 
 /** A new system (client) key. `nowMs` anchors `expiresIn` and the "in the future" check of `expiresAt`. */
-export function validateNewKey(input: unknown, nowMs: number): Validated<Required<NewKey>> {
+export function validateNewKey(input: unknown, nowMs: number): Validated<Required<Omit<NewKey, 'rpmLimit' | 'rpdLimit'>> & NewKey> {
   const f = Fields.of(input, NEW_KEY_FIELDS);
   if (!f) return notAnObject();
   const name = f.required('name', checkName);
@@ -69,7 +69,9 @@ export function validateNewKey(input: unknown, nowMs: number): Validated<Require
   const prefix = f.optional('prefix', nullable(checkKeyPrefix)) ?? null;
   const rpmLimit = f.optional('rpmLimit', nullable(checkLimit)) ?? null;
   const rpdLimit = f.optional('rpdLimit', nullable(checkLimit)) ?? null;
-  return f.result(() => ({ name: name!, tenantId, allowedIps, expiresAt, rotateAfterDays, prefix, rpmLimit, rpdLimit }));
+  // Quotas appear only when set, so a key without them reads exactly as before they existed.
+  const quotas = { ...(rpmLimit === null ? {} : { rpmLimit }), ...(rpdLimit === null ? {} : { rpdLimit }) };
+  return f.result(() => ({ name: name!, tenantId, allowedIps, expiresAt, rotateAfterDays, prefix, ...quotas }));
 }
 
 /**

@@ -1,6 +1,5 @@
 // Runtime settings (api_key_priority_config): their SQL.
 import { DEFAULT_PRIORITY } from '../rules.js';
-import { DEFAULT_PRIORITY_RESERVE } from '../../core/quota.js';
 import type { PrioritySettings } from '../../core/types.js';
 import type { SqlClient } from '../../stores/sql-client.js';
 import { insertAudit } from '../audit/dao.js';
@@ -61,6 +60,7 @@ export async function readSettings(sql: SqlClient): Promise<PrioritySettings> {
   return {
     enabled: typeof enabled === 'boolean' ? enabled : false,
     defaultPriority: typeof defaultPriority === 'number' ? defaultPriority : DEFAULT_PRIORITY,
-    reserve: reserve?.ok ? reserve.value : DEFAULT_PRIORITY_RESERVE,
+    // Only a stored reserve is carried; absent means DEFAULT_PRIORITY_RESERVE wherever it is read.
+    ...(reserve?.ok ? { reserve: reserve.value } : {}),
   };
 }
