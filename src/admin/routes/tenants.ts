@@ -11,8 +11,8 @@ import type { RequestContext, RouteDef } from '../router.js';
 const BASE = '/admin/tenants';
 
 function tenantId(ctx: RequestContext): string {
-  const id = ctx.params.id!;
-  if (!isTenantId(id)) throw badRequest('invalid_parameter', 'id must be 1-64 characters of A-Z a-z 0-9 . _ -', 'id');
+  const id = ctx.params.tenant!;
+  if (!isTenantId(id)) throw badRequest('invalid_parameter', 'tenant id must be 1-64 characters of A-Z a-z 0-9 . _ -', 'id');
   return id;
 }
 
@@ -40,7 +40,7 @@ export function tenantRoutes(deps: AdminDeps): RouteDef[] {
     },
     {
       method: 'GET',
-      path: `${BASE}/:id`,
+      path: `${BASE}/:tenant`,
       access: 'token',
       handler: async (ctx) => {
         onlyQuery(ctx, []);
@@ -49,7 +49,7 @@ export function tenantRoutes(deps: AdminDeps): RouteDef[] {
     },
     {
       method: 'PATCH',
-      path: `${BASE}/:id`,
+      path: `${BASE}/:tenant`,
       access: 'token',
       handler: async (ctx) => {
         onlyQuery(ctx, []);
@@ -60,7 +60,7 @@ export function tenantRoutes(deps: AdminDeps): RouteDef[] {
     },
     {
       method: 'DELETE',
-      path: `${BASE}/:id`,
+      path: `${BASE}/:tenant`,
       access: 'token',
       handler: async (ctx) => {
         onlyQuery(ctx, []);
@@ -70,7 +70,7 @@ export function tenantRoutes(deps: AdminDeps): RouteDef[] {
     },
     {
       method: 'GET',
-      path: `${BASE}/:id/usage`,
+      path: `${BASE}/:tenant/usage`,
       access: 'token',
       // The shared counters (every replica, when the rate state is Redis) of the tenant's limited windows, and this
       // replica's admission outcomes since it started.
