@@ -231,6 +231,30 @@ describe('keypool CLI on the embedded store', { timeout: SLOW_TEST_MS }, () => {
     expect(after.some((m) => m.id === added.mapping.id)).toBe(false);
   });
 
+  it('manages tenants and key quotas (keys update --rpm/--rpd, none removes)', async () => {
+    const created = parseJson<{ tenant: any }>(await cli(['tenants', 'create', 'acme', '--name', 'ACME Corp', '--rpm', '600', '--rpd', '100000', '--json']));
+    expect(created.tenant).toMatchObject({ id: 'acme', name: 'ACME Corp', rpm_limit: 600, rpd_limit: 100000 });
+    const updated = await cli(['tenants', 'update', 'acme', '--rpd', 'none']);
+    expect(updated.code).toBe(0);
+    expect(updated.stdout).toContain('requests per day');
+    expect(parseJson<{ items: any[] }>(await cli(['tenants', 'list', '--json'])).items).toEqual([
+      expect.objectContaining({ id: 'acme', rpm_limit: 600, rpd_limit: null }),
+    ]);
+    const bad = await cli(['tenants', 'create', 'a b']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('<id>: "a b" must be 1-64 characters');
+    const badLimit = await cli(['keys', 'create', '--name', 'q', '--rpm', '0']);
+    expect(badLimit.code).toBe(2);
+    expect(badLimit.stderr).toContain('--rpm');
+
+    const key = parseJson<{ key: any }>(await cli(['keys', 'create', '--name', 'quota-bot', '--tenant', 'acme', '--rpm', '30', '--json'])).key;
+    expect(key).toMatchObject({ rpm_limit: 30, rpd_limit: null });
+    const changed = parseJson<{ key: any }>(await cli(['keys', 'update', 'quota-bot', '--rpd', '1000', '--rpm', 'none', '--json'])).key;
+    expect(changed).toMatchObject({ rpm_limit: null, rpd_limit: 1000, tenant_id: 'acme' });
+    expect((await cli(['tenants', 'delete', 'acme'])).code).toBe(0);
+    expect((await cli(['tenants', 'show', 'acme'])).code).not.toBe(0);
+  });
+
   it('sets and reads settings', async () => {
     expect((await cli(['config', 'set', 'priority.enabled', 'true'])).stdout).toBe('priority.enabled = true\n');
     expect((await cli(['config', 'set', 'priority.default_priority', '5'])).code).toBe(0);
