@@ -181,7 +181,18 @@ async function quotaBench(): Promise<{ base: Awaited<ReturnType<typeof measure>>
   return { base: better(baseFirst, baseSecond), quotas: better(quotasFirst, quotasSecond) };
 }
 
+/** BENCH_CORE_ONLY=quota: only the quota/reserve comparison (a quick look; writes no results file). */
+async function quotaOnly(): Promise<void> {
+  const quota = await quotaBench();
+  const us = (ns: number) => (ns / 1000).toFixed(2);
+  console.log(
+    `quotas + reserves, 10k keys: decide p50 ${us(quota.quotas.p50)} us vs ${us(quota.base.p50)} us without ` +
+      `(+${us(quota.quotas.p50 - quota.base.p50)} us), p99 ${us(quota.quotas.p99)} vs ${us(quota.base.p99)} us`,
+  );
+}
+
 async function main(): Promise<void> {
+  if (process.env['BENCH_CORE_ONLY'] === 'quota') return quotaOnly();
   const rows: Array<Record<string, number | string>> = [];
   let smallSnapshot: CompiledSnapshot | null = null;
   for (const scenario of SCENARIOS) {

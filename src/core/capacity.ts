@@ -235,25 +235,29 @@ function fraction(remaining: number, limit: number | null): number {
  */
 export function reserveShortfall(state: AccountState, candidate: AdmitCandidate, nowMs: number, reserve: number): number | null | undefined {
   let freeAtMs: number | null | undefined;
-  const below = (after: number, resetAtMs: number | null): void => {
-    if (after >= reserve || freeAtMs === null) return;
-    freeAtMs = resetAtMs === null ? null : Math.max(freeAtMs ?? resetAtMs, resetAtMs);
-  };
   const learned = state.learned;
   if (learnedActive(learned.requestsRemaining, learned.requestsResetAtMs, nowMs)) {
-    below(fraction(learned.requestsRemaining - 1, learned.requestsLimit ?? candidate.rpmLimit), learned.requestsResetAtMs);
+    if (fraction(learned.requestsRemaining - 1, learned.requestsLimit ?? candidate.rpmLimit) < reserve) {
+      freeAtMs = laterReset(freeAtMs, learned.requestsResetAtMs);
+    }
   }
   if (learnedActive(learned.tokensRemaining, learned.tokensResetAtMs, nowMs)) {
-    below(fraction(learned.tokensRemaining, learned.tokensLimit ?? candidate.tpmLimit), learned.tokensResetAtMs);
+    if (fraction(learned.tokensRemaining, learned.tokensLimit ?? candidate.tpmLimit) < reserve) freeAtMs = laterReset(freeAtMs, learned.tokensResetAtMs);
   }
   const rpm = candidate.rpmLimit;
-  if (rpm !== null) {
+  if (rpm !== null && fraction(rpm - state.requestLog.size - 1, rpm) < reserve) {
     const oldest = state.requestLog.oldest();
-    below(fraction(rpm - state.requestLog.size - 1, rpm), Number.isNaN(oldest) ? null : oldest + WINDOW_MS);
+    freeAtMs = laterReset(freeAtMs, Number.isNaN(oldest) ? null : oldest + WINDOW_MS);
   }
   const maxConcurrency = candidate.maxConcurrency;
-  if (maxConcurrency !== null) below(fraction(maxConcurrency - state.leases.size - 1, maxConcurrency), null);
+  if (maxConcurrency !== null && fraction(maxConcurrency - state.leases.size - 1, maxConcurrency) < reserve) freeAtMs = null;
   return freeAtMs;
+}
+
+/** The later of two reset instants; null (unknown) wins: the dimension frees at an unknown instant. */
+function laterReset(current: number | null | undefined, resetAtMs: number | null): number | null {
+  if (current === null || resetAtMs === null) return null;
+  return current === undefined ? resetAtMs : Math.max(current, resetAtMs);
 }
 
 /** Candidate indexes by descending remainingScore; ties keep strategy order. */

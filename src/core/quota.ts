@@ -90,12 +90,15 @@ export function admitWithQuotas(
   if (quotas === undefined || quotas.length === 0) return admitFirst(stateOf, request, leaseId);
   const nowMs = request.nowMs;
   const day = pickDay(request.dayBounds ?? utcDayBounds(nowMs), nowMs);
-  for (const subject of quotas) {
-    const block = quotaBlock(quotaOf(subject), subject, nowMs, day);
+  const states: QuotaState[] = new Array<QuotaState>(quotas.length);
+  for (let i = 0; i < quotas.length; i++) {
+    const subject = quotas[i]!;
+    const state = (states[i] = quotaOf(subject));
+    const block = quotaBlock(state, subject, nowMs, day);
     if (block !== null) return { ok: false, reason: 'quota', retryAtMs: block.freeAtMs, limit: { scope: subject.scope, window: block.window } };
   }
   const result = admitFirst(stateOf, request, leaseId);
-  if (result.ok) for (const subject of quotas) recordQuota(quotaOf(subject), subject, nowMs, day);
+  if (result.ok) for (let i = 0; i < quotas.length; i++) recordQuota(states[i]!, quotas[i]!, nowMs, day);
   return result;
 }
 

@@ -48,8 +48,8 @@ const COMMITTED: Promise<void> = Promise.resolve();
 
 export class MemoryRateStateStore implements RateStateStore {
   private readonly pools = new Map<string, Map<string, AccountState>>();
-  /** Quota usage by `<scope>:<id>`; bounded like the accounts (cleared wholesale past maxAccounts). */
-  private readonly quotas = new Map<string, QuotaState>();
+  /** Quota usage by scope, then id (no key string built per request); bounded like the accounts (cleared past maxAccounts). */
+  private readonly quotas = { key: new Map<string, QuotaState>(), tenant: new Map<string, QuotaState>() };
   private readonly limitDivisor: number;
   private readonly maxAccounts: number;
   private readonly leasePrefix: string;
@@ -85,19 +85,19 @@ export class MemoryRateStateStore implements RateStateStore {
   }
 
   inspectQuota(subject: QuotaSubject, nowMs: number, dayBounds?: DayBounds): Promise<QuotaUsage> {
-    const state = this.quotas.get(`${subject.scope}:${subject.id}`) ?? newQuotaState();
+    const state = this.quotas[subject.scope].get(subject.id) ?? newQuotaState();
     const day = pickDay(dayBounds ?? utcDayBounds(nowMs), nowMs);
     state.minute.prune(nowMs - WINDOW_MS);
     return Promise.resolve({ minute: state.minute.size, day: state.dayStartMs === day[0] ? state.dayCount : 0, dayStartMs: day[0], dayEndMs: day[1] });
   }
 
   private quotaState(subject: QuotaSubject): QuotaState {
-    const id = `${subject.scope}:${subject.id}`;
-    let state = this.quotas.get(id);
+    const byId = this.quotas[subject.scope];
+    let state = byId.get(subject.id);
     if (state === undefined) {
-      if (this.quotas.size >= this.maxAccounts) this.quotas.clear();
+      if (byId.size >= this.maxAccounts) byId.clear();
       state = newQuotaState();
-      this.quotas.set(id, state);
+      byId.set(subject.id, state);
     }
     return state;
   }
@@ -143,7 +143,8 @@ export class MemoryRateStateStore implements RateStateStore {
 
   close(): Promise<void> {
     this.pools.clear();
-    this.quotas.clear();
+    this.quotas.key.clear();
+    this.quotas.tenant.clear();
     this.tracked = 0;
     return Promise.resolve();
   }
