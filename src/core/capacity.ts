@@ -228,30 +228,45 @@ function fraction(remaining: number, limit: number | null): number {
 
 /**
  * Priority reserve check on an account capacityOf let through: undefined when admitting one more request still leaves
- * at least `reserve` of every capacity dimension (provider-reported requests and tokens, own RPM window and
- * concurrency; the request's own unit counted for requests, window and concurrency); otherwise the instant the
+ * at least `reserve` of every capacity dimension that takes part (provider-reported requests and tokens with a known
+ * reset, own RPM window and concurrency; see reserveApplies; the request's own unit counted for requests, window and
+ * concurrency); otherwise the instant the
  * tightest-reset dimension below the reserve resets (the latest of them), or null when one of them frees at an unknown
  * instant (concurrency, a provider window without a reset). Call on a pruned state.
  */
 export function reserveShortfall(state: AccountState, candidate: AdmitCandidate, nowMs: number, reserve: number): number | null | undefined {
   let freeAtMs: number | null | undefined;
   const learned = state.learned;
-  if (learnedActive(learned.requestsRemaining, learned.requestsResetAtMs, nowMs)) {
-    if (fraction(learned.requestsRemaining - 1, learned.requestsLimit ?? candidate.rpmLimit) < reserve) {
-      freeAtMs = laterReset(freeAtMs, learned.requestsResetAtMs);
-    }
+  const rr = learned.requestsRemaining;
+  const rra = learned.requestsResetAtMs;
+  if (rr !== null && rra !== null && rra > nowMs) {
+    const limit = learned.requestsLimit ?? candidate.rpmLimit;
+    if (reserveApplies(limit, reserve) && fraction(rr - 1, limit) < reserve) freeAtMs = laterReset(freeAtMs, rra);
   }
-  if (learnedActive(learned.tokensRemaining, learned.tokensResetAtMs, nowMs)) {
-    if (fraction(learned.tokensRemaining, learned.tokensLimit ?? candidate.tpmLimit) < reserve) freeAtMs = laterReset(freeAtMs, learned.tokensResetAtMs);
+  const tr = learned.tokensRemaining;
+  const tra = learned.tokensResetAtMs;
+  if (tr !== null && tra !== null && tra > nowMs) {
+    const limit = learned.tokensLimit ?? candidate.tpmLimit;
+    if (reserveApplies(limit, reserve) && fraction(tr, limit) < reserve) freeAtMs = laterReset(freeAtMs, tra);
   }
   const rpm = candidate.rpmLimit;
-  if (rpm !== null && fraction(rpm - state.requestLog.size - 1, rpm) < reserve) {
+  if (reserveApplies(rpm, reserve) && fraction(rpm - state.requestLog.size - 1, rpm) < reserve) {
     const oldest = state.requestLog.oldest();
     freeAtMs = laterReset(freeAtMs, Number.isNaN(oldest) ? null : oldest + WINDOW_MS);
   }
   const maxConcurrency = candidate.maxConcurrency;
-  if (maxConcurrency !== null && fraction(maxConcurrency - state.leases.size - 1, maxConcurrency) < reserve) freeAtMs = null;
+  if (reserveApplies(maxConcurrency, reserve) && fraction(maxConcurrency - state.leases.size - 1, maxConcurrency) < reserve) freeAtMs = null;
   return freeAtMs;
+}
+
+/**
+ * A dimension takes part in the reserve only with a known limit whose reserved share is at least one whole unit: a
+ * reserve of 10 % of one concurrency slot would otherwise keep every low-priority request off a single-slot account
+ * for good. (Provider-reported budgets also need a known reset: "0 left, resets at an unknown time" must not park an
+ * account for low priorities forever, as capacityOf reasons too.)
+ */
+function reserveApplies(limit: number | null, reserve: number): limit is number {
+  return limit !== null && limit * reserve >= 1;
 }
 
 /** The later of two reset instants; null (unknown) wins: the dimension frees at an unknown instant. */

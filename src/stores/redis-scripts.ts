@@ -202,11 +202,16 @@ end
 
 -- capacity.ts reserveShortfall: short (true when admitting leaves less than the reserve somewhere) and the latest reset
 -- of the dimensions below it (nil = unknown).
+-- capacity.ts reserveApplies: a known limit whose reserved share is at least one unit.
+local function applies(limit)
+  return limit ~= nil and limit * reserve >= 1
+end
 local function shortfall(c)
   local short, known, at = false, true, nil
   local function below(after, resetAt)
-    if after >= reserve or not known then return end
+    if after >= reserve then return end
     short = true
+    if not known then return end
     if resetAt == nil then
       known = false
       at = nil
@@ -214,22 +219,22 @@ local function shortfall(c)
       at = resetAt
     end
   end
-  if learnedActive(c.rr, c.rra) then
+  if c.rr and c.rra and c.rra > now then
     local lim = c.rl
     if lim == nil then lim = c.rpm end
-    below(fraction(c.rr - 1, lim), c.rra)
+    if applies(lim) then below(fraction(c.rr - 1, lim), c.rra) end
   end
-  if learnedActive(c.tr, c.tra) then
+  if c.tr and c.tra and c.tra > now then
     local lim = c.tl
     if lim == nil then lim = c.tpm end
-    below(fraction(c.tr, lim), c.tra)
+    if applies(lim) then below(fraction(c.tr, lim), c.tra) end
   end
-  if c.rpm then
+  if applies(c.rpm) then
     local oldest = nil
     if c.count > 0 then oldest = tonumber(redis.call('ZRANGE', c.wk, 0, 0, 'WITHSCORES')[2]) + WINDOW_MS end
     below(fraction(c.rpm - c.count - 1, c.rpm), oldest)
   end
-  if c.conc then below(fraction(c.conc - c.inflight - 1, c.conc), nil) end
+  if applies(c.conc) then below(fraction(c.conc - c.inflight - 1, c.conc), nil) end
   return short, at
 end
 

@@ -71,7 +71,14 @@ describe('priority reserve arithmetic (reserveShortfall)', () => {
     ['provider 1/100 left but reset passed', (s) => Object.assign(s.learned, { requestsLimit: 100, requestsRemaining: 1, requestsResetAtMs: T - 1 }), cand({}), 0.25, undefined],
     ['tokens 10k/100k left, reserve 0.25', (s) => Object.assign(s.learned, { tokensLimit: 100_000, tokensRemaining: 10_000, tokensResetAtMs: T + 7000 }), cand({}), 0.25, T + 7000],
     // Concurrency 4, 3 in flight: after this one 0 left; frees at an unknown instant.
-    ['concurrency 3/4, reserve 0.1', (s) => [1, 2, 3].forEach((i) => s.leases.set(`l${i}`, T + 60_000)), cand({ maxConcurrency: 4 }), 0.1, null],
+    ['concurrency 3/4, reserve 0.25', (s) => [1, 2, 3].forEach((i) => s.leases.set(`l${i}`, T + 60_000)), cand({ maxConcurrency: 4 }), 0.25, null],
+    // 10 % of 4 slots is less than one slot: concurrency takes no part (a single-slot account stays usable).
+    ['concurrency 3/4, reserve 0.1 (under one unit)', (s) => [1, 2, 3].forEach((i) => s.leases.set(`l${i}`, T + 60_000)), cand({ maxConcurrency: 4 }), 0.1, undefined],
+    ['concurrency 0/1, reserve 0.25 (under one unit)', () => {}, cand({ maxConcurrency: 1 }), 0.25, undefined],
+    // A provider budget without a reset instant takes no part (it would park the account for low priorities for good).
+    ['provider 0 left, no reset', (s) => Object.assign(s.learned, { requestsLimit: 100, requestsRemaining: 0, requestsResetAtMs: null }), cand({}), 0.25, undefined],
+    // Unknown provider limit: no share can be computed.
+    ['provider 1 left, limit unknown', (s) => Object.assign(s.learned, { requestsRemaining: 1, requestsResetAtMs: T + 5000 }), cand({}), 0.25, undefined],
     // Two dimensions below: the later reset is when both are back.
     [
       'provider and tokens both low',
