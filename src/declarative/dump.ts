@@ -40,6 +40,8 @@ export function dumpConfig(state: CurrentState): string {
         allowed_ips: k.allowedIps.length === 0 ? null : [...k.allowedIps],
         expires_at: k.expiresAt?.toISOString() ?? null,
         rotate_after_days: k.rotateAfterDays,
+        rpm: k.rpmLimit,
+        rpd: k.rpdLimit,
         status: k.status === 'revoked' ? 'revoked' : null,
       }),
     ),

@@ -73,6 +73,8 @@ export function keypoolJsonSchema(): Record<string, unknown> {
             expires_at: nullable({ type: 'string', description: 'ISO 8601 date or date-time with a zone' }),
             rotate_after_days: nullable(int(LIMITS.rotateAfterDaysMin, LIMITS.rotateAfterDaysMax)),
             prefix: nullable({ type: 'string', pattern: KEY_PREFIX.source }),
+            rpm: nullable({ ...int(LIMITS.limitMin, LIMITS.limitMax), description: 'requests per minute (sliding 60 s) of this key' }),
+            rpd: nullable({ ...int(LIMITS.limitMin, LIMITS.limitMax), description: 'requests per day (KEYPOOL_QUOTA_TZ) of this key' }),
             status: { enum: ['active', 'revoked'] },
             import: { ...secretRef, description: `An existing key (${IMPORTED_KEY_BYTES.min}-${IMPORTED_KEY_BYTES.max} bytes) to store by digest.` },
           },

@@ -51,6 +51,9 @@ export interface DesiredKey extends Located {
   readonly allowedIps: readonly string[];
   readonly expiresAt: Date | null;
   readonly rotateAfterDays: number | null;
+  /** Request quotas of the key (`rpm`, `rpd`); null = unlimited. */
+  readonly rpmLimit: number | null;
+  readonly rpdLimit: number | null;
   /** Revocation is final: a revoked key cannot be declared active again. */
   readonly status: 'active' | 'revoked';
   /** Issued keys read `kp_<prefix>_<random>`; used only when the file creates the key. */
@@ -123,6 +126,8 @@ export const KEY_FIELDS: FieldTable = {
   expires_at: 'expiresAt',
   rotate_after_days: 'rotateAfterDays',
   prefix: 'prefix',
+  rpm: 'rpmLimit',
+  rpd: 'rpdLimit',
 };
 export const KEY_OWN_FIELDS = ['status', 'import'] as const;
 

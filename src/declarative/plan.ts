@@ -223,6 +223,8 @@ function keyFields(k: Omit<DesiredKey, 'at'>): FieldChange[] {
     { field: 'allowed_ips', from: null, to: [...k.allowedIps] },
     { field: 'expires_at', from: null, to: k.expiresAt?.toISOString() ?? null },
     { field: 'rotate_after_days', from: null, to: k.rotateAfterDays },
+    { field: 'rpm', from: null, to: k.rpmLimit },
+    { field: 'rpd', from: null, to: k.rpdLimit },
     { field: 'status', from: null, to: k.status },
   ];
 }
@@ -233,6 +235,8 @@ function keyValues(row: SystemKeyRow): FieldChange[] {
     { field: 'allowed_ips', from: null, to: [...row.allowedIps] },
     { field: 'expires_at', from: null, to: row.expiresAt?.toISOString() ?? null },
     { field: 'rotate_after_days', from: null, to: row.rotateAfterDays },
+    { field: 'rpm', from: null, to: row.rpmLimit },
+    { field: 'rpd', from: null, to: row.rpdLimit },
   ];
 }
 

@@ -134,7 +134,14 @@ async function execute(repo: ConfigRepository, change: Change, secrets: Resolved
 
 // Which patch field each changed file field sets: an update writes (and audits) only what differs.
 const ACCOUNT_PATCH = { weight: 'weight', tier: 'tier', rpm: 'rpmLimit', tpm: 'tpmLimit', max_concurrency: 'maxConcurrency', tags: 'tags' } as const;
-const KEY_PATCH = { tenant: 'tenantId', allowed_ips: 'allowedIps', expires_at: 'expiresAt', rotate_after_days: 'rotateAfterDays' } as const;
+const KEY_PATCH = {
+  tenant: 'tenantId',
+  allowed_ips: 'allowedIps',
+  expires_at: 'expiresAt',
+  rotate_after_days: 'rotateAfterDays',
+  rpm: 'rpmLimit',
+  rpd: 'rpdLimit',
+} as const;
 const MAPPING_PATCH = {
   priority: 'priority',
   tenant: 'tenantId',
