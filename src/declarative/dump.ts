@@ -45,6 +45,7 @@ export function dumpConfig(state: CurrentState): string {
         status: k.status === 'revoked' ? 'revoked' : null,
       }),
     ),
+    tenants: (state.tenants ?? []).map((t) => compact({ id: t.id, name: t.name === t.id ? null : t.name, rpm: t.rpmLimit, rpd: t.rpdLimit })),
     mappings: state.mappings.map((m) =>
       compact({
         match: m.matchType,

@@ -98,6 +98,20 @@ export function keypoolJsonSchema(): Record<string, unknown> {
           },
         },
       },
+      tenants: {
+        type: 'array',
+        items: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['id'],
+          properties: {
+            id: { type: 'string', pattern: TENANT_ID.source },
+            name,
+            rpm: nullable({ ...int(LIMITS.limitMin, LIMITS.limitMax), description: 'requests per minute of all the tenant\'s keys together' }),
+            rpd: nullable({ ...int(LIMITS.limitMin, LIMITS.limitMax), description: 'requests per day (KEYPOOL_QUOTA_TZ) of all the tenant\'s keys together' }),
+          },
+        },
+      },
       settings: {
         type: 'object',
         additionalProperties: false,

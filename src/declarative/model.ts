@@ -9,6 +9,7 @@ import type { MappingRow } from '../catalog/mappings/rows.js';
 import type { TenantType } from '../catalog/mappings/schema.js';
 import type { ProviderRow } from '../catalog/providers/rows.js';
 import type { Setting } from '../catalog/settings/schema.js';
+import type { TenantRow } from '../catalog/tenants/rows.js';
 import type { MatchType, PrioritySettings } from '../core/types.js';
 
 /** The only file format version so far. */
@@ -73,6 +74,14 @@ export interface DesiredMapping extends Located {
   readonly enabled: boolean;
 }
 
+/** A tenant row: an id keys and mappings carry, with a name and request quotas. */
+export interface DesiredTenant extends Located {
+  readonly id: string;
+  readonly name: string;
+  readonly rpmLimit: number | null;
+  readonly rpdLimit: number | null;
+}
+
 export type DesiredSetting = Setting & Located;
 
 /** A section left out of the file is not managed by it (never pruned, never changed). */
@@ -81,6 +90,7 @@ export interface DesiredState {
   readonly accounts?: readonly DesiredAccount[];
   readonly keys?: readonly DesiredKey[];
   readonly mappings?: readonly DesiredMapping[];
+  readonly tenants?: readonly DesiredTenant[];
   readonly settings?: readonly DesiredSetting[];
 }
 
@@ -90,6 +100,8 @@ export interface CurrentState {
   readonly accounts: readonly AccountRow[];
   readonly keys: readonly SystemKeyRow[];
   readonly mappings: readonly MappingRow[];
+  /** Absent in a state built by hand = none. */
+  readonly tenants?: readonly TenantRow[];
   readonly settings: PrioritySettings;
 }
 
@@ -142,7 +154,9 @@ export const MAPPING_FIELDS: FieldTable = {
   enabled: 'enabled',
 };
 
-export const SECTIONS = ['version', 'providers', 'accounts', 'keys', 'mappings', 'settings'] as const;
+export const TENANT_FIELDS: FieldTable = { id: 'id', name: 'name', rpm: 'rpmLimit', rpd: 'rpdLimit' };
+
+export const SECTIONS = ['version', 'providers', 'accounts', 'keys', 'mappings', 'tenants', 'settings'] as const;
 
 /** `openai/prod-1`: how plans and errors name an account. */
 export function accountRef(provider: string, name: string): string {

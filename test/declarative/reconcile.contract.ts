@@ -146,6 +146,23 @@ export function reconcileContract(target: ReconcileTarget): void {
       expect((await loadCurrentState(repo)).keys.find((k) => k.name === 'ci-bot')).toMatchObject({ rpmLimit: null, rpdLimit: null });
     });
 
+    it('manages tenants: create, change, prune; dump writes them back', async () => {
+      const withTenants = `${FILE}\ntenants:\n  - {id: acme, name: ACME, rpm: 600}\n  - {id: beta, rpd: 1000}\n`;
+      const created = await run(withTenants, { write: true });
+      expect(created.plan.changes.map((c) => `${c.op} ${c.entity} ${c.ref}`)).toEqual(['create tenant acme', 'create tenant beta']);
+      expect((await loadCurrentState(repo)).tenants).toEqual([
+        expect.objectContaining({ id: 'acme', name: 'ACME', rpmLimit: 600, rpdLimit: null }),
+        expect.objectContaining({ id: 'beta', name: 'beta', rpmLimit: null, rpdLimit: 1000 }),
+      ]);
+      expect(dumpConfig(await loadCurrentState(repo))).toContain('- id: beta\n    rpd: 1000');
+      const changed = await run(`${FILE}\ntenants:\n  - {id: acme, name: ACME}\n`, { write: true, prune: true });
+      expect(changed.plan.changes.filter((c) => c.entity === 'tenant').map((c) => `${c.op} ${c.ref} ${c.fields.map((f) => f.field).join(',')}`)).toEqual([
+        'update acme rpm',
+        'delete beta ',
+      ]);
+      expect((await loadCurrentState(repo)).tenants).toEqual([expect.objectContaining({ id: 'acme', rpmLimit: null })]);
+    });
+
     it('audits every write with the actor `apply`', async () => {
       const page = await repo.audit.list({ limit: 1000 });
       const byApply = page.rows.filter((r) => r.actor === APPLY_ACTOR).map((r) => r.action);
