@@ -138,7 +138,63 @@ async function handlerBench(snapshot: CompiledSnapshot, protobuf: boolean) {
   return { ...result, bytesOut };
 }
 
+/**
+ * The cost of quotas and priority reserves: the same 10k-key pool decided with neither (reserves 0, no limits) and
+ * with both (every key rpm+rpd, its tenant rpm+rpd, accounts with an rpm limit, the default reserves at P7). Limits
+ * are high enough that every decision is an allow: what is measured is the checking and counting.
+ */
+async function quotaBench(): Promise<{ base: Awaited<ReturnType<typeof measure>>; quotas: Awaited<ReturnType<typeof measure>> }> {
+  const scenario: Scenario = { keys: 10_000, mappings: 10, accounts: 2 };
+  const plain = configData(scenario);
+  const base = { ...plain, settings: { enabled: true, defaultPriority: 7, queueMaxWaitMs: 0, queueMaxLength: 1000, reserve: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0] } };
+  const HIGH = 1_000_000_000;
+  const limited = {
+    ...plain,
+    accounts: plain.accounts.map((a) => ({ ...a, rpmLimit: HIGH })),
+    keys: plain.keys.map((k) => ({ ...k, rpmLimit: HIGH, rpdLimit: HIGH })),
+    tenants: Array.from({ length: 50 }, (_, i) => ({
+      id: `tenant-${i}`,
+      name: `tenant-${i}`,
+      rpmLimit: HIGH,
+      rpdLimit: HIGH,
+      createdAt: new Date(NOW_MS),
+      updatedAt: new Date(NOW_MS),
+    })),
+  };
+  const run = async (data: typeof plain) => {
+    const { engine, writes } = benchEngine(compileSnapshot(data, { pepper, keyring }, 1, NOW_MS));
+    const views = allowedViews(scenario.keys);
+    let denied = 0;
+    const result = await measure(200_000, async (i) => {
+      const outcome = await engine.decide(views[i % views.length]!);
+      if (outcome.ticket) engine.release(outcome.ticket);
+      else denied += 1;
+    });
+    await writes.stop();
+    if (denied > 0) throw new Error(`benchmark setup is wrong: ${denied} denials`);
+    return result;
+  };
+  // Alternate to spread machine noise over both.
+  const baseFirst = await run(base);
+  const quotasFirst = await run(limited);
+  const baseSecond = await run(base);
+  const quotasSecond = await run(limited);
+  const better = (a: typeof baseFirst, b: typeof baseFirst) => (a.p50 <= b.p50 ? a : b);
+  return { base: better(baseFirst, baseSecond), quotas: better(quotasFirst, quotasSecond) };
+}
+
+/** BENCH_CORE_ONLY=quota: only the quota/reserve comparison (a quick look; writes no results file). */
+async function quotaOnly(): Promise<void> {
+  const quota = await quotaBench();
+  const us = (ns: number) => (ns / 1000).toFixed(2);
+  console.log(
+    `quotas + reserves, 10k keys: decide p50 ${us(quota.quotas.p50)} us vs ${us(quota.base.p50)} us without ` +
+      `(+${us(quota.quotas.p50 - quota.base.p50)} us), p99 ${us(quota.quotas.p99)} vs ${us(quota.base.p99)} us`,
+  );
+}
+
 async function main(): Promise<void> {
+  if (process.env['BENCH_CORE_ONLY'] === 'quota') return quotaOnly();
   const rows: Array<Record<string, number | string>> = [];
   let smallSnapshot: CompiledSnapshot | null = null;
   for (const scenario of SCENARIOS) {
@@ -179,6 +235,8 @@ async function main(): Promise<void> {
   const reloadData = configData({ keys: 10, mappings: 10_000, accounts: 2 });
   const reload = await measure(30, () => compileSnapshot(reloadData, { pepper, keyring }, 2, NOW_MS));
 
+  const quota = await quotaBench();
+  const quotaCostNs = quota.quotas.p50 - quota.base.p50;
   const handler = await handlerBench(smallSnapshot!, false);
   const handlerWithProtobuf = await handlerBench(smallSnapshot!, true);
 
@@ -188,6 +246,10 @@ async function main(): Promise<void> {
   console.table(windows);
   console.log(`snapshot reload with 10k mappings: p50 ${(reload.p50 / 1e6).toFixed(2)} ms, p99 ${(reload.p99 / 1e6).toFixed(2)} ms`);
   const us = (ns: number) => (ns / 1000).toFixed(2);
+  console.log(
+    `quotas + reserves (key rpm/rpd, tenant rpm/rpd, account rpm, reserve 0.25), 10k keys: decide p50 ${us(quota.quotas.p50)} us ` +
+      `vs ${us(quota.base.p50)} us without (+${us(quotaCostNs)} us), p99 ${us(quota.quotas.p99)} vs ${us(quota.base.p99)} us`,
+  );
   console.log(`ext_proc handler in-process (ProcessStream + codec + engine, request and response): p50 ${us(handler.p50)} us, p99 ${us(handler.p99)} us`);
   console.log(`  the same with protobuf decode + encode of both messages: p50 ${us(handlerWithProtobuf.p50)} us, p99 ${us(handlerWithProtobuf.p99)} us`);
   const engineOnly = rows[0]!['requestAndResponseP50Ns'] as number;
@@ -201,6 +263,7 @@ async function main(): Promise<void> {
       '<=',
       `p99 ${us(handler.p99)} us; with protobuf decode/encode p50 ${us(handlerWithProtobuf.p50)} us`,
     ),
+    target('added cost of quotas + priority reserves per decision, p50', quotaCostNs / 1000, 1, 'us', '<=', '10k keys, key and tenant rpm+rpd, memory rate state'),
   ];
   printTargets(targets);
 
@@ -211,6 +274,10 @@ async function main(): Promise<void> {
     reload10kMappingsMs: { p50: reload.p50 / 1e6, p99: reload.p99 / 1e6 },
     extProcHandlerNs: { p50: Math.round(handler.p50), p99: Math.round(handler.p99), mean: Math.round(handler.mean) },
     extProcHandlerWithProtobufNs: { p50: Math.round(handlerWithProtobuf.p50), p99: Math.round(handlerWithProtobuf.p99), mean: Math.round(handlerWithProtobuf.mean) },
+    quotaReserveDecideNs: {
+      without: { p50: Math.round(quota.base.p50), p99: Math.round(quota.base.p99) },
+      with: { p50: Math.round(quota.quotas.p50), p99: Math.round(quota.quotas.p99) },
+    },
     targets,
   });
 }

@@ -99,6 +99,8 @@ export interface KeypoolConfig {
    * leaseMs / 3 while it runs (however long it streams), so this is how soon a crashed replica's slots come back.
    */
   readonly leaseMs: number;
+  /** KEYPOOL_QUOTA_TZ: IANA time zone whose calendar days the per-day request quotas count (default UTC). */
+  readonly quotaTimeZone: string;
   /** Safety-net full reload of the config snapshot (the change feed normally reloads within ~100 ms); 0 = off. */
   readonly reloadIntervalMs: number;
   /** How often buffered audit rows, usage stats and key touches are flushed to the database. */
@@ -198,6 +200,7 @@ const CONFIG_TABLE: ConfigTable = {
   stateTimeoutMs: integer('KEYPOOL_STATE_TIMEOUT_MS', DEFAULT_STATE_TIMEOUT_MS, 1, 10_000),
   keyHeaders: headerList('KEYPOOL_KEY_HEADERS', DEFAULT_KEY_HEADERS),
   leaseMs: integer('KEYPOOL_LEASE_MS', 30_000, 1_000, 86_400_000),
+  quotaTimeZone: timeZone('KEYPOOL_QUOTA_TZ', 'UTC'),
   reloadIntervalMs: integer('KEYPOOL_RELOAD_INTERVAL_MS', DEFAULT_RELOAD_INTERVAL_MS, 500, 86_400_000, { zeroMeansOff: true }),
   flushIntervalMs: integer('KEYPOOL_FLUSH_INTERVAL_MS', 1_000, 100, 600_000),
   writeBufferMax: integer('KEYPOOL_WRITE_BUFFER_MAX', 100_000, 100, 10_000_000),
@@ -336,6 +339,18 @@ function integer(variable: string, fallback: number, min: number, max: number, o
       throw new ConfigError(variable, `expected ${options.zeroMeansOff ? `0 (off) or ` : ''}${min}..${max}, got ${value}`);
     }
     return value;
+  });
+}
+
+/** An IANA time zone name, returned in its canonical spelling. */
+function timeZone(variable: string, fallback: string): ConfigEntry<string> {
+  return entry(variable, (raw) => {
+    if (raw === undefined) return fallback;
+    try {
+      return new Intl.DateTimeFormat('en-US', { timeZone: raw }).resolvedOptions().timeZone;
+    } catch {
+      throw new ConfigError(variable, `"${raw}" is not an IANA time zone (e.g. UTC, Europe/Berlin, America/New_York)`);
+    }
   });
 }
 

@@ -21,6 +21,7 @@ import {
 import { DEFAULT_STATE_TIMEOUT_MS } from './stores/resilient-state.js';
 import type { WriteBuffer } from './stores/write-buffer.js';
 import type { Logger } from './log.js';
+import { AdmissionLimits, type RequestLimits } from './admission-limits.js';
 
 /** The account an upstream answer is about (a Ticket is one). */
 export interface AccountAnswerTarget {
@@ -49,6 +50,13 @@ export interface EngineOptions {
   readonly randomUnit?: () => number;
   /** Observes every decision (metrics, the dashboard's recent activity) with the provider the request named. Must not throw. */
   readonly onDecision?: (outcome: 'allow' | Deny['code'], elapsedMs: number, provider: string) => void;
+  /** IANA time zone of the quota day (KEYPOOL_QUOTA_TZ). Default UTC. */
+  readonly quotaTimeZone?: string;
+  /**
+   * Observes each admission outcome of an authorized request with its tenant (a tenant row's id, else null) and
+   * priority: per-tenant and shed metrics. Must not throw.
+   */
+  readonly onAdmission?: (tenant: string | null, priority: number, outcome: 'allow' | Deny['code']) => void;
   /** Observes what each upstream response said about its account (metrics). Must not throw. */
   readonly onObservation?: (ticket: Ticket, outcome: ObservationOutcome) => void;
   /** Observes the admission queue (metrics): a request starts waiting, a wait ends. Must not throw. */
@@ -81,8 +89,10 @@ export class Engine implements DecisionEngine {
   readonly renewIntervalMs: number;
   private readonly stateTimeoutMs: number;
   private readonly queue: AdmissionQueue<Admitted, Deny>;
+  private readonly limits: AdmissionLimits;
 
   constructor(private readonly options: EngineOptions) {
+    this.limits = new AdmissionLimits(options.quotaTimeZone);
     this.randomUnit = options.randomUnit ?? Math.random;
     this.queue = new AdmissionQueue(options.onQueue);
     // Three renewals per lease: a lease survives two lost renewals (a slow Redis, a busy event loop).
@@ -121,12 +131,13 @@ export class Engine implements DecisionEngine {
     const cursor = this.cursors.get(pool.slug) ?? 0;
     // Advance at once, so concurrent decisions of this pool do not all start on the same account.
     this.cursors.set(pool.slug, cursor + 1);
+    const limits = this.limits.of(authorized, snapshot, startedAtMs);
     const { queueMaxWaitMs, queueMaxLength } = snapshot.prioritySettings;
     const queueing = queueMaxWaitMs > 0;
     const first =
       queueing && this.queue.hasWaiters(pool.slug) && this.queue.size < queueMaxLength
         ? BEHIND_WAITERS
-        : await this.admitFromPool(authorized, strategy, cursor, startedAtMs);
+        : await this.admitFromPool(authorized, strategy, cursor, startedAtMs, limits);
     let attempt: AdmissionAttempt | WaitResult<Admitted, Deny> = first;
     // Wait in priority order (admission-queue.ts) when an account frees up by itself within the wait: a slot when an
     // in-flight request ends (freesInMs null), a window rolling over or a cooldown ending (freesInMs known).
@@ -137,12 +148,13 @@ export class Engine implements DecisionEngine {
         maxWaitMs: queueMaxWaitMs,
         maxLength: queueMaxLength,
         refusal: first.value,
-        attempt: () => this.admitFromPool(authorized, strategy, cursor, this.options.clock.nowMs()),
+        attempt: () => this.admitFromPool(authorized, strategy, cursor, this.options.clock.nowMs(), limits),
         undo: (late) => this.releaseLease(pool.slug, late.account.id, late.leaseId),
         signal: options.signal,
         onEnter: options.onQueued && (() => options.onQueued?.(queueMaxWaitMs)),
       });
     }
+    this.options.onAdmission?.(limits.tenantRow, authorized.priority.priority, attempt.kind === 'refused' ? attempt.value.code : 'allow');
     if (attempt.kind === 'refused') return this.denied(attempt.value, view, startedAtMs, startedAt);
     const { account, leaseId } = attempt.value;
     const skips = cursorSkips(pool, strategy, cursor, account.id);
@@ -274,18 +286,32 @@ export class Engine implements DecisionEngine {
    * One admission attempt: the candidate window first; when every account of it is blocked, the rest of the pool
    * decides between an allow and a 429/503.
    */
-  private async admitFromPool(authorized: Authorized, strategy: Strategy, cursor: number, nowMs: number): Promise<AdmissionAttempt> {
+  private async admitFromPool(
+    authorized: Authorized,
+    strategy: Strategy,
+    cursor: number,
+    nowMs: number,
+    limits: RequestLimits,
+  ): Promise<AdmissionAttempt> {
     const pool = authorized.pool;
     const leastLoaded = strategy === 'least-loaded';
     const window = orderCandidates(pool, strategy, cursor, this.randomUnit, CANDIDATE_WINDOW);
-    let attempt = await this.admit(authorized, window, leastLoaded, nowMs);
-    if (attempt.kind === 'refused' && attempt.value !== STATE_UNAVAILABLE && window.length < pool.accounts.length) {
-      attempt = await this.admit(authorized, orderCandidates(pool, strategy, cursor, this.randomUnit), leastLoaded, nowMs);
+    let attempt = await this.admit(authorized, window, leastLoaded, nowMs, limits);
+    // A key or tenant over quota stays over it whichever account is offered.
+    const retryable = attempt.kind === 'refused' && attempt.value !== STATE_UNAVAILABLE && attempt.value.code !== 'quota_exceeded';
+    if (retryable && window.length < pool.accounts.length) {
+      attempt = await this.admit(authorized, orderCandidates(pool, strategy, cursor, this.randomUnit), leastLoaded, nowMs, limits);
     }
     return attempt;
   }
 
-  private async admit(authorized: Authorized, ordered: readonly Account[], leastLoaded: boolean, nowMs: number): Promise<AdmissionAttempt> {
+  private async admit(
+    authorized: Authorized,
+    ordered: readonly Account[],
+    leastLoaded: boolean,
+    nowMs: number,
+    limits: RequestLimits,
+  ): Promise<AdmissionAttempt> {
     let result: AdmitResult;
     try {
       result = await this.options.state.admit({
@@ -294,6 +320,9 @@ export class Engine implements DecisionEngine {
         leastLoaded,
         nowMs,
         leaseMs: this.options.leaseMs,
+        quotas: limits.quotas,
+        dayBounds: limits.dayBounds,
+        reserve: limits.reserve,
       });
     } catch (error) {
       if (error instanceof StateUnavailableError) return { kind: 'refused', value: STATE_UNAVAILABLE, waitable: false, freesInMs: null };
@@ -302,7 +331,7 @@ export class Engine implements DecisionEngine {
     if (!result.ok) {
       return {
         kind: 'refused',
-        value: denyForAdmission(result.reason, result.retryAtMs, nowMs),
+        value: denyForAdmission(result.reason, result.retryAtMs, nowMs, result.limit),
         // Only an exhausted pool frees up by itself; open circuits and invalid accounts are not waited for.
         waitable: result.reason === 'exhausted',
         freesInMs: result.retryAtMs === null ? null : Math.max(0, result.retryAtMs - nowMs),

@@ -24,7 +24,7 @@ export interface RunningKeypool {
 
 export async function startKeypool(
   overrides: Partial<KeypoolConfig> = {},
-  options: Omit<RuntimeOptions, 'config' | 'storeRole' | 'onDecision' | 'onObservation' | 'onQueue'> = {},
+  options: Omit<RuntimeOptions, 'config' | 'storeRole' | 'onDecision' | 'onObservation' | 'onQueue' | 'onAdmission'> = {},
 ): Promise<RunningKeypool> {
   // The ext_proc channel's security is checked (and its certificates read) before anything opens: a listener that
   // would hand pooled keys to anyone on the network never starts.
@@ -47,6 +47,7 @@ export async function startKeypool(
       metrics.onDecision(outcome, elapsedMs);
       activity.onDecision(outcome, provider);
     },
+    onAdmission: metrics.onAdmission,
     onObservation: (ticket, outcome) => {
       metrics.onObservation(ticket.pool, ticket.accountName, outcome);
       activity.onObservation(ticket.accountId, outcome);
@@ -89,6 +90,7 @@ export async function startKeypool(
         healthCheck: { baseUrls: config.healthCheckBaseUrls, timeoutMs: config.healthCheckTimeoutMs },
         autoRevokeOverdue: config.autoRevokeOverdue,
         activity,
+        quotaTimeZone: config.quotaTimeZone,
       }),
     });
     extProc = await startExtProcServer({

@@ -1,10 +1,30 @@
 // Interfaces the engine and the adapters depend on. Each has several implementations sharing one contract test suite.
 import type { AuditEntry } from './catalog/audit/rows.js';
 import type { UsageBucket } from './catalog/usage/rows.js';
-import type { AccountStateView, AdmitRequest, AdmitResult, HealthState } from './core/admission.js';
+import type { AccountStateView, AdmitRequest, AdmitResult, DayBounds, HealthState, QuotaSubject } from './core/admission.js';
 import type { Observation } from './core/types.js';
 
-export type { AccountStateView, AdmitCandidate, AdmitRequest, AdmitResult, HealthState } from './core/admission.js';
+export type {
+  AccountStateView,
+  AdmitCandidate,
+  AdmitRequest,
+  AdmitResult,
+  DayBounds,
+  HealthState,
+  QuotaScope,
+  QuotaSubject,
+  QuotaWindow,
+} from './core/admission.js';
+
+/** Current use of one quota subject's windows (admin usage endpoint). Counted only for windows that have a limit. */
+export interface QuotaUsage {
+  /** Requests admitted in the last WINDOW_MS. */
+  readonly minute: number;
+  /** Requests admitted in the current day of the quota zone. */
+  readonly day: number;
+  readonly dayStartMs: number;
+  readonly dayEndMs: number;
+}
 
 /** Wall clock, injected so lifecycle tests can control time. */
 export interface Clock {
@@ -50,6 +70,8 @@ export interface RateStateStore {
    * Windows and leases are kept. Optional so fakes need not implement it; every shipped store does.
    */
   resetAccount?(pool: string, accountId: string): Promise<void>;
+  /** Read a quota subject's current minute and day counts (admin usage). Optional for fakes; every shipped store has it. */
+  inspectQuota?(subject: QuotaSubject, nowMs: number, dayBounds?: DayBounds): Promise<QuotaUsage>;
   close(): Promise<void>;
 }
 

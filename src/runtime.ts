@@ -35,6 +35,7 @@ export interface RuntimeOptions {
   readonly clock?: Clock;
   /** Observes every decision (metrics). */
   readonly onDecision?: EngineOptions['onDecision'];
+  readonly onAdmission?: EngineOptions['onAdmission'];
   /** Observes what each upstream response said about its account (metrics). */
   readonly onObservation?: EngineOptions['onObservation'];
   /** Observes the admission queue (metrics). */
@@ -179,6 +180,8 @@ export async function openRuntime(options: RuntimeOptions = {}): Promise<Runtime
       defaultCooldownMs: config.defaultCooldownMs,
       stateTimeoutMs: config.stateTimeoutMs,
       onDecision: options.onDecision,
+      onAdmission: options.onAdmission,
+      quotaTimeZone: config.quotaTimeZone,
       onObservation: tracing === null ? options.onObservation : both(options.onObservation, tracing.onObservation),
       ...(options.onQueue ? { onQueue: options.onQueue } : {}),
     });

@@ -41,6 +41,8 @@ export function keyRow(index: number): StoredKey {
     expiresAt: null,
     allowedIps: index % 2 === 0 ? ['10.0.0.0/8', '2001:db8::/32'] : [],
     rotateAfterDays: null,
+    rpmLimit: null,
+    rpdLimit: null,
     lastRotatedAt: null,
     previousKeyExpiresAt: null,
     lastUsedAt: null,

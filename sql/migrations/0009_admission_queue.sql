@@ -5,11 +5,12 @@
 -- The key list below is the whole set of settings keys; a later migration adding a setting must repeat it.
 ALTER TABLE api_key_priority_config DROP CONSTRAINT IF EXISTS api_key_priority_config_key_check;
 ALTER TABLE api_key_priority_config ADD CONSTRAINT api_key_priority_config_key_check
-  CHECK (key IN ('enabled', 'default_priority', 'cache_ttl_sec', 'queue_max_wait_ms', 'queue_max_length'));
+  CHECK (key IN ('enabled', 'default_priority', 'cache_ttl_sec', 'reserve', 'queue_max_wait_ms', 'queue_max_length'));
 ALTER TABLE api_key_priority_config DROP CONSTRAINT IF EXISTS api_key_priority_config_value_ck;
 ALTER TABLE api_key_priority_config ADD CONSTRAINT api_key_priority_config_value_ck CHECK (
   (key = 'enabled' AND jsonb_typeof(value) = 'boolean')
   OR (key IN ('default_priority', 'cache_ttl_sec', 'queue_max_wait_ms', 'queue_max_length') AND jsonb_typeof(value) = 'number')
+  OR (key = 'reserve' AND jsonb_typeof(value) = 'array' AND jsonb_array_length(value) = 10)
 );
 ALTER TABLE api_key_priority_config ADD CONSTRAINT api_key_priority_config_queue_max_wait_ms_check
   CHECK (key <> 'queue_max_wait_ms' OR (value)::text::numeric BETWEEN 0 AND 30000);

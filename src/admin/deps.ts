@@ -29,8 +29,10 @@ export interface AdminDeps {
   readonly transaction: <T>(fn: (tx: AdminTx) => Promise<T>) => Promise<T>;
   readonly idempotency: IdempotencyStore;
   readonly snapshots: AdminSnapshots;
-  /** Live rate state: inspect (stats, metrics), resetAccount (enable). */
-  readonly state: Pick<RateStateStore, 'inspect' | 'resetAccount'>;
+  /** Live rate state: inspect (stats, metrics), resetAccount (enable), inspectQuota (tenant usage). */
+  readonly state: Pick<RateStateStore, 'inspect' | 'resetAccount' | 'inspectQuota'>;
+  /** IANA zone of the quota day (KEYPOOL_QUOTA_TZ). */
+  readonly quotaTimeZone: string;
   /** Folds a health check's answer into the account's state, exactly as a proxied response (Engine.observeAccount). */
   readonly observeAccount: Engine['observeAccount'];
   readonly clock: Clock;
@@ -54,7 +56,9 @@ export interface AdminDepsInput {
   readonly keyring: Keyring;
   readonly pepper: Uint8Array;
   readonly snapshots: AdminSnapshots;
-  readonly state: Pick<RateStateStore, 'inspect' | 'resetAccount'>;
+  readonly state: Pick<RateStateStore, 'inspect' | 'resetAccount' | 'inspectQuota'>;
+  /** IANA zone of the quota day (KEYPOOL_QUOTA_TZ); default UTC. */
+  readonly quotaTimeZone?: string | undefined;
   /** The engine whose observeAccount the health check uses. */
   readonly engine: Pick<Engine, 'observeAccount'>;
   readonly clock: Clock;
@@ -76,6 +80,7 @@ export function createAdminDeps(input: AdminDepsInput): AdminDeps {
     idempotency: new IdempotencyStore(input.keyring),
     snapshots: input.snapshots,
     state: input.state,
+    quotaTimeZone: input.quotaTimeZone ?? 'UTC',
     clock: input.clock,
     metrics: input.metrics,
     requestReload: async () => {

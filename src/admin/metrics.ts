@@ -125,6 +125,69 @@ class DecisionTally {
   }
 }
 
+/** Tenant label of requests whose tenant is not a tenant row (or that have none): keeps the label set operator-bounded. */
+const OTHER_TENANT = 'other';
+
+/**
+ * keypool_tenant_requests_total{tenant, outcome, code} and keypool_priority_shed_total{priority}: plain number
+ * increments per request, rendered at scrape time (like DecisionTally). Bounded: tenants are operator-defined rows,
+ * codes are the admission outcomes, priorities 0-9.
+ */
+class TenantTally {
+  private readonly byTenant = new Map<string, Map<string, number>>();
+  private readonly shedByPriority = new Map<number, number>();
+
+  record(tenant: string | null, priority: number, outcome: string): void {
+    const label = tenant ?? OTHER_TENANT;
+    let codes = this.byTenant.get(label);
+    if (codes === undefined) {
+      codes = new Map();
+      this.byTenant.set(label, codes);
+    }
+    codes.set(outcome, (codes.get(outcome) ?? 0) + 1);
+    if (outcome === 'priority_shed') this.shedByPriority.set(priority, (this.shedByPriority.get(priority) ?? 0) + 1);
+  }
+
+  /** This replica's counts of one tenant since start: admitted and refused by deny code. */
+  countsOf(tenant: string): { readonly admitted: number; readonly refused: Readonly<Record<string, number>> } {
+    const codes = this.byTenant.get(tenant);
+    const refused: Record<string, number> = {};
+    let admitted = 0;
+    for (const [code, count] of codes ?? []) {
+      if (code === 'allow') admitted = count;
+      else refused[code] = count;
+    }
+    return { admitted, refused };
+  }
+
+  metrics(): Metric[] {
+    const tenants = {
+      name: 'keypool_tenant_requests_total',
+      help: 'Admission outcomes per tenant row (tenant "other": no tenant row): outcome allow or deny, with the deny code.',
+      type: 'counter',
+      aggregator: 'sum',
+      get: async () => ({
+        ...metaOf(tenants),
+        values: [...this.byTenant].flatMap(([tenant, codes]) =>
+          [...codes].map(([code, value]) => ({ labels: { tenant, outcome: code === 'allow' ? 'allow' : 'deny', code: code === 'allow' ? 'none' : code }, value })),
+        ),
+      }),
+    };
+    const shed = {
+      name: 'keypool_priority_shed_total',
+      help: 'Requests refused with priority_shed (capacity held back for higher priorities), per request priority.',
+      type: 'counter',
+      aggregator: 'sum',
+      get: async () => ({ ...metaOf(shed), values: [...this.shedByPriority].map(([priority, value]) => ({ labels: { priority }, value })) }),
+    };
+    return [tenants, shed] as unknown as Metric[];
+  }
+}
+
+function metaOf(metric: { name: string; help: string; type: string; aggregator: string }): Record<string, string> {
+  return { name: metric.name, help: metric.help, type: metric.type, aggregator: metric.aggregator };
+}
+
 export class KeypoolMetrics {
   readonly registry = new Registry();
   private sources: MetricsSources | undefined;
@@ -133,6 +196,7 @@ export class KeypoolMetrics {
   private readonly inspectTimeoutMs: number;
 
   private readonly decisions = new DecisionTally();
+  private readonly tenants = new TenantTally();
   private readonly rateLimited: Counter<'provider' | 'account'>;
   private readonly invalid: Counter<'provider' | 'account'>;
   private readonly adminRequests: Counter<'method' | 'route' | 'status'>;
@@ -148,6 +212,7 @@ export class KeypoolMetrics {
     if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
 
     for (const metric of this.decisions.metrics()) this.registry.registerMetric(metric);
+    for (const metric of this.tenants.metrics()) this.registry.registerMetric(metric);
     this.rateLimited = new Counter({
       name: 'keypool_upstream_rate_limited_total',
       help: 'Upstream 429 rate-limit answers seen per account.',
@@ -223,6 +288,16 @@ export class KeypoolMetrics {
   readonly onDecision = (outcome: 'allow' | Deny['code'] | (string & {}), elapsedMs: number): void => {
     this.decisions.record(outcome, elapsedMs);
   };
+
+  /** Engine hook (`EngineOptions.onAdmission`): per-tenant outcome and shed counts. Never throws. */
+  readonly onAdmission = (tenant: string | null, priority: number, outcome: 'allow' | Deny['code']): void => {
+    this.tenants.record(tenant, priority, outcome);
+  };
+
+  /** This replica's admitted/refused counts of one tenant (admin usage endpoint). */
+  tenantCounts(tenant: string): { readonly admitted: number; readonly refused: Readonly<Record<string, number>> } {
+    return this.tenants.countsOf(tenant);
+  }
 
   /** Counts what one upstream response said about an account (Engine hook `onObservation`). */
   onObservation(provider: string, account: string, outcome: ObservationOutcome): void {

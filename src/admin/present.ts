@@ -9,6 +9,7 @@ import type { AuditRow } from '../catalog/audit/rows.js';
 import type { SystemKeyRow } from '../catalog/keys/rows.js';
 import type { MappingRow } from '../catalog/mappings/rows.js';
 import type { ProviderRow } from '../catalog/providers/rows.js';
+import type { TenantRow } from '../catalog/tenants/rows.js';
 import type { UsageBucket } from '../catalog/usage/rows.js';
 
 const iso = (date: Date | null): string | null => (date === null ? null : date.toISOString());
@@ -57,11 +58,24 @@ export function presentKey(row: SystemKeyRow, nowMs: number): Record<string, unk
     expires_at: iso(row.expiresAt),
     allowed_ips: row.allowedIps,
     rotate_after_days: row.rotateAfterDays,
+    rpm_limit: row.rpmLimit,
+    rpd_limit: row.rpdLimit,
     last_rotated_at: iso(row.lastRotatedAt),
     rotation_due_at: isoMs(rotationDueAtMs(row)),
     rotation_overdue: isRotationOverdue(row, nowMs),
     previous_key_expires_at: iso(row.previousKeyExpiresAt),
     last_used_at: iso(row.lastUsedAt),
+    created_at: iso(row.createdAt),
+    updated_at: iso(row.updatedAt),
+  };
+}
+
+export function presentTenant(row: TenantRow): Record<string, unknown> {
+  return {
+    id: row.id,
+    name: row.name,
+    rpm_limit: row.rpmLimit,
+    rpd_limit: row.rpdLimit,
     created_at: iso(row.createdAt),
     updated_at: iso(row.updatedAt),
   };

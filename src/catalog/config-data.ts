@@ -4,6 +4,7 @@ import type { StoredAccount } from './accounts/rows.js';
 import type { StoredKey } from './keys/rows.js';
 import type { MappingRow } from './mappings/rows.js';
 import type { ProviderRow } from './providers/rows.js';
+import type { TenantRow } from './tenants/rows.js';
 
 /** One consistent read of everything the compiled snapshot needs (soft-deleted rows excluded). */
 export interface ConfigData {
@@ -19,4 +20,6 @@ export interface ConfigData {
   /** Every non-deleted mapping, enabled or not, in created order. */
   readonly mappings: readonly MappingRow[];
   readonly settings: PrioritySettings;
+  /** Every tenant row (limits). Absent in data built by hand = none. */
+  readonly tenants?: readonly TenantRow[];
 }

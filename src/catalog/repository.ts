@@ -26,6 +26,8 @@ import { MAPPING_COLUMNS, toMapping, type DbMapping } from './mappings/rows.js';
 import { ProviderDao } from './providers/dao.js';
 import { PROVIDER_COLUMNS, toProvider, type DbProvider } from './providers/rows.js';
 import { readSettings, SettingDao } from './settings/dao.js';
+import { TenantDao } from './tenants/dao.js';
+import { TENANT_COLUMNS, toTenant, type DbTenant } from './tenants/rows.js';
 import { UsageDao } from './usage/dao.js';
 import type { UsageBucket } from './usage/rows.js';
 import type { ConfigData } from './config-data.js';
@@ -47,6 +49,7 @@ export class ConfigRepository implements DurableWrites {
   readonly keys: KeyDao;
   readonly mappings: MappingDao;
   readonly settings: SettingDao;
+  readonly tenants: TenantDao;
   readonly audit: AuditDao;
   readonly usage: UsageDao;
   readonly #sql: SqlClient;
@@ -60,6 +63,7 @@ export class ConfigRepository implements DurableWrites {
     this.keys = new KeyDao(sql, secrets.pepper);
     this.mappings = new MappingDao(sql);
     this.settings = new SettingDao(sql);
+    this.tenants = new TenantDao(sql);
     this.audit = new AuditDao(sql);
     this.usage = new UsageDao(sql);
   }
@@ -109,6 +113,7 @@ export class ConfigRepository implements DurableWrites {
         `SELECT ${MAPPING_COLUMNS} FROM api_key_priority_mappings WHERE deleted_at IS NULL ORDER BY created_at, id`,
       );
       const settings = await readSettings(tx);
+      const tenants = await tx.query<DbTenant>(`SELECT ${TENANT_COLUMNS} FROM tenants ORDER BY id`);
       return {
         readAt: head!.read_at,
         configVersion: Number(head!.version),
@@ -117,6 +122,7 @@ export class ConfigRepository implements DurableWrites {
         keys: keys.map((row): StoredKey => ({ ...toKey(row), keyHash: row.key_hash, previousKeyHash: row.previous_key_hash })),
         mappings: mappings.map(toMapping),
         settings,
+        tenants: tenants.map(toTenant),
       };
     });
   }

@@ -76,6 +76,10 @@ export function isUuid(value: unknown): value is string {
   return typeof value === 'string' && UUID.test(value);
 }
 
+export function isTenantId(value: unknown): value is string {
+  return typeof value === 'string' && TENANT_ID.test(value);
+}
+
 export function isProviderSlug(value: unknown): value is string {
   return typeof value === 'string' && PROVIDER_SLUG.test(value);
 }

@@ -50,7 +50,7 @@ export async function mapErrors<T>(fn: () => Promise<T>, conflicts: Readonly<Rec
 
 /** provider_accounts_rpm_limit_check -> rpmLimit */
 function checkField(constraint: string | undefined): string {
-  const match = constraint ? /^(?:provider_accounts|system_api_keys|api_key_priority_mappings|api_key_priority_config)_(.+)_check$/.exec(constraint) : null;
+  const match = constraint ? /^(?:provider_accounts|system_api_keys|api_key_priority_mappings|api_key_priority_config|tenants)_(.+)_check$/.exec(constraint) : null;
   const column = match?.[1] ?? 'value';
   const renamed = column === 'priority_tier' ? 'tier' : column;
   return renamed.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());

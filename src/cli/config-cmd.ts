@@ -1,15 +1,26 @@
-// `keypool config set|get`: runtime settings (priority.enabled, priority.default_priority, queue.max_wait_ms, queue.max_length).
+// `keypool config set|get`: runtime settings (priority.enabled, priority.default_priority, priority.reserve,
+// queue.max_wait_ms, queue.max_length).
 // A change reaches every running instance through the store's change feed.
 import type { CommandSpec } from './args.js';
 import type { Command, CommandGroup } from './command.js';
 import { printJson, printTable } from './output.js';
-import { SETTING_NAMES, settingsByName, type SettingName, validateSetting, validateSettingName } from '../catalog/settings/schema.js';
+import {
+  SETTING_NAMES,
+  settingsByName,
+  type SettingName,
+  type SettingValue,
+  validateSetting,
+  validateSettingName,
+} from '../catalog/settings/schema.js';
 import { unwrap } from '../catalog/validated.js';
 
 const SETTINGS_HELP = [
   'Settings:',
   '  priority.enabled            true | false: match keys against priority mappings (default false)',
   '  priority.default_priority   0-9: priority when no mapping matches or matching is off (default 7)',
+  '  priority.reserve            fraction of an account\'s capacity each priority leaves free for higher ones, as a',
+  '                              JSON array of 10 (P0..P9) or an object of some: \'{"P7":0.5}\'',
+  '                              (default [0,0,0,0.1,0.1,0.1,0.25,0.25,0.25,0.25]; applies while priority.enabled)',
   '  queue.max_wait_ms           0-30000: how long a request may wait for an account of an exhausted pool, in',
   '                              priority order, before its 429 (default 0 = answer at once)',
   '  queue.max_length            1-100000: requests that may wait at once per keypool replica (default 1000)',
@@ -32,7 +43,7 @@ const set: Command = {
     const { repo } = await context.store();
     await repo.settings.set(setting.name, setting.value, context.actor);
     if (json) printJson(context.output, setting);
-    else context.output.out(`${setting.name} = ${String(setting.value)}\n`);
+    else context.output.out(`${setting.name} = ${shown(setting.value)}\n`);
     return 0;
   },
 };
@@ -53,7 +64,7 @@ const get: Command = {
     const names = only === undefined ? SETTING_NAMES : [only];
     const rows = names.map((name) => ({ name, value: settings[name] }));
     if (json) printJson(context.output, only === undefined ? Object.fromEntries(rows.map((r) => [r.name, r.value])) : rows[0]);
-    else printTable(context.output, [{ header: 'name', value: (r: (typeof rows)[number]) => r.name }, { header: 'value', value: (r) => String(r.value) }], rows);
+    else printTable(context.output, [{ header: 'name', value: (r: (typeof rows)[number]) => r.name }, { header: 'value', value: (r) => shown(r.value) }], rows);
     return 0;
   },
 };
@@ -64,6 +75,10 @@ export const configGroup: CommandGroup = {
   commands: [set, get],
 };
 
-async function readSettings(repo: import('./store.js').CliStore['repo']): Promise<Record<SettingName, boolean | number>> {
+function shown(value: SettingValue): string {
+  return Array.isArray(value) ? JSON.stringify(value) : String(value);
+}
+
+async function readSettings(repo: import('./store.js').CliStore['repo']): Promise<Record<SettingName, SettingValue>> {
   return settingsByName(await repo.settings.get());
 }

@@ -1,10 +1,10 @@
-// `keypool keys create|list|rotate|revoke`: system (client) API keys. A new key is printed once and never again.
+// `keypool keys create|import|list|update|rotate|revoke`: system (client) API keys. A new key is printed once and never again.
 import { definedOnly, listOption, stringOption, type CommandSpec } from './args.js';
 import type { Command, CommandGroup } from './command.js';
 import { printJson, printRecord, printTable, type Column } from './output.js';
 import { presentKey } from '../admin/present.js';
 import type { SystemKeyRow } from '../catalog/keys/rows.js';
-import { validateImportedKey, validateNewKey, validateRotate } from '../catalog/keys/schema.js';
+import { validateImportedKey, validateKeyPatch, validateNewKey, validateRotate } from '../catalog/keys/schema.js';
 import { unwrap, validateId, ValidationFailure } from '../catalog/validated.js';
 import { readUpstreamSecret, SECRET_IN_ARGV_REASON } from './secret-input.js';
 
@@ -26,8 +26,10 @@ const createSpec: CommandSpec = {
     'expires-at': { type: 'string', valueName: 'DATE', description: 'expire at an ISO 8601 instant (2026-12-31T00:00:00Z)' },
     'rotate-after-days': { type: 'string', valueName: 'DAYS', description: 'report the key as due for rotation after 1-3650 days' },
     prefix: { type: 'string', valueName: 'PREFIX', description: 'issue kp_<PREFIX>_<random> (letters, digits, inner dashes), for mappings to match' },
+    rpm: { type: 'string', valueName: 'N', description: 'request quota: at most N requests per minute (sliding 60 s), all providers' },
+    rpd: { type: 'string', valueName: 'N', description: 'request quota: at most N requests per day (KEYPOOL_QUOTA_TZ)' },
   },
-  fieldFlags: { tenantId: '--tenant' },
+  fieldFlags: { tenantId: '--tenant', rpmLimit: '--rpm', rpdLimit: '--rpd' },
   details: [
     'Example:',
     '  keypool keys create --name ci-bot --prefix ci --tenant acme --allowed-ips 10.0.0.0/8,2001:db8::/32 \\',
@@ -65,7 +67,7 @@ const importSpec: CommandSpec = {
   },
   refused: { '--key': SECRET_IN_ARGV_REASON, '--api-key': SECRET_IN_ARGV_REASON, '--secret': SECRET_IN_ARGV_REASON },
   hidePositionals: true,
-  fieldFlags: { tenantId: '--tenant', key: 'the key (stdin or --key-env)' },
+  fieldFlags: { tenantId: '--tenant', rpmLimit: '--rpm', rpdLimit: '--rpd', key: 'the key (stdin or --key-env)' },
   details: [
     'Any key of 16-512 bytes without whitespace or control characters (sk-..., team-a-...) is accepted and then',
     'works exactly like an issued one. It is never accepted as an argument (visible in ps and shell history):',
@@ -108,6 +110,51 @@ const list: Command = {
     const rows = await repo.keys.list({ dueForRotation: values.due === true });
     if (json) printJson(context.output, { items: rows.map((row) => presentKey(row, context.nowMs())) });
     else printTable(context.output, KEY_COLUMNS, rows, values.due === true ? '(no key is due for rotation)' : '(no keys)');
+    return 0;
+  },
+};
+
+const updateSpec: CommandSpec = {
+  name: 'keys update',
+  summary: "Change a key's name, tenant or request quotas (`none` removes a tenant or a quota).",
+  positionals: [{ name: 'id', description: 'key id (UUID) or name' }],
+  options: {
+    name: { type: 'string', valueName: 'NAME', description: 'new display name' },
+    tenant: { type: 'string', valueName: 'TENANT', description: 'tenant id, or none' },
+    rpm: { type: 'string', valueName: 'N', description: 'requests per minute, or none' },
+    rpd: { type: 'string', valueName: 'N', description: 'requests per day (KEYPOOL_QUOTA_TZ), or none' },
+  },
+  fieldFlags: { tenantId: '--tenant', rpmLimit: '--rpm', rpdLimit: '--rpd' },
+  details: 'Example:\n  keypool keys update ci-bot --rpm 30 --rpd 1000\n  keypool keys update ci-bot --rpd none',
+};
+
+/** `none` clears a nullable field. */
+function orNull(value: string | undefined): string | null | undefined {
+  return value === 'none' ? null : value;
+}
+
+const update: Command = {
+  spec: updateSpec,
+  async run(context, { values, positionals, json }) {
+    const ref = positionals[0] ?? '';
+    const patch = unwrap(
+      validateKeyPatch(
+        definedOnly({
+          name: stringOption(values, 'name'),
+          tenantId: orNull(stringOption(values, 'tenant')),
+          rpmLimit: orNull(stringOption(values, 'rpm')),
+          rpdLimit: orNull(stringOption(values, 'rpd')),
+        }),
+        context.nowMs(),
+      ),
+    );
+    const { repo } = await context.store();
+    const row = await repo.keys.update(ref, patch, context.actor);
+    if (json) printJson(context.output, { key: presentKey(row, context.nowMs()) });
+    else {
+      context.output.out(`Updated key ${row.id}\n`);
+      printRecord(context.output, keyRecord(row));
+    }
     return 0;
   },
 };
@@ -160,7 +207,7 @@ const revoke: Command = {
 export const keysGroup: CommandGroup = {
   name: 'keys',
   summary: 'Manage system API keys (the keys clients present to the gateway).',
-  commands: [create, importKey, list, rotate, revoke],
+  commands: [create, importKey, list, update, rotate, revoke],
 };
 
 const KEY_COLUMNS: readonly Column<SystemKeyRow>[] = [
@@ -185,6 +232,8 @@ function keyRecord(row: SystemKeyRow): [string, unknown][] {
     ['expires', row.expiresAt],
     ['allowed ips', row.allowedIps.length === 0 ? 'any' : row.allowedIps],
     ['rotate after days', row.rotateAfterDays],
+    ['requests per minute', row.rpmLimit ?? 'unlimited'],
+    ['requests per day', row.rpdLimit ?? 'unlimited'],
   ];
 }
 
@@ -197,5 +246,7 @@ function keyFlags(values: Parameters<typeof stringOption>[0]): Record<string, st
     expiresIn: stringOption(values, 'expires-in'),
     expiresAt: stringOption(values, 'expires-at'),
     rotateAfterDays: stringOption(values, 'rotate-after-days'),
+    rpmLimit: stringOption(values, 'rpm'),
+    rpdLimit: stringOption(values, 'rpd'),
   };
 }

@@ -21,16 +21,52 @@ export interface AdmitRequest {
   readonly nowMs: number;
   /** How long an in-flight slot is held if its holder never releases it (crashed replica). */
   readonly leaseMs: number;
+  /**
+   * Request quotas (the client key's, then its tenant's) that must all have room; they are charged together with the
+   * account admission or not at all (src/core/quota.ts). Absent or empty = no quota applies.
+   */
+  readonly quotas?: readonly QuotaSubject[] | undefined;
+  /** Calendar days of the quota zone around nowMs, for rpd quotas (see DayBounds). Absent = UTC days. */
+  readonly dayBounds?: DayBounds | undefined;
+  /**
+   * Priority reserve of this request: the fraction of an account's capacity that must remain after admitting it
+   * (held back for higher priorities). 0 or absent = any capacity will do.
+   */
+  readonly reserve?: number | undefined;
 }
+
+export type QuotaScope = 'key' | 'tenant';
+export type QuotaWindow = 'minute' | 'day';
+
+/** Requests per minute (sliding WINDOW_MS) and per calendar day of one client key or tenant; null = unlimited. */
+export interface QuotaSubject {
+  readonly scope: QuotaScope;
+  readonly id: string;
+  readonly rpmLimit: number | null;
+  readonly rpdLimit: number | null;
+}
+
+/**
+ * Four instants b0 < b1 < b2 < b3: the calendar days [b0,b1), [b1,b2), [b2,b3) of the quota time zone around the
+ * caller's now. The store picks the day that holds its own clock's now (Redis: the server's TIME), so replicas whose
+ * clocks differ slightly still count into the same day.
+ */
+export type DayBounds = readonly [number, number, number, number];
 
 export type AdmitResult =
   | { readonly ok: true; readonly accountId: string; readonly leaseId: string }
   | {
       readonly ok: false;
-      /** exhausted: some account will free up (429); unhealthy: every account's circuit is open or invalid (503). */
-      readonly reason: 'exhausted' | 'unhealthy';
-      /** Earliest instant an account frees up, when known. */
+      /**
+       * exhausted: some account will free up (429); unhealthy: every account's circuit is open or invalid (503);
+       * shed: an account had room, but not above this request's priority reserve (429 priority_shed);
+       * quota: the key's or tenant's quota is used up (429 quota_exceeded; `limit` says which).
+       */
+      readonly reason: 'exhausted' | 'unhealthy' | 'shed' | 'quota';
+      /** Earliest instant an account (or the quota window) frees up, when known. */
       readonly retryAtMs: number | null;
+      /** Set when reason is 'quota': the limit that refused. */
+      readonly limit?: { readonly scope: QuotaScope; readonly window: QuotaWindow } | undefined;
     };
 
 export type HealthState = 'healthy' | 'degraded' | 'unhealthy';

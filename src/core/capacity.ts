@@ -226,6 +226,55 @@ function fraction(remaining: number, limit: number | null): number {
   return remaining >= limit ? 1 : remaining / limit;
 }
 
+/**
+ * Priority reserve check on an account capacityOf let through: undefined when admitting one more request still leaves
+ * at least `reserve` of every capacity dimension that takes part (provider-reported requests and tokens with a known
+ * reset, own RPM window and concurrency; see reserveApplies; the request's own unit counted for requests, window and
+ * concurrency); otherwise the instant the
+ * tightest-reset dimension below the reserve resets (the latest of them), or null when one of them frees at an unknown
+ * instant (concurrency, a provider window without a reset). Call on a pruned state.
+ */
+export function reserveShortfall(state: AccountState, candidate: AdmitCandidate, nowMs: number, reserve: number): number | null | undefined {
+  let freeAtMs: number | null | undefined;
+  const learned = state.learned;
+  const rr = learned.requestsRemaining;
+  const rra = learned.requestsResetAtMs;
+  if (rr !== null && rra !== null && rra > nowMs) {
+    const limit = learned.requestsLimit ?? candidate.rpmLimit;
+    if (reserveApplies(limit, reserve) && fraction(rr - 1, limit) < reserve) freeAtMs = laterReset(freeAtMs, rra);
+  }
+  const tr = learned.tokensRemaining;
+  const tra = learned.tokensResetAtMs;
+  if (tr !== null && tra !== null && tra > nowMs) {
+    const limit = learned.tokensLimit ?? candidate.tpmLimit;
+    if (reserveApplies(limit, reserve) && fraction(tr, limit) < reserve) freeAtMs = laterReset(freeAtMs, tra);
+  }
+  const rpm = candidate.rpmLimit;
+  if (reserveApplies(rpm, reserve) && fraction(rpm - state.requestLog.size - 1, rpm) < reserve) {
+    const oldest = state.requestLog.oldest();
+    freeAtMs = laterReset(freeAtMs, Number.isNaN(oldest) ? null : oldest + WINDOW_MS);
+  }
+  const maxConcurrency = candidate.maxConcurrency;
+  if (reserveApplies(maxConcurrency, reserve) && fraction(maxConcurrency - state.leases.size - 1, maxConcurrency) < reserve) freeAtMs = null;
+  return freeAtMs;
+}
+
+/**
+ * A dimension takes part in the reserve only with a known limit whose reserved share is at least one whole unit: a
+ * reserve of 10 % of one concurrency slot would otherwise keep every low-priority request off a single-slot account
+ * for good. (Provider-reported budgets also need a known reset: "0 left, resets at an unknown time" must not park an
+ * account for low priorities forever, as capacityOf reasons too.)
+ */
+function reserveApplies(limit: number | null, reserve: number): limit is number {
+  return limit !== null && limit * reserve >= 1;
+}
+
+/** The later of two reset instants; null (unknown) wins: the dimension frees at an unknown instant. */
+function laterReset(current: number | null | undefined, resetAtMs: number | null): number | null {
+  if (current === null || resetAtMs === null) return null;
+  return current === undefined ? resetAtMs : Math.max(current, resetAtMs);
+}
+
 /** Candidate indexes by descending remainingScore; ties keep strategy order. */
 export function leastLoadedOrder(
   stateOf: (accountId: string) => AccountState,
@@ -259,8 +308,10 @@ export function recordAdmission(state: AccountState, candidate: AdmitCandidate, 
 }
 
 /**
- * Admits the first candidate with capacity (after reordering by remaining capacity for least-loaded) and records the
- * admission under `leaseId`. When none has capacity: 'unhealthy' if every candidate is invalid or behind an open
+ * Admits the first candidate with capacity (after reordering by remaining capacity for least-loaded) whose capacity
+ * after this admission stays at or above the request's priority reserve, and records the admission under `leaseId`.
+ * When some candidate had capacity but only within the reserve: 'shed' (retryAtMs: the earliest such candidate's
+ * reserveShortfall instant, null when unknown). When none has capacity: 'unhealthy' if every candidate is invalid or behind an open
  * circuit (503), else 'exhausted' (429). retryAtMs is the earliest instant a non-invalid candidate frees up, or null
  * when any of them frees at an unknown instant (in-flight slot, probe in flight) or none ever will by itself.
  */
@@ -268,14 +319,26 @@ export function admitFirst(stateOf: (accountId: string) => AccountState, request
   const candidates = request.candidates;
   const nowMs = request.nowMs;
   const order = request.leastLoaded && candidates.length > 1 ? leastLoadedOrder(stateOf, candidates, nowMs) : null;
+  const reserve = request.reserve ?? 0;
   let allUnhealthy = true;
   let unknownFreeAt = false;
   let retryAtMs = Number.POSITIVE_INFINITY;
+  // Accounts with room, but not above this request's reserve: earliest instant one of them is back above it.
+  let shed = false;
+  let shedAtMs = Number.POSITIVE_INFINITY;
   for (let i = 0; i < candidates.length; i++) {
     const candidate = candidates[order === null ? i : (order[i] as number)] as AdmitCandidate;
     const state = stateOf(candidate.id);
     const capacity = capacityOf(state, candidate, nowMs);
     if (capacity.ok) {
+      if (reserve > 0) {
+        const shortfall = reserveShortfall(state, candidate, nowMs, reserve);
+        if (shortfall !== undefined) {
+          shed = true;
+          if (shortfall !== null && shortfall < shedAtMs) shedAtMs = shortfall;
+          continue;
+        }
+      }
       recordAdmission(state, candidate, leaseId, nowMs, request.leaseMs);
       return { ok: true, accountId: candidate.id, leaseId };
     }
@@ -284,6 +347,7 @@ export function admitFirst(stateOf: (accountId: string) => AccountState, request
     if (capacity.freeAtMs === null) unknownFreeAt = true;
     else if (capacity.freeAtMs < retryAtMs) retryAtMs = capacity.freeAtMs;
   }
+  if (shed) return { ok: false, reason: 'shed', retryAtMs: shedAtMs === Number.POSITIVE_INFINITY ? null : shedAtMs };
   const known = !unknownFreeAt && retryAtMs !== Number.POSITIVE_INFINITY;
   return { ok: false, reason: allUnhealthy ? 'unhealthy' : 'exhausted', retryAtMs: known ? retryAtMs : null };
 }

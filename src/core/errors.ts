@@ -36,6 +36,16 @@ export const DENY_SPECS: Readonly<Record<DenyCode, DenySpec>> = {
     type: 'rate_limit_error',
     defaultMessage: 'Every upstream credential for this provider is at capacity. Retry later.',
   },
+  quota_exceeded: {
+    status: 429,
+    type: 'rate_limit_error',
+    defaultMessage: 'This API key or its tenant has used up its request quota. Retry later.',
+  },
+  priority_shed: {
+    status: 429,
+    type: 'rate_limit_error',
+    defaultMessage: 'Upstream capacity is held back for higher-priority requests. Retry later.',
+  },
   no_healthy_account: {
     status: 503,
     type: 'api_error',
@@ -134,6 +144,8 @@ const ANTHROPIC_TYPES: Readonly<Record<DenyCode, string>> = {
   ip_not_allowed: 'permission_error',
   unknown_provider: 'api_error',
   pool_exhausted: 'rate_limit_error',
+  quota_exceeded: 'rate_limit_error',
+  priority_shed: 'rate_limit_error',
   no_healthy_account: 'overloaded_error',
   state_unavailable: 'api_error',
   keypool_unavailable: 'api_error',

@@ -4,6 +4,7 @@
 import { credentialHeadersIn, extractClientKey } from './apikey.js';
 import { normaliseClientAddress } from './cidr.js';
 import { deny, retryAfterSeconds } from './errors.js';
+import type { QuotaScope, QuotaWindow } from './admission.js';
 import { authHeaderFor, authHeaderName } from './providers/auth.js';
 import type {
   Account,
@@ -138,11 +139,31 @@ function headerSafe(value: string | null): string | null {
 
 /**
  * The refusal when no account could be admitted: 429 pool_exhausted with retry-after until the earliest
- * account frees up, or 503 no_healthy_account (with retry-after when a circuit is known to half-open).
+ * account frees up, 429 priority_shed (capacity held back for higher priorities) with retry-after at the next reset,
+ * 429 quota_exceeded naming the limit (key or tenant, minute or day) with retry-after until its window frees, or 503
+ * no_healthy_account (with retry-after when a circuit is known to half-open).
  */
-export function denyForAdmission(reason: 'exhausted' | 'unhealthy', retryAtMs: number | null, nowMs: number): Deny {
-  if (reason === 'exhausted') return deny('pool_exhausted', { retryAfterSec: retryAfterSeconds(retryAtMs, nowMs) });
-  return retryAtMs === null
-    ? deny('no_healthy_account')
-    : deny('no_healthy_account', { retryAfterSec: retryAfterSeconds(retryAtMs, nowMs) });
+export function denyForAdmission(
+  reason: 'exhausted' | 'unhealthy' | 'shed' | 'quota',
+  retryAtMs: number | null,
+  nowMs: number,
+  limit?: { readonly scope: QuotaScope; readonly window: QuotaWindow },
+): Deny {
+  const retryAfterSec = retryAfterSeconds(retryAtMs, nowMs);
+  if (reason === 'exhausted') return deny('pool_exhausted', { retryAfterSec });
+  if (reason === 'shed') return deny('priority_shed', { retryAfterSec });
+  if (reason === 'quota') return deny('quota_exceeded', { retryAfterSec, message: QUOTA_MESSAGES[limit?.scope ?? 'key'][limit?.window ?? 'minute'] });
+  return retryAtMs === null ? deny('no_healthy_account') : deny('no_healthy_account', { retryAfterSec });
 }
+
+/** Fixed texts (the hot path builds no strings): which limit refused, never whose. */
+const QUOTA_MESSAGES: Readonly<Record<QuotaScope, Readonly<Record<QuotaWindow, string>>>> = {
+  key: {
+    minute: "This API key's requests-per-minute quota is used up. Retry later.",
+    day: "This API key's requests-per-day quota is used up. Retry after the quota day ends.",
+  },
+  tenant: {
+    minute: "This API key's tenant has used up its requests-per-minute quota. Retry later.",
+    day: "This API key's tenant has used up its requests-per-day quota. Retry after the quota day ends.",
+  },
+};

@@ -1,4 +1,5 @@
 // Shared vocabulary of the pure core. No I/O, no clock: every time is an input in epoch milliseconds.
+import type { QuotaSubject } from './admission.js';
 
 /** Lower-case header name -> value(s). Codecs normalise names before the core sees them. */
 export type HeaderBag = Readonly<Record<string, string | readonly string[] | undefined>>;
@@ -47,6 +48,8 @@ export interface SystemKey {
   readonly expiresAtMs: number | null;
   /** null = any address allowed. */
   readonly allowlist: Allowlist | null;
+  /** The key's own request quota (rpm/rpd), compiled once; absent or null = unlimited. */
+  readonly quota?: QuotaSubject | null | undefined;
 }
 
 /** One digest in the snapshot's lookup table. A rotated-out digest carries the end of its grace window. */
@@ -100,6 +103,11 @@ export interface PrioritySettings {
   readonly queueMaxWaitMs: number;
   /** `queue.max_length`: requests waiting at once per replica. */
   readonly queueMaxLength: number;
+  /**
+   * Priority reserves (`priority.reserve`): index = priority, value = fraction of an account's capacity a request of
+   * that priority must leave free for higher priorities. Applied only while `enabled`. Absent = DEFAULT_PRIORITY_RESERVE.
+   */
+  readonly reserve?: readonly number[] | undefined;
 }
 
 /** The compiled, immutable configuration every decision reads. Swapped atomically on reload. */
@@ -112,6 +120,11 @@ export interface Snapshot {
   readonly pools: ReadonlyMap<string, ProviderPool>;
   readonly priority: PriorityMatcher;
   readonly prioritySettings: PrioritySettings;
+  /**
+   * Tenant rows by id, as quota subjects (limits null = unlimited). A tenant id with no row has no tenant quota and is
+   * counted as `other` in per-tenant metrics. Absent = no tenant rows.
+   */
+  readonly tenants?: ReadonlyMap<string, QuotaSubject> | undefined;
 }
 
 export type DenyCode =
@@ -122,6 +135,8 @@ export type DenyCode =
   | 'ip_not_allowed'
   | 'unknown_provider'
   | 'pool_exhausted'
+  | 'quota_exceeded'
+  | 'priority_shed'
   | 'no_healthy_account'
   | 'state_unavailable'
   | 'keypool_unavailable';
@@ -144,6 +159,9 @@ export type AuditAction =
   | 'mapping_created'
   | 'mapping_updated'
   | 'mapping_deleted'
+  | 'tenant_created'
+  | 'tenant_updated'
+  | 'tenant_deleted'
   | 'config_set'
   | 'audit_pruned';
 

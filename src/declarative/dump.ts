@@ -40,9 +40,12 @@ export function dumpConfig(state: CurrentState): string {
         allowed_ips: k.allowedIps.length === 0 ? null : [...k.allowedIps],
         expires_at: k.expiresAt?.toISOString() ?? null,
         rotate_after_days: k.rotateAfterDays,
+        rpm: k.rpmLimit,
+        rpd: k.rpdLimit,
         status: k.status === 'revoked' ? 'revoked' : null,
       }),
     ),
+    tenants: (state.tenants ?? []).map((t) => compact({ id: t.id, name: t.name === t.id ? null : t.name, rpm: t.rpmLimit, rpd: t.rpdLimit })),
     mappings: state.mappings.map((m) =>
       compact({
         match: m.matchType,

@@ -86,6 +86,8 @@ export function keypoolJsonSchema(): Record<string, unknown> {
             expires_at: nullable({ type: 'string', description: 'ISO 8601 date or date-time with a zone' }),
             rotate_after_days: nullable(int(LIMITS.rotateAfterDaysMin, LIMITS.rotateAfterDaysMax)),
             prefix: nullable({ type: 'string', pattern: KEY_PREFIX.source }),
+            rpm: nullable({ ...int(LIMITS.limitMin, LIMITS.limitMax), description: 'requests per minute (sliding 60 s) of this key' }),
+            rpd: nullable({ ...int(LIMITS.limitMin, LIMITS.limitMax), description: 'requests per day (KEYPOOL_QUOTA_TZ) of this key' }),
             status: { enum: ['active', 'revoked'] },
             import: { ...secretRef, description: `An existing key (${IMPORTED_KEY_BYTES.min}-${IMPORTED_KEY_BYTES.max} bytes) to store by digest.` },
           },
@@ -129,14 +131,39 @@ export function keypoolJsonSchema(): Record<string, unknown> {
           },
         },
       },
+      tenants: {
+        type: 'array',
+        items: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['id'],
+          properties: {
+            id: { type: 'string', pattern: TENANT_ID.source },
+            name,
+            rpm: nullable({ ...int(LIMITS.limitMin, LIMITS.limitMax), description: 'requests per minute of all the tenant\'s keys together' }),
+            rpd: nullable({ ...int(LIMITS.limitMin, LIMITS.limitMax), description: 'requests per day (KEYPOOL_QUOTA_TZ) of all the tenant\'s keys together' }),
+          },
+        },
+      },
       settings: {
         type: 'object',
         additionalProperties: false,
         properties: {
           [SETTING_NAMES[0]]: { type: 'boolean' },
           [SETTING_NAMES[1]]: int(PRIORITY_RANGE.min, PRIORITY_RANGE.max),
-          [SETTING_NAMES[2]]: int(QUEUE_MAX_WAIT_MS_RANGE.min, QUEUE_MAX_WAIT_MS_RANGE.max),
-          [SETTING_NAMES[3]]: int(QUEUE_MAX_LENGTH_RANGE.min, QUEUE_MAX_LENGTH_RANGE.max),
+          [SETTING_NAMES[2]]: {
+            description: 'Fraction of an account\'s capacity each priority (index 0-9) leaves free for higher priorities.',
+            oneOf: [
+              { type: 'array', minItems: 10, maxItems: 10, items: { type: 'number', minimum: 0, exclusiveMaximum: 1 } },
+              {
+                type: 'object',
+                additionalProperties: false,
+                patternProperties: { '^[Pp]?[0-9]$': { type: 'number', minimum: 0, exclusiveMaximum: 1 } },
+              },
+            ],
+          },
+          [SETTING_NAMES[3]]: int(QUEUE_MAX_WAIT_MS_RANGE.min, QUEUE_MAX_WAIT_MS_RANGE.max),
+          [SETTING_NAMES[4]]: int(QUEUE_MAX_LENGTH_RANGE.min, QUEUE_MAX_LENGTH_RANGE.max),
         },
       },
     },

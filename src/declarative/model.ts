@@ -11,6 +11,7 @@ import { windowText } from '../catalog/mappings/window.js';
 import type { ActiveWindow } from '../core/priority/index.js';
 import type { ProviderRow } from '../catalog/providers/rows.js';
 import type { Setting } from '../catalog/settings/schema.js';
+import type { TenantRow } from '../catalog/tenants/rows.js';
 import type { MatchType, PrioritySettings } from '../core/types.js';
 
 /** The only file format version so far. */
@@ -53,6 +54,9 @@ export interface DesiredKey extends Located {
   readonly allowedIps: readonly string[];
   readonly expiresAt: Date | null;
   readonly rotateAfterDays: number | null;
+  /** Request quotas of the key (`rpm`, `rpd`); null = unlimited. */
+  readonly rpmLimit: number | null;
+  readonly rpdLimit: number | null;
   /** Revocation is final: a revoked key cannot be declared active again. */
   readonly status: 'active' | 'revoked';
   /** Issued keys read `kp_<prefix>_<random>`; used only when the file creates the key. */
@@ -74,6 +78,14 @@ export interface DesiredMapping extends Located {
   readonly window: ActiveWindow | null;
 }
 
+/** A tenant row: an id keys and mappings carry, with a name and request quotas. */
+export interface DesiredTenant extends Located {
+  readonly id: string;
+  readonly name: string;
+  readonly rpmLimit: number | null;
+  readonly rpdLimit: number | null;
+}
+
 export type DesiredSetting = Setting & Located;
 
 /** A section left out of the file is not managed by it (never pruned, never changed). */
@@ -82,6 +94,7 @@ export interface DesiredState {
   readonly accounts?: readonly DesiredAccount[];
   readonly keys?: readonly DesiredKey[];
   readonly mappings?: readonly DesiredMapping[];
+  readonly tenants?: readonly DesiredTenant[];
   readonly settings?: readonly DesiredSetting[];
 }
 
@@ -91,6 +104,8 @@ export interface CurrentState {
   readonly accounts: readonly AccountRow[];
   readonly keys: readonly SystemKeyRow[];
   readonly mappings: readonly MappingRow[];
+  /** Absent in a state built by hand = none. */
+  readonly tenants?: readonly TenantRow[];
   readonly settings: PrioritySettings;
 }
 
@@ -127,6 +142,8 @@ export const KEY_FIELDS: FieldTable = {
   expires_at: 'expiresAt',
   rotate_after_days: 'rotateAfterDays',
   prefix: 'prefix',
+  rpm: 'rpmLimit',
+  rpd: 'rpdLimit',
 };
 export const KEY_OWN_FIELDS = ['status', 'import'] as const;
 
@@ -142,7 +159,9 @@ export const MAPPING_FIELDS: FieldTable = {
   window: 'window',
 };
 
-export const SECTIONS = ['version', 'providers', 'accounts', 'keys', 'mappings', 'settings'] as const;
+export const TENANT_FIELDS: FieldTable = { id: 'id', name: 'name', rpm: 'rpmLimit', rpd: 'rpdLimit' };
+
+export const SECTIONS = ['version', 'providers', 'accounts', 'keys', 'mappings', 'tenants', 'settings'] as const;
 
 /** `openai/prod-1`: how plans and errors name an account. */
 export function accountRef(provider: string, name: string): string {

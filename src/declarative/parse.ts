@@ -4,6 +4,7 @@
 import { isNode, LineCounter, parseDocument, type Document } from 'yaml';
 import { validateNewAccount } from '../catalog/accounts/schema.js';
 import { validateNewKey } from '../catalog/keys/schema.js';
+import { validateNewTenant } from '../catalog/tenants/schema.js';
 import { validateNewMapping } from '../catalog/mappings/schema.js';
 import { validateProviderPatch } from '../catalog/providers/schema.js';
 import { SETTING_NAMES, validateSetting } from '../catalog/settings/schema.js';
@@ -21,6 +22,8 @@ import {
   SECTIONS,
   type DesiredAccount,
   type DesiredKey,
+  type DesiredTenant,
+  TENANT_FIELDS,
   type DesiredMapping,
   type DesiredProvider,
   type DesiredSetting,
@@ -92,6 +95,7 @@ class Reader {
     if (input.mappings != null) {
       state.mappings = this.unique(this.list(input, 'mappings', (e, p) => this.mapping(e, p)), (x) => mappingRef(x.matchType, x.pattern, x.window), 'mapping');
     }
+    if (input.tenants != null) state.tenants = this.unique(this.list(input, 'tenants', (e, p) => this.tenant(e, p)), (x) => x.id, 'tenant');
     if (input.settings != null) state.settings = this.settings(input.settings);
     return state;
   }
@@ -158,13 +162,20 @@ class Reader {
     const importKey = fields.own.import === undefined || fields.own.import === null ? null : this.secretRef(fields.own.import, [...path, 'import']);
     const status = this.choice(fields.own.status, [...path, 'status'], ['active', 'revoked'] as const, 'active');
     if (!value || importKey === undefined || status === undefined) return null;
-    return { at: pathText(path), ...value, status, importKey };
+    return { at: pathText(path), ...value, rpmLimit: value.rpmLimit ?? null, rpdLimit: value.rpdLimit ?? null, status, importKey };
   }
 
   private mapping(entry: unknown, path: (string | number)[]): DesiredMapping | null {
     const fields = this.fields(entry, path, MAPPING_FIELDS, []);
     if (!fields) return null;
     const value = this.checked(validateNewMapping(fields.catalog), path, MAPPING_FIELDS);
+    return value ? { at: pathText(path), ...value } : null;
+  }
+
+  private tenant(entry: unknown, path: (string | number)[]): DesiredTenant | null {
+    const fields = this.fields(entry, path, TENANT_FIELDS, []);
+    if (!fields) return null;
+    const value = this.checked(validateNewTenant(fields.catalog), path, TENANT_FIELDS);
     return value ? { at: pathText(path), ...value } : null;
   }
 

@@ -11,6 +11,7 @@ import {
   type CurrentState,
   type DesiredAccount,
   type DesiredKey,
+  type DesiredTenant,
   type DesiredMapping,
   type DesiredProvider,
   type DesiredSetting,
@@ -55,7 +56,9 @@ export type Change =
     }
   | { readonly entity: 'mapping'; readonly op: 'create'; readonly ref: string; readonly desired: DesiredMapping; readonly fields: readonly FieldChange[] }
   | { readonly entity: 'mapping'; readonly op: 'update'; readonly ref: string; readonly id: string; readonly desired: DesiredMapping; readonly fields: readonly FieldChange[] }
-  | { readonly entity: 'account' | 'key' | 'mapping'; readonly op: 'delete'; readonly ref: string; readonly id: string; readonly fields: readonly FieldChange[] };
+  | { readonly entity: 'tenant'; readonly op: 'create'; readonly ref: string; readonly desired: DesiredTenant; readonly fields: readonly FieldChange[] }
+  | { readonly entity: 'tenant'; readonly op: 'update'; readonly ref: string; readonly id: string; readonly desired: DesiredTenant; readonly fields: readonly FieldChange[] }
+  | { readonly entity: 'account' | 'key' | 'mapping' | 'tenant'; readonly op: 'delete'; readonly ref: string; readonly id: string; readonly fields: readonly FieldChange[] };
 
 export interface Plan {
   readonly changes: readonly Change[];
@@ -83,7 +86,8 @@ export function planChanges(desired: DesiredState, current: CurrentState, facts:
 
   for (const setting of desired.settings ?? []) {
     const from = settingsByName(current.settings)[setting.name];
-    if (from !== setting.value) {
+    // Values are booleans, numbers or (priority.reserve) arrays of numbers: compared by content.
+    if (JSON.stringify(from) !== JSON.stringify(setting.value)) {
       changes.push({ entity: 'setting', op: 'update', ref: setting.name, desired: setting, fields: [{ field: 'value', from, to: setting.value }] });
     }
   }
@@ -161,7 +165,30 @@ export function planChanges(desired: DesiredState, current: CurrentState, facts:
     if (options.prune) for (const [ref, row] of byRef) changes.push({ entity: 'mapping', op: 'delete', ref, id: row.id, fields: [] });
   }
 
+  if (desired.tenants) {
+    const byId = new Map((current.tenants ?? []).map((t) => [t.id, t]));
+    for (const tenant of desired.tenants) {
+      const row = byId.get(tenant.id);
+      byId.delete(tenant.id);
+      if (!row) {
+        changes.push({ entity: 'tenant', op: 'create', ref: tenant.id, desired: tenant, fields: tenantFields(tenant) });
+        continue;
+      }
+      const fields = diffFields(tenantFields(row), tenantFields(tenant));
+      if (fields.length > 0) changes.push({ entity: 'tenant', op: 'update', ref: tenant.id, id: row.id, desired: tenant, fields });
+    }
+    if (options.prune) for (const [id] of byId) changes.push({ entity: 'tenant', op: 'delete', ref: id, id, fields: [] });
+  }
+
   return { changes, problems };
+}
+
+function tenantFields(t: { readonly name: string; readonly rpmLimit: number | null; readonly rpdLimit: number | null }): FieldChange[] {
+  return [
+    { field: 'name', from: null, to: t.name },
+    { field: 'rpm', from: null, to: t.rpmLimit },
+    { field: 'rpd', from: null, to: t.rpdLimit },
+  ];
 }
 
 function accountUpdate(row: AccountRow, account: DesiredAccount, keyEquals: boolean | undefined): Change | null {
@@ -222,6 +249,8 @@ function keyFields(k: Omit<DesiredKey, 'at'>): FieldChange[] {
     { field: 'allowed_ips', from: null, to: [...k.allowedIps] },
     { field: 'expires_at', from: null, to: k.expiresAt?.toISOString() ?? null },
     { field: 'rotate_after_days', from: null, to: k.rotateAfterDays },
+    { field: 'rpm', from: null, to: k.rpmLimit },
+    { field: 'rpd', from: null, to: k.rpdLimit },
     { field: 'status', from: null, to: k.status },
   ];
 }
@@ -232,6 +261,8 @@ function keyValues(row: SystemKeyRow): FieldChange[] {
     { field: 'allowed_ips', from: null, to: [...row.allowedIps] },
     { field: 'expires_at', from: null, to: row.expiresAt?.toISOString() ?? null },
     { field: 'rotate_after_days', from: null, to: row.rotateAfterDays },
+    { field: 'rpm', from: null, to: row.rpmLimit },
+    { field: 'rpd', from: null, to: row.rpdLimit },
   ];
 }
 

@@ -54,6 +54,7 @@ export async function loadCurrentState(repo: ConfigRepository): Promise<CurrentS
     accounts: await repo.accounts.list(),
     keys: await repo.keys.list(),
     mappings: await repo.mappings.list(),
+    tenants: await repo.tenants.list(),
     settings: await repo.settings.get(),
   };
 }
@@ -82,6 +83,7 @@ async function execute(repo: ConfigRepository, change: Change, secrets: Resolved
   if (change.op === 'delete') {
     if (change.entity === 'account') await repo.accounts.softDelete(change.id, actor);
     else if (change.entity === 'key') await repo.keys.softDelete(change.id, actor);
+    else if (change.entity === 'tenant') await repo.tenants.delete(change.id, actor);
     else await repo.mappings.softDelete(change.id, actor);
     return null;
   }
@@ -92,6 +94,12 @@ async function execute(repo: ConfigRepository, change: Change, secrets: Resolved
     case 'provider':
       await repo.providers.update(change.desired.slug, { strategy: change.desired.strategy }, actor);
       return null;
+    case 'tenant': {
+      const { at: _at, ...tenant } = change.desired;
+      if (change.op === 'create') await repo.tenants.create(tenant, actor);
+      else await repo.tenants.update(change.id, only(change, TENANT_PATCH, tenant), actor);
+      return null;
+    }
     case 'mapping': {
       const { at: _at, ...mapping } = change.desired;
       if (change.op === 'create') await repo.mappings.create(mapping, actor);
@@ -134,7 +142,15 @@ async function execute(repo: ConfigRepository, change: Change, secrets: Resolved
 
 // Which patch field each changed file field sets: an update writes (and audits) only what differs.
 const ACCOUNT_PATCH = { weight: 'weight', tier: 'tier', rpm: 'rpmLimit', tpm: 'tpmLimit', max_concurrency: 'maxConcurrency', tags: 'tags' } as const;
-const KEY_PATCH = { tenant: 'tenantId', allowed_ips: 'allowedIps', expires_at: 'expiresAt', rotate_after_days: 'rotateAfterDays' } as const;
+const KEY_PATCH = {
+  tenant: 'tenantId',
+  allowed_ips: 'allowedIps',
+  expires_at: 'expiresAt',
+  rotate_after_days: 'rotateAfterDays',
+  rpm: 'rpmLimit',
+  rpd: 'rpdLimit',
+} as const;
+const TENANT_PATCH = { name: 'name', rpm: 'rpmLimit', rpd: 'rpdLimit' } as const;
 const MAPPING_PATCH = {
   priority: 'priority',
   tenant: 'tenantId',

@@ -4,6 +4,7 @@
 // never fails the whole snapshot, so one bad row cannot take every tenant down.
 import { compileAllowlist } from '../core/cidr.js';
 import { compilePriority, type CompiledPriority } from '../core/priority/index.js';
+import type { QuotaSubject } from '../core/admission.js';
 import type { Account, Allowlist, KeyEntry, ProviderPool, Snapshot, SystemKey } from '../core/types.js';
 import type { Keyring } from '../secrets/keyring.js';
 import { cachedKeyDigester } from './digest-cache.js';
@@ -61,6 +62,7 @@ export function compileSnapshot(data: ConfigData, deps: CompileDeps, version: nu
     pools,
     priority,
     prioritySettings: Object.freeze({ ...data.settings }),
+    tenants: compileTenants(data),
     warnings: Object.freeze(warnings),
     configVersion: data.configVersion,
   });
@@ -89,6 +91,10 @@ function compileKeys(keys: readonly StoredKey[], nowMs: number): Map<string, Key
       status: row.status,
       expiresAtMs: row.expiresAt?.getTime() ?? null,
       allowlist: allowlistOf(row.allowedIps),
+      quota:
+        (row.rpmLimit ?? null) === null && (row.rpdLimit ?? null) === null
+          ? null
+          : Object.freeze({ scope: 'key', id: row.id, rpmLimit: row.rpmLimit ?? null, rpdLimit: row.rpdLimit ?? null }),
     });
     byDigest.set(row.keyHash, Object.freeze({ key, graceEndsAtMs: null }));
     const graceEndsAtMs = row.previousKeyExpiresAt?.getTime() ?? null;
@@ -99,6 +105,15 @@ function compileKeys(keys: readonly StoredKey[], nowMs: number): Map<string, Key
   // A current digest always wins over another key's rotated-out one (digests are unique, so this is defensive).
   for (const [digest, entry] of graceEntries) if (!byDigest.has(digest)) byDigest.set(digest, entry);
   return byDigest;
+}
+
+/** Tenant rows as quota subjects by id (a row without limits is kept: it names the tenant in metrics). */
+function compileTenants(data: ConfigData): Map<string, QuotaSubject> {
+  const tenants = new Map<string, QuotaSubject>();
+  for (const row of data.tenants ?? []) {
+    tenants.set(row.id, Object.freeze({ scope: 'tenant', id: row.id, rpmLimit: row.rpmLimit, rpdLimit: row.rpdLimit }));
+  }
+  return tenants;
 }
 
 function compilePools(data: ConfigData, keyring: Keyring, warnings: CompileWarning[]): Map<string, ProviderPool> {

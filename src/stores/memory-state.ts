@@ -2,7 +2,6 @@
 // All the rules live in src/core/capacity.ts; this file only keeps the states and hands out lease ids.
 import {
   type AccountState,
-  admitFirst,
   applyObservation,
   divideLimit,
   newAccountState,
@@ -10,9 +9,21 @@ import {
   renewLease,
   resetHealth,
   viewOf,
+  WINDOW_MS,
 } from '../core/capacity.js';
+import { admitWithQuotas, newQuotaState, pickDay, utcDayBounds, type QuotaState } from '../core/quota.js';
 import type { Observation } from '../core/types.js';
-import type { AccountStateView, AdmitCandidate, AdmitRequest, AdmitResult, HealthChange, RateStateStore } from '../ports.js';
+import type {
+  AccountStateView,
+  AdmitCandidate,
+  AdmitRequest,
+  AdmitResult,
+  DayBounds,
+  HealthChange,
+  QuotaSubject,
+  QuotaUsage,
+  RateStateStore,
+} from '../ports.js';
 
 export interface MemoryRateStateStoreOptions {
   /**
@@ -37,6 +48,8 @@ const COMMITTED: Promise<void> = Promise.resolve();
 
 export class MemoryRateStateStore implements RateStateStore {
   private readonly pools = new Map<string, Map<string, AccountState>>();
+  /** Quota usage by scope, then id (no key string built per request); bounded like the accounts (cleared past maxAccounts). */
+  private readonly quotas = { key: new Map<string, QuotaState>(), tenant: new Map<string, QuotaState>() };
   private readonly limitDivisor: number;
   private readonly maxAccounts: number;
   private readonly leasePrefix: string;
@@ -58,9 +71,44 @@ export class MemoryRateStateStore implements RateStateStore {
   /** Synchronous admit (the resilient wrapper's fallback path uses it directly). */
   admitNow(request: AdmitRequest): AdmitResult {
     const pool = this.poolStates(request.pool);
-    const effective = this.limitDivisor > 1 ? { ...request, candidates: request.candidates.map((c) => this.divided(c)) } : request;
+    const effective =
+      this.limitDivisor > 1
+        ? { ...request, candidates: request.candidates.map((c) => this.divided(c)), quotas: request.quotas?.map((q) => this.dividedQuota(q)) }
+        : request;
     const leaseId = `${this.leasePrefix}${(++this.leaseSeq).toString(36)}`;
-    return admitFirst((accountId) => this.stateIn(pool, accountId), effective, leaseId);
+    return admitWithQuotas(
+      (accountId) => this.stateIn(pool, accountId),
+      (subject) => this.quotaState(subject),
+      effective,
+      leaseId,
+    );
+  }
+
+  inspectQuota(subject: QuotaSubject, nowMs: number, dayBounds?: DayBounds): Promise<QuotaUsage> {
+    const state = this.quotas[subject.scope].get(subject.id) ?? newQuotaState();
+    const day = pickDay(dayBounds ?? utcDayBounds(nowMs), nowMs);
+    state.minute.prune(nowMs - WINDOW_MS);
+    return Promise.resolve({ minute: state.minute.size, day: state.dayStartMs === day[0] ? state.dayCount : 0, dayStartMs: day[0], dayEndMs: day[1] });
+  }
+
+  private quotaState(subject: QuotaSubject): QuotaState {
+    const byId = this.quotas[subject.scope];
+    let state = byId.get(subject.id);
+    if (state === undefined) {
+      if (byId.size >= this.maxAccounts) byId.clear();
+      state = newQuotaState();
+      byId.set(subject.id, state);
+    }
+    return state;
+  }
+
+  private dividedQuota(subject: QuotaSubject): QuotaSubject {
+    return {
+      scope: subject.scope,
+      id: subject.id,
+      rpmLimit: divideLimit(subject.rpmLimit, this.limitDivisor),
+      rpdLimit: divideLimit(subject.rpdLimit, this.limitDivisor),
+    };
   }
 
   release(pool: string, accountId: string, leaseId: string): void {
@@ -95,6 +143,8 @@ export class MemoryRateStateStore implements RateStateStore {
 
   close(): Promise<void> {
     this.pools.clear();
+    this.quotas.key.clear();
+    this.quotas.tenant.clear();
     this.tracked = 0;
     return Promise.resolve();
   }

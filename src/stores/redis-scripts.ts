@@ -2,6 +2,15 @@
 // (the constants are interpolated from there so the two cannot drift); the contract suite runs against both.
 // Shipped as TypeScript strings so they land in dist/ with the rest of the build.
 //
+// Keys of one quota subject (a client key or a tenant; see src/core/quota.ts), under its own hash tag:
+//   <prefix>{kpq:<scope>:<id>}:w             ZSET    minute window: member = lease id, score = admission ms
+//   <prefix>{kpq:<scope>:<id>}:d:<dayStart>  STRING  requests admitted in the day that starts at dayStart (ms)
+// A key's quota spans every pool, so its counters cannot share a pool's slot. On one Redis server ADMIT_LUA checks
+// and charges the quotas together with the account in one script (one round trip). On a Redis Cluster the store
+// reserves each quota first with QUOTA_RESERVE_LUA on the quota's own slot, then runs ADMIT_LUA on the pool's slot,
+// and gives the reservations back with QUOTA_REFUND_LUA when the account admission fails: a counter is never above
+// its limit (each reservation is atomic on its slot), at the price of a refused request briefly holding a unit.
+//
 // Keys of one account (all inside the pool's hash tag, so a multi-account script stays in one Cluster slot):
 //   <prefix>{kp:<pool>}:<accountId>:s  HASH  cooldown, health, circuit, invalid hold, learned limits (fields below)
 //   <prefix>{kp:<pool>}:<accountId>:w  ZSET  RPM sliding-window log: member = lease id, score = admission ms
@@ -45,10 +54,56 @@ end
 `;
 
 /**
- * KEYS: 3 per candidate (state hash, window zset, lease zset), in strategy order.
- * ARGV: leaseId, leaseMs, leastLoaded ('1'/'0'), clock override ('' = TIME), stateTtlMs,
- *       then 4 per candidate: accountId, rpmLimit, tpmLimit, maxConcurrency ('' = no limit).
- * Returns {1, accountId, nowMs} or {0, 'exhausted'|'unhealthy', retryAtMs (-1 = unknown), nowMs}.
+ * quota.ts pickDay, quotaBlock and recordQuota. Needs \`now\` in scope. A subject q holds wk (window zset), dk (the
+ * day counter of the day holding now), rpm, rpd (nil = unlimited) and count (window size, set by quotaBlock).
+ */
+const QUOTA_FNS = `
+-- quota.ts pickDay over the day bounds b0..b3: index (1..3) of the day holding now, its start and end.
+local function pickDay(b0, b1, b2, b3)
+  if now < b1 then return 1, b0, b1 end
+  if now < b2 then return 2, b1, b2 end
+  return 3, b2, b3
+end
+-- quota.ts quotaBlock: nil when there is room, else 'minute'|'day' and the instant it frees.
+local function quotaBlock(q, dayEnd)
+  q.count = 0
+  if q.rpm then
+    redis.call('ZREMRANGEBYSCORE', q.wk, '-inf', now - WINDOW_MS)
+    q.count = redis.call('ZCARD', q.wk)
+    if q.count >= q.rpm then
+      local oldest = redis.call('ZRANGE', q.wk, 0, 0, 'WITHSCORES')
+      return 'minute', tonumber(oldest[2]) + WINDOW_MS
+    end
+  end
+  if q.rpd then
+    local used = num(redis.call('GET', q.dk)) or 0
+    if used >= q.rpd then return 'day', dayEnd end
+  end
+  return nil, nil
+end
+-- quota.ts recordQuota
+local function recordQuota(q, leaseId, dayEnd)
+  if q.rpm then
+    redis.call('ZADD', q.wk, now, leaseId)
+    local cap = math.max(q.rpm, 1)
+    if q.count + 1 > cap then redis.call('ZREMRANGEBYRANK', q.wk, 0, q.count - cap) end
+    extend(q.wk, WINDOW_MS + 1000)
+  end
+  if q.rpd then
+    redis.call('INCR', q.dk)
+    extend(q.dk, dayEnd - now + 3600000)
+  end
+end
+`;
+
+/**
+ * KEYS: 4 per quota subject (window zset, day counters of the days b0, b1, b2), then 3 per candidate (state hash,
+ * window zset, lease zset), in strategy order.
+ * ARGV: leaseId, leaseMs, leastLoaded ('1'/'0'), clock override ('' = TIME), stateTtlMs, reserve (fraction, '0' =
+ *       none), number of quota subjects, day bounds b0 b1 b2 b3, then 2 per quota subject: rpmLimit, rpdLimit ('' =
+ *       no limit), then 4 per candidate: accountId, rpmLimit, tpmLimit, maxConcurrency ('' = no limit).
+ * Returns {1, accountId, nowMs} or {0, 'exhausted'|'unhealthy'|'shed', retryAtMs (-1 = unknown), nowMs} or
+ * {0, 'quota', retryAtMs, nowMs, subject index (1-based), 'minute'|'day'}.
  */
 export const ADMIT_LUA = `${PRELUDE}
 local UNLIMITED_LOG_CAP = ${UNLIMITED_LOG_CAP}
@@ -57,15 +112,33 @@ local leaseMs = tonumber(ARGV[2])
 local leastLoaded = ARGV[3] == '1'
 local now = clock(ARGV[4])
 local stateTtlMs = tonumber(ARGV[5])
-local n = #KEYS / 3
+local reserve = tonumber(ARGV[6])
+local nq = tonumber(ARGV[7])
+local ko = nq * 4
+local ao = 11 + nq * 2
+local n = (#KEYS - ko) / 3
+${QUOTA_FNS}
+-- quota.ts admitWithQuotas: every quota must have room before any account is looked at.
+local quotas = {}
+local dayEnd = 0
+if nq > 0 then
+  local dayIndex, _
+  dayIndex, _, dayEnd = pickDay(tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]))
+  for j = 1, nq do
+    local q = { wk = KEYS[j * 4 - 3], dk = KEYS[j * 4 - 3 + dayIndex], rpm = num(ARGV[10 + j * 2]), rpd = num(ARGV[11 + j * 2]) }
+    local window, freeAt = quotaBlock(q, dayEnd)
+    if window then return {0, 'quota', freeAt, now, j, window} end
+    quotas[j] = q
+  end
+end
 
 local cands = {}
 -- Reads one candidate's state after pruning expired window entries and leases (capacity.ts pruneState).
 local function load(i)
   local c = cands[i]
   if c then return c end
-  local sk, wk, lk = KEYS[i * 3 - 2], KEYS[i * 3 - 1], KEYS[i * 3]
-  local a = 5 + (i - 1) * 4
+  local sk, wk, lk = KEYS[ko + i * 3 - 2], KEYS[ko + i * 3 - 1], KEYS[ko + i * 3]
+  local a = ao + (i - 1) * 4
   local f = redis.call('HMGET', sk, 'cd', 'co', 'pr', 'inv', 'rl', 'rr', 'rra', 'tl', 'tr', 'tra')
   redis.call('ZREMRANGEBYSCORE', wk, '-inf', now - WINDOW_MS)
   redis.call('ZREMRANGEBYSCORE', lk, '-inf', now)
@@ -127,6 +200,44 @@ local function score(c)
   return s
 end
 
+-- capacity.ts reserveShortfall: short (true when admitting leaves less than the reserve somewhere) and the latest reset
+-- of the dimensions below it (nil = unknown).
+-- capacity.ts reserveApplies: a known limit whose reserved share is at least one unit.
+local function applies(limit)
+  return limit ~= nil and limit * reserve >= 1
+end
+local function shortfall(c)
+  local short, known, at = false, true, nil
+  local function below(after, resetAt)
+    if after >= reserve then return end
+    short = true
+    if not known then return end
+    if resetAt == nil then
+      known = false
+      at = nil
+    elseif at == nil or resetAt > at then
+      at = resetAt
+    end
+  end
+  if c.rr and c.rra and c.rra > now then
+    local lim = c.rl
+    if lim == nil then lim = c.rpm end
+    if applies(lim) then below(fraction(c.rr - 1, lim), c.rra) end
+  end
+  if c.tr and c.tra and c.tra > now then
+    local lim = c.tl
+    if lim == nil then lim = c.tpm end
+    if applies(lim) then below(fraction(c.tr, lim), c.tra) end
+  end
+  if applies(c.rpm) then
+    local oldest = nil
+    if c.count > 0 then oldest = tonumber(redis.call('ZRANGE', c.wk, 0, 0, 'WITHSCORES')[2]) + WINDOW_MS end
+    below(fraction(c.rpm - c.count - 1, c.rpm), oldest)
+  end
+  if applies(c.conc) then below(fraction(c.conc - c.inflight - 1, c.conc), nil) end
+  return short, at
+end
+
 local order = {}
 for i = 1, n do order[i] = i end
 if leastLoaded and n > 1 then
@@ -141,10 +252,22 @@ end
 local allUnhealthy = true
 local unknown = false
 local retryAt = nil
+local shed = false
+local shedAt = nil
 for k = 1, n do
   local c = load(order[k])
   local reason, freeAt = capacity(c)
-  if reason == nil then
+  local take = reason == nil
+  if take and reserve > 0 then
+    local short, at = shortfall(c)
+    if short then
+      take = false
+      shed = true
+      if at ~= nil and (shedAt == nil or at < shedAt) then shedAt = at end
+    end
+  end
+  if take then
+    for j = 1, nq do recordQuota(quotas[j], leaseId, dayEnd) end
     -- capacity.ts recordAdmission
     redis.call('ZADD', c.wk, now, leaseId)
     local cap = UNLIMITED_LOG_CAP
@@ -158,11 +281,15 @@ for k = 1, n do
     extend(c.sk, stateTtlMs)
     return {1, c.id, now}
   end
-  if reason ~= 'invalid' then
+  if reason ~= nil and reason ~= 'invalid' then
     if reason ~= 'circuit_open' then allUnhealthy = false end
     if freeAt == nil then unknown = true
     elseif retryAt == nil or freeAt < retryAt then retryAt = freeAt end
   end
+end
+if shed then
+  if shedAt == nil then return {0, 'shed', -1, now} end
+  return {0, 'shed', shedAt, now}
 end
 local retry = -1
 if not unknown and retryAt ~= nil then retry = retryAt end
@@ -288,3 +415,43 @@ return 1
  * resetHealth); windows and leases stay.
  */
 export const RESET_FIELDS = ['cd', 'h', 'cf', 'co', 'oc', 'pr', 'inv', 'rl', 'rr', 'rra', 'tl', 'tr', 'tra'] as const;
+
+/**
+ * Redis Cluster only (see the key layout above): quota.ts quotaBlock then recordQuota for ONE subject, on its slot.
+ * KEYS: window zset, day counters of the days b0, b1, b2. ARGV: leaseId, clock override, b0, b1, b2, b3, rpmLimit,
+ * rpdLimit ('' = none). Returns {1, day index (1..3), nowMs} or {0, 'minute'|'day', retryAtMs, nowMs}.
+ */
+export const QUOTA_RESERVE_LUA = `${PRELUDE}
+local now = clock(ARGV[2])
+${QUOTA_FNS}
+local dayIndex, _, dayEnd = pickDay(tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]))
+local q = { wk = KEYS[1], dk = KEYS[1 + dayIndex], rpm = num(ARGV[7]), rpd = num(ARGV[8]) }
+local window, freeAt = quotaBlock(q, dayEnd)
+if window then return {0, window, freeAt, now} end
+recordQuota(q, ARGV[1], dayEnd)
+return {1, dayIndex, now}
+`;
+
+/**
+ * Redis Cluster only: gives back what QUOTA_RESERVE_LUA charged for a request the accounts then refused.
+ * KEYS: window zset, the day counter it incremented. ARGV: leaseId, '1' when the day counter was incremented.
+ */
+export const QUOTA_REFUND_LUA = `
+redis.call('ZREM', KEYS[1], ARGV[1])
+if ARGV[2] == '1' then
+  local used = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if used > 0 then redis.call('DECR', KEYS[2]) end
+end
+return 1
+`;
+
+/**
+ * Read-only quota usage (admin). KEYS: window zset, day counters of the days b0, b1, b2. ARGV: clock override, b0..b3.
+ * Returns {nowMs, requests in the minute window, requests of the day holding now, day start, day end}.
+ */
+export const QUOTA_INSPECT_LUA = `${PRELUDE}
+local now = clock(ARGV[1])
+${QUOTA_FNS}
+local dayIndex, dayStart, dayEnd = pickDay(tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]))
+return {now, redis.call('ZCOUNT', KEYS[1], '(' .. (now - WINDOW_MS), '+inf'), num(redis.call('GET', KEYS[1 + dayIndex])) or 0, dayStart, dayEnd}
+`;

@@ -5,9 +5,29 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import type { LearnedLimits, Observation } from '../core/types.js';
-import type { AccountStateView, AdmitRequest, AdmitResult, HealthChange, HealthState, RateStateStore } from '../ports.js';
+import { pickDay, utcDayBounds } from '../core/quota.js';
+import type {
+  AccountStateView,
+  AdmitRequest,
+  AdmitResult,
+  DayBounds,
+  HealthChange,
+  HealthState,
+  QuotaSubject,
+  QuotaUsage,
+  RateStateStore,
+} from '../ports.js';
 import { createRedisClient } from './redis-connection.js';
-import { ADMIT_LUA, INSPECT_LUA, OBSERVE_LUA, RENEW_LUA, RESET_FIELDS } from './redis-scripts.js';
+import {
+  ADMIT_LUA,
+  INSPECT_LUA,
+  OBSERVE_LUA,
+  QUOTA_INSPECT_LUA,
+  QUOTA_REFUND_LUA,
+  QUOTA_RESERVE_LUA,
+  RENEW_LUA,
+  RESET_FIELDS,
+} from './redis-scripts.js';
 
 export interface RedisRateStateStoreOptions {
   /** Prepended to every key (before the `{kp:<pool>}` hash tag). Default ''. Tests use a random one. */
@@ -61,6 +81,10 @@ const ADMIT = script(ADMIT_LUA);
 const OBSERVE = script(OBSERVE_LUA);
 const INSPECT = script(INSPECT_LUA);
 const RENEW = script(RENEW_LUA);
+const QUOTA_RESERVE = script(QUOTA_RESERVE_LUA);
+const QUOTA_REFUND = script(QUOTA_REFUND_LUA);
+const QUOTA_INSPECT = script(QUOTA_INSPECT_LUA);
+const NO_QUOTAS: readonly QuotaSubject[] = [];
 
 type AccountKeys = readonly [state: string, window: string, leases: string];
 
@@ -160,34 +184,109 @@ export class RedisRateStateStore implements RateStateStore {
     const candidates = request.candidates;
     if (candidates.length === 0) return { ok: false, reason: 'unhealthy', retryAtMs: null };
     const leaseId = `${this.instanceId}.${(++this.leaseSeq).toString(36)}`;
-    const keys: string[] = new Array<string>(candidates.length * 3);
-    const args: string[] = new Array<string>(5 + candidates.length * 4);
+    const quotas = request.quotas ?? NO_QUOTAS;
+    const bounds = quotas.length === 0 ? null : (request.dayBounds ?? utcDayBounds(request.nowMs));
+    // A Cluster cannot run one script over a quota's slot and the pool's: reserve the quotas first (see redis-scripts.ts).
+    if (this.redis.isCluster && bounds !== null) return this.admitReservingQuotas(request, quotas, bounds, leaseId);
+    const nq = bounds === null ? 0 : quotas.length;
+    const keys: string[] = new Array<string>(nq * 4 + candidates.length * 3);
+    const ao = 11 + nq * 2;
+    const args: string[] = new Array<string>(ao + candidates.length * 4);
     args[0] = leaseId;
     args[1] = String(request.leaseMs);
     args[2] = request.leastLoaded ? '1' : '0';
     args[3] = this.testClock ? String(request.nowMs) : '';
     args[4] = String(this.stateTtlMs);
+    args[5] = String(request.reserve ?? 0);
+    args[6] = String(nq);
+    for (let b = 0; b < 4; b++) args[7 + b] = bounds === null ? '0' : String(bounds[b]);
+    for (let j = 0; j < nq; j++) {
+      const q = quotas[j]!;
+      this.quotaKeysInto(keys, j * 4, q, bounds!);
+      args[11 + j * 2] = str(q.rpmLimit);
+      args[12 + j * 2] = str(q.rpdLimit);
+    }
+    const ko = nq * 4;
     for (let i = 0; i < candidates.length; i++) {
       const c = candidates[i]!;
       const k = this.keysOf(request.pool, c.id);
-      keys[i * 3] = k[0];
-      keys[i * 3 + 1] = k[1];
-      keys[i * 3 + 2] = k[2];
-      args[5 + i * 4] = c.id;
-      args[6 + i * 4] = str(c.rpmLimit);
-      args[7 + i * 4] = str(c.tpmLimit);
-      args[8 + i * 4] = str(c.maxConcurrency);
+      keys[ko + i * 3] = k[0];
+      keys[ko + i * 3 + 1] = k[1];
+      keys[ko + i * 3 + 2] = k[2];
+      args[ao + i * 4] = c.id;
+      args[ao + 1 + i * 4] = str(c.rpmLimit);
+      args[ao + 2 + i * 4] = str(c.tpmLimit);
+      args[ao + 3 + i * 4] = str(c.maxConcurrency);
     }
     const reply = (await this.run(ADMIT, keys, args)) as unknown[];
+    return this.admitResult(reply, leaseId, request.nowMs, quotas);
+  }
+
+  private admitResult(reply: unknown[], leaseId: string, nowMs: number, quotas: readonly QuotaSubject[]): AdmitResult {
     if (reply[0] === 1) return { ok: true, accountId: String(reply[1]), leaseId };
     const redisNowMs = Number(reply[3]);
     const retry = Number(reply[2]);
-    return {
-      ok: false,
-      reason: reply[1] === 'unhealthy' ? 'unhealthy' : 'exhausted',
-      // Back into the caller's clock.
-      retryAtMs: retry < 0 ? null : retry - redisNowMs + request.nowMs,
+    // Back into the caller's clock.
+    const retryAtMs = retry < 0 ? null : retry - redisNowMs + nowMs;
+    const reason = reply[1];
+    if (reason === 'quota') {
+      const subject = quotas[Number(reply[4]) - 1]!;
+      return { ok: false, reason: 'quota', retryAtMs, limit: { scope: subject.scope, window: reply[5] === 'day' ? 'day' : 'minute' } };
+    }
+    return { ok: false, reason: reason === 'unhealthy' ? 'unhealthy' : reason === 'shed' ? 'shed' : 'exhausted', retryAtMs };
+  }
+
+  /**
+   * Redis Cluster: each quota reserved on its own slot (QUOTA_RESERVE_LUA), then the account admitted on the pool's
+   * slot (ADMIT_LUA without quotas); reservations are given back when a later step refuses. Never over a limit.
+   */
+  private async admitReservingQuotas(request: AdmitRequest, quotas: readonly QuotaSubject[], bounds: DayBounds, leaseId: string): Promise<AdmitResult> {
+    const clock = this.testClock ? String(request.nowMs) : '';
+    const reserved: Array<readonly [windowKey: string, dayKey: string, dayCharged: boolean]> = [];
+    const refund = (): void => {
+      for (const [windowKey, dayKey, dayCharged] of reserved) {
+        this.run(QUOTA_REFUND, [windowKey, dayKey], [leaseId, dayCharged ? '1' : '0']).catch((error: unknown) => this.backgroundError(error));
+      }
     };
+    try {
+      for (const q of quotas) {
+        const keys = this.quotaKeysInto(new Array<string>(4), 0, q, bounds);
+        const reply = (await this.run(QUOTA_RESERVE, keys, [leaseId, clock, ...bounds.map(String), str(q.rpmLimit), str(q.rpdLimit)])) as unknown[];
+        if (reply[0] !== 1) {
+          refund();
+          const retryAtMs = Number(reply[2]) - Number(reply[3]) + request.nowMs;
+          return { ok: false, reason: 'quota', retryAtMs, limit: { scope: q.scope, window: reply[1] === 'day' ? 'day' : 'minute' } };
+        }
+        reserved.push([keys[0]!, keys[Number(reply[1])]!, q.rpdLimit !== null]);
+      }
+      const result = await this.admit({ ...request, quotas: NO_QUOTAS });
+      if (!result.ok) refund();
+      // The account's lease id differs from the quota reservations' member (each admit draws one): harmless, the
+      // window member only has to be unique and the refund above uses the reservation's own id.
+      return result;
+    } catch (error) {
+      refund();
+      throw error;
+    }
+  }
+
+  /** Current minute and day counts of a quota subject (admin usage). */
+  async inspectQuota(subject: QuotaSubject, nowMs: number, dayBounds?: DayBounds): Promise<QuotaUsage> {
+    const bounds = dayBounds ?? utcDayBounds(nowMs);
+    const keys = this.quotaKeysInto(new Array<string>(4), 0, subject, bounds);
+    const reply = (await this.run(QUOTA_INSPECT, keys, [this.testClock ? String(nowMs) : '', ...bounds.map(String)])) as unknown[];
+    const day = pickDay(bounds, nowMs);
+    return { minute: Number(reply[1]), day: Number(reply[2]), dayStartMs: day[0], dayEndMs: day[1] };
+  }
+
+  /** The window key and the day counters of the days b0, b1, b2 of one quota subject, written into keys[at..at+3]. */
+  quotaKeysInto(keys: string[], at: number, subject: QuotaSubject, bounds: DayBounds): string[] {
+    const base = `${this.keyPrefix}{kpq:${subject.scope}:${escapeTag(subject.id)}}:`;
+    keys[at] = `${base}w`;
+    keys[at + 1] = `${base}d:${bounds[0]}`;
+    keys[at + 2] = `${base}d:${bounds[1]}`;
+    keys[at + 3] = `${base}d:${bounds[2]}`;
+    return keys;
   }
 
   release(pool: string, accountId: string, leaseId: string): void {
@@ -354,7 +453,7 @@ export class RedisRateStateStore implements RateStateStore {
   }
 
   private loadScripts(): void {
-    for (const s of [ADMIT, OBSERVE, INSPECT, RENEW]) {
+    for (const s of [ADMIT, OBSERVE, INSPECT, RENEW, QUOTA_RESERVE, QUOTA_REFUND, QUOTA_INSPECT]) {
       this.redis.script('LOAD', s.lua).catch((error: unknown) => this.backgroundError(error));
     }
   }

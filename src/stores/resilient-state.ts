@@ -9,7 +9,10 @@ import {
   type AccountStateView,
   type AdmitRequest,
   type AdmitResult,
+  type DayBounds,
   type HealthChange,
+  type QuotaSubject,
+  type QuotaUsage,
   type RateStateStore,
   StateUnavailableError,
 } from '../ports.js';
@@ -174,6 +177,15 @@ export class ResilientRateStateStore implements RateStateStore {
   async resetAccount(pool: string, accountId: string): Promise<void> {
     await this.local.resetAccount(pool, accountId);
     await this.shared.resetAccount?.(pool, accountId);
+  }
+
+  async inspectQuota(subject: QuotaSubject, nowMs: number, dayBounds?: DayBounds): Promise<QuotaUsage> {
+    if (this.breaker.opened || this.shared.inspectQuota === undefined) return this.local.inspectQuota(subject, nowMs, dayBounds);
+    try {
+      return await withTimeout(this.shared.inspectQuota(subject, nowMs, dayBounds), this.timeoutMs * 20);
+    } catch {
+      return this.local.inspectQuota(subject, nowMs, dayBounds);
+    }
   }
 
   async close(): Promise<void> {

@@ -167,6 +167,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     leaseMs: 60_000,
     defaultCooldownMs: 30_000,
     onDecision: metrics.onDecision,
+    onAdmission: metrics.onAdmission,
     onObservation: (ticket, outcome) => metrics.onObservation(ticket.pool, ticket.accountName, outcome),
   });
   const deps = createAdminDeps({

@@ -6,6 +6,7 @@ import { validateNewKey } from '../../src/catalog/keys/schema.js';
 import { validateNewMapping } from '../../src/catalog/mappings/schema.js';
 import { isProviderSlug } from '../../src/catalog/rules.js';
 import { validateSetting } from '../../src/catalog/settings/schema.js';
+import { validateNewTenant } from '../../src/catalog/tenants/schema.js';
 import type { Validated } from '../../src/catalog/validated.js';
 import type { SqlClient } from '../../src/stores/sql-client.js';
 import { createPgliteDatabase, createPostgresDatabase, describePostgres, type TestDatabase } from '../helpers/db.js';
@@ -79,6 +80,19 @@ function cases(): Case[] {
   add('mapping window all or none', [{ start: null }, { timezone: null }, { days: null }], (v) => withWindow(v as Record<string, unknown>), (sql, n, value) =>
     insertWindow(sql, n, { ...WINDOW, ...(value as Record<string, unknown>) }),
   );
+  add('key rpm_limit', [0, 1, 2_147_483_647], (v) => key({ rpmLimit: v }), insertKey('rpm_limit'));
+  add('key rpd_limit', [0, 1, 2_147_483_647], (v) => key({ rpdLimit: v }), insertKey('rpd_limit'));
+  const tenant = (fields: Record<string, unknown>) => ok(validateNewTenant({ id: 't', ...fields }));
+  const insertTenant = (column: string) => (sql: SqlClient, n: number, value: unknown) =>
+    column === 'id'
+      ? sql.query(`INSERT INTO tenants (id, name) VALUES ($1, 'x')`, [value])
+      : column === 'name'
+        ? sql.query(`INSERT INTO tenants (id, name) VALUES ($1, $2)`, [`rules-${n}`, value])
+        : sql.query(`INSERT INTO tenants (id, name, ${column}) VALUES ($1, 'x', $2)`, [`rules-${n}`, value]);
+  add('tenant id', ['a', 'team-a.prod_1', 't'.repeat(64), 't'.repeat(65), 'a b', 'a/b'], (v) => tenant({ id: v }), insertTenant('id'));
+  add('tenant name', ['n'.repeat(100), 'n'.repeat(101)], (v) => tenant({ name: v }), insertTenant('name'));
+  add('tenant rpm_limit', [0, 1, 2_147_483_647], (v) => tenant({ rpmLimit: v }), insertTenant('rpm_limit'));
+  add('tenant rpd_limit', [0, 1, 2_147_483_647], (v) => tenant({ rpdLimit: v }), insertTenant('rpd_limit'));
   add('default priority', [-1, 0, 9, 10], (v) => ok(validateSetting('priority.default_priority', v)), (sql, _n, value) =>
     sql.query(`UPDATE api_key_priority_config SET value = $1::text::jsonb WHERE key = 'default_priority'`, [JSON.stringify(value)]),
   );

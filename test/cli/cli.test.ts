@@ -256,6 +256,30 @@ describe('keypool CLI on the embedded store', { timeout: SLOW_TEST_MS }, () => {
     for (const item of listed.filter((m) => m.pattern === 'kp_batch-')) expect((await cli(['mappings', 'remove', item.id])).code).toBe(0);
   });
 
+  it('manages tenants and key quotas (keys update --rpm/--rpd, none removes)', async () => {
+    const created = parseJson<{ tenant: any }>(await cli(['tenants', 'create', 'acme', '--name', 'ACME Corp', '--rpm', '600', '--rpd', '100000', '--json']));
+    expect(created.tenant).toMatchObject({ id: 'acme', name: 'ACME Corp', rpm_limit: 600, rpd_limit: 100000 });
+    const updated = await cli(['tenants', 'update', 'acme', '--rpd', 'none']);
+    expect(updated.code).toBe(0);
+    expect(updated.stdout).toContain('requests per day');
+    expect(parseJson<{ items: any[] }>(await cli(['tenants', 'list', '--json'])).items).toEqual([
+      expect.objectContaining({ id: 'acme', rpm_limit: 600, rpd_limit: null }),
+    ]);
+    const bad = await cli(['tenants', 'create', 'a b']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('<id>: "a b" must be 1-64 characters');
+    const badLimit = await cli(['keys', 'create', '--name', 'q', '--rpm', '0']);
+    expect(badLimit.code).toBe(2);
+    expect(badLimit.stderr).toContain('--rpm');
+
+    const key = parseJson<{ key: any }>(await cli(['keys', 'create', '--name', 'quota-bot', '--tenant', 'acme', '--rpm', '30', '--json'])).key;
+    expect(key).toMatchObject({ rpm_limit: 30, rpd_limit: null });
+    const changed = parseJson<{ key: any }>(await cli(['keys', 'update', 'quota-bot', '--rpd', '1000', '--rpm', 'none', '--json'])).key;
+    expect(changed).toMatchObject({ rpm_limit: null, rpd_limit: 1000, tenant_id: 'acme' });
+    expect((await cli(['tenants', 'delete', 'acme'])).code).toBe(0);
+    expect((await cli(['tenants', 'show', 'acme'])).code).not.toBe(0);
+  });
+
   it('sets and reads settings', async () => {
     expect((await cli(['config', 'set', 'priority.enabled', 'true'])).stdout).toBe('priority.enabled = true\n');
     expect((await cli(['config', 'set', 'priority.default_priority', '5'])).code).toBe(0);
@@ -266,9 +290,12 @@ describe('keypool CLI on the embedded store', { timeout: SLOW_TEST_MS }, () => {
     expect(parseJson<Record<string, unknown>>(await cli(['config', 'get', '--json']))).toEqual({
       'priority.enabled': true,
       'priority.default_priority': 5,
+      'priority.reserve': [0, 0, 0, 0.1, 0.1, 0.1, 0.25, 0.25, 0.25, 0.25],
       'queue.max_wait_ms': 2500,
       'queue.max_length': 1000,
     });
+    expect((await cli(['config', 'set', 'priority.reserve', '{"P7":0.5}'])).stdout).toBe('priority.reserve = [0,0,0,0.1,0.1,0.1,0.25,0.5,0.25,0.25]\n');
+    expect((await cli(['config', 'set', 'priority.reserve', '[0,0,0,0,0,0,0,0,0,1]'])).code).toBe(2);
     expect(parseJson(await cli(['config', 'get', 'priority.enabled', '--json']))).toEqual({ name: 'priority.enabled', value: true });
   });
 

@@ -131,6 +131,38 @@ export function reconcileContract(target: ReconcileTarget): void {
       expect(rows[0]!.n).toBe(0);
     });
 
+    it('manages key quotas: rpm/rpd set, changed and removed (left out = unlimited); dump round-trips them', async () => {
+      const withQuota = FILE.replace('    rotate_after_days: 30\n', '    rotate_after_days: 30\n    rpm: 60\n    rpd: 5000\n');
+      expect(withQuota).not.toBe(FILE);
+      const set = await run(withQuota, { write: true });
+      expect(set.plan.changes.map((c) => [c.ref, c.fields.map((f) => `${f.field}: ${String(f.from)} -> ${String(f.to)}`)])).toEqual([
+        ['ci-bot', ['rpm: null -> 60', 'rpd: null -> 5000']],
+      ]);
+      expect((await loadCurrentState(repo)).keys.find((k) => k.name === 'ci-bot')).toMatchObject({ rpmLimit: 60, rpdLimit: 5000 });
+      expect(dumpConfig(await loadCurrentState(repo))).toContain('rpm: 60');
+      expect((await run(withQuota, { write: true })).plan.changes).toEqual([]);
+      const removed = await run(FILE, { write: true });
+      expect(removed.plan.changes.map((c) => c.fields.map((f) => f.field))).toEqual([['rpm', 'rpd']]);
+      expect((await loadCurrentState(repo)).keys.find((k) => k.name === 'ci-bot')).toMatchObject({ rpmLimit: null, rpdLimit: null });
+    });
+
+    it('manages tenants: create, change, prune; dump writes them back', async () => {
+      const withTenants = `${FILE}\ntenants:\n  - {id: acme, name: ACME, rpm: 600}\n  - {id: beta, rpd: 1000}\n`;
+      const created = await run(withTenants, { write: true });
+      expect(created.plan.changes.map((c) => `${c.op} ${c.entity} ${c.ref}`)).toEqual(['create tenant acme', 'create tenant beta']);
+      expect((await loadCurrentState(repo)).tenants).toEqual([
+        expect.objectContaining({ id: 'acme', name: 'ACME', rpmLimit: 600, rpdLimit: null }),
+        expect.objectContaining({ id: 'beta', name: 'beta', rpmLimit: null, rpdLimit: 1000 }),
+      ]);
+      expect(dumpConfig(await loadCurrentState(repo))).toContain('- id: beta\n    rpd: 1000');
+      const changed = await run(`${FILE}\ntenants:\n  - {id: acme, name: ACME}\n`, { write: true, prune: true });
+      expect(changed.plan.changes.filter((c) => c.entity === 'tenant').map((c) => `${c.op} ${c.ref} ${c.fields.map((f) => f.field).join(',')}`)).toEqual([
+        'update acme rpm',
+        'delete beta ',
+      ]);
+      expect((await loadCurrentState(repo)).tenants).toEqual([expect.objectContaining({ id: 'acme', rpmLimit: null })]);
+    });
+
     it('audits every write with the actor `apply`', async () => {
       const page = await repo.audit.list({ limit: 1000 });
       const byApply = page.rows.filter((r) => r.actor === APPLY_ACTOR).map((r) => r.action);

@@ -366,6 +366,34 @@ describe.skipIf(!ENVOY)('keypool end to end through a real Envoy', () => {
     expect(upstream.received).toHaveLength(2);
   });
 
+  it('12. quotas and priority reserves: quota_exceeded and priority_shed reach the client with retry-after', async () => {
+    await usePool('openai', ['a']);
+    const issued = await repo().keys.create({ name: `quota-${Date.now()}`, rpmLimit: 2 }, ACTOR);
+    await repo().mappings.create({ pattern: `${CLIENT_KEY_PREFIX}vip_`, matchType: 'prefix', priority: 0 }, ACTOR);
+    const vip = await repo().keys.create({ name: `vip-${Date.now()}`, prefix: 'vip' }, ACTOR);
+    await keypool.runtime.snapshots.reload('manual');
+    for (let i = 0; i < 2; i++) expect((await chat(issued.plaintextKey)).status).toBe(200);
+    const overQuota = await chat(issued.plaintextKey);
+    expect(overQuota.status).toBe(429);
+    expect(Number(overQuota.headers.get('retry-after'))).toBeGreaterThanOrEqual(55);
+    expect(await overQuota.json()).toMatchObject({ error: { code: 'quota_exceeded', type: 'rate_limit_error' } });
+    expect(upstream.received).toHaveLength(2);
+
+    // The provider reports 5 of 100 requests left for 30 s: the P3 client key (reserve 0.1) is shed, the P0 key is not.
+    upstream.respond = () => ({
+      status: 200,
+      headers: { 'content-type': 'application/json', 'x-ratelimit-limit-requests': '100', 'x-ratelimit-remaining-requests': '5', 'x-ratelimit-reset-requests': '30s' },
+      body: '{"id":"chatcmpl-1","object":"chat.completion","choices":[]}',
+    });
+    expect((await chat(vip.plaintextKey)).status).toBe(200);
+    const shed = await chat(clientKey);
+    expect(shed.status).toBe(429);
+    expect(Number(shed.headers.get('retry-after'))).toBeGreaterThanOrEqual(25);
+    expect(await shed.json()).toMatchObject({ error: { code: 'priority_shed', type: 'rate_limit_error' } });
+    expect((await chat(vip.plaintextKey)).status).toBe(200);
+    expect(upstream.received).toHaveLength(4);
+  });
+
   it('8. 200 concurrent requests over 4 accounts with round-robin: spread within +-1, no in-flight leak', async () => {
     const pool = await usePool('openai', ['a', 'b', 'c', 'd']);
     // The 200 clients run in a child process: this one already hosts keypool and the mock provider.

@@ -429,6 +429,8 @@ function configData(options: TestEngineOptions, keyring: Keyring, pepper: Uint8A
     tenantId: TENANT,
     keyPrefix: plaintext.slice(0, 11),
     status: 'active',
+    rpmLimit: null,
+    rpdLimit: null,
     expiresAt: null,
     allowedIps: [],
     rotateAfterDays: null,

@@ -48,6 +48,8 @@ function key(name: string, plaintext: string, extra: Partial<StoredKey> = {}): S
     tenantId: 'acme',
     keyPrefix: plaintext.slice(0, 11),
     status: 'active',
+    rpmLimit: null,
+    rpdLimit: null,
     expiresAt: null,
     allowedIps: [],
     rotateAfterDays: null,

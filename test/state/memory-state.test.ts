@@ -1,8 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryRateStateStore } from '../../src/stores/memory-state.js';
 import { cand, obs, rateStateContract } from './rate-state.contract.js';
+import { quotaStateContract } from './quota-state.contract.js';
 
 rateStateContract('memory', { create: async (options) => new MemoryRateStateStore(options) });
+quotaStateContract('memory', { create: async (options) => new MemoryRateStateStore(options) });
 
 describe('MemoryRateStateStore specifics', () => {
   const T0 = 1_800_000_000_000;

@@ -7,6 +7,7 @@ import { createRedisClient } from '../../src/stores/redis-connection.js';
 import { REDIS_CLIENT_DEFAULTS, RedisRateStateStore } from '../../src/stores/redis-state.js';
 import { LocalRedisCluster, redisClusterToolsAvailable } from '../helpers/redis-cluster.js';
 import { cand, rateStateContract } from './rate-state.contract.js';
+import { quotaStateContract } from './quota-state.contract.js';
 import { uniquePrefix } from './services.js';
 
 const available = redisClusterToolsAvailable('redis cluster state');
@@ -28,6 +29,9 @@ describe.skipIf(!available)('redis cluster', () => {
   });
 
   rateStateContract('redis cluster', {
+    create: async (options) => new RedisRateStateStore(client, { keyPrefix: prefix, testUseRequestClock: true, ...options }),
+  });
+  quotaStateContract('redis cluster', {
     create: async (options) => new RedisRateStateStore(client, { keyPrefix: prefix, testUseRequestClock: true, ...options }),
   });
 

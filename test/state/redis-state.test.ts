@@ -5,6 +5,7 @@ import { Redis } from 'ioredis';
 import { WINDOW_MS } from '../../src/core/capacity.js';
 import { REDIS_CLIENT_DEFAULTS, RedisRateStateStore } from '../../src/stores/redis-state.js';
 import { cand, obs, rateStateContract } from './rate-state.contract.js';
+import { quotaStateContract } from './quota-state.contract.js';
 import { deletePrefix, REDIS_URL, redisAvailable, sleep, uniquePrefix } from './services.js';
 
 const available = await redisAvailable();
@@ -24,6 +25,9 @@ describe.skipIf(!available)('redis', () => {
 
   // Test clock: the scripts run on the nowMs the test passes instead of Redis TIME (see the real-clock tests below).
   rateStateContract('redis', {
+    create: async (options) => new RedisRateStateStore(client, { keyPrefix: prefix, testUseRequestClock: true, ...options }),
+  });
+  quotaStateContract('redis', {
     create: async (options) => new RedisRateStateStore(client, { keyPrefix: prefix, testUseRequestClock: true, ...options }),
   });
 

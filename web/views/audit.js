@@ -7,7 +7,8 @@ import { html, ErrorLine, fmtDate } from '../lib.js';
 const ACTIONS = [
   'created', 'updated', 'rotated', 'revoked', 'deleted', 'denied_ip', 'denied_expired', 'denied_revoked',
   'account_created', 'account_updated', 'account_disabled', 'account_enabled', 'account_invalidated', 'account_deleted',
-  'mapping_created', 'mapping_updated', 'mapping_deleted', 'config_set', 'audit_pruned',
+  'mapping_created', 'mapping_updated', 'mapping_deleted', 'tenant_created', 'tenant_updated', 'tenant_deleted',
+  'config_set', 'audit_pruned',
 ];
 const PAGE = 50;
 

@@ -23,6 +23,9 @@ export const AUDIT_ACTIONS = [
   'mapping_created',
   'mapping_updated',
   'mapping_deleted',
+  'tenant_created',
+  'tenant_updated',
+  'tenant_deleted',
   'config_set',
   'audit_pruned',
 ] as const satisfies readonly AuditAction[];

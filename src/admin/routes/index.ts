@@ -9,6 +9,7 @@ import { mappingRoutes } from './mappings.js';
 import { providerRoutes } from './providers.js';
 import { settingRoutes } from './settings.js';
 import { systemRoutes } from './system.js';
+import { tenantRoutes } from './tenants.js';
 
 export function adminRoutes(deps: AdminDeps): RouteDef[] {
   return [
@@ -17,6 +18,7 @@ export function adminRoutes(deps: AdminDeps): RouteDef[] {
     ...accountRoutes(deps),
     ...keyRoutes(deps),
     ...mappingRoutes(deps),
+    ...tenantRoutes(deps),
     ...settingRoutes(deps),
     ...auditRoutes(deps),
     ...dashboardRoutes(deps),

@@ -59,8 +59,8 @@ export class KeyDao {
         () =>
           tx.query<DbKey>(
             `INSERT INTO system_api_keys (name, tenant_id, key_prefix, key_hash, expires_at, allowed_ips, rotate_after_days,
-                created_by, updated_by)
-             VALUES ($1, $2, $3, $4, $5, $6::text[], $7, $8, $8) RETURNING ${KEY_COLUMNS}`,
+                created_by, updated_by, rpm_limit, rpd_limit)
+             VALUES ($1, $2, $3, $4, $5, $6::text[], $7, $8, $8, $9, $10) RETURNING ${KEY_COLUMNS}`,
             [
               input.name,
               input.tenantId ?? null,
@@ -70,6 +70,8 @@ export class KeyDao {
               [...(input.allowedIps ?? [])],
               input.rotateAfterDays ?? null,
               actor,
+              input.rpmLimit ?? null,
+              input.rpdLimit ?? null,
             ],
           ),
         {
@@ -78,7 +80,15 @@ export class KeyDao {
         },
       );
       const row = toKey(rows[0]!);
-      const metadata = { name: row.name, tenantId: row.tenantId, keyPrefix: row.keyPrefix, allowedIps: row.allowedIps, expiresAt: row.expiresAt?.toISOString() ?? null };
+      const metadata = {
+        name: row.name,
+        tenantId: row.tenantId,
+        keyPrefix: row.keyPrefix,
+        allowedIps: row.allowedIps,
+        expiresAt: row.expiresAt?.toISOString() ?? null,
+        ...(row.rpmLimit === null ? {} : { rpmLimit: row.rpmLimit }),
+        ...(row.rpdLimit === null ? {} : { rpdLimit: row.rpdLimit }),
+      };
       await insertAudit(tx, [{ keyId: row.id, action: 'created', actor, metadata: imported ? { ...metadata, imported: true } : metadata }]);
       return row;
     });
@@ -142,6 +152,8 @@ export class KeyDao {
       if (patch.allowedIps !== undefined) set('allowed_ips', [...patch.allowedIps], 'allowedIps', patch.allowedIps, '::text[]');
       if (patch.expiresAt !== undefined) set('expires_at', patch.expiresAt, 'expiresAt', patch.expiresAt?.toISOString() ?? null);
       if (patch.rotateAfterDays !== undefined) set('rotate_after_days', patch.rotateAfterDays, 'rotateAfterDays', patch.rotateAfterDays);
+      if (patch.rpmLimit !== undefined) set('rpm_limit', patch.rpmLimit, 'rpmLimit', patch.rpmLimit);
+      if (patch.rpdLimit !== undefined) set('rpd_limit', patch.rpdLimit, 'rpdLimit', patch.rpdLimit);
       if (update.isEmpty) return toKey(current);
       const rows = await mapErrors(
         () => tx.query<DbKey>(...update.statement('system_api_keys', actor, current.id, KEY_COLUMNS)),

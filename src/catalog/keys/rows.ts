@@ -10,6 +10,9 @@ export interface SystemKeyRow {
   readonly expiresAt: Date | null;
   readonly allowedIps: readonly string[];
   readonly rotateAfterDays: number | null;
+  /** Request quotas of this key; null = unlimited. */
+  readonly rpmLimit: number | null;
+  readonly rpdLimit: number | null;
   readonly lastRotatedAt: Date | null;
   readonly previousKeyExpiresAt: Date | null;
   readonly lastUsedAt: Date | null;
@@ -25,8 +28,8 @@ export interface StoredKey extends SystemKeyRow {
   readonly previousKeyHash: string | null;
 }
 
-export const KEY_COLUMNS = `id, name, tenant_id, key_prefix, status, expires_at, allowed_ips, rotate_after_days, last_rotated_at,
-  previous_key_expires_at, last_used_at, created_at, updated_at`;
+export const KEY_COLUMNS = `id, name, tenant_id, key_prefix, status, expires_at, allowed_ips, rotate_after_days, rpm_limit, rpd_limit,
+  last_rotated_at, previous_key_expires_at, last_used_at, created_at, updated_at`;
 
 export interface DbKey {
   id: string;
@@ -37,6 +40,8 @@ export interface DbKey {
   expires_at: Date | null;
   allowed_ips: string[];
   rotate_after_days: number | null;
+  rpm_limit: number | null;
+  rpd_limit: number | null;
   last_rotated_at: Date | null;
   previous_key_expires_at: Date | null;
   last_used_at: Date | null;
@@ -54,6 +59,8 @@ export function toKey(row: DbKey): SystemKeyRow {
     expiresAt: row.expires_at,
     allowedIps: row.allowed_ips ?? [],
     rotateAfterDays: row.rotate_after_days,
+    rpmLimit: row.rpm_limit ?? null,
+    rpdLimit: row.rpd_limit ?? null,
     lastRotatedAt: row.last_rotated_at,
     previousKeyExpiresAt: row.previous_key_expires_at,
     lastUsedAt: row.last_used_at,

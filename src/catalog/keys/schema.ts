@@ -5,6 +5,7 @@ import {
   checkDurationMs,
   checkFutureInstant,
   checkInt,
+  checkLimit,
   checkName,
   checkTenantId,
   fail,
@@ -32,6 +33,10 @@ export interface NewKey {
   readonly rotateAfterDays?: number | null;
   /** Issued keys read `kp_<prefix>_<random>` (KEY_PREFIX); null = `kp_<random>`. Ignored for imported keys. */
   readonly prefix?: string | null;
+  /** Requests per minute (sliding 60 s) of this key across every provider; null = unlimited. */
+  readonly rpmLimit?: number | null;
+  /** Requests per calendar day (KEYPOOL_QUOTA_TZ) of this key; null = unlimited. */
+  readonly rpdLimit?: number | null;
 }
 
 /** Only the fields present change; null clears a nullable field. */
@@ -41,17 +46,19 @@ export interface KeyPatch {
   readonly allowedIps?: readonly string[];
   readonly expiresAt?: Date | null;
   readonly rotateAfterDays?: number | null;
+  readonly rpmLimit?: number | null;
+  readonly rpdLimit?: number | null;
 }
 
 export interface Rotate {
   readonly graceMs: number;
 }
 
-const KEY_FIELDS = ['name', 'tenantId', 'allowedIps', 'expiresIn', 'expiresAt', 'rotateAfterDays'];
+const KEY_FIELDS = ['name', 'tenantId', 'allowedIps', 'expiresIn', 'expiresAt', 'rotateAfterDays', 'rpmLimit', 'rpdLimit'];
 const NEW_KEY_FIELDS = [...KEY_FIELDS, 'prefix'];
 
 /** A new system (client) key. `nowMs` anchors `expiresIn` and the "in the future" check of `expiresAt`. */
-export function validateNewKey(input: unknown, nowMs: number): Validated<Required<NewKey>> {
+export function validateNewKey(input: unknown, nowMs: number): Validated<Required<Omit<NewKey, 'rpmLimit' | 'rpdLimit'>> & NewKey> {
   const f = Fields.of(input, NEW_KEY_FIELDS);
   if (!f) return notAnObject();
   const name = f.required('name', checkName);
@@ -60,7 +67,11 @@ export function validateNewKey(input: unknown, nowMs: number): Validated<Require
   const expiresAt = readExpiry(f, nowMs, false) ?? null;
   const rotateAfterDays = f.optional('rotateAfterDays', nullable(checkRotateAfterDays)) ?? null;
   const prefix = f.optional('prefix', nullable(checkKeyPrefix)) ?? null;
-  return f.result(() => ({ name: name!, tenantId, allowedIps, expiresAt, rotateAfterDays, prefix }));
+  const rpmLimit = f.optional('rpmLimit', nullable(checkLimit)) ?? null;
+  const rpdLimit = f.optional('rpdLimit', nullable(checkLimit)) ?? null;
+  // Quotas appear only when set, so a key without them reads exactly as before they existed.
+  const quotas = { ...(rpmLimit === null ? {} : { rpmLimit }), ...(rpdLimit === null ? {} : { rpdLimit }) };
+  return f.result(() => ({ name: name!, tenantId, allowedIps, expiresAt, rotateAfterDays, prefix, ...quotas }));
 }
 
 /**
@@ -93,6 +104,8 @@ export function validateKeyPatch(input: unknown, nowMs: number): Validated<KeyPa
   const expiresAt = readExpiry(f, nowMs, true);
   if (expiresAt !== undefined) patch.expiresAt = expiresAt;
   if (f.has('rotateAfterDays')) patch.rotateAfterDays = f.required('rotateAfterDays', nullable(checkRotateAfterDays));
+  if (f.has('rpmLimit')) patch.rpmLimit = f.required('rpmLimit', nullable(checkLimit));
+  if (f.has('rpdLimit')) patch.rpdLimit = f.required('rpdLimit', nullable(checkLimit));
   f.requireSome();
   return f.result(() => patch);
 }

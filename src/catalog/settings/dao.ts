@@ -4,7 +4,7 @@ import type { PrioritySettings } from '../../core/types.js';
 import type { SqlClient } from '../../stores/sql-client.js';
 import { insertAudit } from '../audit/dao.js';
 import { InvalidInputError } from '../../stores/errors.js';
-import { validateSetting, type SettingName } from './schema.js';
+import { checkReserve, validateSetting, type SettingName, type SettingValue } from './schema.js';
 
 export class SettingDao {
   constructor(private readonly sql: SqlClient) {}
@@ -17,7 +17,7 @@ export class SettingDao {
    * Sets one setting (names and ranges: ./schema.ts; `enabled` without the `priority.` prefix works too); audited
    * as config_set. @throws InvalidInputError (unknown name or bad value)
    */
-  async set(name: string, value: boolean | number, actor: string): Promise<PrioritySettings> {
+  async set(name: string, value: SettingValue, actor: string): Promise<PrioritySettings> {
     const checked = validateSetting(name, value);
     if (!checked.ok) throw new InvalidInputError(checked.errors[0]!.field, checked.errors[0]!.message);
     const setting = checked.value;
@@ -47,6 +47,7 @@ export class SettingDao {
 const SETTING_COLUMNS: Readonly<Record<SettingName, { readonly key: string; readonly field: keyof PrioritySettings }>> = {
   'priority.enabled': { key: 'enabled', field: 'enabled' },
   'priority.default_priority': { key: 'default_priority', field: 'defaultPriority' },
+  'priority.reserve': { key: 'reserve', field: 'reserve' },
   'queue.max_wait_ms': { key: 'queue_max_wait_ms', field: 'queueMaxWaitMs' },
   'queue.max_length': { key: 'queue_max_length', field: 'queueMaxLength' },
 };
@@ -59,10 +60,13 @@ export async function readSettings(sql: SqlClient): Promise<PrioritySettings> {
   const defaultPriority = values.get('default_priority');
   const queueMaxWaitMs = values.get('queue_max_wait_ms');
   const queueMaxLength = values.get('queue_max_length');
+  const reserve = values.has('reserve') ? checkReserve(values.get('reserve')) : null;
   return {
     enabled: typeof enabled === 'boolean' ? enabled : false,
     defaultPriority: typeof defaultPriority === 'number' ? defaultPriority : DEFAULT_PRIORITY,
     queueMaxWaitMs: typeof queueMaxWaitMs === 'number' ? queueMaxWaitMs : DEFAULT_QUEUE_MAX_WAIT_MS,
     queueMaxLength: typeof queueMaxLength === 'number' ? queueMaxLength : DEFAULT_QUEUE_MAX_LENGTH,
+    // Only a stored reserve is carried; absent means DEFAULT_PRIORITY_RESERVE wherever it is read.
+    ...(reserve?.ok ? { reserve: reserve.value } : {}),
   };
 }
