@@ -148,7 +148,11 @@ export class Engine implements DecisionEngine {
         maxWaitMs: queueMaxWaitMs,
         maxLength: queueMaxLength,
         refusal: first.value,
-        attempt: () => this.admitFromPool(authorized, strategy, cursor, this.options.clock.nowMs(), limits),
+        attempt: () => {
+          // Limits again at the retry's instant: a wait may cross the quota day's midnight.
+          const nowMs = this.options.clock.nowMs();
+          return this.admitFromPool(authorized, strategy, cursor, nowMs, this.limits.of(authorized, snapshot, nowMs));
+        },
         undo: (late) => this.releaseLease(pool.slug, late.account.id, late.leaseId),
         signal: options.signal,
         onEnter: options.onQueued && (() => options.onQueued?.(queueMaxWaitMs)),
