@@ -159,11 +159,13 @@ export class MemoryRateStateStore implements RateStateStore {
     return Promise.resolve(accountIds.map((id) => viewOf(id, states?.get(id) ?? newAccountState(), nowMs)));
   }
 
-  /** Also forgets the account's own per-model slots; its scope's slots are shared with siblings and stay. */
+  /**
+   * Shared slots (scope, per model) are not reset: a scope's are its siblings' too, and Redis cannot list an account's
+   * per-model keys without a scan; both expire with their provider windows (learned-state.ts).
+   */
   resetAccount(pool: string, accountId: string): Promise<void> {
     const state = this.pools.get(pool)?.get(accountId);
     if (state !== undefined) resetHealth(state);
-    if (this.slots.get(pool)?.delete(`a:${accountId}`) === true) this.slotOwners--;
     return Promise.resolve();
   }
 
