@@ -4,6 +4,7 @@ import { normaliseClientAddress } from './core/cidr.js';
 import { deny, inProviderShape } from './core/errors.js';
 import { cursorSkips, orderCandidates } from './core/select.js';
 import { changesAdmission, observeResponse } from './core/response.js';
+import { stateModel } from './core/learned-state.js';
 import type { Account, Deny, HeaderBag, Observation, ObservationOutcome, RequestView, Strategy } from './core/types.js';
 import { AdmissionQueue, type AdmissionQueueEvents, type Attempt, type WaitResult } from './admission-queue.js';
 import {
@@ -29,6 +30,8 @@ export interface AccountAnswerTarget {
   readonly accountId: string;
   /** For logs. */
   readonly accountName: string;
+  /** The requested model (null/absent = unknown): learned state lands in its per-model slot when the provider has them. */
+  readonly model?: string | null | undefined;
 }
 
 export interface EngineOptions {
@@ -132,12 +135,14 @@ export class Engine implements DecisionEngine {
     // Advance at once, so concurrent decisions of this pool do not all start on the same account.
     this.cursors.set(pool.slug, cursor + 1);
     const limits = this.limits.of(authorized, snapshot, startedAtMs);
+    // Provider-learned state is read per model only where the provider limits per model (learned-state.ts).
+    const model = stateModel(pool.dialect, view.model);
     const { queueMaxWaitMs, queueMaxLength } = snapshot.prioritySettings;
     const queueing = queueMaxWaitMs > 0;
     const first =
       queueing && this.queue.hasWaiters(pool.slug) && this.queue.size < queueMaxLength
         ? BEHIND_WAITERS
-        : await this.admitFromPool(authorized, strategy, cursor, startedAtMs, limits);
+        : await this.admitFromPool(authorized, strategy, cursor, startedAtMs, limits, model);
     let attempt: AdmissionAttempt | WaitResult<Admitted, Deny> = first;
     // Wait in priority order (admission-queue.ts) when an account frees up by itself within the wait: a slot when an
     // in-flight request ends (freesInMs null), a window rolling over or a cooldown ending (freesInMs known).
@@ -151,7 +156,7 @@ export class Engine implements DecisionEngine {
         attempt: () => {
           // Limits again at the retry's instant: a wait may cross the quota day's midnight.
           const nowMs = this.options.clock.nowMs();
-          return this.admitFromPool(authorized, strategy, cursor, nowMs, this.limits.of(authorized, snapshot, nowMs));
+          return this.admitFromPool(authorized, strategy, cursor, nowMs, this.limits.of(authorized, snapshot, nowMs), model);
         },
         undo: (late) => this.releaseLease(pool.slug, late.account.id, late.leaseId),
         signal: options.signal,
@@ -175,6 +180,7 @@ export class Engine implements DecisionEngine {
         keyId: authorized.key.id,
         startedAtMs,
         holdsConcurrencySlot: account.maxConcurrency !== null,
+        model: view.model ?? null,
       },
     };
   }
@@ -228,9 +234,14 @@ export class Engine implements DecisionEngine {
     },
   ): { observation: Observation; committed: Promise<void>; invalidated: Promise<void> | null } {
     const { nowMs } = options;
-    const dialect = this.options.snapshots.current()?.pools.get(account.pool)?.dialect ?? 'none';
+    const pool = this.options.snapshots.current()?.pools.get(account.pool);
+    const dialect = pool?.dialect ?? 'none';
     const observation = observeResponse(dialect, status, headers, nowMs, this.options.defaultCooldownMs);
-    const committed = this.options.state.observe(account.pool, account.accountId, observation, nowMs, options.releaseLeaseId ?? null);
+    // The slot the provider's cooldown and limits land in: the account's quota scope, per model where the provider
+    // limits per model (learned-state.ts). The scope is read from the current snapshot (a reload may have moved it).
+    const scope = pool?.accounts.find((a) => a.id === account.accountId)?.scope ?? null;
+    const target = { scope, model: stateModel(dialect, account.model) };
+    const committed = this.options.state.observe(account.pool, account.accountId, observation, nowMs, options.releaseLeaseId ?? null, target);
     const logged = { pool: account.pool, accountId: account.accountId, account: account.accountName, status };
     let invalidated: Promise<void> | null = null;
     if (observation.outcome === 'invalid_credential') {
@@ -296,15 +307,16 @@ export class Engine implements DecisionEngine {
     cursor: number,
     nowMs: number,
     limits: RequestLimits,
+    model: string | null,
   ): Promise<AdmissionAttempt> {
     const pool = authorized.pool;
     const leastLoaded = strategy === 'least-loaded';
     const window = orderCandidates(pool, strategy, cursor, this.randomUnit, CANDIDATE_WINDOW);
-    let attempt = await this.admit(authorized, window, leastLoaded, nowMs, limits);
+    let attempt = await this.admit(authorized, window, leastLoaded, nowMs, limits, model);
     // A key or tenant over quota stays over it whichever account is offered.
     const retryable = attempt.kind === 'refused' && attempt.value !== STATE_UNAVAILABLE && attempt.value.code !== 'quota_exceeded';
     if (retryable && window.length < pool.accounts.length) {
-      attempt = await this.admit(authorized, orderCandidates(pool, strategy, cursor, this.randomUnit), leastLoaded, nowMs, limits);
+      attempt = await this.admit(authorized, orderCandidates(pool, strategy, cursor, this.randomUnit), leastLoaded, nowMs, limits, model);
     }
     return attempt;
   }
@@ -315,6 +327,7 @@ export class Engine implements DecisionEngine {
     leastLoaded: boolean,
     nowMs: number,
     limits: RequestLimits,
+    model: string | null,
   ): Promise<AdmissionAttempt> {
     let result: AdmitResult;
     try {
@@ -327,6 +340,7 @@ export class Engine implements DecisionEngine {
         quotas: limits.quotas,
         dayBounds: limits.dayBounds,
         reserve: limits.reserve,
+        model,
       });
     } catch (error) {
       if (error instanceof StateUnavailableError) return { kind: 'refused', value: STATE_UNAVAILABLE, waitable: false, freesInMs: null };

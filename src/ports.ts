@@ -1,7 +1,7 @@
 // Interfaces the engine and the adapters depend on. Each has several implementations sharing one contract test suite.
 import type { AuditEntry } from './catalog/audit/rows.js';
 import type { UsageBucket } from './catalog/usage/rows.js';
-import type { AccountStateView, AdmitRequest, AdmitResult, DayBounds, HealthState, QuotaSubject } from './core/admission.js';
+import type { AccountStateView, AdmitRequest, AdmitResult, DayBounds, HealthState, LearnedTarget, QuotaSubject } from './core/admission.js';
 import type { Observation } from './core/types.js';
 
 export type {
@@ -11,6 +11,7 @@ export type {
   AdmitResult,
   DayBounds,
   HealthState,
+  LearnedTarget,
   QuotaScope,
   QuotaSubject,
   QuotaWindow,
@@ -54,9 +55,19 @@ export interface RateStateStore {
    * Fold a response observation into the account's state; with `releaseLeaseId`, also return that in-flight slot in
    * the same write (Redis: one script call instead of a script and a ZREM). Never throws or rejects: the promise
    * settles once the shared state holds the observation (or the write failed), so a caller can hold an answer until
-   * every replica would see it. Callers that do not need that simply do not wait.
+   * every replica would see it. Callers that do not need that simply do not wait. `target` names the account's quota
+   * scope and the request's per-model state model (AdmitRequest.model): the provider cooldown and learned limits land
+   * in that slot (src/core/learned-state.ts); health, circuit and invalid hold stay with the account. Absent = the
+   * account's own slot.
    */
-  observe(pool: string, accountId: string, observation: Observation, nowMs: number, releaseLeaseId?: string | null): Promise<void>;
+  observe(
+    pool: string,
+    accountId: string,
+    observation: Observation,
+    nowMs: number,
+    releaseLeaseId?: string | null,
+    target?: LearnedTarget,
+  ): Promise<void>;
   /**
    * Push an in-flight slot's expiry to nowMs + leaseMs while its holder is alive (a long streamed response), so leases
    * can be short and still outlive the requests that hold them. A lease already released or expired stays gone.
@@ -112,6 +123,11 @@ export interface Ticket {
    * included), so adapters that would otherwise release at the response headers keep it until the end.
    */
   readonly holdsConcurrencySlot: boolean;
+  /**
+   * The requested model (null = unknown): the observation's learned state lands in its per-model slot when the
+   * provider limits per model. Optional here so tickets read back by an adapter without it keep working.
+   */
+  readonly model?: string | null;
 }
 
 export interface RequestOutcome {

@@ -9,6 +9,12 @@ export interface AdmitCandidate {
   readonly rpmLimit: number | null;
   readonly tpmLimit: number | null;
   readonly maxConcurrency: number | null;
+  /**
+   * The account's quota scope (keys of one OpenAI project / Anthropic workspace share one provider limit): provider
+   * cooldowns and learned limits are shared by every account of the scope (src/core/learned-state.ts). null/absent =
+   * the account is its own scope.
+   */
+  readonly scope?: string | null;
 }
 
 export interface AdmitRequest {
@@ -33,6 +39,17 @@ export interface AdmitRequest {
    * (held back for higher priorities). 0 or absent = any capacity will do.
    */
   readonly reserve?: number | undefined;
+  /**
+   * The requested model. The store keeps provider-learned state per (scope, model) for it: the engine passes it only
+   * when the provider limits per model (learned-state.ts stateModel). null/absent = unknown -> one slot per scope.
+   */
+  readonly model?: string | null;
+}
+
+/** Where an observation's provider-learned state lands: the account's quota scope and the model (see AdmitRequest). */
+export interface LearnedTarget {
+  readonly scope: string | null;
+  readonly model: string | null;
 }
 
 export type QuotaScope = 'key' | 'tenant';

@@ -7,6 +7,7 @@ import type { LearnedLimits, Observation } from './types.js';
 import type { AccountStateView, AdmitCandidate, AdmitRequest, AdmitResult, HealthState } from './admission.js';
 import { EMPTY_LIMITS } from './providers/limits.js';
 import { DEFAULT_COOLDOWN_MS } from './response.js';
+import type { LearnedState } from './learned-state.js';
 
 /** Length of the RPM sliding window: in any WINDOW_MS interval at most rpmLimit admissions. */
 export const WINDOW_MS = 60_000;
@@ -97,8 +98,12 @@ export class RequestLog {
   }
 }
 
-/** Everything keypool knows about one upstream account. Times are epoch ms; 0 means "not set". */
-export interface AccountState {
+/**
+ * Everything keypool knows about one upstream account. Times are epoch ms; 0 means "not set". Its cooldown and learned
+ * limits are the account's own LearnedState; with a quota scope or a per-model request, a shared slot (learned-state.ts)
+ * holds them instead and the functions below take it as `slot`.
+ */
+export interface AccountState extends LearnedState {
   /** Admissions within the last WINDOW_MS (bounded by the rpm limit, or UNLIMITED_LOG_CAP). */
   readonly requestLog: RequestLog;
   /** In-flight slots: leaseId -> expiresAtMs. A lease not released by then no longer counts (crashed holder). */
@@ -173,15 +178,15 @@ function learnedActive(remaining: number | null, resetAtMs: number | null, nowMs
  * Can `candidate` take one more request now? Checks in order: invalid, circuit, cooldown, provider-reported request and
  * token budgets, own RPM window, own concurrency. Prunes expired entries first.
  */
-export function capacityOf(state: AccountState, candidate: AdmitCandidate, nowMs: number): Capacity {
+export function capacityOf(state: AccountState, candidate: AdmitCandidate, nowMs: number, slot: LearnedState = state): Capacity {
   pruneState(state, nowMs);
   if (state.invalidUntilMs > nowMs) return blocked('invalid', null);
   if (state.circuitOpenUntilMs !== 0) {
     if (state.circuitOpenUntilMs > nowMs) return blocked('circuit_open', state.circuitOpenUntilMs);
     if (probeInFlight(state)) return blocked('circuit_open', null);
   }
-  if (state.cooldownUntilMs > nowMs) return blocked('cooldown', state.cooldownUntilMs);
-  const learned = state.learned;
+  if (slot.cooldownUntilMs > nowMs) return blocked('cooldown', slot.cooldownUntilMs);
+  const learned = slot.learned;
   // A reset instant is required to block: "0 remaining, resets at an unknown time" must not lock an account forever.
   if (learned.requestsRemaining !== null && learned.requestsRemaining <= 0 && learned.requestsResetAtMs !== null && learned.requestsResetAtMs > nowMs) {
     return blocked('provider_requests', learned.requestsResetAtMs);
@@ -203,9 +208,9 @@ export function capacityOf(state: AccountState, candidate: AdmitCandidate, nowMs
  * Remaining capacity as a fraction in [0, 1]: the tightest of the provider-reported request and token budgets and the
  * own RPM window and concurrency. 1 = idle or nothing known. Call on a pruned state (capacityOf/pruneState).
  */
-export function remainingScore(state: AccountState, candidate: AdmitCandidate, nowMs: number): number {
+export function remainingScore(state: AccountState, candidate: AdmitCandidate, nowMs: number, slot: LearnedState = state): number {
   let score = 1;
-  const learned = state.learned;
+  const learned = slot.learned;
   if (learnedActive(learned.requestsRemaining, learned.requestsResetAtMs, nowMs)) {
     score = Math.min(score, fraction(learned.requestsRemaining, learned.requestsLimit ?? candidate.rpmLimit));
   }
@@ -234,9 +239,15 @@ function fraction(remaining: number, limit: number | null): number {
  * tightest-reset dimension below the reserve resets (the latest of them), or null when one of them frees at an unknown
  * instant (concurrency, a provider window without a reset). Call on a pruned state.
  */
-export function reserveShortfall(state: AccountState, candidate: AdmitCandidate, nowMs: number, reserve: number): number | null | undefined {
+export function reserveShortfall(
+  state: AccountState,
+  candidate: AdmitCandidate,
+  nowMs: number,
+  reserve: number,
+  slot: LearnedState = state,
+): number | null | undefined {
   let freeAtMs: number | null | undefined;
-  const learned = state.learned;
+  const learned = slot.learned;
   const rr = learned.requestsRemaining;
   const rra = learned.requestsResetAtMs;
   if (rr !== null && rra !== null && rra > nowMs) {
@@ -275,11 +286,20 @@ function laterReset(current: number | null | undefined, resetAtMs: number | null
   return current === undefined ? resetAtMs : Math.max(current, resetAtMs);
 }
 
-/** Candidate indexes by descending remainingScore; ties keep strategy order. */
+/**
+ * The LearnedState a candidate's admission reads and charges (its scope's or model's slot, learned-state.ts); absent =
+ * the account's own state, as before scopes and models.
+ */
+export type SlotOf = (candidate: AdmitCandidate, state: AccountState) => LearnedState;
+
+const OWN_SLOT: SlotOf = (_candidate, state) => state;
+
+/** Candidate indexes by descending remainingScore (of their slots: like is compared with like); ties keep strategy order. */
 export function leastLoadedOrder(
   stateOf: (accountId: string) => AccountState,
   candidates: readonly AdmitCandidate[],
   nowMs: number,
+  slotOf: SlotOf = OWN_SLOT,
 ): number[] {
   const scores: number[] = new Array<number>(candidates.length);
   const order: number[] = new Array<number>(candidates.length);
@@ -287,7 +307,7 @@ export function leastLoadedOrder(
     const candidate = candidates[i] as AdmitCandidate;
     const state = stateOf(candidate.id);
     pruneState(state, nowMs);
-    scores[i] = remainingScore(state, candidate, nowMs);
+    scores[i] = remainingScore(state, candidate, nowMs, slotOf(candidate, state));
     order[i] = i;
   }
   order.sort((a, b) => (scores[b] as number) - (scores[a] as number) || a - b);
@@ -295,12 +315,19 @@ export function leastLoadedOrder(
 }
 
 /** Takes one slot of `state` for `leaseId`. Call only right after capacityOf said ok. */
-export function recordAdmission(state: AccountState, candidate: AdmitCandidate, leaseId: string, nowMs: number, leaseMs: number): void {
+export function recordAdmission(
+  state: AccountState,
+  candidate: AdmitCandidate,
+  leaseId: string,
+  nowMs: number,
+  leaseMs: number,
+  slot: LearnedState = state,
+): void {
   state.requestLog.push(nowMs, candidate.rpmLimit !== null ? Math.max(candidate.rpmLimit, 1) : UNLIMITED_LOG_CAP);
   state.leases.set(leaseId, nowMs + leaseMs);
   // capacityOf only lets a request through an elapsed circuit when no probe is in flight: this one is the probe.
   if (state.circuitOpenUntilMs !== 0) state.halfOpenProbeLeaseId = leaseId;
-  const learned = state.learned;
+  const learned = slot.learned;
   // Count our own request against the provider's budget until its next response tells the truth again.
   if (learnedActive(learned.requestsRemaining, learned.requestsResetAtMs, nowMs) && learned.requestsRemaining > 0) {
     learned.requestsRemaining -= 1;
@@ -315,10 +342,15 @@ export function recordAdmission(state: AccountState, candidate: AdmitCandidate, 
  * circuit (503), else 'exhausted' (429). retryAtMs is the earliest instant a non-invalid candidate frees up, or null
  * when any of them frees at an unknown instant (in-flight slot, probe in flight) or none ever will by itself.
  */
-export function admitFirst(stateOf: (accountId: string) => AccountState, request: AdmitRequest, leaseId: string): AdmitResult {
+export function admitFirst(
+  stateOf: (accountId: string) => AccountState,
+  request: AdmitRequest,
+  leaseId: string,
+  slotOf: SlotOf = OWN_SLOT,
+): AdmitResult {
   const candidates = request.candidates;
   const nowMs = request.nowMs;
-  const order = request.leastLoaded && candidates.length > 1 ? leastLoadedOrder(stateOf, candidates, nowMs) : null;
+  const order = request.leastLoaded && candidates.length > 1 ? leastLoadedOrder(stateOf, candidates, nowMs, slotOf) : null;
   const reserve = request.reserve ?? 0;
   let allUnhealthy = true;
   let unknownFreeAt = false;
@@ -329,17 +361,18 @@ export function admitFirst(stateOf: (accountId: string) => AccountState, request
   for (let i = 0; i < candidates.length; i++) {
     const candidate = candidates[order === null ? i : (order[i] as number)] as AdmitCandidate;
     const state = stateOf(candidate.id);
-    const capacity = capacityOf(state, candidate, nowMs);
+    const slot = slotOf(candidate, state);
+    const capacity = capacityOf(state, candidate, nowMs, slot);
     if (capacity.ok) {
       if (reserve > 0) {
-        const shortfall = reserveShortfall(state, candidate, nowMs, reserve);
+        const shortfall = reserveShortfall(state, candidate, nowMs, reserve, slot);
         if (shortfall !== undefined) {
           shed = true;
           if (shortfall !== null && shortfall < shedAtMs) shedAtMs = shortfall;
           continue;
         }
       }
-      recordAdmission(state, candidate, leaseId, nowMs, request.leaseMs);
+      recordAdmission(state, candidate, leaseId, nowMs, request.leaseMs, slot);
       return { ok: true, accountId: candidate.id, leaseId };
     }
     if (capacity.reason === 'invalid') continue;
@@ -406,10 +439,11 @@ function recordServerFailure(state: AccountState, nowMs: number): void {
  * - server_error: 1..2 consecutive -> degraded, 3 -> circuit open CIRCUIT_BASE_MS * 2^openCount (capped), half-open
  *   after that with one probe; a failing probe reopens with the next back-off;
  * - client_error: the request's fault, health unchanged.
- * Learned limits are merged for every outcome.
+ * Learned limits are merged for every outcome. Cooldown and learned limits go to `slot` (the request's scope/model
+ * slot, learned-state.ts); health, circuit and invalid hold always stay with the account.
  */
-export function applyObservation(state: AccountState, observation: Observation, nowMs: number): void {
-  mergeLearned(state.learned, observation.learned);
+export function applyObservation(state: AccountState, observation: Observation, nowMs: number, slot: LearnedState = state): void {
+  mergeLearned(slot.learned, observation.learned);
   switch (observation.outcome) {
     case 'success':
       state.consecutiveFailures = 0;
@@ -419,7 +453,7 @@ export function applyObservation(state: AccountState, observation: Observation, 
       state.halfOpenProbeLeaseId = null;
       return;
     case 'rate_limited':
-      state.cooldownUntilMs = Math.max(state.cooldownUntilMs, observation.cooldownUntilMs ?? nowMs + DEFAULT_COOLDOWN_MS);
+      slot.cooldownUntilMs = Math.max(slot.cooldownUntilMs, observation.cooldownUntilMs ?? nowMs + DEFAULT_COOLDOWN_MS);
       return;
     case 'invalid_credential':
     case 'quota_exhausted':

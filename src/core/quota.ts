@@ -5,7 +5,7 @@
 // Quota model: requests per minute over the same sliding WINDOW_MS as an account's rpm, and requests per calendar day
 // of KEYPOOL_QUOTA_TZ. A request is charged to its key's and its tenant's windows only when it is admitted: a request
 // refused by a quota, by the priority reserve or by a full pool counts nowhere (all or none).
-import { admitFirst, RequestLog, WINDOW_MS, type AccountState } from './capacity.js';
+import { admitFirst, RequestLog, WINDOW_MS, type AccountState, type SlotOf } from './capacity.js';
 import type { AdmitRequest, AdmitResult, DayBounds, QuotaSubject, QuotaWindow } from './admission.js';
 
 /** Priority reserves when the setting is not set: P0-P2 0 %, P3-P5 10 %, P6-P9 25 % of an account's capacity. */
@@ -85,9 +85,10 @@ export function admitWithQuotas(
   quotaOf: (subject: QuotaSubject) => QuotaState,
   request: AdmitRequest,
   leaseId: string,
+  slotOf?: SlotOf,
 ): AdmitResult {
   const quotas = request.quotas;
-  if (quotas === undefined || quotas.length === 0) return admitFirst(stateOf, request, leaseId);
+  if (quotas === undefined || quotas.length === 0) return admitFirst(stateOf, request, leaseId, slotOf);
   const nowMs = request.nowMs;
   const day = pickDay(request.dayBounds ?? utcDayBounds(nowMs), nowMs);
   const states: QuotaState[] = new Array<QuotaState>(quotas.length);
@@ -97,7 +98,7 @@ export function admitWithQuotas(
     const block = quotaBlock(state, subject, nowMs, day);
     if (block !== null) return { ok: false, reason: 'quota', retryAtMs: block.freeAtMs, limit: { scope: subject.scope, window: block.window } };
   }
-  const result = admitFirst(stateOf, request, leaseId);
+  const result = admitFirst(stateOf, request, leaseId, slotOf);
   if (result.ok) for (let i = 0; i < quotas.length; i++) recordQuota(states[i]!, quotas[i]!, nowMs, day);
   return result;
 }

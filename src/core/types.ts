@@ -30,6 +30,11 @@ export interface RequestView {
   readonly strategyOverride?: Strategy | undefined;
   /** Optional per-route list of client headers that may carry the key (defaults to the engine's list). */
   readonly keyHeaders?: readonly string[] | undefined;
+  /**
+   * The requested model when the adapter read it (the body's `model`, Azure's deployment, Gemini's path); null/absent
+   * = unknown. Provider-learned state is kept per model for it (src/core/learned-state.ts).
+   */
+  readonly model?: string | null | undefined;
 }
 
 /** Matches a normalised client IP against a compiled allowlist. */
@@ -72,6 +77,8 @@ export interface Account {
   readonly tpmLimit: number | null;
   readonly maxConcurrency: number | null;
   readonly status: AccountStatus;
+  /** Quota scope shared with sibling accounts (see AdmitCandidate.scope); null = the account is its own scope. */
+  readonly scope: string | null;
 }
 
 export interface ProviderPool {

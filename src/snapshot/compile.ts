@@ -166,6 +166,8 @@ function decryptAccount(row: StoredAccount, keyring: Keyring, warnings: CompileW
     tpmLimit: row.tpmLimit,
     maxConcurrency: row.maxConcurrency,
     status: row.status,
+    // Read from the catalog once accounts carry a scope (issue 16); until then every account is its own scope.
+    scope: null,
   });
 }
 

@@ -12,6 +12,7 @@ import {
   WINDOW_MS,
 } from '../core/capacity.js';
 import { admitWithQuotas, newQuotaState, pickDay, utcDayBounds, type QuotaState } from '../core/quota.js';
+import { learnedSlot, MAX_MODELS_PER_OWNER, newLearnedState, type LearnedSlot, type LearnedState } from '../core/learned-state.js';
 import type { Observation } from '../core/types.js';
 import type {
   AccountStateView,
@@ -20,6 +21,7 @@ import type {
   AdmitResult,
   DayBounds,
   HealthChange,
+  LearnedTarget,
   QuotaSubject,
   QuotaUsage,
   RateStateStore,
@@ -54,6 +56,13 @@ export class MemoryRateStateStore implements RateStateStore {
   private readonly maxAccounts: number;
   private readonly leasePrefix: string;
   private readonly onHealthChange: ((change: HealthChange) => void) | undefined;
+  /**
+   * Shared learned slots (src/core/learned-state.ts) by pool, then owner (`s:<scope>` / `a:<accountId>`), then model
+   * ('' = every model). At most MAX_MODELS_PER_OWNER models per owner (the least recently written goes) and maxAccounts
+   * owners in all (the first-tracked owner goes).
+   */
+  private readonly slots = new Map<string, Map<string, Map<string, LearnedState>>>();
+  private slotOwners = 0;
   private tracked = 0;
   private leaseSeq = 0;
 
@@ -76,11 +85,18 @@ export class MemoryRateStateStore implements RateStateStore {
         ? { ...request, candidates: request.candidates.map((c) => this.divided(c)), quotas: request.quotas?.map((q) => this.dividedQuota(q)) }
         : request;
     const leaseId = `${this.leasePrefix}${(++this.leaseSeq).toString(36)}`;
+    const slots = this.slots.get(request.pool);
+    const model = request.model;
     return admitWithQuotas(
       (accountId) => this.stateIn(pool, accountId),
       (subject) => this.quotaState(subject),
       effective,
       leaseId,
+      (candidate, state) => {
+        const slot = learnedSlot(candidate.id, candidate.scope, model);
+        // A slot nothing was ever learned for admits like an empty one; it is only stored once an observation writes it.
+        return slot.own ? state : (slots?.get(slot.owner)?.get(slot.model) ?? newLearnedState());
+      },
     );
   }
 
@@ -116,11 +132,19 @@ export class MemoryRateStateStore implements RateStateStore {
     if (state !== undefined) releaseLease(state, leaseId);
   }
 
-  observe(pool: string, accountId: string, observation: Observation, nowMs: number, releaseLeaseId?: string | null): Promise<void> {
+  observe(
+    pool: string,
+    accountId: string,
+    observation: Observation,
+    nowMs: number,
+    releaseLeaseId?: string | null,
+    target?: LearnedTarget,
+  ): Promise<void> {
     const state = this.stateIn(this.poolStates(pool), accountId);
     if (releaseLeaseId) releaseLease(state, releaseLeaseId);
     const from = state.health;
-    applyObservation(state, observation, nowMs);
+    const slot = learnedSlot(accountId, target?.scope, target?.model);
+    applyObservation(state, observation, nowMs, slot.own ? state : this.slotFor(pool, slot));
     if (state.health !== from) this.onHealthChange?.({ pool, accountId, from, to: state.health });
     return COMMITTED;
   }
@@ -135,14 +159,56 @@ export class MemoryRateStateStore implements RateStateStore {
     return Promise.resolve(accountIds.map((id) => viewOf(id, states?.get(id) ?? newAccountState(), nowMs)));
   }
 
+  /**
+   * Shared slots (scope, per model) are not reset: a scope's are its siblings' too, and Redis cannot list an account's
+   * per-model keys without a scan; both expire with their provider windows (learned-state.ts).
+   */
   resetAccount(pool: string, accountId: string): Promise<void> {
     const state = this.pools.get(pool)?.get(accountId);
     if (state !== undefined) resetHealth(state);
     return Promise.resolve();
   }
 
+  /** The stored slot an observation writes, created when new; moved to the end of its owner's eviction order. */
+  private slotFor(pool: string, slot: Exclude<LearnedSlot, { own: true }>): LearnedState {
+    let owners = this.slots.get(pool);
+    if (owners === undefined) {
+      owners = new Map();
+      this.slots.set(pool, owners);
+    }
+    let models = owners.get(slot.owner);
+    if (models === undefined) {
+      if (this.slotOwners >= this.maxAccounts) this.evictSlotOwner();
+      models = new Map();
+      owners.set(slot.owner, models);
+      this.slotOwners++;
+    }
+    let state = models.get(slot.model);
+    if (state === undefined) {
+      if (models.size >= MAX_MODELS_PER_OWNER) models.delete(models.keys().next().value as string);
+      state = newLearnedState();
+    } else {
+      models.delete(slot.model);
+    }
+    models.set(slot.model, state);
+    return state;
+  }
+
+  private evictSlotOwner(): void {
+    for (const owners of this.slots.values()) {
+      const first = owners.keys().next();
+      if (!first.done) {
+        owners.delete(first.value);
+        this.slotOwners--;
+        return;
+      }
+    }
+  }
+
   close(): Promise<void> {
     this.pools.clear();
+    this.slots.clear();
+    this.slotOwners = 0;
     this.quotas.key.clear();
     this.quotas.tenant.clear();
     this.tracked = 0;
@@ -155,6 +221,7 @@ export class MemoryRateStateStore implements RateStateStore {
       rpmLimit: divideLimit(candidate.rpmLimit, this.limitDivisor),
       tpmLimit: divideLimit(candidate.tpmLimit, this.limitDivisor),
       maxConcurrency: divideLimit(candidate.maxConcurrency, this.limitDivisor),
+      scope: candidate.scope ?? null,
     };
   }
 

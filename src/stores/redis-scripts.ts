@@ -18,6 +18,14 @@
 // Hash fields: cd cooldownUntilMs, h health, cf consecutiveFailures, co circuitOpenUntilMs (absent/0 = closed),
 //   oc openCount, pr halfOpenProbeLeaseId, inv invalidUntilMs, rl/rr/rra requests limit/remaining/resetAtMs,
 //   tl/tr/tra tokens limit/remaining/resetAtMs. Absent = 0 / null as in AccountState.
+// Shared learned slots (src/core/learned-state.ts), in the same hash tag (single slot still):
+//   <prefix>{kp:<pool>}:~s:<scope>             HASH  cd, rl, rr, rra, tl, tr, tra of a quota scope (every model)
+//   <prefix>{kp:<pool>}:~s:<scope>:m:<model>   HASH  the same per (scope, model)
+//   <prefix>{kp:<pool>}:~a:<accountId>:m:<model>  HASH  per (account, model) for an account without a scope
+// Names are percent-encoded. An account without scope on a request without per-model state uses the cd/rl/... fields
+// of its own :s hash (the "slot key" the scripts get is then the state hash itself). A slot key exists only once an
+// observation wrote to it, and lives until its cooldown and reported resets are past plus a minute (at least
+// slotTtlMs: stateTtlMs for a scope's slot, a minute for a per-model one), so per-model keys are bounded in time.
 //
 // Time: every script reads the Redis server clock with TIME (Redis 7 always replicates script effects, so a script
 // that reads TIME and then writes is allowed and replicas/AOF see the writes, not the script). Replica clocks do not
@@ -97,8 +105,8 @@ end
 `;
 
 /**
- * KEYS: 4 per quota subject (window zset, day counters of the days b0, b1, b2), then 3 per candidate (state hash,
- * window zset, lease zset), in strategy order.
+ * KEYS: 4 per quota subject (window zset, day counters of the days b0, b1, b2), then 4 per candidate (state hash,
+ * window zset, lease zset, learned slot hash = the state hash when the account's own), in strategy order.
  * ARGV: leaseId, leaseMs, leastLoaded ('1'/'0'), clock override ('' = TIME), stateTtlMs, reserve (fraction, '0' =
  *       none), number of quota subjects, day bounds b0 b1 b2 b3, then 2 per quota subject: rpmLimit, rpdLimit ('' =
  *       no limit), then 4 per candidate: accountId, rpmLimit, tpmLimit, maxConcurrency ('' = no limit).
@@ -116,7 +124,7 @@ local reserve = tonumber(ARGV[6])
 local nq = tonumber(ARGV[7])
 local ko = nq * 4
 local ao = 11 + nq * 2
-local n = (#KEYS - ko) / 3
+local n = (#KEYS - ko) / 4
 ${QUOTA_FNS}
 -- quota.ts admitWithQuotas: every quota must have room before any account is looked at.
 local quotas = {}
@@ -137,14 +145,22 @@ local cands = {}
 local function load(i)
   local c = cands[i]
   if c then return c end
-  local sk, wk, lk = KEYS[ko + i * 3 - 2], KEYS[ko + i * 3 - 1], KEYS[ko + i * 3]
+  local sk, wk, lk, ek = KEYS[ko + i * 4 - 3], KEYS[ko + i * 4 - 2], KEYS[ko + i * 4 - 1], KEYS[ko + i * 4]
   local a = ao + (i - 1) * 4
-  local f = redis.call('HMGET', sk, 'cd', 'co', 'pr', 'inv', 'rl', 'rr', 'rra', 'tl', 'tr', 'tra')
+  local f
+  if ek == sk then
+    f = redis.call('HMGET', sk, 'cd', 'co', 'pr', 'inv', 'rl', 'rr', 'rra', 'tl', 'tr', 'tra')
+  else
+    -- Cooldown and learned limits from the scope/model slot; circuit, probe and invalid hold from the account.
+    local x = redis.call('HMGET', sk, 'co', 'pr', 'inv')
+    local e = redis.call('HMGET', ek, 'cd', 'rl', 'rr', 'rra', 'tl', 'tr', 'tra')
+    f = {e[1], x[1], x[2], x[3], e[2], e[3], e[4], e[5], e[6], e[7]}
+  end
   redis.call('ZREMRANGEBYSCORE', wk, '-inf', now - WINDOW_MS)
   redis.call('ZREMRANGEBYSCORE', lk, '-inf', now)
   c = {
     id = ARGV[a + 1], rpm = num(ARGV[a + 2]), tpm = num(ARGV[a + 3]), conc = num(ARGV[a + 4]),
-    sk = sk, wk = wk, lk = lk,
+    sk = sk, wk = wk, lk = lk, ek = ek,
     cd = num(f[1]) or 0, co = num(f[2]) or 0, pr = f[3], inv = num(f[4]) or 0,
     rl = num(f[5]), rr = num(f[6]), rra = num(f[7]), tl = num(f[8]), tr = num(f[9]), tra = num(f[10]),
     count = redis.call('ZCARD', wk), inflight = redis.call('ZCARD', lk),
@@ -275,7 +291,7 @@ for k = 1, n do
     if c.count + 1 > cap then redis.call('ZREMRANGEBYRANK', c.wk, 0, c.count - cap) end
     redis.call('ZADD', c.lk, now + leaseMs, leaseId)
     if c.co ~= 0 then redis.call('HSET', c.sk, 'pr', leaseId) end
-    if learnedActive(c.rr, c.rra) and c.rr > 0 then redis.call('HSET', c.sk, 'rr', c.rr - 1) end
+    if learnedActive(c.rr, c.rra) and c.rr > 0 then redis.call('HSET', c.ek, 'rr', c.rr - 1) end
     extend(c.wk, WINDOW_MS + 1000)
     extend(c.lk, leaseMs + 1000)
     extend(c.sk, stateTtlMs)
@@ -299,14 +315,16 @@ return {0, verdict, retry, now}
 `;
 
 /**
- * KEYS: state hash, lease zset. ARGV: outcome, cooldownUntilMs, requestsLimit, requestsRemaining, requestsResetAtMs,
- * tokensLimit, tokensRemaining, tokensResetAtMs ('' = null), callerNowMs, clock override, stateTtlMs, leaseId to
- * release ('' = none).
+ * KEYS: state hash, lease zset, learned slot hash (= the state hash when the account's own). ARGV: outcome,
+ * cooldownUntilMs, requestsLimit, requestsRemaining, requestsResetAtMs, tokensLimit, tokensRemaining, tokensResetAtMs
+ * ('' = null), callerNowMs, clock override, stateTtlMs, leaseId to release ('' = none), slotTtlMs.
  * capacity.ts releaseLease (when a lease id is given) then applyObservation, atomically: the release rides on the
  * observation, so a finished request costs one command. Returns {nowMs, healthBefore, healthAfter}.
  */
 export const OBSERVE_LUA = `${PRELUDE}
 local sk = KEYS[1]
+-- capacity.ts applyObservation's slot: cooldown and learned limits go there, health/circuit/invalid stay in sk.
+local ek = KEYS[3]
 if ARGV[12] ~= '' then redis.call('ZREM', KEYS[2], ARGV[12]) end
 local outcome = ARGV[1]
 local now = clock(ARGV[10])
@@ -323,7 +341,7 @@ end
 local learned = { rl = num(ARGV[3]), rr = num(ARGV[4]), rra = at(ARGV[5]), tl = num(ARGV[6]), tr = num(ARGV[7]), tra = at(ARGV[8]) }
 local furthest = now
 for field, value in pairs(learned) do
-  redis.call('HSET', sk, field, value)
+  redis.call('HSET', ek, field, value)
 end
 if learned.rra and learned.rra > furthest then furthest = learned.rra end
 if learned.tra and learned.tra > furthest then furthest = learned.tra end
@@ -334,13 +352,19 @@ if outcome == 'success' then
 elseif outcome == 'rate_limited' then
   local until_ = at(ARGV[2])
   if until_ == nil then until_ = now + ${DEFAULT_COOLDOWN_MS} end
-  local cd = num(redis.call('HGET', sk, 'cd')) or 0
+  local cd = num(redis.call('HGET', ek, 'cd')) or 0
   if until_ > cd then
-    redis.call('HSET', sk, 'cd', until_)
+    redis.call('HSET', ek, 'cd', until_)
     cd = until_
   end
   if cd > furthest then furthest = cd end
-elseif outcome == 'invalid_credential' or outcome == 'quota_exhausted' then
+end
+-- furthest so far: the slot's latest instant; from here on the account's own (invalid hold, circuit).
+if ek ~= sk then
+  extend(ek, math.max(tonumber(ARGV[13]), furthest - now + 60000))
+  furthest = now
+end
+if outcome == 'invalid_credential' or outcome == 'quota_exhausted' then
   local inv = num(redis.call('HGET', sk, 'inv')) or 0
   local hold = now + ${INVALID_HOLD_MS}
   if hold > inv then

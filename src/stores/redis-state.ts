@@ -6,6 +6,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import type { LearnedLimits, Observation } from '../core/types.js';
 import { pickDay, utcDayBounds } from '../core/quota.js';
+import { learnedKeySuffix, learnedSlot } from '../core/learned-state.js';
+import { WINDOW_MS } from '../core/capacity.js';
 import type {
   AccountStateView,
   AdmitRequest,
@@ -13,6 +15,7 @@ import type {
   DayBounds,
   HealthChange,
   HealthState,
+  LearnedTarget,
   QuotaSubject,
   QuotaUsage,
   RateStateStore,
@@ -189,7 +192,7 @@ export class RedisRateStateStore implements RateStateStore {
     // A Cluster cannot run one script over a quota's slot and the pool's: reserve the quotas first (see redis-scripts.ts).
     if (this.redis.isCluster && bounds !== null) return this.admitReservingQuotas(request, quotas, bounds, leaseId);
     const nq = bounds === null ? 0 : quotas.length;
-    const keys: string[] = new Array<string>(nq * 4 + candidates.length * 3);
+    const keys: string[] = new Array<string>(nq * 4 + candidates.length * 4);
     const ao = 11 + nq * 2;
     const args: string[] = new Array<string>(ao + candidates.length * 4);
     args[0] = leaseId;
@@ -210,9 +213,10 @@ export class RedisRateStateStore implements RateStateStore {
     for (let i = 0; i < candidates.length; i++) {
       const c = candidates[i]!;
       const k = this.keysOf(request.pool, c.id);
-      keys[ko + i * 3] = k[0];
-      keys[ko + i * 3 + 1] = k[1];
-      keys[ko + i * 3 + 2] = k[2];
+      keys[ko + i * 4] = k[0];
+      keys[ko + i * 4 + 1] = k[1];
+      keys[ko + i * 4 + 2] = k[2];
+      keys[ko + i * 4 + 3] = this.slotKey(request.pool, c.id, k[0], c.scope, request.model);
       args[ao + i * 4] = c.id;
       args[ao + 1 + i * 4] = str(c.rpmLimit);
       args[ao + 2 + i * 4] = str(c.tpmLimit);
@@ -293,9 +297,17 @@ export class RedisRateStateStore implements RateStateStore {
     this.sendRelease(this.keysOf(pool, accountId)[2], leaseId);
   }
 
-  observe(pool: string, accountId: string, observation: Observation, nowMs: number, releaseLeaseId?: string | null): Promise<void> {
+  observe(
+    pool: string,
+    accountId: string,
+    observation: Observation,
+    nowMs: number,
+    releaseLeaseId?: string | null,
+    target?: LearnedTarget,
+  ): Promise<void> {
     const learned: LearnedLimits = observation.learned;
     const keys = this.keysOf(pool, accountId);
+    const slotKey = this.slotKey(pool, accountId, keys[0], target?.scope, target?.model);
     const args = [
       observation.outcome,
       str(observation.cooldownUntilMs),
@@ -309,8 +321,10 @@ export class RedisRateStateStore implements RateStateStore {
       this.testClock ? String(nowMs) : '',
       String(this.stateTtlMs),
       releaseLeaseId ?? '',
+      // A scope's slot lives like an account's state; a per-model slot only as long as what it holds (plus a minute).
+      String(target?.model ? WINDOW_MS : this.stateTtlMs),
     ];
-    return this.run(OBSERVE, [keys[0], keys[2]], args).then(
+    return this.run(OBSERVE, [keys[0], keys[2], slotKey], args).then(
       (reply) => this.reportHealthChange(pool, accountId, reply),
       (error: unknown) => {
         this.backgroundError(error);
@@ -411,6 +425,12 @@ export class RedisRateStateStore implements RateStateStore {
       this.keyCacheSize++;
     }
     return keys;
+  }
+
+  /** The hash holding a candidate's cooldown and learned limits (learned-state.ts): its own state hash, or a slot's. */
+  private slotKey(pool: string, accountId: string, stateKey: string, scope: string | null | undefined, model: string | null | undefined): string {
+    const suffix = learnedKeySuffix(learnedSlot(accountId, scope, model));
+    return suffix === null ? stateKey : `${this.keyPrefix}{kp:${escapeTag(pool)}}:${suffix}`;
   }
 
   private run(s: Script, keys: readonly string[], args: readonly string[]): Promise<unknown> {

@@ -11,6 +11,7 @@ import {
   type AdmitResult,
   type DayBounds,
   type HealthChange,
+  type LearnedTarget,
   type QuotaSubject,
   type QuotaUsage,
   type RateStateStore,
@@ -145,10 +146,17 @@ export class ResilientRateStateStore implements RateStateStore {
     else this.shared.release(pool, accountId, leaseId);
   }
 
-  observe(pool: string, accountId: string, observation: Observation, nowMs: number, releaseLeaseId?: string | null): Promise<void> {
+  observe(
+    pool: string,
+    accountId: string,
+    observation: Observation,
+    nowMs: number,
+    releaseLeaseId?: string | null,
+    target?: LearnedTarget,
+  ): Promise<void> {
     const localLease = releaseLeaseId != null && releaseLeaseId.startsWith(LOCAL_LEASE_PREFIX);
     // The local store always learns too, so a fallback starts with current cooldowns, circuits and invalid holds.
-    const local = this.local.observe(pool, accountId, observation, nowMs, localLease ? releaseLeaseId : null);
+    const local = this.local.observe(pool, accountId, observation, nowMs, localLease ? releaseLeaseId : null, target);
     const sharedLease = releaseLeaseId != null && !localLease ? releaseLeaseId : null;
     // While the breaker is open, writes would only fail; the shared state catches up from later responses. A shared
     // lease still goes back (the store keeps it for Redis's return).
@@ -156,7 +164,7 @@ export class ResilientRateStateStore implements RateStateStore {
       if (sharedLease !== null) this.shared.release(pool, accountId, sharedLease);
       return local;
     }
-    return this.shared.observe(pool, accountId, observation, nowMs, sharedLease);
+    return this.shared.observe(pool, accountId, observation, nowMs, sharedLease, target);
   }
 
   renew(pool: string, accountId: string, leaseId: string, leaseMs: number, nowMs: number): void {

@@ -48,6 +48,7 @@ function account(name: string): Account {
     tpmLimit: null,
     maxConcurrency: null,
     status: 'active',
+    scope: null,
   };
 }
 

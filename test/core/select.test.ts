@@ -14,6 +14,7 @@ function account(name: string, tier = 0, weight = 1): Account {
     tpmLimit: null,
     maxConcurrency: null,
     status: 'active',
+    scope: null,
   };
 }
 

@@ -17,6 +17,7 @@ import type {
   Clock,
   DecisionEngine,
   DurableWrites,
+  LearnedTarget,
   ObserveOptions,
   RateStateStore,
   RequestOutcome,
@@ -278,8 +279,15 @@ export class GatedRateState implements RateStateStore {
     this.inner.release(pool, accountId, leaseId);
   }
 
-  observe(pool: string, accountId: string, observation: Observation, nowMs: number, releaseLeaseId?: string | null): Promise<void> {
-    const committed = this.inner.observe(pool, accountId, observation, nowMs, releaseLeaseId);
+  observe(
+    pool: string,
+    accountId: string,
+    observation: Observation,
+    nowMs: number,
+    releaseLeaseId?: string | null,
+    target?: LearnedTarget,
+  ): Promise<void> {
+    const committed = this.inner.observe(pool, accountId, observation, nowMs, releaseLeaseId, target);
     const pending = this.pendingCommits;
     if (pending === null) return committed;
     return committed.then(() => new Promise<void>((resolve) => pending.push(resolve)));

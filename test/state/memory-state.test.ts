@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryRateStateStore } from '../../src/stores/memory-state.js';
+import { MAX_MODELS_PER_OWNER } from '../../src/core/learned-state.js';
 import { cand, obs, rateStateContract } from './rate-state.contract.js';
 import { quotaStateContract } from './quota-state.contract.js';
 
@@ -28,6 +29,20 @@ describe('MemoryRateStateStore specifics', () => {
     store.observe('p', 'c', obs('success'), T0);
     // 'a' was the oldest idle state and has been forgotten, so its invalid hold is gone.
     expect((await store.admit(request([cand('a')], T0 + 1))).ok).toBe(true);
+  });
+
+  it('keeps at most MAX_MODELS_PER_OWNER per-model slots per account or scope, forgetting the least recently written', async () => {
+    const store = new MemoryRateStateStore();
+    const exhausted = obs('success', { learned: { requestsLimit: 10, requestsRemaining: 0, requestsResetAtMs: T0 + 60_000 } });
+    const admitFor = async (model: string) => (await store.admit({ ...request([cand('a')], T0 + 1), model })).ok;
+    for (let i = 0; i < MAX_MODELS_PER_OWNER; i++) await store.observe('p', 'a', exhausted, T0, null, { scope: null, model: `m${i}` });
+    // Writing m0 again makes it the most recent: m1 is the one forgotten when m-new arrives.
+    await store.observe('p', 'a', exhausted, T0, null, { scope: null, model: 'm0' });
+    await store.observe('p', 'a', exhausted, T0, null, { scope: null, model: 'm-new' });
+    expect([await admitFor('m0'), await admitFor('m1'), await admitFor('m2'), await admitFor('m-new')]).toEqual([false, true, false, false]);
+    // Another owner has its own budget of slots.
+    await store.observe('p', 'b', exhausted, T0, null, { scope: 'shared', model: 'm1' });
+    expect((await store.admit({ ...request([cand('b', { scope: 'shared' })], T0 + 1), model: 'm1' })).ok).toBe(false);
   });
 
   it('admits in microseconds', async () => {

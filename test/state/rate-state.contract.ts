@@ -7,7 +7,7 @@ import {
   WINDOW_MS,
 } from '../../src/core/capacity.js';
 import type { LearnedLimits, Observation, ObservationOutcome } from '../../src/core/types.js';
-import type { AdmitCandidate, AdmitResult, HealthChange, RateStateStore } from '../../src/ports.js';
+import type { AdmitCandidate, AdmitResult, HealthChange, LearnedTarget, RateStateStore } from '../../src/ports.js';
 import { DEFAULT_COOLDOWN_MS } from '../../src/core/response.js';
 
 export interface ContractFactory {
@@ -52,19 +52,21 @@ export function rateStateContract(name: string, factory: ContractFactory): void 
       await Promise.all(open.splice(0).map((s) => s.close()));
     });
 
-    function admit(candidates: AdmitCandidate[], nowMs: number, options: { leastLoaded?: boolean; leaseMs?: number } = {}): Promise<AdmitResult> {
-      return store.admit({ pool, candidates, leastLoaded: options.leastLoaded ?? false, nowMs, leaseMs: options.leaseMs ?? LEASE_MS });
+    type AdmitOptions = { leastLoaded?: boolean; leaseMs?: number; model?: string | null };
+    function admit(candidates: AdmitCandidate[], nowMs: number, options: AdmitOptions = {}): Promise<AdmitResult> {
+      const model = options.model ?? null;
+      return store.admit({ pool, candidates, leastLoaded: options.leastLoaded ?? false, nowMs, leaseMs: options.leaseMs ?? LEASE_MS, model });
     }
 
-    async function admitted(candidates: AdmitCandidate[], nowMs: number, options: { leastLoaded?: boolean; leaseMs?: number } = {}): Promise<{ accountId: string; leaseId: string }> {
+    async function admitted(candidates: AdmitCandidate[], nowMs: number, options: AdmitOptions = {}): Promise<{ accountId: string; leaseId: string }> {
       const result = await admit(candidates, nowMs, options);
       if (!result.ok) throw new Error(`expected an admission, got ${JSON.stringify(result)}`);
       return result;
     }
 
     /** observe() settles once the state holds the observation: the next read (here, or on any replica) sees it. */
-    async function observe(accountId: string, observation: Observation, nowMs: number): Promise<void> {
-      await store.observe(pool, accountId, observation, nowMs);
+    async function observe(accountId: string, observation: Observation, nowMs: number, target?: LearnedTarget): Promise<void> {
+      await store.observe(pool, accountId, observation, nowMs, null, target);
     }
 
     async function view(accountId: string, nowMs: number) {
@@ -514,6 +516,94 @@ export function rateStateContract(name: string, factory: ContractFactory): void 
         await observe('a', obs('invalid_credential'), T0);
         const other = await store.admit({ pool: `${pool}-2`, candidates: [cand('a')], leastLoaded: false, nowMs: T0, leaseMs: LEASE_MS });
         expect(other.ok).toBe(true);
+      });
+    });
+
+    describe('per-model learned state and quota scopes (src/core/learned-state.ts)', () => {
+      const exhausted = (resetAtMs: number) => obs('success', { learned: { requestsLimit: 100, requestsRemaining: 0, requestsResetAtMs: resetAtMs } });
+      const m = (model: string | null, scope: string | null = null): LearnedTarget => ({ scope, model });
+
+      it('one model exhausted (or cooling) leaves the account admitted for other models and for unknown ones', async () => {
+        await setup();
+        await observe('a', exhausted(T0 + 30_000), T0, m('gpt-4o'));
+        await observe('b', obs('rate_limited', { cooldownUntilMs: T0 + 9_000 }), T0, m('gpt-4o'));
+        expect(await admit([cand('a'), cand('b')], T0 + 1, { model: 'gpt-4o' })).toEqual({ ok: false, reason: 'exhausted', retryAtMs: T0 + 9_000 });
+        expect((await admitted([cand('a')], T0 + 1, { model: 'gpt-4o-mini' })).accountId).toBe('a');
+        expect((await admitted([cand('b')], T0 + 1, { model: 'gpt-4o-mini' })).accountId).toBe('b');
+        expect((await admitted([cand('a')], T0 + 1)).accountId).toBe('a');
+        // The account's own view (no model) is untouched.
+        expect((await view('a', T0 + 1)).learned).toEqual(NO_LEARNED);
+        expect((await admitted([cand('a')], T0 + 30_000, { model: 'gpt-4o' })).accountId).toBe('a');
+      });
+
+      it('own admissions spend the requested model budget only', async () => {
+        await setup();
+        await observe('a', obs('success', { learned: { requestsLimit: 10, requestsRemaining: 1, requestsResetAtMs: T0 + 10_000 } }), T0, m('gpt-4o'));
+        await admitted([cand('a')], T0 + 1, { model: 'gpt-4o' });
+        expect(await admit([cand('a')], T0 + 2, { model: 'gpt-4o' })).toEqual({ ok: false, reason: 'exhausted', retryAtMs: T0 + 10_000 });
+        await admitted([cand('a')], T0 + 2, { model: 'o1' });
+      });
+
+      it('least-loaded compares the requested model remaining', async () => {
+        await setup();
+        const left = (n: number) => obs('success', { learned: { requestsLimit: 100, requestsRemaining: n, requestsResetAtMs: T0 + 60_000 } });
+        await observe('a', left(5), T0, m('gpt-4o'));
+        await observe('b', left(5), T0, m('o1'));
+        expect((await admitted([cand('a'), cand('b')], T0 + 1, { leastLoaded: true, model: 'gpt-4o' })).accountId).toBe('b');
+        expect((await admitted([cand('a'), cand('b')], T0 + 1, { leastLoaded: true, model: 'o1' })).accountId).toBe('a');
+      });
+
+      it('health, circuit and invalid hold stay per account whatever the model', async () => {
+        await setup();
+        await observe('a', obs('invalid_credential'), T0, m('gpt-4o'));
+        for (let i = 0; i < 3; i++) await observe('b', obs('server_error'), T0, m('gpt-4o'));
+        expect(await admit([cand('a'), cand('b')], T0 + 1, { model: 'o1' })).toEqual({ ok: false, reason: 'unhealthy', retryAtMs: T0 + CIRCUIT_BASE_MS });
+      });
+
+      it('one 429 cools every sibling of the scope, and only them', async () => {
+        await setup();
+        const [a, b, c] = [cand('a', { scope: 'org/p1' }), cand('b', { scope: 'org/p1' }), cand('c', { scope: 'org/p2' })];
+        await observe('a', obs('rate_limited', { cooldownUntilMs: T0 + 5_000 }), T0, m(null, 'org/p1'));
+        expect(await admit([a, b], T0 + 1)).toEqual({ ok: false, reason: 'exhausted', retryAtMs: T0 + 5_000 });
+        expect((await admitted([a, b, c], T0 + 1)).accountId).toBe('c');
+        expect((await admitted([b, a], T0 + 5_000)).accountId).toBe('b');
+      });
+
+      it('with a model, the scope cools for that model only', async () => {
+        await setup();
+        const [a, b] = [cand('a', { scope: 'org/p1' }), cand('b', { scope: 'org/p1' })];
+        await observe('b', obs('rate_limited', { cooldownUntilMs: T0 + 5_000 }), T0, m('gpt-4o', 'org/p1'));
+        expect(await admit([a, b], T0 + 1, { model: 'gpt-4o' })).toEqual({ ok: false, reason: 'exhausted', retryAtMs: T0 + 5_000 });
+        expect((await admitted([a, b], T0 + 1, { model: 'o1' })).accountId).toBe('a');
+        expect((await admitted([a, b], T0 + 1)).accountId).toBe('a');
+      });
+
+      it('learned remaining capacity is shared by the scope', async () => {
+        await setup();
+        const [a, b] = [cand('a', { scope: 's' }), cand('b', { scope: 's' })];
+        await observe('a', obs('success', { learned: { requestsLimit: 10, requestsRemaining: 2, requestsResetAtMs: T0 + 60_000 } }), T0, m(null, 's'));
+        expect((await admitted([a, b], T0 + 1)).accountId).toBe('a');
+        expect((await admitted([b, a], T0 + 2)).accountId).toBe('b');
+        expect(await admit([a, b], T0 + 3)).toEqual({ ok: false, reason: 'exhausted', retryAtMs: T0 + 60_000 });
+      });
+
+      it('a scope of one behaves exactly like no scope', async () => {
+        const run = async (scope: string | null): Promise<unknown[]> => {
+          await setup();
+          const a = cand('a', { scope, rpmLimit: 3 });
+          const out: unknown[] = [];
+          const strip = (r: AdmitResult) => (r.ok ? r.accountId : r);
+          await observe('a', obs('success', { learned: { requestsLimit: 10, requestsRemaining: 2, requestsResetAtMs: T0 + 60_000 } }), T0, m(null, scope));
+          for (const t of [T0 + 1, T0 + 2, T0 + 3]) out.push(strip(await admit([a], t)));
+          await observe('a', obs('rate_limited', { cooldownUntilMs: T0 + 70_000 }), T0 + 4, m(null, scope));
+          for (const t of [T0 + 61_000, T0 + 70_001]) out.push(strip(await admit([a], t)));
+          await observe('a', obs('server_error'), T0 + 70_002, m(null, scope));
+          out.push(strip(await admit([a], T0 + 70_003)), (await view('a', T0 + 70_003)).health);
+          return out;
+        };
+        const solo = await run('solo');
+        expect(solo).toEqual(await run(null));
+        expect(solo[2]).toEqual({ ok: false, reason: 'exhausted', retryAtMs: T0 + 60_000 });
       });
     });
   });

@@ -134,6 +134,29 @@ describe.skipIf(!available)('redis', () => {
       expect(stateTtl).toBeGreaterThan(23 * 3_600_000);
     });
 
+    it('keeps scope and per-model slot keys under the pool tag; a per-model key lives until its reset plus a minute', async () => {
+      const store = new RedisRateStateStore(client, { keyPrefix: prefix });
+      const now = Date.now();
+      const learned = { requestsLimit: 100, requestsRemaining: 0, requestsResetAtMs: now + 30_000 };
+      await store.observe('slots', 'acc-1', obs('success', { learned }), now, null, { scope: null, model: 'gpt-4o' });
+      await store.observe('slots', 'acc-2', obs('rate_limited', { cooldownUntilMs: now + 5_000 }), now, null, { scope: 'org/p{1}', model: 'o1' });
+      await store.observe('slots', 'acc-3', obs('rate_limited', { cooldownUntilMs: now + 5_000 }), now, null, { scope: 'org/p{1}', model: null });
+      // A success that reports nothing creates no per-model key.
+      await store.observe('slots', 'acc-4', obs('success'), now, null, { scope: null, model: 'gpt-4o' });
+      const [, keys] = await client.scan('0', 'MATCH', `${prefix}{kp:slots}:~*`, 'COUNT', 1000);
+      const tail = (k: string) => k.slice(`${prefix}{kp:slots}:`.length);
+      expect(keys.map(tail).sort()).toEqual(['~a:acc-1:m:gpt-4o', '~s:org%2Fp%7B1%7D', '~s:org%2Fp%7B1%7D:m:o1']);
+      const ttl = async (suffix: string) => client.pttl(`${prefix}{kp:slots}:${suffix}`);
+      // reset (30 s) + 60 s, never the day-long state TTL.
+      expect(await ttl('~a:acc-1:m:gpt-4o')).toBeGreaterThan(60_000);
+      expect(await ttl('~a:acc-1:m:gpt-4o')).toBeLessThanOrEqual(90_000);
+      expect(await ttl('~s:org%2Fp%7B1%7D:m:o1')).toBeLessThanOrEqual(65_000);
+      // A scope's own slot lives like an account's state.
+      expect(await ttl('~s:org%2Fp%7B1%7D')).toBeGreaterThan(23 * 3_600_000);
+      // The account state hash does not hold what went to a slot.
+      expect(await client.hget(store.keysOf('slots', 'acc-1')[0], 'rr')).toBeNull();
+    });
+
     it('release and observe never throw and count failures when Redis is unreachable', async () => {
       const dead = RedisRateStateStore.connect('redis://127.0.0.1:1', {}, { retryStrategy: () => null, connectTimeout: 200 });
       expect(() => dead.release('p', 'a', 'x')).not.toThrow();

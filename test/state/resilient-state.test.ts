@@ -82,6 +82,16 @@ describe('ResilientRateStateStore with nothing listening', () => {
     expect(view!.invalid).toBe(true);
   });
 
+  it('the local fallback keeps scope and per-model slots too (the observation target is passed on)', async () => {
+    const port = await freePort();
+    const { store } = resilient(`redis://127.0.0.1:${port}`);
+    const now = Date.now();
+    const [a, b] = [cand('a', { scope: 'proj' }), cand('b', { scope: 'proj' })];
+    await store.observe('local-slots', 'a', obs('rate_limited', { cooldownUntilMs: now + 60_000 }), now, null, { scope: 'proj', model: 'gpt-4o' });
+    expect(await store.admit({ ...request('local-slots', [a, b]), model: 'gpt-4o' })).toMatchObject({ ok: false, reason: 'exhausted' });
+    expect(await store.admit({ ...request('local-slots', [a, b]), model: 'o1' })).toMatchObject({ ok: true, accountId: 'a' });
+  });
+
   it("'closed' mode rejects quickly with StateUnavailableError, before and after the breaker opens", async () => {
     const port = await freePort();
     const { store, transitions } = resilient(`redis://127.0.0.1:${port}`, { failureMode: 'closed' });
