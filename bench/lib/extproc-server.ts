@@ -1,6 +1,10 @@
 // A bench child: an ext_proc gRPC server on 127.0.0.1, either keypool itself or a null processor.
-//   node extproc-server.js keypool [redis://...]  keypool via startKeypool (DATABASE_URL=memory://, in-memory rate
-//                                                  state unless a Redis URL is given), seeded through its repository
+//   node extproc-server.js keypool [redis://...|-] [quotas]
+//                                                  keypool via startKeypool (DATABASE_URL=memory://, in-memory rate
+//                                                  state unless a Redis URL is given), seeded through its repository;
+//                                                  `quotas`: the key, its tenant and the accounts carry rpm/rpd limits
+//                                                  and the key maps to P7 (reserve 25 %), all far above the load, so
+//                                                  every request is still admitted but pays for every check
 //   node extproc-server.js null                    grpc-js, same protos and loader options, answers CONTINUE to
 //                                                  request_headers and response_headers and does nothing else
 // Announces { port, clientKey } to the parent (bench/lib/procs.ts) and stops on request.
@@ -18,7 +22,15 @@ const ACTOR = 'bench';
 /** Pooled accounts of the `openai` provider. */
 const ACCOUNTS = Number(process.env['BENCH_ACCOUNTS'] ?? 2);
 
-async function startKeypoolServer(redisUrl: string | undefined): Promise<void> {
+/**
+ * Limits of the `quotas` mode: far above any load this bench produces (2 M requests per sliding minute is 33k req/s),
+ * so nothing is refused, but every decision checks and charges the key's and the tenant's minute and day windows,
+ * the account's rpm window and the P7 reserve, as a governed deployment does.
+ */
+const QUOTA_RPM = 2_000_000;
+const QUOTA_RPD = 2_000_000_000;
+
+async function startKeypoolServer(redisUrl: string | undefined, quotas: boolean): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), 'keypool-bench-'));
   const keypool = await startKeypool({
     databaseUrl: 'memory://',
@@ -35,15 +47,19 @@ async function startKeypoolServer(redisUrl: string | undefined): Promise<void> {
   // Priority mappings on, every key mapped (the matcher runs on every decision), an allowlist on the key (the CIDR
   // check runs too), and a pool of accounts with no limits (every request is admitted).
   await repo.settings.set('enabled', true, ACTOR);
-  await repo.mappings.create({ pattern: CLIENT_KEY_PREFIX, matchType: 'prefix', priority: 3, tenantId: 'acme', tenantName: 'Acme' }, ACTOR);
+  if (quotas) await repo.tenants.create({ id: 'acme', name: 'Acme', rpmLimit: QUOTA_RPM, rpdLimit: QUOTA_RPD }, ACTOR);
+  const priority = quotas ? 7 : 3;
+  await repo.mappings.create({ pattern: CLIENT_KEY_PREFIX, matchType: 'prefix', priority, tenantId: 'acme', tenantName: 'Acme' }, ACTOR);
   for (let i = 0; i < ACCOUNTS; i++) {
-    await repo.accounts.create({ providerSlug: 'openai', name: `bench-${i}`, apiKey: `sk-bench-${i}-${'x'.repeat(40)}` }, ACTOR);
+    const limits = quotas ? { rpmLimit: QUOTA_RPM } : {};
+    await repo.accounts.create({ providerSlug: 'openai', name: `bench-${i}`, apiKey: `sk-bench-${i}-${'x'.repeat(40)}`, ...limits }, ACTOR);
   }
-  const issued = await repo.keys.create({ name: 'bench', allowedIps: ['127.0.0.0/8', '10.0.0.0/8'] }, ACTOR);
+  const keyLimits = quotas ? { tenantId: 'acme', rpmLimit: QUOTA_RPM, rpdLimit: QUOTA_RPD } : {};
+  const issued = await repo.keys.create({ name: 'bench', allowedIps: ['127.0.0.0/8', '10.0.0.0/8'], ...keyLimits }, ACTOR);
   await keypool.runtime.snapshots.reload('manual');
   const port = Number(keypool.grpcAddress.slice(keypool.grpcAddress.lastIndexOf(':') + 1));
   serveParent(
-    { port, clientKey: issued.plaintextKey, mode: redisUrl ? 'keypool-redis' : 'keypool' },
+    { port, clientKey: issued.plaintextKey, mode: `${redisUrl ? 'keypool-redis' : 'keypool'}${quotas ? '-quotas' : ''}` },
     { memory: () => ({ ...process.memoryUsage() }) },
     async () => {
       await keypool.stop();
@@ -72,7 +88,8 @@ async function startNullServer(): Promise<void> {
   });
 }
 
-const [mode, redisUrl] = process.argv.slice(2);
-if (mode === 'keypool') await startKeypoolServer(redisUrl || undefined);
+const [mode, redisUrl, variant] = process.argv.slice(2);
+if (variant !== undefined && variant !== 'quotas') throw new Error(`unknown variant ${variant} (expected: quotas)`);
+if (mode === 'keypool') await startKeypoolServer(redisUrl && redisUrl !== '-' ? redisUrl : undefined, variant === 'quotas');
 else if (mode === 'null') await startNullServer();
-else throw new Error(`usage: extproc-server.js keypool [redis-url] | null (got ${mode})`);
+else throw new Error(`usage: extproc-server.js keypool [redis-url|-] [quotas] | null (got ${mode})`);
