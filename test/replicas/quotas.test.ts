@@ -1,7 +1,8 @@
 // Quotas across replicas: three `keypool serve` processes sharing one PostgreSQL database and one Redis, driven over
 // ext_proc gRPC concurrently. A key with rpm 30 gets exactly 30 admissions in its minute and a tenant with rpd 100
 // exactly 100 in its day, whichever replica decides; every other request is 429 quota_exceeded with a retry-after.
-// (The day rolling over is covered by the contract suite on the test clock: test/state/quota-state.contract.ts.)
+// (The day rolling over is covered on a controllable clock: test/state/quota-day-replicas.test.ts races three Redis
+// connections across the zone's midnight; test/state/quota-state.contract.ts holds every store to it.)
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describePostgres } from '../helpers/db.js';
 import { startReplicas, stopAll, type Replica } from '../helpers/replica.js';
