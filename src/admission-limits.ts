@@ -1,10 +1,11 @@
 // What the engine adds to an account admission beyond the accounts: the request's quotas (its key's and its tenant's),
-// the calendar day of the quota time zone, and its priority reserve. Kept out of engine.ts so the engine only asks
-// `limits.of(...)`. The day bounds are computed with Intl once per day (cached), not per request.
+// the calendar day of the quota time zone, its priority reserve and its token estimate. Kept out of engine.ts so the
+// engine only asks `limits.of(...)`. The day bounds are computed with Intl once per day (cached), not per request.
 import type { Authorized } from './core/request.js';
-import { DEFAULT_PRIORITY_RESERVE, reserveFor, zonedDayBounds } from './core/quota.js';
-import type { Snapshot } from './core/types.js';
-import type { DayBounds, QuotaSubject } from './ports.js';
+import { countsTokens, DEFAULT_PRIORITY_RESERVE, reserveFor, zonedDayBounds } from './core/quota.js';
+import { DEFAULT_OUTPUT_TOKENS, estimateRequestTokens } from './core/token-estimate.js';
+import type { ProviderPool, Snapshot } from './core/types.js';
+import type { DayBounds, QuotaRef, QuotaSubject } from './ports.js';
 
 export interface RequestLimits {
   readonly quotas: readonly QuotaSubject[];
@@ -12,9 +13,52 @@ export interface RequestLimits {
   readonly reserve: number;
   /** The request's tenant when it is a tenant row (per-tenant metrics), else null. */
   readonly tenantRow: string | null;
+  /**
+   * Estimated tokens to reserve (AdmitRequest.tokens): 0 when no limit that counts tokens applies (no account of the
+   * pool has a tpm_limit and neither quota has a token limit), so such requests cost exactly what they did before.
+   */
+  readonly tokens: number;
+  /** The quotas with token limits the reservation is charged to (Ticket.tokenQuotas). */
+  readonly tokenQuotas: readonly QuotaRef[];
 }
 
 const NO_QUOTAS: readonly QuotaSubject[] = Object.freeze([]);
+const NO_REFS: readonly QuotaRef[] = Object.freeze([]);
+
+/** Per pool object (a snapshot's pools are immutable): does any account have a tpm_limit? */
+const poolCounts = new WeakMap<ProviderPool, boolean>();
+/** Per snapshot: does any key or tenant have a token quota? */
+const snapshotCounts = new WeakMap<Snapshot, boolean>();
+
+function poolCountsTokens(pool: ProviderPool): boolean {
+  let counts = poolCounts.get(pool);
+  if (counts === undefined) {
+    counts = pool.accounts.some((account) => account.tpmLimit !== null);
+    poolCounts.set(pool, counts);
+  }
+  return counts;
+}
+
+function anyTokenQuota(snapshot: Snapshot): boolean {
+  let counts = snapshotCounts.get(snapshot);
+  if (counts === undefined) {
+    counts = false;
+    for (const tenant of snapshot.tenants?.values() ?? []) if (countsTokens(tenant)) counts = true;
+    if (!counts) for (const entry of snapshot.keysByDigest.values()) if (entry.key.quota != null && countsTokens(entry.key.quota)) counts = true;
+    snapshotCounts.set(snapshot, counts);
+  }
+  return counts;
+}
+
+/**
+ * Does a request for `provider` need its body read for token accounting (exact TPM, token quotas)? True when an
+ * account of the pool has a tpm_limit or any key or tenant has a token quota: the adapters read (bounded) bodies only
+ * then. Computed once per snapshot.
+ */
+export function needsBodyForTokens(snapshot: Snapshot, provider: string): boolean {
+  const pool = snapshot.pools.get(provider);
+  return (pool !== undefined && poolCountsTokens(pool)) || anyTokenQuota(snapshot);
+}
 
 export class AdmissionLimits {
   private day: DayBounds | null = null;
@@ -22,22 +66,32 @@ export class AdmissionLimits {
   /** @param timeZone IANA zone of the quota day (KEYPOOL_QUOTA_TZ), validated by the config. */
   constructor(private readonly timeZone: string = 'UTC') {}
 
-  of(authorized: Authorized, snapshot: Snapshot, nowMs: number): RequestLimits {
+  /** `body`: the request body (RequestView.body) for the token estimate; read only when a token limit applies. */
+  of(authorized: Authorized, snapshot: Snapshot, nowMs: number, body?: Uint8Array | string | null): RequestLimits {
     const keyQuota = authorized.key.quota ?? null;
     const tenantId = authorized.priority.tenantId;
     const tenant = tenantId === null ? undefined : snapshot.tenants?.get(tenantId);
-    const tenantQuota = tenant !== undefined && (tenant.rpmLimit !== null || tenant.rpdLimit !== null) ? tenant : null;
+    const tenantQuota = tenant !== undefined && (tenant.rpmLimit !== null || tenant.rpdLimit !== null || countsTokens(tenant)) ? tenant : null;
     const quotas = keyQuota === null ? (tenantQuota === null ? NO_QUOTAS : [tenantQuota]) : tenantQuota === null ? [keyQuota] : [keyQuota, tenantQuota];
     const settings = snapshot.prioritySettings;
+    let tokenQuotas = NO_REFS;
+    for (const quota of quotas) {
+      // Only the names travel on the ticket (an adapter may carry it across a process boundary).
+      if (countsTokens(quota)) tokenQuotas = [...tokenQuotas, { scope: quota.scope, id: quota.id }];
+    }
+    const counts = tokenQuotas.length > 0 || poolCountsTokens(authorized.pool);
     return {
       quotas,
       dayBounds: quotas === NO_QUOTAS ? undefined : this.dayBounds(nowMs),
       reserve: settings.enabled ? reserveFor(settings.reserve ?? DEFAULT_PRIORITY_RESERVE, authorized.priority.priority) : 0,
       tenantRow: tenant === undefined ? null : tenant.id,
+      tokens: counts ? estimateRequestTokens(body, settings.tokensDefaultOutput ?? DEFAULT_OUTPUT_TOKENS) : 0,
+      tokenQuotas,
     };
   }
 
-  private dayBounds(nowMs: number): DayBounds {
+  /** The quota days around nowMs (cached for the current day). */
+  dayBounds(nowMs: number): DayBounds {
     const day = this.day;
     if (day !== null && nowMs >= day[1] && nowMs < day[2]) return day;
     const fresh = zonedDayBounds(nowMs, this.timeZone);

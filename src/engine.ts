@@ -134,7 +134,7 @@ export class Engine implements DecisionEngine {
     const cursor = this.cursors.get(pool.slug) ?? 0;
     // Advance at once, so concurrent decisions of this pool do not all start on the same account.
     this.cursors.set(pool.slug, cursor + 1);
-    const limits = this.limits.of(authorized, snapshot, startedAtMs);
+    const limits = this.limits.of(authorized, snapshot, startedAtMs, view.body);
     // Provider-learned state is read per model only where the provider limits per model (learned-state.ts).
     const model = stateModel(pool.dialect, view.model);
     const { queueMaxWaitMs, queueMaxLength } = snapshot.prioritySettings;
@@ -156,7 +156,7 @@ export class Engine implements DecisionEngine {
         attempt: () => {
           // Limits again at the retry's instant: a wait may cross the quota day's midnight.
           const nowMs = this.options.clock.nowMs();
-          return this.admitFromPool(authorized, strategy, cursor, nowMs, this.limits.of(authorized, snapshot, nowMs), model);
+          return this.admitFromPool(authorized, strategy, cursor, nowMs, this.limits.of(authorized, snapshot, nowMs, view.body), model);
         },
         undo: (late) => this.releaseLease(pool.slug, late.account.id, late.leaseId),
         signal: options.signal,
@@ -181,8 +181,25 @@ export class Engine implements DecisionEngine {
         startedAtMs,
         holdsConcurrencySlot: account.maxConcurrency !== null,
         model: view.model ?? null,
+        ...(limits.tokens > 0 ? { reservedTokens: limits.tokens, tokenQuotas: limits.tokenQuotas } : {}),
       },
     };
+  }
+
+  reconcileTokens(ticket: Ticket, actualTokens: number): void {
+    const reserved = ticket.reservedTokens ?? 0;
+    if (reserved <= 0 || !Number.isFinite(actualTokens) || actualTokens < 0) return;
+    const delta = Math.round(actualTokens) - reserved;
+    if (delta === 0) return;
+    try {
+      const quotas = ticket.tokenQuotas ?? [];
+      // The quota day the admission was charged to: the one holding its start (a queue wait is far shorter than a day).
+      const dayBounds = quotas.length > 0 ? this.limits.dayBounds(ticket.startedAtMs) : undefined;
+      const nowMs = this.options.clock.nowMs();
+      void this.options.state.reconcileTokens?.(ticket.pool, ticket.accountId, ticket.leaseId, ticket.startedAtMs, delta, quotas, nowMs, dayBounds);
+    } catch (error) {
+      this.options.logger.error({ err: error, pool: ticket.pool }, 'failed to reconcile a token reservation');
+    }
   }
 
   observe(ticket: Ticket, status: number, headers: HeaderBag, options: ObserveOptions = {}): Promise<void> | null {
@@ -341,6 +358,7 @@ export class Engine implements DecisionEngine {
         dayBounds: limits.dayBounds,
         reserve: limits.reserve,
         model,
+        ...(limits.tokens > 0 ? { tokens: limits.tokens } : {}),
       });
     } catch (error) {
       if (error instanceof StateUnavailableError) return { kind: 'refused', value: STATE_UNAVAILABLE, waitable: false, freesInMs: null };

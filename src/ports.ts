@@ -1,7 +1,7 @@
 // Interfaces the engine and the adapters depend on. Each has several implementations sharing one contract test suite.
 import type { AuditEntry } from './catalog/audit/rows.js';
 import type { UsageBucket } from './catalog/usage/rows.js';
-import type { AccountStateView, AdmitRequest, AdmitResult, DayBounds, HealthState, LearnedTarget, QuotaSubject } from './core/admission.js';
+import type { AccountStateView, AdmitRequest, AdmitResult, DayBounds, HealthState, LearnedTarget, QuotaRef, QuotaSubject } from './core/admission.js';
 import type { Observation } from './core/types.js';
 
 export type {
@@ -12,6 +12,7 @@ export type {
   DayBounds,
   HealthState,
   LearnedTarget,
+  QuotaRef,
   QuotaScope,
   QuotaSubject,
   QuotaWindow,
@@ -83,6 +84,25 @@ export interface RateStateStore {
   resetAccount?(pool: string, accountId: string): Promise<void>;
   /** Read a quota subject's current minute and day counts (admin usage). Optional for fakes; every shipped store has it. */
   inspectQuota?(subject: QuotaSubject, nowMs: number, dayBounds?: DayBounds): Promise<QuotaUsage>;
+  /**
+   * Reconcile a token reservation with the actual usage (exact TPM, src/core/token-window.ts): add deltaTokens
+   * (actual - reserved; negative releases) to admission `leaseId`'s entry in the SAME windows its AdmitRequest.tokens
+   * was charged to, where the admission stands in them (not at now): the account's tpm window, and the token minute
+   * window and the token count of the admission's day (the day of `dayBounds` holding admittedAtMs) of each of
+   * `quotas`. An admission already out of a window changes nothing there; a count never goes below 0. Redis: one
+   * script call (one per slot on a Cluster). Never throws or rejects: the promise settles once the write is done (or
+   * failed); callers need not wait. Optional for fakes; every shipped store has it.
+   */
+  reconcileTokens?(
+    pool: string,
+    accountId: string,
+    leaseId: string,
+    admittedAtMs: number,
+    deltaTokens: number,
+    quotas: readonly QuotaRef[],
+    nowMs: number,
+    dayBounds?: DayBounds,
+  ): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -128,6 +148,13 @@ export interface Ticket {
    * provider limits per model. Optional here so tickets read back by an adapter without it keep working.
    */
   readonly model?: string | null;
+  /**
+   * Tokens reserved at admission (AdmitRequest.tokens; absent/0 = the request counted no tokens): what
+   * DecisionEngine.reconcileTokens subtracts from the actual usage.
+   */
+  readonly reservedTokens?: number;
+  /** The key/tenant quotas whose token windows the reservation was charged to (reconciled with it). */
+  readonly tokenQuotas?: readonly QuotaRef[];
 }
 
 export interface RequestOutcome {
@@ -177,6 +204,12 @@ export interface DecisionEngine {
   observe(ticket: Ticket, status: number, headers: import('./core/types.js').HeaderBag, options?: ObserveOptions): Promise<void> | null;
   /** Return the in-flight slot. Idempotent (safe to call after observe, on reset, on cancel). Never throws. */
   release(ticket: Ticket): void;
+  /**
+   * The provider reported the request's actual token usage (input + output): reconcile the ticket's token reservation
+   * with it in the windows it was charged to (RateStateStore.reconcileTokens). No-op for a ticket that reserved no
+   * tokens. Call at most once per ticket. Never throws; fire-and-forget.
+   */
+  reconcileTokens(ticket: Ticket, actualTokens: number): void;
   /** Keep the ticket's in-flight slot while its request is still running (a long streamed response). Never throws. */
   renew(ticket: Ticket): void;
   /** How often an adapter renews a ticket it still holds (a third of the lease). */

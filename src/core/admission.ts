@@ -44,6 +44,12 @@ export interface AdmitRequest {
    * when the provider limits per model (learned-state.ts stateModel). null/absent = unknown -> one slot per scope.
    */
   readonly model?: string | null;
+  /**
+   * Estimated tokens of this request (input estimate + max output, src/core/token-estimate.ts), reserved at admission
+   * in the account's tpm window (when it has a tpm_limit) and the key's/tenant's token quotas (when they have one),
+   * and reconciled with the actual usage later (RateStateStore.reconcileTokens). Absent or 0 = no token accounting.
+   */
+  readonly tokens?: number | undefined;
 }
 
 /** Where an observation's provider-learned state lands: the account's quota scope and the model (see AdmitRequest). */
@@ -53,14 +59,26 @@ export interface LearnedTarget {
 }
 
 export type QuotaScope = 'key' | 'tenant';
-export type QuotaWindow = 'minute' | 'day';
+/** Which window refused: requests per minute/day, or tokens per minute/day (token quotas, src/core/token-window.ts). */
+export type QuotaWindow = 'minute' | 'day' | 'token_minute' | 'token_day';
 
-/** Requests per minute (sliding WINDOW_MS) and per calendar day of one client key or tenant; null = unlimited. */
+/**
+ * Requests and tokens per minute (sliding WINDOW_MS) and per calendar day of one client key or tenant; null (or an
+ * absent token limit) = unlimited. Token limits count only requests admitted with AdmitRequest.tokens.
+ */
 export interface QuotaSubject {
   readonly scope: QuotaScope;
   readonly id: string;
   readonly rpmLimit: number | null;
   readonly rpdLimit: number | null;
+  readonly tpmLimit?: number | null | undefined;
+  readonly tpdLimit?: number | null | undefined;
+}
+
+/** A quota subject named for a reconcile (which token windows an admission was charged to). */
+export interface QuotaRef {
+  readonly scope: QuotaScope;
+  readonly id: string;
 }
 
 /**

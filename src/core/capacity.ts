@@ -8,9 +8,11 @@ import type { AccountStateView, AdmitCandidate, AdmitRequest, AdmitResult, Healt
 import { EMPTY_LIMITS } from './providers/limits.js';
 import { DEFAULT_COOLDOWN_MS } from './response.js';
 import type { LearnedState } from './learned-state.js';
+import { RequestLog, WINDOW_MS } from './request-log.js';
+import { reservedTokens, TokenLog, tokenBlock } from './token-window.js';
 
-/** Length of the RPM sliding window: in any WINDOW_MS interval at most rpmLimit admissions. */
-export const WINDOW_MS = 60_000;
+export { RequestLog, WINDOW_MS };
+
 /** Consecutive server errors after which the circuit opens (1..N-1 only degrade the account). */
 export const UNHEALTHY_AFTER_FAILURES = 3;
 /** First circuit-open period; doubles with each consecutive re-open. */
@@ -47,58 +49,6 @@ export type Capacity =
 export type MutableLearnedLimits = { -readonly [K in keyof LearnedLimits]: LearnedLimits[K] };
 
 /**
- * Timestamps of recent admissions, oldest first, in a growable ring buffer (no allocation per admission once grown).
- * Kept monotonic: a timestamp earlier than the newest one (clock stepped back) is recorded as the newest one, which
- * keeps the window conservative.
- */
-export class RequestLog {
-  private buf: number[] = [];
-  private head = 0;
-  private count = 0;
-
-  get size(): number {
-    return this.count;
-  }
-
-  /** Oldest timestamp, or NaN when empty. */
-  oldest(): number {
-    return this.count === 0 ? Number.NaN : (this.buf[this.head] as number);
-  }
-
-  newest(): number {
-    return this.count === 0 ? Number.NaN : (this.buf[(this.head + this.count - 1) % this.buf.length] as number);
-  }
-
-  /** Drops every timestamp <= cutoffMs. */
-  prune(cutoffMs: number): void {
-    const buf = this.buf;
-    while (this.count > 0 && (buf[this.head] as number) <= cutoffMs) {
-      this.head = this.head + 1 === buf.length ? 0 : this.head + 1;
-      this.count--;
-    }
-  }
-
-  /** Appends a timestamp; when `cap` entries are held, the oldest is dropped first. */
-  push(tsMs: number, cap: number): void {
-    if (this.count > 0) tsMs = Math.max(tsMs, this.newest());
-    while (this.count > 0 && this.count >= cap) {
-      this.head = this.head + 1 === this.buf.length ? 0 : this.head + 1;
-      this.count--;
-    }
-    if (this.count === this.buf.length) this.grow(cap);
-    this.buf[(this.head + this.count) % this.buf.length] = tsMs;
-    this.count++;
-  }
-
-  private grow(cap: number): void {
-    const next: number[] = new Array<number>(Math.max(this.count + 1, 4, Math.min(this.buf.length * 2, cap)));
-    for (let i = 0; i < this.count; i++) next[i] = this.buf[(this.head + i) % this.buf.length] as number;
-    this.buf = next;
-    this.head = 0;
-  }
-}
-
-/**
  * Everything keypool knows about one upstream account. Times are epoch ms; 0 means "not set". Its cooldown and learned
  * limits are the account's own LearnedState; with a quota scope or a per-model request, a shared slot (learned-state.ts)
  * holds them instead and the functions below take it as `slot`.
@@ -106,6 +56,11 @@ export class RequestLog {
 export interface AccountState extends LearnedState {
   /** Admissions within the last WINDOW_MS (bounded by the rpm limit, or UNLIMITED_LOG_CAP). */
   readonly requestLog: RequestLog;
+  /**
+   * Tokens reserved (then reconciled) by the admissions of the last WINDOW_MS that counted tokens against the account's
+   * tpm_limit (src/core/token-window.ts); empty when the account has none or no request carried tokens.
+   */
+  readonly tokenLog: TokenLog;
   /** In-flight slots: leaseId -> expiresAtMs. A lease not released by then no longer counts (crashed holder). */
   readonly leases: Map<string, number>;
   cooldownUntilMs: number;
@@ -126,6 +81,7 @@ export interface AccountState extends LearnedState {
 export function newAccountState(): AccountState {
   return {
     requestLog: new RequestLog(),
+    tokenLog: new TokenLog(),
     leases: new Map(),
     cooldownUntilMs: 0,
     health: 'healthy',
@@ -152,6 +108,7 @@ export function circuitBackoffMs(openCount: number): number {
 /** Forgets admissions older than the window and leases past their expiry. Idempotent. */
 export function pruneState(state: AccountState, nowMs: number): void {
   state.requestLog.prune(nowMs - WINDOW_MS);
+  state.tokenLog.prune(nowMs - WINDOW_MS);
   if (state.leases.size > 0) {
     for (const [leaseId, expiresAtMs] of state.leases) {
       if (expiresAtMs <= nowMs) state.leases.delete(leaseId);
@@ -175,10 +132,11 @@ function learnedActive(remaining: number | null, resetAtMs: number | null, nowMs
 }
 
 /**
- * Can `candidate` take one more request now? Checks in order: invalid, circuit, cooldown, provider-reported request and
- * token budgets, own RPM window, own concurrency. Prunes expired entries first.
+ * Can `candidate` take one more request (of `tokens` estimated tokens) now? Checks in order: invalid, circuit,
+ * cooldown, provider-reported request and token budgets, own RPM window, own TPM window (only for a request that
+ * counts tokens), own concurrency. Prunes expired entries first.
  */
-export function capacityOf(state: AccountState, candidate: AdmitCandidate, nowMs: number, slot: LearnedState = state): Capacity {
+export function capacityOf(state: AccountState, candidate: AdmitCandidate, nowMs: number, slot: LearnedState = state, tokens = 0): Capacity {
   pruneState(state, nowMs);
   if (state.invalidUntilMs > nowMs) return blocked('invalid', null);
   if (state.circuitOpenUntilMs !== 0) {
@@ -199,6 +157,11 @@ export function capacityOf(state: AccountState, candidate: AdmitCandidate, nowMs
     const oldest = state.requestLog.oldest();
     return blocked('rpm', Number.isNaN(oldest) ? null : oldest + WINDOW_MS);
   }
+  const tpm = candidate.tpmLimit;
+  if (tokens > 0 && tpm !== null) {
+    const freeAtMs = tokenBlock(state.tokenLog, tpm, tokens, nowMs);
+    if (freeAtMs !== undefined) return blocked('tpm', freeAtMs);
+  }
   const maxConcurrency = candidate.maxConcurrency;
   if (maxConcurrency !== null && state.leases.size >= maxConcurrency) return blocked('concurrency', null);
   return OK;
@@ -208,7 +171,7 @@ export function capacityOf(state: AccountState, candidate: AdmitCandidate, nowMs
  * Remaining capacity as a fraction in [0, 1]: the tightest of the provider-reported request and token budgets and the
  * own RPM window and concurrency. 1 = idle or nothing known. Call on a pruned state (capacityOf/pruneState).
  */
-export function remainingScore(state: AccountState, candidate: AdmitCandidate, nowMs: number, slot: LearnedState = state): number {
+export function remainingScore(state: AccountState, candidate: AdmitCandidate, nowMs: number, slot: LearnedState = state, tokens = 0): number {
   let score = 1;
   const learned = slot.learned;
   if (learnedActive(learned.requestsRemaining, learned.requestsResetAtMs, nowMs)) {
@@ -218,6 +181,7 @@ export function remainingScore(state: AccountState, candidate: AdmitCandidate, n
     score = Math.min(score, fraction(learned.tokensRemaining, learned.tokensLimit ?? candidate.tpmLimit));
   }
   if (candidate.rpmLimit !== null) score = Math.min(score, fraction(candidate.rpmLimit - state.requestLog.size, candidate.rpmLimit));
+  if (tokens > 0 && candidate.tpmLimit !== null) score = Math.min(score, fraction(candidate.tpmLimit - state.tokenLog.sum, candidate.tpmLimit));
   if (candidate.maxConcurrency !== null) {
     score = Math.min(score, fraction(candidate.maxConcurrency - state.leases.size, candidate.maxConcurrency));
   }
@@ -300,6 +264,7 @@ export function leastLoadedOrder(
   candidates: readonly AdmitCandidate[],
   nowMs: number,
   slotOf: SlotOf = OWN_SLOT,
+  tokens = 0,
 ): number[] {
   const scores: number[] = new Array<number>(candidates.length);
   const order: number[] = new Array<number>(candidates.length);
@@ -307,14 +272,14 @@ export function leastLoadedOrder(
     const candidate = candidates[i] as AdmitCandidate;
     const state = stateOf(candidate.id);
     pruneState(state, nowMs);
-    scores[i] = remainingScore(state, candidate, nowMs, slotOf(candidate, state));
+    scores[i] = remainingScore(state, candidate, nowMs, slotOf(candidate, state), tokens);
     order[i] = i;
   }
   order.sort((a, b) => (scores[b] as number) - (scores[a] as number) || a - b);
   return order;
 }
 
-/** Takes one slot of `state` for `leaseId`. Call only right after capacityOf said ok. */
+/** Takes one slot of `state` (and `tokens` of its tpm window) for `leaseId`. Call only right after capacityOf said ok. */
 export function recordAdmission(
   state: AccountState,
   candidate: AdmitCandidate,
@@ -322,6 +287,7 @@ export function recordAdmission(
   nowMs: number,
   leaseMs: number,
   slot: LearnedState = state,
+  tokens = 0,
 ): void {
   state.requestLog.push(nowMs, candidate.rpmLimit !== null ? Math.max(candidate.rpmLimit, 1) : UNLIMITED_LOG_CAP);
   state.leases.set(leaseId, nowMs + leaseMs);
@@ -332,6 +298,22 @@ export function recordAdmission(
   if (learnedActive(learned.requestsRemaining, learned.requestsResetAtMs, nowMs) && learned.requestsRemaining > 0) {
     learned.requestsRemaining -= 1;
   }
+  if (tokens > 0) {
+    if (candidate.tpmLimit !== null) state.tokenLog.add(leaseId, nowMs, tokens);
+    // The reservation counts against the provider's reported token budget too, until its next response.
+    if (learnedActive(learned.tokensRemaining, learned.tokensResetAtMs, nowMs) && learned.tokensRemaining > 0) {
+      learned.tokensRemaining = Math.max(0, learned.tokensRemaining - tokens);
+    }
+  }
+}
+
+/**
+ * Reconcile: moves admission `leaseId`'s reserved tokens by deltaTokens (actual - reserved) where it stands in the
+ * account's tpm window. An admission already out of the window (or never charged to it) changes nothing.
+ */
+export function reconcileAccountTokens(state: AccountState, leaseId: string, deltaTokens: number, nowMs: number): void {
+  state.tokenLog.prune(nowMs - WINDOW_MS);
+  state.tokenLog.adjust(leaseId, deltaTokens);
 }
 
 /**
@@ -350,7 +332,8 @@ export function admitFirst(
 ): AdmitResult {
   const candidates = request.candidates;
   const nowMs = request.nowMs;
-  const order = request.leastLoaded && candidates.length > 1 ? leastLoadedOrder(stateOf, candidates, nowMs, slotOf) : null;
+  const tokens = reservedTokens(request.tokens);
+  const order = request.leastLoaded && candidates.length > 1 ? leastLoadedOrder(stateOf, candidates, nowMs, slotOf, tokens) : null;
   const reserve = request.reserve ?? 0;
   let allUnhealthy = true;
   let unknownFreeAt = false;
@@ -362,7 +345,7 @@ export function admitFirst(
     const candidate = candidates[order === null ? i : (order[i] as number)] as AdmitCandidate;
     const state = stateOf(candidate.id);
     const slot = slotOf(candidate, state);
-    const capacity = capacityOf(state, candidate, nowMs, slot);
+    const capacity = capacityOf(state, candidate, nowMs, slot, tokens);
     if (capacity.ok) {
       if (reserve > 0) {
         const shortfall = reserveShortfall(state, candidate, nowMs, reserve, slot);
@@ -372,7 +355,7 @@ export function admitFirst(
           continue;
         }
       }
-      recordAdmission(state, candidate, leaseId, nowMs, request.leaseMs, slot);
+      recordAdmission(state, candidate, leaseId, nowMs, request.leaseMs, slot, tokens);
       return { ok: true, accountId: candidate.id, leaseId };
     }
     if (capacity.reason === 'invalid') continue;

@@ -39,7 +39,7 @@ export const DENY_SPECS: Readonly<Record<DenyCode, DenySpec>> = {
   quota_exceeded: {
     status: 429,
     type: 'rate_limit_error',
-    defaultMessage: 'This API key or its tenant has used up its request quota. Retry later.',
+    defaultMessage: 'This API key or its tenant has used up its request or token quota. Retry later.',
   },
   priority_shed: {
     status: 429,

@@ -5,7 +5,12 @@
 // Quota model: requests per minute over the same sliding WINDOW_MS as an account's rpm, and requests per calendar day
 // of KEYPOOL_QUOTA_TZ. A request is charged to its key's and its tenant's windows only when it is admitted: a request
 // refused by a quota, by the priority reserve or by a full pool counts nowhere (all or none).
+//
+// Token quotas (tpm/tpd) work the same way in tokens: a request admitted with AdmitRequest.tokens reserves them in its
+// key's and tenant's token minute window (a TokenLog, src/core/token-window.ts) and token day counter; reconcile moves
+// the reservation to the actual usage in the same windows (reconcileQuotaTokens).
 import { admitFirst, RequestLog, WINDOW_MS, type AccountState, type SlotOf } from './capacity.js';
+import { reservedTokens, TokenLog, tokenBlock } from './token-window.js';
 import type { AdmitRequest, AdmitResult, DayBounds, QuotaSubject, QuotaWindow } from './admission.js';
 
 /** Priority reserves when the setting is not set: P0-P2 0 %, P3-P5 10 %, P6-P9 25 % of an account's capacity. */
@@ -22,10 +27,15 @@ export interface QuotaState {
   /** Start of the day dayCount belongs to; a different day reads as 0. */
   dayStartMs: number;
   dayCount: number;
+  /** Tokens reserved/reconciled in the last WINDOW_MS, by lease id (only with a tpm limit). */
+  readonly tokenMinute: TokenLog;
+  /** Start of the day tokenDayCount belongs to; a different day reads as 0. */
+  tokenDayStartMs: number;
+  tokenDayCount: number;
 }
 
 export function newQuotaState(): QuotaState {
-  return { minute: new RequestLog(), dayStartMs: 0, dayCount: 0 };
+  return { minute: new RequestLog(), dayStartMs: 0, dayCount: 0, tokenMinute: new TokenLog(), tokenDayStartMs: 0, tokenDayCount: 0 };
 }
 
 /** The day [startMs, endMs) of `bounds` that holds nowMs (the nearest one when nowMs lies outside all three). */
@@ -43,14 +53,20 @@ export function utcDayBounds(nowMs: number): DayBounds {
   return [start - DAY_MS, start, start + DAY_MS, start + 2 * DAY_MS];
 }
 
-/** A quota window that is full: which one and when it frees (minute: the oldest admission leaves; day: the day ends). */
+/**
+ * A quota window that is full: which one and when it frees (minute: the oldest admissions leave; day: the day ends;
+ * null: never by itself, the request alone is larger than the token limit).
+ */
 export interface QuotaBlock {
   readonly window: QuotaWindow;
-  readonly freeAtMs: number;
+  readonly freeAtMs: number | null;
 }
 
-/** Is there room for one more request in `subject`'s windows? null = yes. Prunes the minute window. */
-export function quotaBlock(state: QuotaState, subject: QuotaSubject, nowMs: number, day: readonly [number, number]): QuotaBlock | null {
+/**
+ * Is there room for one more request (of `tokens` tokens, 0 = not counted) in `subject`'s windows? null = yes.
+ * Order: requests per minute, per day, tokens per minute, per day. Prunes the minute windows.
+ */
+export function quotaBlock(state: QuotaState, subject: QuotaSubject, nowMs: number, day: readonly [number, number], tokens = 0): QuotaBlock | null {
   const rpm = subject.rpmLimit;
   if (rpm !== null) {
     state.minute.prune(nowMs - WINDOW_MS);
@@ -61,11 +77,26 @@ export function quotaBlock(state: QuotaState, subject: QuotaSubject, nowMs: numb
     const used = state.dayStartMs === day[0] ? state.dayCount : 0;
     if (used >= rpd) return { window: 'day', freeAtMs: day[1] };
   }
+  if (tokens > 0) {
+    const tpm = subject.tpmLimit ?? null;
+    if (tpm !== null) {
+      const freeAtMs = tokenBlock(state.tokenMinute, tpm, tokens, nowMs);
+      if (freeAtMs !== undefined) return { window: 'token_minute', freeAtMs };
+    }
+    const tpd = subject.tpdLimit ?? null;
+    if (tpd !== null) {
+      const used = state.tokenDayStartMs === day[0] ? state.tokenDayCount : 0;
+      if (used + tokens > tpd) return { window: 'token_day', freeAtMs: tokens > tpd ? null : day[1] };
+    }
+  }
   return null;
 }
 
-/** Charges one admitted request to `subject`'s limited windows. Call only right after quotaBlock said null. */
-export function recordQuota(state: QuotaState, subject: QuotaSubject, nowMs: number, day: readonly [number, number]): void {
+/**
+ * Charges one admitted request (and its `tokens`, under `leaseId`) to `subject`'s limited windows. Call only right
+ * after quotaBlock said null.
+ */
+export function recordQuota(state: QuotaState, subject: QuotaSubject, nowMs: number, day: readonly [number, number], leaseId = '', tokens = 0): void {
   if (subject.rpmLimit !== null) state.minute.push(nowMs, Math.max(subject.rpmLimit, 1));
   if (subject.rpdLimit !== null) {
     if (state.dayStartMs !== day[0]) {
@@ -74,6 +105,32 @@ export function recordQuota(state: QuotaState, subject: QuotaSubject, nowMs: num
     }
     state.dayCount++;
   }
+  if (tokens > 0) {
+    if ((subject.tpmLimit ?? null) !== null) state.tokenMinute.add(leaseId, nowMs, tokens);
+    if ((subject.tpdLimit ?? null) !== null) {
+      if (state.tokenDayStartMs !== day[0]) {
+        state.tokenDayStartMs = day[0];
+        state.tokenDayCount = 0;
+      }
+      state.tokenDayCount += tokens;
+    }
+  }
+}
+
+/** Does `subject` count tokens (a tpm or tpd limit)? Only such subjects are reconciled. */
+export function countsTokens(subject: QuotaSubject): boolean {
+  return (subject.tpmLimit ?? null) !== null || (subject.tpdLimit ?? null) !== null;
+}
+
+/**
+ * Reconcile: moves admission `leaseId`'s reserved tokens by deltaTokens (actual - reserved) in the subject's token
+ * minute window (where the admission stands in it) and in the token count of `admittedDay` (the day the admission was
+ * charged to; a day already over is left alone). Never below 0.
+ */
+export function reconcileQuotaTokens(state: QuotaState, leaseId: string, admittedDay: readonly [number, number], deltaTokens: number, nowMs: number): void {
+  state.tokenMinute.prune(nowMs - WINDOW_MS);
+  state.tokenMinute.adjust(leaseId, deltaTokens);
+  if (state.tokenDayStartMs === admittedDay[0]) state.tokenDayCount = Math.max(0, state.tokenDayCount + deltaTokens);
 }
 
 /**
@@ -90,16 +147,17 @@ export function admitWithQuotas(
   const quotas = request.quotas;
   if (quotas === undefined || quotas.length === 0) return admitFirst(stateOf, request, leaseId, slotOf);
   const nowMs = request.nowMs;
+  const tokens = reservedTokens(request.tokens);
   const day = pickDay(request.dayBounds ?? utcDayBounds(nowMs), nowMs);
   const states: QuotaState[] = new Array<QuotaState>(quotas.length);
   for (let i = 0; i < quotas.length; i++) {
     const subject = quotas[i]!;
     const state = (states[i] = quotaOf(subject));
-    const block = quotaBlock(state, subject, nowMs, day);
+    const block = quotaBlock(state, subject, nowMs, day, tokens);
     if (block !== null) return { ok: false, reason: 'quota', retryAtMs: block.freeAtMs, limit: { scope: subject.scope, window: block.window } };
   }
   const result = admitFirst(stateOf, request, leaseId, slotOf);
-  if (result.ok) for (let i = 0; i < quotas.length; i++) recordQuota(states[i]!, quotas[i]!, nowMs, day);
+  if (result.ok) for (let i = 0; i < quotas.length; i++) recordQuota(states[i]!, quotas[i]!, nowMs, day, leaseId, tokens);
   return result;
 }
 

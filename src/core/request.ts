@@ -140,7 +140,7 @@ function headerSafe(value: string | null): string | null {
 /**
  * The refusal when no account could be admitted: 429 pool_exhausted with retry-after until the earliest
  * account frees up, 429 priority_shed (capacity held back for higher priorities) with retry-after at the next reset,
- * 429 quota_exceeded naming the limit (key or tenant, minute or day) with retry-after until its window frees, or 503
+ * 429 quota_exceeded naming the limit (key or tenant; requests or tokens; minute or day) with retry-after until its window frees, or 503
  * no_healthy_account (with retry-after when a circuit is known to half-open).
  */
 export function denyForAdmission(
@@ -161,9 +161,13 @@ const QUOTA_MESSAGES: Readonly<Record<QuotaScope, Readonly<Record<QuotaWindow, s
   key: {
     minute: "This API key's requests-per-minute quota is used up. Retry later.",
     day: "This API key's requests-per-day quota is used up. Retry after the quota day ends.",
+    token_minute: "This API key's tokens-per-minute quota is used up. Retry later.",
+    token_day: "This API key's tokens-per-day quota is used up. Retry after the quota day ends.",
   },
   tenant: {
     minute: "This API key's tenant has used up its requests-per-minute quota. Retry later.",
     day: "This API key's tenant has used up its requests-per-day quota. Retry after the quota day ends.",
+    token_minute: "This API key's tenant has used up its tokens-per-minute quota. Retry later.",
+    token_day: "This API key's tenant has used up its tokens-per-day quota. Retry after the quota day ends.",
   },
 };

@@ -35,6 +35,11 @@ export interface RequestView {
    * = unknown. Provider-learned state is kept per model for it (src/core/learned-state.ts).
    */
   readonly model?: string | null | undefined;
+  /**
+   * The request body when the adapter read it (bounded by the adapter), for the token estimate of exact TPM and token
+   * quotas (src/core/token-estimate.ts); null/absent = not read (the estimate then counts only the default output).
+   */
+  readonly body?: Uint8Array | string | null;
 }
 
 /** Matches a normalised client IP against a compiled allowlist. */
@@ -115,6 +120,11 @@ export interface PrioritySettings {
    * that priority must leave free for higher priorities. Applied only while `enabled`. Absent = DEFAULT_PRIORITY_RESERVE.
    */
   readonly reserve?: readonly number[] | undefined;
+  /**
+   * `tokens.default_output`: the output tokens a request reserves when its body names no cap (max_tokens...), for exact
+   * TPM and token quotas (src/core/token-estimate.ts). Absent = DEFAULT_OUTPUT_TOKENS.
+   */
+  readonly tokensDefaultOutput?: number | undefined;
 }
 
 /** The compiled, immutable configuration every decision reads. Swapped atomically on reload. */

@@ -3,6 +3,7 @@
 import {
   type AccountState,
   applyObservation,
+  reconcileAccountTokens,
   divideLimit,
   newAccountState,
   releaseLease,
@@ -11,7 +12,7 @@ import {
   viewOf,
   WINDOW_MS,
 } from '../core/capacity.js';
-import { admitWithQuotas, newQuotaState, pickDay, utcDayBounds, type QuotaState } from '../core/quota.js';
+import { admitWithQuotas, newQuotaState, pickDay, reconcileQuotaTokens, utcDayBounds, type QuotaState } from '../core/quota.js';
 import { learnedSlot, MAX_MODELS_PER_OWNER, newLearnedState, type LearnedSlot, type LearnedState } from '../core/learned-state.js';
 import type { Observation } from '../core/types.js';
 import type {
@@ -22,6 +23,7 @@ import type {
   DayBounds,
   HealthChange,
   LearnedTarget,
+  QuotaRef,
   QuotaSubject,
   QuotaUsage,
   RateStateStore,
@@ -124,7 +126,31 @@ export class MemoryRateStateStore implements RateStateStore {
       id: subject.id,
       rpmLimit: divideLimit(subject.rpmLimit, this.limitDivisor),
       rpdLimit: divideLimit(subject.rpdLimit, this.limitDivisor),
+      tpmLimit: divideLimit(subject.tpmLimit ?? null, this.limitDivisor),
+      tpdLimit: divideLimit(subject.tpdLimit ?? null, this.limitDivisor),
     };
+  }
+
+  reconcileTokens(
+    pool: string,
+    accountId: string,
+    leaseId: string,
+    admittedAtMs: number,
+    deltaTokens: number,
+    quotas: readonly QuotaRef[],
+    nowMs: number,
+    dayBounds?: DayBounds,
+  ): Promise<void> {
+    if (deltaTokens === 0 || !Number.isFinite(deltaTokens)) return COMMITTED;
+    const state = this.pools.get(pool)?.get(accountId);
+    if (state !== undefined) reconcileAccountTokens(state, leaseId, deltaTokens, nowMs);
+    if (quotas.length === 0) return COMMITTED;
+    const day = pickDay(dayBounds ?? utcDayBounds(admittedAtMs), admittedAtMs);
+    for (const ref of quotas) {
+      const quota = this.quotas[ref.scope].get(ref.id);
+      if (quota !== undefined) reconcileQuotaTokens(quota, leaseId, day, deltaTokens, nowMs);
+    }
+    return COMMITTED;
   }
 
   release(pool: string, accountId: string, leaseId: string): void {

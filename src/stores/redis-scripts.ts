@@ -5,6 +5,8 @@
 // Keys of one quota subject (a client key or a tenant; see src/core/quota.ts), under its own hash tag:
 //   <prefix>{kpq:<scope>:<id>}:w             ZSET    minute window: member = lease id, score = admission ms
 //   <prefix>{kpq:<scope>:<id>}:d:<dayStart>  STRING  requests admitted in the day that starts at dayStart (ms)
+//   <prefix>{kpq:<scope>:<id>}:t, :tc, :td:<dayStart>  token minute window and token day counters (see
+//                                            ./redis-token-scripts.ts; only with token limits)
 // A key's quota spans every pool, so its counters cannot share a pool's slot. On one Redis server ADMIT_LUA checks
 // and charges the quotas together with the account in one script (one round trip). On a Redis Cluster the store
 // reserves each quota first with QUOTA_RESERVE_LUA on the quota's own slot, then runs ADMIT_LUA on the pool's slot,
@@ -15,6 +17,7 @@
 //   <prefix>{kp:<pool>}:<accountId>:s  HASH  cooldown, health, circuit, invalid hold, learned limits (fields below)
 //   <prefix>{kp:<pool>}:<accountId>:w  ZSET  RPM sliding-window log: member = lease id, score = admission ms
 //   <prefix>{kp:<pool>}:<accountId>:l  ZSET  in-flight leases: member = lease id, score = expiry ms
+//   <prefix>{kp:<pool>}:<accountId>:t, :tc  token window of the tpm_limit (./redis-token-scripts.ts)
 // Hash fields: cd cooldownUntilMs, h health, cf consecutiveFailures, co circuitOpenUntilMs (absent/0 = closed),
 //   oc openCount, pr halfOpenProbeLeaseId, inv invalidUntilMs, rl/rr/rra requests limit/remaining/resetAtMs,
 //   tl/tr/tra tokens limit/remaining/resetAtMs. Absent = 0 / null as in AccountState.
@@ -40,78 +43,23 @@ import {
   MAX_OPEN_COUNT,
   UNHEALTHY_AFTER_FAILURES,
   UNLIMITED_LOG_CAP,
-  WINDOW_MS,
 } from '../core/capacity.js';
 import { DEFAULT_COOLDOWN_MS } from '../core/response.js';
+import { PRELUDE } from './redis-prelude.js';
+import { QUOTA_FNS } from './redis-quota-scripts.js';
+import { reconcileLua } from './redis-token-scripts.js';
 
-const PRELUDE = `
-local WINDOW_MS = ${WINDOW_MS}
-local function num(v)
-  if not v or v == '' then return nil end
-  return tonumber(v)
-end
-local function clock(override)
-  if override ~= '' then return tonumber(override) end
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
--- Lengthen a key's TTL to at least ms (never shorten: another caller may need it longer).
-local function extend(key, ms)
-  if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms) end
-end
-`;
+export { QUOTA_INSPECT_LUA, QUOTA_REFUND_LUA, QUOTA_RESERVE_LUA } from './redis-quota-scripts.js';
 
 /**
- * quota.ts pickDay, quotaBlock and recordQuota. Needs \`now\` in scope. A subject q holds wk (window zset), dk (the
- * day counter of the day holding now), rpm, rpd (nil = unlimited) and count (window size, set by quotaBlock).
- */
-const QUOTA_FNS = `
--- quota.ts pickDay over the day bounds b0..b3: index (1..3) of the day holding now, its start and end.
-local function pickDay(b0, b1, b2, b3)
-  if now < b1 then return 1, b0, b1 end
-  if now < b2 then return 2, b1, b2 end
-  return 3, b2, b3
-end
--- quota.ts quotaBlock: nil when there is room, else 'minute'|'day' and the instant it frees.
-local function quotaBlock(q, dayEnd)
-  q.count = 0
-  if q.rpm then
-    redis.call('ZREMRANGEBYSCORE', q.wk, '-inf', now - WINDOW_MS)
-    q.count = redis.call('ZCARD', q.wk)
-    if q.count >= q.rpm then
-      local oldest = redis.call('ZRANGE', q.wk, 0, 0, 'WITHSCORES')
-      return 'minute', tonumber(oldest[2]) + WINDOW_MS
-    end
-  end
-  if q.rpd then
-    local used = num(redis.call('GET', q.dk)) or 0
-    if used >= q.rpd then return 'day', dayEnd end
-  end
-  return nil, nil
-end
--- quota.ts recordQuota
-local function recordQuota(q, leaseId, dayEnd)
-  if q.rpm then
-    redis.call('ZADD', q.wk, now, leaseId)
-    local cap = math.max(q.rpm, 1)
-    if q.count + 1 > cap then redis.call('ZREMRANGEBYRANK', q.wk, 0, q.count - cap) end
-    extend(q.wk, WINDOW_MS + 1000)
-  end
-  if q.rpd then
-    redis.call('INCR', q.dk)
-    extend(q.dk, dayEnd - now + 3600000)
-  end
-end
-`;
-
-/**
- * KEYS: 4 per quota subject (window zset, day counters of the days b0, b1, b2), then 4 per candidate (state hash,
- * window zset, lease zset, learned slot hash = the state hash when the account's own), in strategy order.
+ * KEYS: 9 per quota subject (see quotaAt), then 6 per candidate (state hash, window zset, lease zset, learned slot
+ * hash = the state hash when the account's own, token zset, token hash), in strategy order.
  * ARGV: leaseId, leaseMs, leastLoaded ('1'/'0'), clock override ('' = TIME), stateTtlMs, reserve (fraction, '0' =
- *       none), number of quota subjects, day bounds b0 b1 b2 b3, then 2 per quota subject: rpmLimit, rpdLimit ('' =
- *       no limit), then 4 per candidate: accountId, rpmLimit, tpmLimit, maxConcurrency ('' = no limit).
+ *       none), number of quota subjects, day bounds b0 b1 b2 b3, tokens ('0' = not counted), then 4 per quota
+ *       subject: rpmLimit, rpdLimit, tpmLimit, tpdLimit ('' = no limit), then 4 per candidate: accountId, rpmLimit,
+ *       tpmLimit, maxConcurrency ('' = no limit).
  * Returns {1, accountId, nowMs} or {0, 'exhausted'|'unhealthy'|'shed', retryAtMs (-1 = unknown), nowMs} or
- * {0, 'quota', retryAtMs, nowMs, subject index (1-based), 'minute'|'day'}.
+ * {0, 'quota', retryAtMs (-1 = never by itself), nowMs, subject index (1-based), QuotaWindow}.
  */
 export const ADMIT_LUA = `${PRELUDE}
 local UNLIMITED_LOG_CAP = ${UNLIMITED_LOG_CAP}
@@ -122,9 +70,10 @@ local now = clock(ARGV[4])
 local stateTtlMs = tonumber(ARGV[5])
 local reserve = tonumber(ARGV[6])
 local nq = tonumber(ARGV[7])
-local ko = nq * 4
-local ao = 11 + nq * 2
-local n = (#KEYS - ko) / 4
+local tokens = tonumber(ARGV[12])
+local ko = nq * 9
+local ao = 12 + nq * 4
+local n = (#KEYS - ko) / 6
 ${QUOTA_FNS}
 -- quota.ts admitWithQuotas: every quota must have room before any account is looked at.
 local quotas = {}
@@ -133,7 +82,7 @@ if nq > 0 then
   local dayIndex, _
   dayIndex, _, dayEnd = pickDay(tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]))
   for j = 1, nq do
-    local q = { wk = KEYS[j * 4 - 3], dk = KEYS[j * 4 - 3 + dayIndex], rpm = num(ARGV[10 + j * 2]), rpd = num(ARGV[11 + j * 2]) }
+    local q = quotaAt((j - 1) * 9, 9 + j * 4, dayIndex)
     local window, freeAt = quotaBlock(q, dayEnd)
     if window then return {0, 'quota', freeAt, now, j, window} end
     quotas[j] = q
@@ -145,7 +94,7 @@ local cands = {}
 local function load(i)
   local c = cands[i]
   if c then return c end
-  local sk, wk, lk, ek = KEYS[ko + i * 4 - 3], KEYS[ko + i * 4 - 2], KEYS[ko + i * 4 - 1], KEYS[ko + i * 4]
+  local sk, wk, lk, ek = KEYS[ko + i * 6 - 5], KEYS[ko + i * 6 - 4], KEYS[ko + i * 6 - 3], KEYS[ko + i * 6 - 2]
   local a = ao + (i - 1) * 4
   local f
   if ek == sk then
@@ -160,11 +109,13 @@ local function load(i)
   redis.call('ZREMRANGEBYSCORE', lk, '-inf', now)
   c = {
     id = ARGV[a + 1], rpm = num(ARGV[a + 2]), tpm = num(ARGV[a + 3]), conc = num(ARGV[a + 4]),
-    sk = sk, wk = wk, lk = lk, ek = ek,
+    sk = sk, wk = wk, lk = lk, ek = ek, tzk = KEYS[ko + i * 6 - 1], thk = KEYS[ko + i * 6],
     cd = num(f[1]) or 0, co = num(f[2]) or 0, pr = f[3], inv = num(f[4]) or 0,
     rl = num(f[5]), rr = num(f[6]), rra = num(f[7]), tl = num(f[8]), tr = num(f[9]), tra = num(f[10]),
-    count = redis.call('ZCARD', wk), inflight = redis.call('ZCARD', lk),
+    count = redis.call('ZCARD', wk), inflight = redis.call('ZCARD', lk), tsum = 0,
   }
+  -- capacity.ts pruneState: the token window too (only read when the request counts tokens against a tpm limit).
+  if tokens > 0 and c.tpm then c.tsum = tokenPrune(c.tzk, c.thk, now - WINDOW_MS) end
   cands[i] = c
   return c
 end
@@ -183,6 +134,10 @@ local function capacity(c)
     if c.count == 0 then return 'rpm', nil end
     local oldest = redis.call('ZRANGE', c.wk, 0, 0, 'WITHSCORES')
     return 'rpm', tonumber(oldest[2]) + WINDOW_MS
+  end
+  if tokens > 0 and c.tpm then
+    local blocked, freeAt = tokenBlock(c.tzk, c.thk, c.tpm, tokens)
+    if blocked then return 'tpm', freeAt end
   end
   if c.conc and c.inflight >= c.conc then return 'concurrency', nil end
   return nil, nil
@@ -212,6 +167,7 @@ local function score(c)
     s = math.min(s, fraction(c.tr, lim))
   end
   if c.rpm then s = math.min(s, fraction(c.rpm - c.count, c.rpm)) end
+  if tokens > 0 and c.tpm then s = math.min(s, fraction(c.tpm - c.tsum, c.tpm)) end
   if c.conc then s = math.min(s, fraction(c.conc - c.inflight, c.conc)) end
   return s
 end
@@ -292,6 +248,10 @@ for k = 1, n do
     redis.call('ZADD', c.lk, now + leaseMs, leaseId)
     if c.co ~= 0 then redis.call('HSET', c.sk, 'pr', leaseId) end
     if learnedActive(c.rr, c.rra) and c.rr > 0 then redis.call('HSET', c.ek, 'rr', c.rr - 1) end
+    if tokens > 0 then
+      if c.tpm then tokenAdd(c.tzk, c.thk, leaseId, tokens) end
+      if learnedActive(c.tr, c.tra) and c.tr > 0 then redis.call('HSET', c.ek, 'tr', math.max(0, c.tr - tokens)) end
+    end
     extend(c.wk, WINDOW_MS + 1000)
     extend(c.lk, leaseMs + 1000)
     extend(c.sk, stateTtlMs)
@@ -440,42 +400,5 @@ return 1
  */
 export const RESET_FIELDS = ['cd', 'h', 'cf', 'co', 'oc', 'pr', 'inv', 'rl', 'rr', 'rra', 'tl', 'tr', 'tra'] as const;
 
-/**
- * Redis Cluster only (see the key layout above): quota.ts quotaBlock then recordQuota for ONE subject, on its slot.
- * KEYS: window zset, day counters of the days b0, b1, b2. ARGV: leaseId, clock override, b0, b1, b2, b3, rpmLimit,
- * rpdLimit ('' = none). Returns {1, day index (1..3), nowMs} or {0, 'minute'|'day', retryAtMs, nowMs}.
- */
-export const QUOTA_RESERVE_LUA = `${PRELUDE}
-local now = clock(ARGV[2])
-${QUOTA_FNS}
-local dayIndex, _, dayEnd = pickDay(tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]))
-local q = { wk = KEYS[1], dk = KEYS[1 + dayIndex], rpm = num(ARGV[7]), rpd = num(ARGV[8]) }
-local window, freeAt = quotaBlock(q, dayEnd)
-if window then return {0, window, freeAt, now} end
-recordQuota(q, ARGV[1], dayEnd)
-return {1, dayIndex, now}
-`;
-
-/**
- * Redis Cluster only: gives back what QUOTA_RESERVE_LUA charged for a request the accounts then refused.
- * KEYS: window zset, the day counter it incremented. ARGV: leaseId, '1' when the day counter was incremented.
- */
-export const QUOTA_REFUND_LUA = `
-redis.call('ZREM', KEYS[1], ARGV[1])
-if ARGV[2] == '1' then
-  local used = tonumber(redis.call('GET', KEYS[2]) or '0')
-  if used > 0 then redis.call('DECR', KEYS[2]) end
-end
-return 1
-`;
-
-/**
- * Read-only quota usage (admin). KEYS: window zset, day counters of the days b0, b1, b2. ARGV: clock override, b0..b3.
- * Returns {nowMs, requests in the minute window, requests of the day holding now, day start, day end}.
- */
-export const QUOTA_INSPECT_LUA = `${PRELUDE}
-local now = clock(ARGV[1])
-${QUOTA_FNS}
-local dayIndex, dayStart, dayEnd = pickDay(tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]))
-return {now, redis.call('ZCOUNT', KEYS[1], '(' .. (now - WINDOW_MS), '+inf'), num(redis.call('GET', KEYS[1 + dayIndex])) or 0, dayStart, dayEnd}
-`;
+/** Token reconcile (./redis-token-scripts.ts reconcileLua). */
+export const RECONCILE_LUA = reconcileLua(PRELUDE);

@@ -16,6 +16,7 @@ import type {
   HealthChange,
   HealthState,
   LearnedTarget,
+  QuotaRef,
   QuotaSubject,
   QuotaUsage,
   RateStateStore,
@@ -28,9 +29,13 @@ import {
   QUOTA_INSPECT_LUA,
   QUOTA_REFUND_LUA,
   QUOTA_RESERVE_LUA,
+  RECONCILE_LUA,
   RENEW_LUA,
   RESET_FIELDS,
 } from './redis-scripts.js';
+import { accountKeys, escapeTag, QUOTA_KEYS, quotaKeysInto, quotaWindowOf, reconcileCalls, type AccountKeys } from './redis-keys.js';
+import { reservedTokens } from '../core/token-window.js';
+import { admitReservingQuotas, type QuotaRunner } from './redis-quota-admit.js';
 
 export interface RedisRateStateStoreOptions {
   /** Prepended to every key (before the `{kp:<pool>}` hash tag). Default ''. Tests use a random one. */
@@ -87,9 +92,10 @@ const RENEW = script(RENEW_LUA);
 const QUOTA_RESERVE = script(QUOTA_RESERVE_LUA);
 const QUOTA_REFUND = script(QUOTA_REFUND_LUA);
 const QUOTA_INSPECT = script(QUOTA_INSPECT_LUA);
+const RECONCILE = script(RECONCILE_LUA);
 const NO_QUOTAS: readonly QuotaSubject[] = [];
 
-type AccountKeys = readonly [state: string, window: string, leases: string];
+const noop = (): void => undefined;
 
 function str(n: number | null): string {
   return n === null ? '' : String(n);
@@ -121,6 +127,12 @@ export class RedisRateStateStore implements RateStateStore {
     this.retryReleases();
   };
   private readonly onError = (error: unknown): void => this.backgroundError(error);
+  private readonly quotaRunner: QuotaRunner = {
+    keyPrefix: '',
+    testClock: false,
+    run: (lua, sha, keys, args) => this.run({ lua, sha }, keys, args),
+    backgroundError: (error) => this.backgroundError(error),
+  };
 
   /**
    * Wraps an ioredis client (created with REDIS_CLIENT_DEFAULTS, see `RedisRateStateStore.connect`), or a Cluster:
@@ -136,6 +148,7 @@ export class RedisRateStateStore implements RateStateStore {
     this.onBackgroundError = options.onBackgroundError;
     this.onHealthChange = options.onHealthChange;
     this.testClock = options.testUseRequestClock === true;
+    this.quotaRunner = { ...this.quotaRunner, keyPrefix: this.keyPrefix, testClock: this.testClock };
     // A restarted Redis has an empty script cache: load on every (re)connect so EVALSHA rarely misses.
     redis.on('ready', this.onReady);
     // Without a listener ioredis prints every connection error; count and hand them to the caller instead.
@@ -183,17 +196,24 @@ export class RedisRateStateStore implements RateStateStore {
     return { pending: this.pendingReleases.length, dropped: this.droppedReleases };
   }
 
-  async admit(request: AdmitRequest): Promise<AdmitResult> {
-    const candidates = request.candidates;
-    if (candidates.length === 0) return { ok: false, reason: 'unhealthy', retryAtMs: null };
+  admit(request: AdmitRequest): Promise<AdmitResult> {
+    if (request.candidates.length === 0) return Promise.resolve({ ok: false, reason: 'unhealthy', retryAtMs: null });
     const leaseId = `${this.instanceId}.${(++this.leaseSeq).toString(36)}`;
     const quotas = request.quotas ?? NO_QUOTAS;
     const bounds = quotas.length === 0 ? null : (request.dayBounds ?? utcDayBounds(request.nowMs));
     // A Cluster cannot run one script over a quota's slot and the pool's: reserve the quotas first (see redis-scripts.ts).
-    if (this.redis.isCluster && bounds !== null) return this.admitReservingQuotas(request, quotas, bounds, leaseId);
+    if (this.redis.isCluster && bounds !== null) {
+      return admitReservingQuotas(this.quotaRunner, request, quotas, bounds, leaseId, (inner) => this.admitAs(inner, NO_QUOTAS, null, leaseId));
+    }
+    return this.admitAs(request, quotas, bounds, leaseId);
+  }
+
+  /** One ADMIT_LUA call under `leaseId` (the quotas' reservations on a Cluster use the same id: reconcile finds both). */
+  private async admitAs(request: AdmitRequest, quotas: readonly QuotaSubject[], bounds: DayBounds | null, leaseId: string): Promise<AdmitResult> {
+    const candidates = request.candidates;
     const nq = bounds === null ? 0 : quotas.length;
-    const keys: string[] = new Array<string>(nq * 4 + candidates.length * 4);
-    const ao = 11 + nq * 2;
+    const keys: string[] = new Array<string>(nq * QUOTA_KEYS + candidates.length * 6);
+    const ao = 12 + nq * 4;
     const args: string[] = new Array<string>(ao + candidates.length * 4);
     args[0] = leaseId;
     args[1] = String(request.leaseMs);
@@ -203,20 +223,26 @@ export class RedisRateStateStore implements RateStateStore {
     args[5] = String(request.reserve ?? 0);
     args[6] = String(nq);
     for (let b = 0; b < 4; b++) args[7 + b] = bounds === null ? '0' : String(bounds[b]);
+    args[11] = String(reservedTokens(request.tokens));
     for (let j = 0; j < nq; j++) {
       const q = quotas[j]!;
-      this.quotaKeysInto(keys, j * 4, q, bounds!);
-      args[11 + j * 2] = str(q.rpmLimit);
-      args[12 + j * 2] = str(q.rpdLimit);
+      quotaKeysInto(this.keyPrefix, keys, j * QUOTA_KEYS, q, bounds!);
+      args[12 + j * 4] = str(q.rpmLimit);
+      args[13 + j * 4] = str(q.rpdLimit);
+      args[14 + j * 4] = str(q.tpmLimit ?? null);
+      args[15 + j * 4] = str(q.tpdLimit ?? null);
     }
-    const ko = nq * 4;
+    const ko = nq * QUOTA_KEYS;
     for (let i = 0; i < candidates.length; i++) {
       const c = candidates[i]!;
       const k = this.keysOf(request.pool, c.id);
-      keys[ko + i * 4] = k[0];
-      keys[ko + i * 4 + 1] = k[1];
-      keys[ko + i * 4 + 2] = k[2];
-      keys[ko + i * 4 + 3] = this.slotKey(request.pool, c.id, k[0], c.scope, request.model);
+      const at = ko + i * 6;
+      keys[at] = k[0];
+      keys[at + 1] = k[1];
+      keys[at + 2] = k[2];
+      keys[at + 3] = this.slotKey(request.pool, c.id, k[0], c.scope, request.model);
+      keys[at + 4] = k[3];
+      keys[at + 5] = k[4];
       args[ao + i * 4] = c.id;
       args[ao + 1 + i * 4] = str(c.rpmLimit);
       args[ao + 2 + i * 4] = str(c.tpmLimit);
@@ -235,62 +261,47 @@ export class RedisRateStateStore implements RateStateStore {
     const reason = reply[1];
     if (reason === 'quota') {
       const subject = quotas[Number(reply[4]) - 1]!;
-      return { ok: false, reason: 'quota', retryAtMs, limit: { scope: subject.scope, window: reply[5] === 'day' ? 'day' : 'minute' } };
+      return { ok: false, reason: 'quota', retryAtMs, limit: { scope: subject.scope, window: quotaWindowOf(reply[5]) } };
     }
     return { ok: false, reason: reason === 'unhealthy' ? 'unhealthy' : reason === 'shed' ? 'shed' : 'exhausted', retryAtMs };
-  }
-
-  /**
-   * Redis Cluster: each quota reserved on its own slot (QUOTA_RESERVE_LUA), then the account admitted on the pool's
-   * slot (ADMIT_LUA without quotas); reservations are given back when a later step refuses. Never over a limit.
-   */
-  private async admitReservingQuotas(request: AdmitRequest, quotas: readonly QuotaSubject[], bounds: DayBounds, leaseId: string): Promise<AdmitResult> {
-    const clock = this.testClock ? String(request.nowMs) : '';
-    const reserved: Array<readonly [windowKey: string, dayKey: string, dayCharged: boolean]> = [];
-    const refund = (): void => {
-      for (const [windowKey, dayKey, dayCharged] of reserved) {
-        this.run(QUOTA_REFUND, [windowKey, dayKey], [leaseId, dayCharged ? '1' : '0']).catch((error: unknown) => this.backgroundError(error));
-      }
-    };
-    try {
-      for (const q of quotas) {
-        const keys = this.quotaKeysInto(new Array<string>(4), 0, q, bounds);
-        const reply = (await this.run(QUOTA_RESERVE, keys, [leaseId, clock, ...bounds.map(String), str(q.rpmLimit), str(q.rpdLimit)])) as unknown[];
-        if (reply[0] !== 1) {
-          refund();
-          const retryAtMs = Number(reply[2]) - Number(reply[3]) + request.nowMs;
-          return { ok: false, reason: 'quota', retryAtMs, limit: { scope: q.scope, window: reply[1] === 'day' ? 'day' : 'minute' } };
-        }
-        reserved.push([keys[0]!, keys[Number(reply[1])]!, q.rpdLimit !== null]);
-      }
-      const result = await this.admit({ ...request, quotas: NO_QUOTAS });
-      if (!result.ok) refund();
-      // The account's lease id differs from the quota reservations' member (each admit draws one): harmless, the
-      // window member only has to be unique and the refund above uses the reservation's own id.
-      return result;
-    } catch (error) {
-      refund();
-      throw error;
-    }
   }
 
   /** Current minute and day counts of a quota subject (admin usage). */
   async inspectQuota(subject: QuotaSubject, nowMs: number, dayBounds?: DayBounds): Promise<QuotaUsage> {
     const bounds = dayBounds ?? utcDayBounds(nowMs);
-    const keys = this.quotaKeysInto(new Array<string>(4), 0, subject, bounds);
+    const keys = quotaKeysInto(this.keyPrefix, new Array<string>(QUOTA_KEYS), 0, subject, bounds).slice(0, 4);
     const reply = (await this.run(QUOTA_INSPECT, keys, [this.testClock ? String(nowMs) : '', ...bounds.map(String)])) as unknown[];
     const day = pickDay(bounds, nowMs);
     return { minute: Number(reply[1]), day: Number(reply[2]), dayStartMs: day[0], dayEndMs: day[1] };
   }
 
-  /** The window key and the day counters of the days b0, b1, b2 of one quota subject, written into keys[at..at+3]. */
-  quotaKeysInto(keys: string[], at: number, subject: QuotaSubject, bounds: DayBounds): string[] {
-    const base = `${this.keyPrefix}{kpq:${subject.scope}:${escapeTag(subject.id)}}:`;
-    keys[at] = `${base}w`;
-    keys[at + 1] = `${base}d:${bounds[0]}`;
-    keys[at + 2] = `${base}d:${bounds[1]}`;
-    keys[at + 3] = `${base}d:${bounds[2]}`;
-    return keys;
+  /**
+   * Token reconcile (RECONCILE_LUA): the account's window and each quota's windows and admitted day. One script on one
+   * server; on a Cluster one for the pool's slot and one per quota subject's slot.
+   */
+  reconcileTokens(
+    pool: string,
+    accountId: string,
+    leaseId: string,
+    admittedAtMs: number,
+    deltaTokens: number,
+    quotas: readonly QuotaRef[],
+    nowMs: number,
+    dayBounds?: DayBounds,
+  ): Promise<void> {
+    const delta = Math.round(deltaTokens);
+    if (delta === 0 || !Number.isFinite(delta)) return Promise.resolve();
+    const args = [leaseId, String(delta), this.testClock ? String(nowMs) : ''];
+    const dayStart = quotas.length === 0 ? 0 : pickDay(dayBounds ?? utcDayBounds(admittedAtMs), admittedAtMs)[0];
+    const calls = reconcileCalls(this.keyPrefix, this.keysOf(pool, accountId), quotas, dayStart, this.redis.isCluster).map(([keys, withAccount]) => {
+      try {
+        return this.run(RECONCILE, keys, [...args, withAccount]).then(noop, (error: unknown) => this.backgroundError(error));
+      } catch (error) {
+        this.backgroundError(error);
+        return undefined;
+      }
+    });
+    return Promise.all(calls).then(() => undefined);
   }
 
   release(pool: string, accountId: string, leaseId: string): void {
@@ -403,7 +414,7 @@ export class RedisRateStateStore implements RateStateStore {
     }
   }
 
-  /** The three keys of one account; every key of a pool shares the `{kp:<pool>}` hash tag (one Cluster slot). */
+  /** The keys of one account (./redis-keys.ts accountKeys), cached. */
   keysOf(pool: string, accountId: string): AccountKeys {
     let byAccount = this.keyCache.get(pool);
     if (byAccount === undefined) {
@@ -418,9 +429,7 @@ export class RedisRateStateStore implements RateStateStore {
         byAccount = new Map();
         this.keyCache.set(pool, byAccount);
       }
-      // Braces inside a name would move or break the hash tag: escape them.
-      const base = `${this.keyPrefix}{kp:${escapeTag(pool)}}:${escapeTag(accountId)}:`;
-      keys = [`${base}s`, `${base}w`, `${base}l`];
+      keys = accountKeys(this.keyPrefix, pool, accountId);
       byAccount.set(accountId, keys);
       this.keyCacheSize++;
     }
@@ -473,7 +482,7 @@ export class RedisRateStateStore implements RateStateStore {
   }
 
   private loadScripts(): void {
-    for (const s of [ADMIT, OBSERVE, INSPECT, RENEW, QUOTA_RESERVE, QUOTA_REFUND, QUOTA_INSPECT]) {
+    for (const s of [ADMIT, OBSERVE, INSPECT, RENEW, QUOTA_RESERVE, QUOTA_REFUND, QUOTA_INSPECT, RECONCILE]) {
       this.redis.script('LOAD', s.lua).catch((error: unknown) => this.backgroundError(error));
     }
   }
@@ -488,8 +497,4 @@ export class RedisRateStateStore implements RateStateStore {
       }
     }
   }
-}
-
-function escapeTag(name: string): string {
-  return name.includes('{') || name.includes('}') || name.includes('%') ? encodeURIComponent(name) : name;
 }

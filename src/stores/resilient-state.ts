@@ -12,6 +12,7 @@ import {
   type DayBounds,
   type HealthChange,
   type LearnedTarget,
+  type QuotaRef,
   type QuotaSubject,
   type QuotaUsage,
   type RateStateStore,
@@ -170,6 +171,23 @@ export class ResilientRateStateStore implements RateStateStore {
   renew(pool: string, accountId: string, leaseId: string, leaseMs: number, nowMs: number): void {
     if (leaseId.startsWith(LOCAL_LEASE_PREFIX)) this.local.renew(pool, accountId, leaseId, leaseMs, nowMs);
     else this.shared.renew(pool, accountId, leaseId, leaseMs, nowMs);
+  }
+
+  reconcileTokens(
+    pool: string,
+    accountId: string,
+    leaseId: string,
+    admittedAtMs: number,
+    deltaTokens: number,
+    quotas: readonly QuotaRef[],
+    nowMs: number,
+    dayBounds?: DayBounds,
+  ): Promise<void> {
+    // Where the reservation was made: the local fallback for a local lease, else the shared store (a write that
+    // fails while Redis is out is lost; the reservation then keeps its estimate, the conservative side).
+    if (leaseId.startsWith(LOCAL_LEASE_PREFIX)) return this.local.reconcileTokens(pool, accountId, leaseId, admittedAtMs, deltaTokens, quotas, nowMs, dayBounds);
+    if (this.breaker.opened || this.shared.reconcileTokens === undefined) return Promise.resolve();
+    return this.shared.reconcileTokens(pool, accountId, leaseId, admittedAtMs, deltaTokens, quotas, nowMs, dayBounds);
   }
 
   async inspect(pool: string, accountIds: readonly string[], nowMs: number): Promise<AccountStateView[]> {

@@ -1,0 +1,66 @@
+// The token estimate a request reserves at admission (exact TPM by reserve-and-reconcile, src/core/token-window.ts).
+// Pure: no I/O, no clock.
+//
+// Input: UTF-8 bytes / 4, rounded up. OpenAI's rule of thumb for English is ~4 characters per token; JSON syntax,
+// role names and base64 images make bytes/4 an over-estimate more often than not, which is the safe side for a
+// reservation (reconcile gives the difference back once the provider reports its usage). A real tokenizer would cost
+// milliseconds per request on the decision path and still only know one provider's vocabulary.
+// Output: the request's own cap (max_tokens, max_completion_tokens, max_output_tokens, Gemini's maxOutputTokens),
+// else `defaultOutputTokens` (the setting tokens.default_output).
+
+/** tokens.default_output when the setting is not set: a typical completion cap. */
+export const DEFAULT_OUTPUT_TOKENS = 1_024;
+
+/** Bytes per estimated input token. */
+export const BYTES_PER_TOKEN = 4;
+
+/**
+ * Upper bound of an output cap read from a body (a client writing max_tokens: 1e12 must not reserve a whole day's
+ * quota as a number the stores cannot hold); larger caps count as this.
+ */
+export const MAX_OUTPUT_TOKENS = 10_000_000;
+
+// A key is only ever unescaped in JSON when it is a key: inside a string value its quotes are escaped (\"). Digits
+// only: an object under such a name (a tool schema property) is not a cap.
+const OUTPUT_CAP = /"(?:max_tokens|max_completion_tokens|max_output_tokens|maxOutputTokens)"\s*:\s*(\d{1,15})/g;
+
+const DECODER = new TextDecoder('utf-8', { fatal: false });
+
+/** UTF-8 length of a string without encoding it. */
+function utf8Length(text: string): number {
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x80) bytes += 1;
+    else if (code < 0x800) bytes += 2;
+    else if (code >= 0xd800 && code <= 0xdbff && i + 1 < text.length) {
+      // A surrogate pair: one 4-byte character.
+      bytes += 4;
+      i++;
+    } else bytes += 3;
+  }
+  return bytes;
+}
+
+/** The largest output cap the body names (conservative when several do), or null when it names none. */
+export function outputCapOf(text: string): number | null {
+  let cap: number | null = null;
+  for (const match of text.matchAll(OUTPUT_CAP)) {
+    const value = Math.min(Number(match[1]), MAX_OUTPUT_TOKENS);
+    if (cap === null || value > cap) cap = value;
+  }
+  return cap;
+}
+
+/**
+ * Estimated tokens of a request: ceil(body bytes / BYTES_PER_TOKEN) + its output cap (or defaultOutputTokens). At
+ * least 1. A body the gateway did not pass (null/undefined) counts as no input, only the default output.
+ */
+export function estimateRequestTokens(body: Uint8Array | string | null | undefined, defaultOutputTokens: number): number {
+  const fallback = Number.isFinite(defaultOutputTokens) && defaultOutputTokens > 0 ? Math.floor(defaultOutputTokens) : 0;
+  if (body === null || body === undefined || body.length === 0) return Math.max(1, fallback);
+  const text = typeof body === 'string' ? body : DECODER.decode(body);
+  const bytes = typeof body === 'string' ? utf8Length(body) : body.length;
+  const input = Math.ceil(bytes / BYTES_PER_TOKEN);
+  return Math.max(1, input + (outputCapOf(text) ?? fallback));
+}
