@@ -3,9 +3,11 @@ import { MemoryRateStateStore } from '../../src/stores/memory-state.js';
 import { MAX_MODELS_PER_OWNER } from '../../src/core/learned-state.js';
 import { cand, obs, rateStateContract } from './rate-state.contract.js';
 import { quotaStateContract } from './quota-state.contract.js';
+import { tokenStateContract } from './token-state.contract.js';
 
 rateStateContract('memory', { create: async (options) => new MemoryRateStateStore(options) });
 quotaStateContract('memory', { create: async (options) => new MemoryRateStateStore(options) });
+tokenStateContract('memory', { create: async (options) => new MemoryRateStateStore(options) });
 
 describe('MemoryRateStateStore specifics', () => {
   const T0 = 1_800_000_000_000;

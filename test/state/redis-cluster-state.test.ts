@@ -8,6 +8,7 @@ import { REDIS_CLIENT_DEFAULTS, RedisRateStateStore } from '../../src/stores/red
 import { LocalRedisCluster, redisClusterToolsAvailable } from '../helpers/redis-cluster.js';
 import { cand, rateStateContract } from './rate-state.contract.js';
 import { quotaStateContract } from './quota-state.contract.js';
+import { tokenStateContract } from './token-state.contract.js';
 import { uniquePrefix } from './services.js';
 
 const available = redisClusterToolsAvailable('redis cluster state');
@@ -32,6 +33,9 @@ describe.skipIf(!available)('redis cluster', () => {
     create: async (options) => new RedisRateStateStore(client, { keyPrefix: prefix, testUseRequestClock: true, ...options }),
   });
   quotaStateContract('redis cluster', {
+    create: async (options) => new RedisRateStateStore(client, { keyPrefix: prefix, testUseRequestClock: true, ...options }),
+  });
+  tokenStateContract('redis cluster', {
     create: async (options) => new RedisRateStateStore(client, { keyPrefix: prefix, testUseRequestClock: true, ...options }),
   });
 

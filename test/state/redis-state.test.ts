@@ -6,6 +6,7 @@ import { WINDOW_MS } from '../../src/core/capacity.js';
 import { REDIS_CLIENT_DEFAULTS, RedisRateStateStore } from '../../src/stores/redis-state.js';
 import { cand, obs, rateStateContract } from './rate-state.contract.js';
 import { quotaStateContract } from './quota-state.contract.js';
+import { tokenStateContract } from './token-state.contract.js';
 import { deletePrefix, REDIS_URL, redisAvailable, sleep, uniquePrefix } from './services.js';
 
 const available = await redisAvailable();
@@ -28,6 +29,9 @@ describe.skipIf(!available)('redis', () => {
     create: async (options) => new RedisRateStateStore(client, { keyPrefix: prefix, testUseRequestClock: true, ...options }),
   });
   quotaStateContract('redis', {
+    create: async (options) => new RedisRateStateStore(client, { keyPrefix: prefix, testUseRequestClock: true, ...options }),
+  });
+  tokenStateContract('redis', {
     create: async (options) => new RedisRateStateStore(client, { keyPrefix: prefix, testUseRequestClock: true, ...options }),
   });
 
