@@ -207,9 +207,10 @@ export interface DecisionEngine {
   /**
    * The provider reported the request's actual token usage (input + output): reconcile the ticket's token reservation
    * with it in the windows it was charged to (RateStateStore.reconcileTokens). No-op for a ticket that reserved no
-   * tokens. Call at most once per ticket. Never throws; fire-and-forget.
+   * tokens. Call at most once per ticket. Never throws; fire-and-forget. Optional so test engines need not implement
+   * it; the Engine has it.
    */
-  reconcileTokens(ticket: Ticket, actualTokens: number): void;
+  reconcileTokens?(ticket: Ticket, actualTokens: number): void;
   /** Keep the ticket's in-flight slot while its request is still running (a long streamed response). Never throws. */
   renew(ticket: Ticket): void;
   /** How often an adapter renews a ticket it still holds (a third of the lease). */

@@ -60,6 +60,8 @@ export function presentKey(row: SystemKeyRow, nowMs: number): Record<string, unk
     rotate_after_days: row.rotateAfterDays,
     rpm_limit: row.rpmLimit,
     rpd_limit: row.rpdLimit,
+    tpm_limit: row.tpmLimit ?? null,
+    tpd_limit: row.tpdLimit ?? null,
     last_rotated_at: iso(row.lastRotatedAt),
     rotation_due_at: isoMs(rotationDueAtMs(row)),
     rotation_overdue: isRotationOverdue(row, nowMs),
@@ -76,6 +78,8 @@ export function presentTenant(row: TenantRow): Record<string, unknown> {
     name: row.name,
     rpm_limit: row.rpmLimit,
     rpd_limit: row.rpdLimit,
+    tpm_limit: row.tpmLimit ?? null,
+    tpd_limit: row.tpdLimit ?? null,
     created_at: iso(row.createdAt),
     updated_at: iso(row.updatedAt),
   };

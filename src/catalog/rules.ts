@@ -47,6 +47,11 @@ export const DEFAULT_QUEUE_MAX_WAIT_MS = 0;
 /** `queue.max_length`: requests that may wait at once on one replica (all pools); one more gets 429 at once. */
 export const QUEUE_MAX_LENGTH_RANGE = { min: 1, max: 100_000 } as const;
 export const DEFAULT_QUEUE_MAX_LENGTH = 1000;
+/**
+ * `tokens.default_output`: output tokens a request reserves for exact TPM and token quotas when its body names no cap
+ * (max_tokens...); unset = DEFAULT_OUTPUT_TOKENS of src/core/token-estimate.ts.
+ */
+export const TOKENS_DEFAULT_OUTPUT_RANGE = { min: 1, max: 1_000_000 } as const;
 
 /** Inclusive numeric ranges and sizes (help texts and the OpenAPI document quote the same numbers). */
 export const LIMITS = {
@@ -66,6 +71,8 @@ export const LIMITS = {
   /** rpm/tpm/concurrency columns are INTEGER. */
   limitMin: 1,
   limitMax: 2_147_483_647,
+  /** tpd_limit is BIGINT, bounded to 2^53 - 1 (exact as a JavaScript and a Lua number). */
+  tokenDayLimitMax: 9_007_199_254_740_991,
   tagsMaxKeys: 50,
   tagKeyMaxChars: 64,
   tagValueMaxChars: 256,

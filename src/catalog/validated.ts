@@ -151,6 +151,8 @@ export function checkAllowedIps(value: unknown): Check<readonly string[]> {
 }
 
 export const checkLimit = checkInt({ min: LIMITS.limitMin, max: LIMITS.limitMax });
+/** Tokens per day (tpd_limit, BIGINT). */
+export const checkTokenDayLimit = checkInt({ min: LIMITS.limitMin, max: LIMITS.tokenDayLimitMax });
 
 export function checkPriority(value: unknown): Check<number> {
   return checkInt(PRIORITY_RANGE)(value);

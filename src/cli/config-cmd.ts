@@ -24,6 +24,8 @@ const SETTINGS_HELP = [
   '  queue.max_wait_ms           0-30000: how long a request may wait for an account of an exhausted pool, in',
   '                              priority order, before its 429 (default 0 = answer at once)',
   '  queue.max_length            1-100000: requests that may wait at once per keypool replica (default 1000)',
+  '  tokens.default_output       1-1000000: output tokens a request reserves for exact TPM and token quotas when',
+  '                              its body names no max_tokens (default 1024)',
 ].join('\n');
 
 const setSpec: CommandSpec = {

@@ -28,8 +28,10 @@ const createSpec: CommandSpec = {
     prefix: { type: 'string', valueName: 'PREFIX', description: 'issue kp_<PREFIX>_<random> (letters, digits, inner dashes), for mappings to match' },
     rpm: { type: 'string', valueName: 'N', description: 'request quota: at most N requests per minute (sliding 60 s), all providers' },
     rpd: { type: 'string', valueName: 'N', description: 'request quota: at most N requests per day (KEYPOOL_QUOTA_TZ)' },
+    tpm: { type: 'string', valueName: 'N', description: 'token quota: at most N tokens per minute (sliding 60 s; estimates reserved, then reconciled)' },
+    tpd: { type: 'string', valueName: 'N', description: 'token quota: at most N tokens per day (KEYPOOL_QUOTA_TZ)' },
   },
-  fieldFlags: { tenantId: '--tenant', rpmLimit: '--rpm', rpdLimit: '--rpd' },
+  fieldFlags: { tenantId: '--tenant', rpmLimit: '--rpm', rpdLimit: '--rpd', tpmLimit: '--tpm', tpdLimit: '--tpd' },
   details: [
     'Example:',
     '  keypool keys create --name ci-bot --prefix ci --tenant acme --allowed-ips 10.0.0.0/8,2001:db8::/32 \\',
@@ -67,7 +69,7 @@ const importSpec: CommandSpec = {
   },
   refused: { '--key': SECRET_IN_ARGV_REASON, '--api-key': SECRET_IN_ARGV_REASON, '--secret': SECRET_IN_ARGV_REASON },
   hidePositionals: true,
-  fieldFlags: { tenantId: '--tenant', rpmLimit: '--rpm', rpdLimit: '--rpd', key: 'the key (stdin or --key-env)' },
+  fieldFlags: { tenantId: '--tenant', rpmLimit: '--rpm', rpdLimit: '--rpd', tpmLimit: '--tpm', tpdLimit: '--tpd', key: 'the key (stdin or --key-env)' },
   details: [
     'Any key of 16-512 bytes without whitespace or control characters (sk-..., team-a-...) is accepted and then',
     'works exactly like an issued one. It is never accepted as an argument (visible in ps and shell history):',
@@ -123,9 +125,11 @@ const updateSpec: CommandSpec = {
     tenant: { type: 'string', valueName: 'TENANT', description: 'tenant id, or none' },
     rpm: { type: 'string', valueName: 'N', description: 'requests per minute, or none' },
     rpd: { type: 'string', valueName: 'N', description: 'requests per day (KEYPOOL_QUOTA_TZ), or none' },
+    tpm: { type: 'string', valueName: 'N', description: 'tokens per minute, or none' },
+    tpd: { type: 'string', valueName: 'N', description: 'tokens per day (KEYPOOL_QUOTA_TZ), or none' },
   },
-  fieldFlags: { tenantId: '--tenant', rpmLimit: '--rpm', rpdLimit: '--rpd' },
-  details: 'Example:\n  keypool keys update ci-bot --rpm 30 --rpd 1000\n  keypool keys update ci-bot --rpd none',
+  fieldFlags: { tenantId: '--tenant', rpmLimit: '--rpm', rpdLimit: '--rpd', tpmLimit: '--tpm', tpdLimit: '--tpd' },
+  details: 'Example:\n  keypool keys update ci-bot --rpm 30 --rpd 1000 --tpm 50000\n  keypool keys update ci-bot --rpd none',
 };
 
 /** `none` clears a nullable field. */
@@ -144,6 +148,8 @@ const update: Command = {
           tenantId: orNull(stringOption(values, 'tenant')),
           rpmLimit: orNull(stringOption(values, 'rpm')),
           rpdLimit: orNull(stringOption(values, 'rpd')),
+          tpmLimit: orNull(stringOption(values, 'tpm')),
+          tpdLimit: orNull(stringOption(values, 'tpd')),
         }),
         context.nowMs(),
       ),
@@ -234,6 +240,8 @@ function keyRecord(row: SystemKeyRow): [string, unknown][] {
     ['rotate after days', row.rotateAfterDays],
     ['requests per minute', row.rpmLimit ?? 'unlimited'],
     ['requests per day', row.rpdLimit ?? 'unlimited'],
+    ['tokens per minute', row.tpmLimit ?? 'unlimited'],
+    ['tokens per day', row.tpdLimit ?? 'unlimited'],
   ];
 }
 
@@ -248,5 +256,7 @@ function keyFlags(values: Parameters<typeof stringOption>[0]): Record<string, st
     rotateAfterDays: stringOption(values, 'rotate-after-days'),
     rpmLimit: stringOption(values, 'rpm'),
     rpdLimit: stringOption(values, 'rpd'),
+    tpmLimit: stringOption(values, 'tpm'),
+    tpdLimit: stringOption(values, 'tpd'),
   };
 }

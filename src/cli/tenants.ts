@@ -11,8 +11,10 @@ const LIMIT_OPTIONS = {
   name: { type: 'string', valueName: 'NAME', description: 'display name (default: the id)' },
   rpm: { type: 'string', valueName: 'N', description: 'requests per minute (sliding 60 s) of all the tenant\'s keys together' },
   rpd: { type: 'string', valueName: 'N', description: 'requests per day (KEYPOOL_QUOTA_TZ) of all the tenant\'s keys together' },
+  tpm: { type: 'string', valueName: 'N', description: 'tokens per minute (sliding 60 s; estimates reserved, then reconciled) of all the keys together' },
+  tpd: { type: 'string', valueName: 'N', description: 'tokens per day (KEYPOOL_QUOTA_TZ) of all the tenant\'s keys together' },
 } as const;
-const FIELD_FLAGS = { id: '<id>', rpmLimit: '--rpm', rpdLimit: '--rpd' };
+const FIELD_FLAGS = { id: '<id>', rpmLimit: '--rpm', rpdLimit: '--rpd', tpmLimit: '--tpm', tpdLimit: '--tpd' };
 
 function tenantIdArg(value: string | undefined): string {
   const checked = checkTenantId(value);
@@ -23,7 +25,13 @@ function tenantIdArg(value: string | undefined): string {
 /** `none` removes a limit. */
 function limitFlags(values: OptionValues): Record<string, unknown> {
   const orNull = (v: string | undefined): string | null | undefined => (v === 'none' ? null : v);
-  return definedOnly({ name: stringOption(values, 'name'), rpmLimit: orNull(stringOption(values, 'rpm')), rpdLimit: orNull(stringOption(values, 'rpd')) });
+  return definedOnly({
+    name: stringOption(values, 'name'),
+    rpmLimit: orNull(stringOption(values, 'rpm')),
+    rpdLimit: orNull(stringOption(values, 'rpd')),
+    tpmLimit: orNull(stringOption(values, 'tpm')),
+    tpdLimit: orNull(stringOption(values, 'tpd')),
+  });
 }
 
 const createSpec: CommandSpec = {
@@ -34,7 +42,7 @@ const createSpec: CommandSpec = {
   fieldFlags: FIELD_FLAGS,
   details: [
     'Example:',
-    '  keypool tenants create acme --name "ACME Corp" --rpm 600 --rpd 100000',
+    '  keypool tenants create acme --name "ACME Corp" --rpm 600 --rpd 100000 --tpm 200000 --tpd 50000000',
     '  keypool keys create --name acme-ci --tenant acme --rpm 30     # a key of the tenant, with its own quota too',
   ].join('\n'),
 };
@@ -126,6 +134,8 @@ const TENANT_COLUMNS: readonly Column<TenantRow>[] = [
   { header: 'name', value: (t) => t.name },
   { header: 'rpm', value: (t) => t.rpmLimit ?? 'unlimited' },
   { header: 'rpd', value: (t) => t.rpdLimit ?? 'unlimited' },
+  { header: 'tpm', value: (t) => t.tpmLimit ?? 'unlimited' },
+  { header: 'tpd', value: (t) => t.tpdLimit ?? 'unlimited' },
 ];
 
 function tenantRecord(row: TenantRow): [string, unknown][] {
@@ -134,5 +144,7 @@ function tenantRecord(row: TenantRow): [string, unknown][] {
     ['name', row.name],
     ['requests per minute', row.rpmLimit ?? 'unlimited'],
     ['requests per day', row.rpdLimit ?? 'unlimited'],
+    ['tokens per minute', row.tpmLimit ?? 'unlimited'],
+    ['tokens per day', row.tpdLimit ?? 'unlimited'],
   ];
 }

@@ -42,10 +42,14 @@ export function dumpConfig(state: CurrentState): string {
         rotate_after_days: k.rotateAfterDays,
         rpm: k.rpmLimit,
         rpd: k.rpdLimit,
+        tpm: k.tpmLimit ?? null,
+        tpd: k.tpdLimit ?? null,
         status: k.status === 'revoked' ? 'revoked' : null,
       }),
     ),
-    tenants: (state.tenants ?? []).map((t) => compact({ id: t.id, name: t.name === t.id ? null : t.name, rpm: t.rpmLimit, rpd: t.rpdLimit })),
+    tenants: (state.tenants ?? []).map((t) =>
+      compact({ id: t.id, name: t.name === t.id ? null : t.name, rpm: t.rpmLimit, rpd: t.rpdLimit, tpm: t.tpmLimit ?? null, tpd: t.tpdLimit ?? null }),
+    ),
     mappings: state.mappings.map((m) =>
       compact({
         match: m.matchType,

@@ -57,6 +57,9 @@ export interface DesiredKey extends Located {
   /** Request quotas of the key (`rpm`, `rpd`); null = unlimited. */
   readonly rpmLimit: number | null;
   readonly rpdLimit: number | null;
+  /** Token quotas of the key (`tpm`, `tpd`); null = unlimited. */
+  readonly tpmLimit: number | null;
+  readonly tpdLimit: number | null;
   /** Revocation is final: a revoked key cannot be declared active again. */
   readonly status: 'active' | 'revoked';
   /** Issued keys read `kp_<prefix>_<random>`; used only when the file creates the key. */
@@ -84,6 +87,9 @@ export interface DesiredTenant extends Located {
   readonly name: string;
   readonly rpmLimit: number | null;
   readonly rpdLimit: number | null;
+  /** Token quotas (`tpm`, `tpd`) of all the tenant's keys together; null = unlimited. */
+  readonly tpmLimit: number | null;
+  readonly tpdLimit: number | null;
 }
 
 export type DesiredSetting = Setting & Located;
@@ -144,6 +150,8 @@ export const KEY_FIELDS: FieldTable = {
   prefix: 'prefix',
   rpm: 'rpmLimit',
   rpd: 'rpdLimit',
+  tpm: 'tpmLimit',
+  tpd: 'tpdLimit',
 };
 export const KEY_OWN_FIELDS = ['status', 'import'] as const;
 
@@ -159,7 +167,7 @@ export const MAPPING_FIELDS: FieldTable = {
   window: 'window',
 };
 
-export const TENANT_FIELDS: FieldTable = { id: 'id', name: 'name', rpm: 'rpmLimit', rpd: 'rpdLimit' };
+export const TENANT_FIELDS: FieldTable = { id: 'id', name: 'name', rpm: 'rpmLimit', rpd: 'rpdLimit', tpm: 'tpmLimit', tpd: 'tpdLimit' };
 
 export const SECTIONS = ['version', 'providers', 'accounts', 'keys', 'mappings', 'tenants', 'settings'] as const;
 

@@ -162,7 +162,16 @@ class Reader {
     const importKey = fields.own.import === undefined || fields.own.import === null ? null : this.secretRef(fields.own.import, [...path, 'import']);
     const status = this.choice(fields.own.status, [...path, 'status'], ['active', 'revoked'] as const, 'active');
     if (!value || importKey === undefined || status === undefined) return null;
-    return { at: pathText(path), ...value, rpmLimit: value.rpmLimit ?? null, rpdLimit: value.rpdLimit ?? null, status, importKey };
+    return {
+      at: pathText(path),
+      ...value,
+      rpmLimit: value.rpmLimit ?? null,
+      rpdLimit: value.rpdLimit ?? null,
+      tpmLimit: value.tpmLimit ?? null,
+      tpdLimit: value.tpdLimit ?? null,
+      status,
+      importKey,
+    };
   }
 
   private mapping(entry: unknown, path: (string | number)[]): DesiredMapping | null {

@@ -183,11 +183,19 @@ export function planChanges(desired: DesiredState, current: CurrentState, facts:
   return { changes, problems };
 }
 
-function tenantFields(t: { readonly name: string; readonly rpmLimit: number | null; readonly rpdLimit: number | null }): FieldChange[] {
+function tenantFields(t: {
+  readonly name: string;
+  readonly rpmLimit: number | null;
+  readonly rpdLimit: number | null;
+  readonly tpmLimit?: number | null | undefined;
+  readonly tpdLimit?: number | null | undefined;
+}): FieldChange[] {
   return [
     { field: 'name', from: null, to: t.name },
     { field: 'rpm', from: null, to: t.rpmLimit },
     { field: 'rpd', from: null, to: t.rpdLimit },
+    { field: 'tpm', from: null, to: t.tpmLimit ?? null },
+    { field: 'tpd', from: null, to: t.tpdLimit ?? null },
   ];
 }
 
@@ -251,6 +259,8 @@ function keyFields(k: Omit<DesiredKey, 'at'>): FieldChange[] {
     { field: 'rotate_after_days', from: null, to: k.rotateAfterDays },
     { field: 'rpm', from: null, to: k.rpmLimit },
     { field: 'rpd', from: null, to: k.rpdLimit },
+    { field: 'tpm', from: null, to: k.tpmLimit },
+    { field: 'tpd', from: null, to: k.tpdLimit },
     { field: 'status', from: null, to: k.status },
   ];
 }
@@ -263,6 +273,8 @@ function keyValues(row: SystemKeyRow): FieldChange[] {
     { field: 'rotate_after_days', from: null, to: row.rotateAfterDays },
     { field: 'rpm', from: null, to: row.rpmLimit },
     { field: 'rpd', from: null, to: row.rpdLimit },
+    { field: 'tpm', from: null, to: row.tpmLimit ?? null },
+    { field: 'tpd', from: null, to: row.tpdLimit ?? null },
   ];
 }
 

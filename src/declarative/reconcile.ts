@@ -149,8 +149,10 @@ const KEY_PATCH = {
   rotate_after_days: 'rotateAfterDays',
   rpm: 'rpmLimit',
   rpd: 'rpdLimit',
+  tpm: 'tpmLimit',
+  tpd: 'tpdLimit',
 } as const;
-const TENANT_PATCH = { name: 'name', rpm: 'rpmLimit', rpd: 'rpdLimit' } as const;
+const TENANT_PATCH = { name: 'name', rpm: 'rpmLimit', rpd: 'rpdLimit', tpm: 'tpmLimit', tpd: 'tpdLimit' } as const;
 const MAPPING_PATCH = {
   priority: 'priority',
   tenant: 'tenantId',

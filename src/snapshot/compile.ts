@@ -92,9 +92,16 @@ function compileKeys(keys: readonly StoredKey[], nowMs: number): Map<string, Key
       expiresAtMs: row.expiresAt?.getTime() ?? null,
       allowlist: allowlistOf(row.allowedIps),
       quota:
-        (row.rpmLimit ?? null) === null && (row.rpdLimit ?? null) === null
+        (row.rpmLimit ?? null) === null && (row.rpdLimit ?? null) === null && (row.tpmLimit ?? null) === null && (row.tpdLimit ?? null) === null
           ? null
-          : Object.freeze({ scope: 'key', id: row.id, rpmLimit: row.rpmLimit ?? null, rpdLimit: row.rpdLimit ?? null }),
+          : Object.freeze({
+              scope: 'key',
+              id: row.id,
+              rpmLimit: row.rpmLimit ?? null,
+              rpdLimit: row.rpdLimit ?? null,
+              tpmLimit: row.tpmLimit ?? null,
+              tpdLimit: row.tpdLimit ?? null,
+            }),
     });
     byDigest.set(row.keyHash, Object.freeze({ key, graceEndsAtMs: null }));
     const graceEndsAtMs = row.previousKeyExpiresAt?.getTime() ?? null;
@@ -111,7 +118,10 @@ function compileKeys(keys: readonly StoredKey[], nowMs: number): Map<string, Key
 function compileTenants(data: ConfigData): Map<string, QuotaSubject> {
   const tenants = new Map<string, QuotaSubject>();
   for (const row of data.tenants ?? []) {
-    tenants.set(row.id, Object.freeze({ scope: 'tenant', id: row.id, rpmLimit: row.rpmLimit, rpdLimit: row.rpdLimit }));
+    tenants.set(
+      row.id,
+      Object.freeze({ scope: 'tenant', id: row.id, rpmLimit: row.rpmLimit, rpdLimit: row.rpdLimit, tpmLimit: row.tpmLimit ?? null, tpdLimit: row.tpdLimit ?? null }),
+    );
   }
   return tenants;
 }

@@ -39,13 +39,20 @@ describe('/admin/tenants', () => {
     expectError(await h.api('GET', '/admin/tenants/team.b_2'), 404, 'not_found');
     const audit = (await h.api('GET', '/admin/audit?action=tenant_updated')).json.items;
     expect(audit[0].metadata).toEqual({ id: 'acme', changes: { rpmLimit: null, rpdLimit: 1000 } });
+    // Token quotas: a tpd above 2^31 is stored exactly (BIGINT) and read back as a number.
+    const tokens = await h.api('PATCH', '/admin/tenants/acme', { body: { tpm_limit: 200000, tpd_limit: 5_000_000_000 } });
+    expect(tokens.status, tokens.text).toBe(200);
+    expect((await h.api('GET', '/admin/tenants/acme')).json.tenant).toMatchObject({ tpm_limit: 200000, tpd_limit: 5_000_000_000 });
     expect((await h.api('GET', '/admin/audit?action=tenant_deleted')).json.items).toHaveLength(1);
   });
 
   it('refuses bad input with the field named', async () => {
     expectError(await h.api('POST', '/admin/tenants', { body: { id: 'a b' } }), 422, 'invalid_format', 'id');
     expectError(await h.api('POST', '/admin/tenants', { body: { id: 'x', rpm_limit: 0 } }), 422, 'out_of_range', 'rpm_limit');
-    expectError(await h.api('POST', '/admin/tenants', { body: { id: 'x', tpm_limit: 5 } }), 422, 'unknown_field');
+    // Token quotas (migration 0011): tpm is an INTEGER limit, tpd a BIGINT bounded to 2^53 - 1.
+    expectError(await h.api('POST', '/admin/tenants', { body: { id: 'x', tpm_limit: 0 } }), 422, 'out_of_range', 'tpm_limit');
+    expectError(await h.api('POST', '/admin/tenants', { body: { id: 'x', tpd_limit: 0 } }), 422, 'out_of_range', 'tpd_limit');
+    expectError(await h.api('POST', '/admin/tenants', { body: { id: 'x', tokens_per_minute: 5 } }), 422, 'unknown_field');
     expectError(await h.api('PATCH', '/admin/tenants/acme', { body: {} }), 422, 'empty_patch');
     expectError(await h.api('GET', '/admin/tenants/a%20b'), 400, 'invalid_parameter', 'id');
     expectError(await h.api('POST', '/admin/keys', { body: { name: 'k', rpd_limit: -1 } }), 422, 'out_of_range', 'rpd_limit');

@@ -82,6 +82,10 @@ function cases(): Case[] {
   );
   add('key rpm_limit', [0, 1, 2_147_483_647], (v) => key({ rpmLimit: v }), insertKey('rpm_limit'));
   add('key rpd_limit', [0, 1, 2_147_483_647], (v) => key({ rpdLimit: v }), insertKey('rpd_limit'));
+  // Token quotas (0011): tpm INTEGER, tpd BIGINT up to 2^53 - 1 (exact in JavaScript and Lua).
+  const TPD_VALUES = [0, 1, 2_147_483_648, 9_007_199_254_740_991, 2 ** 53];
+  add('key tpm_limit', [0, 1, 2_147_483_647], (v) => key({ tpmLimit: v }), insertKey('tpm_limit'));
+  add('key tpd_limit', TPD_VALUES, (v) => key({ tpdLimit: v }), insertKey('tpd_limit'));
   const tenant = (fields: Record<string, unknown>) => ok(validateNewTenant({ id: 't', ...fields }));
   const insertTenant = (column: string) => (sql: SqlClient, n: number, value: unknown) =>
     column === 'id'
@@ -93,6 +97,8 @@ function cases(): Case[] {
   add('tenant name', ['n'.repeat(100), 'n'.repeat(101)], (v) => tenant({ name: v }), insertTenant('name'));
   add('tenant rpm_limit', [0, 1, 2_147_483_647], (v) => tenant({ rpmLimit: v }), insertTenant('rpm_limit'));
   add('tenant rpd_limit', [0, 1, 2_147_483_647], (v) => tenant({ rpdLimit: v }), insertTenant('rpd_limit'));
+  add('tenant tpm_limit', [0, 1, 2_147_483_647], (v) => tenant({ tpmLimit: v }), insertTenant('tpm_limit'));
+  add('tenant tpd_limit', TPD_VALUES, (v) => tenant({ tpdLimit: v }), insertTenant('tpd_limit'));
   add('default priority', [-1, 0, 9, 10], (v) => ok(validateSetting('priority.default_priority', v)), (sql, _n, value) =>
     sql.query(`UPDATE api_key_priority_config SET value = $1::text::jsonb WHERE key = 'default_priority'`, [JSON.stringify(value)]),
   );
@@ -104,6 +110,7 @@ function cases(): Case[] {
     );
   add('queue max wait', [-1, 0, 30000, 30001], (v) => ok(validateSetting('queue.max_wait_ms', v)), upsertSetting('queue_max_wait_ms'));
   add('queue max length', [0, 1, 100000, 100001], (v) => ok(validateSetting('queue.max_length', v)), upsertSetting('queue_max_length'));
+  add('tokens default output', [0, 1, 1_000_000, 1_000_001], (v) => ok(validateSetting('tokens.default_output', v)), upsertSetting('tokens_default_output'));
   return out;
 }
 

@@ -276,6 +276,11 @@ describe('keypool CLI on the embedded store', { timeout: SLOW_TEST_MS }, () => {
     expect(key).toMatchObject({ rpm_limit: 30, rpd_limit: null });
     const changed = parseJson<{ key: any }>(await cli(['keys', 'update', 'quota-bot', '--rpd', '1000', '--rpm', 'none', '--json'])).key;
     expect(changed).toMatchObject({ rpm_limit: null, rpd_limit: 1000, tenant_id: 'acme' });
+    const tokens = parseJson<{ key: any }>(await cli(['keys', 'update', 'quota-bot', '--tpm', '50000', '--tpd', '5000000000', '--json'])).key;
+    expect(tokens).toMatchObject({ tpm_limit: 50000, tpd_limit: 5_000_000_000 });
+    expect(parseJson<{ key: any }>(await cli(['keys', 'update', 'quota-bot', '--tpm', 'none', '--json'])).key).toMatchObject({ tpm_limit: null });
+    const tenantTokens = parseJson<{ tenant: any }>(await cli(['tenants', 'update', 'acme', '--tpm', '200000', '--tpd', '10000000', '--json'])).tenant;
+    expect(tenantTokens).toMatchObject({ tpm_limit: 200000, tpd_limit: 10_000_000 });
     expect((await cli(['tenants', 'delete', 'acme'])).code).toBe(0);
     expect((await cli(['tenants', 'show', 'acme'])).code).not.toBe(0);
   });
@@ -293,7 +298,9 @@ describe('keypool CLI on the embedded store', { timeout: SLOW_TEST_MS }, () => {
       'priority.reserve': [0, 0, 0, 0.1, 0.1, 0.1, 0.25, 0.25, 0.25, 0.25],
       'queue.max_wait_ms': 2500,
       'queue.max_length': 1000,
+      'tokens.default_output': 1024,
     });
+    expect((await cli(['config', 'set', 'tokens.default_output', '4096'])).stdout).toBe('tokens.default_output = 4096\n');
     expect((await cli(['config', 'set', 'priority.reserve', '{"P7":0.5}'])).stdout).toBe('priority.reserve = [0,0,0,0.1,0.1,0.1,0.25,0.5,0.25,0.25]\n');
     expect((await cli(['config', 'set', 'priority.reserve', '[0,0,0,0,0,0,0,0,0,1]'])).code).toBe(2);
     expect(parseJson(await cli(['config', 'get', 'priority.enabled', '--json']))).toEqual({ name: 'priority.enabled', value: true });

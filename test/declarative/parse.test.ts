@@ -43,7 +43,7 @@ settings: {enabled: true}
       'k.yaml:4: accounts[1].provider: "bad slug" is not a provider slug (lower-case letters, digits and -)',
       'k.yaml:5: accounts[1].name: must not be empty',
     ]],
-    ['unknown fields', 'keys:\n  - name: k\n    tenant_id: t\n', ['k.yaml:3: keys[0].tenant_id: unknown field; known: name, tenant, allowed_ips, expires_at, rotate_after_days, prefix, rpm, rpd, status, import']],
+    ['unknown fields', 'keys:\n  - name: k\n    tenant_id: t\n', ['k.yaml:3: keys[0].tenant_id: unknown field; known: name, tenant, allowed_ips, expires_at, rotate_after_days, prefix, rpm, rpd, tpm, tpd, status, import']],
     ['unknown sections', 'acounts: []\n', ['k.yaml:1: acounts: unknown section; known: version, providers, accounts, keys, mappings, tenants, settings']],
     ['inline secrets', 'accounts:\n  - {provider: openai, name: a, key: sk-123}\n', ['k.yaml:2: accounts[0].key: secrets are never written in the file: use {env: VARIABLE} or {file: /path/to/secret}']],
     ['bad references', 'keys:\n  - {name: k, import: {env: "1X"}}\n', ['k.yaml:2: keys[0].import: must be {env: VARIABLE} or {file: /path/to/secret}']],

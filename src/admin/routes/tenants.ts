@@ -80,7 +80,7 @@ export function tenantRoutes(deps: AdminDeps): RouteDef[] {
         const inspect = deps.state.inspectQuota;
         if (inspect === undefined) throw new HttpError(501, 'not_supported', 'this rate-state store cannot report quota usage');
         const nowMs = deps.clock.nowMs();
-        const subject = { scope: 'tenant', id: row.id, rpmLimit: row.rpmLimit, rpdLimit: row.rpdLimit } as const;
+        const subject = { scope: 'tenant', id: row.id, rpmLimit: row.rpmLimit, rpdLimit: row.rpdLimit, tpmLimit: row.tpmLimit ?? null, tpdLimit: row.tpdLimit ?? null } as const;
         const usage = await inspect.call(deps.state, subject, nowMs, zonedDayBounds(nowMs, deps.quotaTimeZone));
         const counts = deps.metrics.tenantCounts(row.id);
         return {

@@ -59,8 +59,8 @@ export class KeyDao {
         () =>
           tx.query<DbKey>(
             `INSERT INTO system_api_keys (name, tenant_id, key_prefix, key_hash, expires_at, allowed_ips, rotate_after_days,
-                created_by, updated_by, rpm_limit, rpd_limit)
-             VALUES ($1, $2, $3, $4, $5, $6::text[], $7, $8, $8, $9, $10) RETURNING ${KEY_COLUMNS}`,
+                created_by, updated_by, rpm_limit, rpd_limit, tpm_limit, tpd_limit)
+             VALUES ($1, $2, $3, $4, $5, $6::text[], $7, $8, $8, $9, $10, $11, $12) RETURNING ${KEY_COLUMNS}`,
             [
               input.name,
               input.tenantId ?? null,
@@ -72,6 +72,8 @@ export class KeyDao {
               actor,
               input.rpmLimit ?? null,
               input.rpdLimit ?? null,
+              input.tpmLimit ?? null,
+              input.tpdLimit ?? null,
             ],
           ),
         {
@@ -88,6 +90,8 @@ export class KeyDao {
         expiresAt: row.expiresAt?.toISOString() ?? null,
         ...(row.rpmLimit === null ? {} : { rpmLimit: row.rpmLimit }),
         ...(row.rpdLimit === null ? {} : { rpdLimit: row.rpdLimit }),
+        ...((row.tpmLimit ?? null) === null ? {} : { tpmLimit: row.tpmLimit }),
+        ...((row.tpdLimit ?? null) === null ? {} : { tpdLimit: row.tpdLimit }),
       };
       await insertAudit(tx, [{ keyId: row.id, action: 'created', actor, metadata: imported ? { ...metadata, imported: true } : metadata }]);
       return row;
@@ -154,6 +158,8 @@ export class KeyDao {
       if (patch.rotateAfterDays !== undefined) set('rotate_after_days', patch.rotateAfterDays, 'rotateAfterDays', patch.rotateAfterDays);
       if (patch.rpmLimit !== undefined) set('rpm_limit', patch.rpmLimit, 'rpmLimit', patch.rpmLimit);
       if (patch.rpdLimit !== undefined) set('rpd_limit', patch.rpdLimit, 'rpdLimit', patch.rpdLimit);
+      if (patch.tpmLimit !== undefined) set('tpm_limit', patch.tpmLimit, 'tpmLimit', patch.tpmLimit);
+      if (patch.tpdLimit !== undefined) set('tpd_limit', patch.tpdLimit, 'tpdLimit', patch.tpdLimit);
       if (update.isEmpty) return toKey(current);
       const rows = await mapErrors(
         () => tx.query<DbKey>(...update.statement('system_api_keys', actor, current.id, KEY_COLUMNS)),

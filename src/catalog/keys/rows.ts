@@ -13,6 +13,9 @@ export interface SystemKeyRow {
   /** Request quotas of this key; null = unlimited. */
   readonly rpmLimit: number | null;
   readonly rpdLimit: number | null;
+  /** Token quotas of this key (tokens per minute, per day); null = unlimited (absent: a row built before them). */
+  readonly tpmLimit?: number | null;
+  readonly tpdLimit?: number | null;
   readonly lastRotatedAt: Date | null;
   readonly previousKeyExpiresAt: Date | null;
   readonly lastUsedAt: Date | null;
@@ -29,7 +32,7 @@ export interface StoredKey extends SystemKeyRow {
 }
 
 export const KEY_COLUMNS = `id, name, tenant_id, key_prefix, status, expires_at, allowed_ips, rotate_after_days, rpm_limit, rpd_limit,
-  last_rotated_at, previous_key_expires_at, last_used_at, created_at, updated_at`;
+  tpm_limit, tpd_limit, last_rotated_at, previous_key_expires_at, last_used_at, created_at, updated_at`;
 
 export interface DbKey {
   id: string;
@@ -42,6 +45,8 @@ export interface DbKey {
   rotate_after_days: number | null;
   rpm_limit: number | null;
   rpd_limit: number | null;
+  tpm_limit: number | null;
+  tpd_limit: number | null;
   last_rotated_at: Date | null;
   previous_key_expires_at: Date | null;
   last_used_at: Date | null;
@@ -61,6 +66,8 @@ export function toKey(row: DbKey): SystemKeyRow {
     rotateAfterDays: row.rotate_after_days,
     rpmLimit: row.rpm_limit ?? null,
     rpdLimit: row.rpd_limit ?? null,
+    tpmLimit: row.tpm_limit ?? null,
+    tpdLimit: row.tpd_limit ?? null,
     lastRotatedAt: row.last_rotated_at,
     previousKeyExpiresAt: row.previous_key_expires_at,
     lastUsedAt: row.last_used_at,

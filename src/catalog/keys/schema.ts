@@ -6,6 +6,7 @@ import {
   checkFutureInstant,
   checkInt,
   checkLimit,
+  checkTokenDayLimit,
   checkName,
   checkTenantId,
   fail,
@@ -37,6 +38,10 @@ export interface NewKey {
   readonly rpmLimit?: number | null;
   /** Requests per calendar day (KEYPOOL_QUOTA_TZ) of this key; null = unlimited. */
   readonly rpdLimit?: number | null;
+  /** Tokens per minute (sliding 60 s; estimates reserved, then reconciled with usage) of this key; null = unlimited. */
+  readonly tpmLimit?: number | null;
+  /** Tokens per calendar day (KEYPOOL_QUOTA_TZ) of this key; null = unlimited. */
+  readonly tpdLimit?: number | null;
 }
 
 /** Only the fields present change; null clears a nullable field. */
@@ -48,17 +53,19 @@ export interface KeyPatch {
   readonly rotateAfterDays?: number | null;
   readonly rpmLimit?: number | null;
   readonly rpdLimit?: number | null;
+  readonly tpmLimit?: number | null;
+  readonly tpdLimit?: number | null;
 }
 
 export interface Rotate {
   readonly graceMs: number;
 }
 
-const KEY_FIELDS = ['name', 'tenantId', 'allowedIps', 'expiresIn', 'expiresAt', 'rotateAfterDays', 'rpmLimit', 'rpdLimit'];
+const KEY_FIELDS = ['name', 'tenantId', 'allowedIps', 'expiresIn', 'expiresAt', 'rotateAfterDays', 'rpmLimit', 'rpdLimit', 'tpmLimit', 'tpdLimit'];
 const NEW_KEY_FIELDS = [...KEY_FIELDS, 'prefix'];
 
 /** A new system (client) key. `nowMs` anchors `expiresIn` and the "in the future" check of `expiresAt`. */
-export function validateNewKey(input: unknown, nowMs: number): Validated<Required<Omit<NewKey, 'rpmLimit' | 'rpdLimit'>> & NewKey> {
+export function validateNewKey(input: unknown, nowMs: number): Validated<Required<Omit<NewKey, 'rpmLimit' | 'rpdLimit' | 'tpmLimit' | 'tpdLimit'>> & NewKey> {
   const f = Fields.of(input, NEW_KEY_FIELDS);
   if (!f) return notAnObject();
   const name = f.required('name', checkName);
@@ -69,8 +76,15 @@ export function validateNewKey(input: unknown, nowMs: number): Validated<Require
   const prefix = f.optional('prefix', nullable(checkKeyPrefix)) ?? null;
   const rpmLimit = f.optional('rpmLimit', nullable(checkLimit)) ?? null;
   const rpdLimit = f.optional('rpdLimit', nullable(checkLimit)) ?? null;
+  const tpmLimit = f.optional('tpmLimit', nullable(checkLimit)) ?? null;
+  const tpdLimit = f.optional('tpdLimit', nullable(checkTokenDayLimit)) ?? null;
   // Quotas appear only when set, so a key without them reads exactly as before they existed.
-  const quotas = { ...(rpmLimit === null ? {} : { rpmLimit }), ...(rpdLimit === null ? {} : { rpdLimit }) };
+  const quotas = {
+    ...(rpmLimit === null ? {} : { rpmLimit }),
+    ...(rpdLimit === null ? {} : { rpdLimit }),
+    ...(tpmLimit === null ? {} : { tpmLimit }),
+    ...(tpdLimit === null ? {} : { tpdLimit }),
+  };
   return f.result(() => ({ name: name!, tenantId, allowedIps, expiresAt, rotateAfterDays, prefix, ...quotas }));
 }
 
@@ -106,6 +120,8 @@ export function validateKeyPatch(input: unknown, nowMs: number): Validated<KeyPa
   if (f.has('rotateAfterDays')) patch.rotateAfterDays = f.required('rotateAfterDays', nullable(checkRotateAfterDays));
   if (f.has('rpmLimit')) patch.rpmLimit = f.required('rpmLimit', nullable(checkLimit));
   if (f.has('rpdLimit')) patch.rpdLimit = f.required('rpdLimit', nullable(checkLimit));
+  if (f.has('tpmLimit')) patch.tpmLimit = f.required('tpmLimit', nullable(checkLimit));
+  if (f.has('tpdLimit')) patch.tpdLimit = f.required('tpdLimit', nullable(checkTokenDayLimit));
   f.requireSome();
   return f.result(() => patch);
 }

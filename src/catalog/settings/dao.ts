@@ -50,6 +50,7 @@ const SETTING_COLUMNS: Readonly<Record<SettingName, { readonly key: string; read
   'priority.reserve': { key: 'reserve', field: 'reserve' },
   'queue.max_wait_ms': { key: 'queue_max_wait_ms', field: 'queueMaxWaitMs' },
   'queue.max_length': { key: 'queue_max_length', field: 'queueMaxLength' },
+  'tokens.default_output': { key: 'tokens_default_output', field: 'tokensDefaultOutput' },
 };
 
 /** The settings in force; a missing or mistyped row reads as its default. */
@@ -60,6 +61,7 @@ export async function readSettings(sql: SqlClient): Promise<PrioritySettings> {
   const defaultPriority = values.get('default_priority');
   const queueMaxWaitMs = values.get('queue_max_wait_ms');
   const queueMaxLength = values.get('queue_max_length');
+  const tokensDefaultOutput = values.get('tokens_default_output');
   const reserve = values.has('reserve') ? checkReserve(values.get('reserve')) : null;
   return {
     enabled: typeof enabled === 'boolean' ? enabled : false,
@@ -68,5 +70,7 @@ export async function readSettings(sql: SqlClient): Promise<PrioritySettings> {
     queueMaxLength: typeof queueMaxLength === 'number' ? queueMaxLength : DEFAULT_QUEUE_MAX_LENGTH,
     // Only a stored reserve is carried; absent means DEFAULT_PRIORITY_RESERVE wherever it is read.
     ...(reserve?.ok ? { reserve: reserve.value } : {}),
+    // Absent means DEFAULT_OUTPUT_TOKENS wherever it is read.
+    ...(typeof tokensDefaultOutput === 'number' ? { tokensDefaultOutput } : {}),
   };
 }

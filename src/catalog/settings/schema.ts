@@ -3,10 +3,11 @@
 // from the compiled snapshot in ~200 ns, so there is nothing to cache): it is gone, and a stored row is ignored.
 import { DEFAULT_PRIORITY_RESERVE } from '../../core/quota.js';
 import type { PrioritySettings } from '../../core/types.js';
-import { PRIORITY_RANGE, QUEUE_MAX_LENGTH_RANGE, QUEUE_MAX_WAIT_MS_RANGE } from '../rules.js';
+import { DEFAULT_OUTPUT_TOKENS } from '../../core/token-estimate.js';
+import { PRIORITY_RANGE, QUEUE_MAX_LENGTH_RANGE, QUEUE_MAX_WAIT_MS_RANGE, TOKENS_DEFAULT_OUTPUT_RANGE } from '../rules.js';
 import { checkBoolean, checkInt, checkPriority, fail, failure, isPlainObject, pass, quote, type Check, type Validated } from '../validated.js';
 
-export const SETTING_NAMES = ['priority.enabled', 'priority.default_priority', 'priority.reserve', 'queue.max_wait_ms', 'queue.max_length'] as const;
+export const SETTING_NAMES = ['priority.enabled', 'priority.default_priority', 'priority.reserve', 'queue.max_wait_ms', 'queue.max_length', 'tokens.default_output'] as const;
 export type SettingName = (typeof SETTING_NAMES)[number];
 
 export type Setting =
@@ -14,7 +15,8 @@ export type Setting =
   | { readonly name: 'priority.default_priority'; readonly value: number }
   | { readonly name: 'priority.reserve'; readonly value: readonly number[] }
   | { readonly name: 'queue.max_wait_ms'; readonly value: number }
-  | { readonly name: 'queue.max_length'; readonly value: number };
+  | { readonly name: 'queue.max_length'; readonly value: number }
+  | { readonly name: 'tokens.default_output'; readonly value: number };
 
 export type SettingValue = Setting['value'];
 
@@ -62,6 +64,7 @@ const SETTING_CHECKS: Readonly<Record<SettingName, (value: unknown) => Check<Set
   'priority.reserve': checkReserve,
   'queue.max_wait_ms': checkInt(QUEUE_MAX_WAIT_MS_RANGE),
   'queue.max_length': checkInt(QUEUE_MAX_LENGTH_RANGE),
+  'tokens.default_output': checkInt(TOKENS_DEFAULT_OUTPUT_RANGE),
 };
 
 /** A runtime setting, its value checked (SETTING_CHECKS). */
@@ -90,5 +93,6 @@ export function settingsByName(settings: PrioritySettings): Record<SettingName, 
     'priority.reserve': settings.reserve ?? DEFAULT_PRIORITY_RESERVE,
     'queue.max_wait_ms': settings.queueMaxWaitMs,
     'queue.max_length': settings.queueMaxLength,
+    'tokens.default_output': settings.tokensDefaultOutput ?? DEFAULT_OUTPUT_TOKENS,
   };
 }

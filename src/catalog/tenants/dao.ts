@@ -16,9 +16,9 @@ export class TenantDao {
       const rows = await mapErrors(
         () =>
           tx.query<DbTenant>(
-            `INSERT INTO tenants (id, name, rpm_limit, rpd_limit, created_by, updated_by) VALUES ($1, $2, $3, $4, $5, $5)
-             RETURNING ${TENANT_COLUMNS}`,
-            [input.id, input.name, input.rpmLimit ?? null, input.rpdLimit ?? null, actor],
+            `INSERT INTO tenants (id, name, rpm_limit, rpd_limit, tpm_limit, tpd_limit, created_by, updated_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING ${TENANT_COLUMNS}`,
+            [input.id, input.name, input.rpmLimit ?? null, input.rpdLimit ?? null, input.tpmLimit ?? null, input.tpdLimit ?? null, actor],
           ),
         { tenants_pkey: () => new ConflictError('tenant', 'id', `a tenant with id "${input.id}" already exists`) },
       );
@@ -57,6 +57,14 @@ export class TenantDao {
         update.set('rpd_limit', patch.rpdLimit);
         changes.rpdLimit = patch.rpdLimit;
       }
+      if (patch.tpmLimit !== undefined) {
+        update.set('tpm_limit', patch.tpmLimit);
+        changes.tpmLimit = patch.tpmLimit;
+      }
+      if (patch.tpdLimit !== undefined) {
+        update.set('tpd_limit', patch.tpdLimit);
+        changes.tpdLimit = patch.tpdLimit;
+      }
       if (update.isEmpty) return toTenant(current);
       const rows = await mapErrors(() => tx.query<DbTenant>(...update.statement('tenants', actor, current.id, TENANT_COLUMNS)), {});
       await insertAudit(tx, [{ keyId: null, action: 'tenant_updated', actor, metadata: { id: current.id, changes } }]);
@@ -75,7 +83,7 @@ export class TenantDao {
 }
 
 function tenantAudit(row: TenantRow): Record<string, unknown> {
-  return { id: row.id, name: row.name, rpmLimit: row.rpmLimit, rpdLimit: row.rpdLimit };
+  return { id: row.id, name: row.name, rpmLimit: row.rpmLimit, rpdLimit: row.rpdLimit, tpmLimit: row.tpmLimit ?? null, tpdLimit: row.tpdLimit ?? null };
 }
 
 async function tenantById(sql: SqlClient, id: string, forUpdate: boolean): Promise<DbTenant> {

@@ -2,6 +2,7 @@
 // the CLI, the admin API, keypool.yaml and the DAO.
 import {
   checkLimit,
+  checkTokenDayLimit,
   checkName,
   checkTenantId,
   Fields,
@@ -17,6 +18,10 @@ export interface NewTenant {
   readonly rpmLimit?: number | null;
   /** Requests per calendar day of KEYPOOL_QUOTA_TZ; null = unlimited. */
   readonly rpdLimit?: number | null;
+  /** Tokens per minute (sliding 60 s) of every key of the tenant together; null = unlimited. */
+  readonly tpmLimit?: number | null;
+  /** Tokens per calendar day of KEYPOOL_QUOTA_TZ; null = unlimited. */
+  readonly tpdLimit?: number | null;
 }
 
 /** Only the fields present change; null clears a limit. The id never changes. */
@@ -24,9 +29,11 @@ export interface TenantPatch {
   readonly name?: string;
   readonly rpmLimit?: number | null;
   readonly rpdLimit?: number | null;
+  readonly tpmLimit?: number | null;
+  readonly tpdLimit?: number | null;
 }
 
-const PATCH_FIELDS = ['name', 'rpmLimit', 'rpdLimit'];
+const PATCH_FIELDS = ['name', 'rpmLimit', 'rpdLimit', 'tpmLimit', 'tpdLimit'];
 
 export function validateNewTenant(input: unknown): Validated<Required<NewTenant>> {
   const f = Fields.of(input, ['id', ...PATCH_FIELDS]);
@@ -36,7 +43,9 @@ export function validateNewTenant(input: unknown): Validated<Required<NewTenant>
   const name = f.optional('name', checkName) ?? id;
   const rpmLimit = f.optional('rpmLimit', nullable(checkLimit)) ?? null;
   const rpdLimit = f.optional('rpdLimit', nullable(checkLimit)) ?? null;
-  return f.result(() => ({ id: id!, name: name!, rpmLimit, rpdLimit }));
+  const tpmLimit = f.optional('tpmLimit', nullable(checkLimit)) ?? null;
+  const tpdLimit = f.optional('tpdLimit', nullable(checkTokenDayLimit)) ?? null;
+  return f.result(() => ({ id: id!, name: name!, rpmLimit, rpdLimit, tpmLimit, tpdLimit }));
 }
 
 export function validateTenantPatch(input: unknown): Validated<TenantPatch> {
@@ -46,6 +55,8 @@ export function validateTenantPatch(input: unknown): Validated<TenantPatch> {
   if (f.has('name')) patch.name = f.required('name', checkName);
   if (f.has('rpmLimit')) patch.rpmLimit = f.required('rpmLimit', nullable(checkLimit));
   if (f.has('rpdLimit')) patch.rpdLimit = f.required('rpdLimit', nullable(checkLimit));
+  if (f.has('tpmLimit')) patch.tpmLimit = f.required('tpmLimit', nullable(checkLimit));
+  if (f.has('tpdLimit')) patch.tpdLimit = f.required('tpdLimit', nullable(checkTokenDayLimit));
   f.requireSome();
   return f.result(() => patch);
 }
