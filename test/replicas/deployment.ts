@@ -23,6 +23,7 @@ export interface PooledAccount {
 export interface AccountSpec {
   readonly name: string;
   readonly rpmLimit?: number | null;
+  readonly tpmLimit?: number | null;
   readonly maxConcurrency?: number | null;
   readonly tier?: number;
 }
@@ -74,6 +75,7 @@ export class Deployment {
           name: spec.name,
           apiKey: upstreamKey,
           rpmLimit: spec.rpmLimit ?? null,
+          tpmLimit: spec.tpmLimit ?? null,
           maxConcurrency: spec.maxConcurrency ?? null,
           ...(spec.tier === undefined ? {} : { tier: spec.tier }),
         },
