@@ -198,7 +198,7 @@ function fraction(remaining: number, limit: number | null): number {
 /**
  * Priority reserve check on an account capacityOf let through: undefined when admitting one more request still leaves
  * at least `reserve` of every capacity dimension that takes part (provider-reported requests and tokens with a known
- * reset, own RPM window and concurrency; see reserveApplies; the request's own unit counted for requests, window and
+ * reset, own RPM window and concurrency, own TPM window for a request that counts tokens; see reserveApplies; the request's own unit counted for requests, window and
  * concurrency); otherwise the instant the
  * tightest-reset dimension below the reserve resets (the latest of them), or null when one of them frees at an unknown
  * instant (concurrency, a provider window without a reset). Call on a pruned state.
@@ -209,6 +209,7 @@ export function reserveShortfall(
   nowMs: number,
   reserve: number,
   slot: LearnedState = state,
+  tokens = 0,
 ): number | null | undefined {
   let freeAtMs: number | null | undefined;
   const learned = slot.learned;
@@ -228,6 +229,12 @@ export function reserveShortfall(
   if (reserveApplies(rpm, reserve) && fraction(rpm - state.requestLog.size - 1, rpm) < reserve) {
     const oldest = state.requestLog.oldest();
     freeAtMs = laterReset(freeAtMs, Number.isNaN(oldest) ? null : oldest + WINDOW_MS);
+  }
+  // The own tpm window, for a request that counts tokens (its own estimate counted): back above the reserve once
+  // enough of the oldest tokens left for sum + tokens <= tpm x (1 - reserve).
+  const tpm = candidate.tpmLimit;
+  if (tokens > 0 && reserveApplies(tpm, reserve) && fraction(tpm - state.tokenLog.sum - tokens, tpm) < reserve) {
+    freeAtMs = laterReset(freeAtMs, state.tokenLog.freeAtMs(tokens, tpm * (1 - reserve)));
   }
   const maxConcurrency = candidate.maxConcurrency;
   if (reserveApplies(maxConcurrency, reserve) && fraction(maxConcurrency - state.leases.size - 1, maxConcurrency) < reserve) freeAtMs = null;
@@ -348,7 +355,7 @@ export function admitFirst(
     const capacity = capacityOf(state, candidate, nowMs, slot, tokens);
     if (capacity.ok) {
       if (reserve > 0) {
-        const shortfall = reserveShortfall(state, candidate, nowMs, reserve, slot);
+        const shortfall = reserveShortfall(state, candidate, nowMs, reserve, slot, tokens);
         if (shortfall !== undefined) {
           shed = true;
           if (shortfall !== null && shortfall < shedAtMs) shedAtMs = shortfall;

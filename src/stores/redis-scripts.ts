@@ -206,6 +206,10 @@ local function shortfall(c)
     if c.count > 0 then oldest = tonumber(redis.call('ZRANGE', c.wk, 0, 0, 'WITHSCORES')[2]) + WINDOW_MS end
     below(fraction(c.rpm - c.count - 1, c.rpm), oldest)
   end
+  if tokens > 0 and applies(c.tpm) then
+    local after = fraction(c.tpm - c.tsum - tokens, c.tpm)
+    if after < reserve then below(after, tokenFreeAt(c.tzk, c.thk, c.tsum, c.tpm * (1 - reserve), tokens)) end
+  end
   if applies(c.conc) then below(fraction(c.conc - c.inflight - 1, c.conc), nil) end
   return short, at
 end

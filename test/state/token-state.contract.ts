@@ -167,6 +167,17 @@ export function tokenStateContract(name: string, factory: ContractFactory): void
       expect(await admit(T0 + 5, 1, { quotas: [quotas[0]!] }, [cand('c')])).toMatchObject({ ok: false, reason: 'quota', limit: { scope: 'key', window: 'minute' } });
     });
 
+    it('priority reserve: the own tpm window (with the request estimate) must keep the reserve; shed frees when tokens leave', async () => {
+      await setup();
+      expect((await admit(T0, 400)).ok).toBe(true);
+      expect((await admit(T0 + 1000, 300)).ok).toBe(true);
+      // 700 + 100 leaves 200/1000 = 0.2 < 0.25: shed until 700 + 100 <= 750, i.e. the first entry left.
+      expect(await admit(T0 + 2000, 100, { reserve: 0.25 })).toEqual({ ok: false, reason: 'shed', retryAtMs: T0 + WINDOW_MS });
+      expect((await admit(T0 + 2000, 50, { reserve: 0.25 })).ok).toBe(true);
+      // Without a reserve the rest of the window is usable.
+      expect((await admit(T0 + 3000, 250)).ok).toBe(true);
+    });
+
     it('request quotas are checked before token quotas (the refusal names the request limit first)', async () => {
       await setup();
       const quotas = [key({ rpmLimit: 1, tpmLimit: 10 })];
