@@ -26,6 +26,9 @@ export interface QuotaUsage {
   readonly day: number;
   readonly dayStartMs: number;
   readonly dayEndMs: number;
+  /** Tokens reserved/reconciled in the last WINDOW_MS and in the current day (token quotas; absent from fakes). */
+  readonly tokenMinute?: number;
+  readonly tokenDay?: number;
 }
 
 /** Wall clock, injected so lifecycle tests can control time. */

@@ -106,7 +106,15 @@ export class MemoryRateStateStore implements RateStateStore {
     const state = this.quotas[subject.scope].get(subject.id) ?? newQuotaState();
     const day = pickDay(dayBounds ?? utcDayBounds(nowMs), nowMs);
     state.minute.prune(nowMs - WINDOW_MS);
-    return Promise.resolve({ minute: state.minute.size, day: state.dayStartMs === day[0] ? state.dayCount : 0, dayStartMs: day[0], dayEndMs: day[1] });
+    state.tokenMinute.prune(nowMs - WINDOW_MS);
+    return Promise.resolve({
+      minute: state.minute.size,
+      day: state.dayStartMs === day[0] ? state.dayCount : 0,
+      dayStartMs: day[0],
+      dayEndMs: day[1],
+      tokenMinute: state.tokenMinute.sum,
+      tokenDay: state.tokenDayStartMs === day[0] ? state.tokenDayCount : 0,
+    });
   }
 
   private quotaState(subject: QuotaSubject): QuotaState {

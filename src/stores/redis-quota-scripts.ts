@@ -120,13 +120,21 @@ return 1
 `;
 
 /**
- * Read-only quota usage (admin). KEYS: window zset, day counters of the days b0, b1, b2. ARGV: clock override, b0..b3.
- * Returns {nowMs, requests in the minute window, requests of the day holding now, day start, day end}.
+ * Read-only quota usage (admin). KEYS: the subject's 9 (see quotaAt). ARGV: clock override, b0..b3.
+ * Returns {nowMs, requests in the minute window, requests of the day holding now, day start, day end, tokens in the
+ * minute window (the hash's sum less entries already out of the window and not yet pruned), tokens of the day}.
  */
 export const QUOTA_INSPECT_LUA = `${PRELUDE}
 local now = clock(ARGV[1])
 local tokens = 0
 ${QUOTA_FNS}
 local dayIndex, dayStart, dayEnd = pickDay(tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]))
-return {now, redis.call('ZCOUNT', KEYS[1], '(' .. (now - WINDOW_MS), '+inf'), num(redis.call('GET', KEYS[1 + dayIndex])) or 0, dayStart, dayEnd}
+local tokenMinute = num(redis.call('HGET', KEYS[6], '#')) or 0
+local old = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now - WINDOW_MS, 'LIMIT', 0, 500)
+if #old > 0 then
+  local counts = redis.call('HMGET', KEYS[6], unpack(old))
+  for i = 1, #old do tokenMinute = tokenMinute - (num(counts[i]) or 0) end
+end
+return {now, redis.call('ZCOUNT', KEYS[1], '(' .. (now - WINDOW_MS), '+inf'), num(redis.call('GET', KEYS[1 + dayIndex])) or 0, dayStart, dayEnd,
+  math.max(0, tokenMinute), num(redis.call('GET', KEYS[6 + dayIndex])) or 0}
 `;

@@ -269,10 +269,10 @@ export class RedisRateStateStore implements RateStateStore {
   /** Current minute and day counts of a quota subject (admin usage). */
   async inspectQuota(subject: QuotaSubject, nowMs: number, dayBounds?: DayBounds): Promise<QuotaUsage> {
     const bounds = dayBounds ?? utcDayBounds(nowMs);
-    const keys = quotaKeysInto(this.keyPrefix, new Array<string>(QUOTA_KEYS), 0, subject, bounds).slice(0, 4);
+    const keys = quotaKeysInto(this.keyPrefix, new Array<string>(QUOTA_KEYS), 0, subject, bounds);
     const reply = (await this.run(QUOTA_INSPECT, keys, [this.testClock ? String(nowMs) : '', ...bounds.map(String)])) as unknown[];
     const day = pickDay(bounds, nowMs);
-    return { minute: Number(reply[1]), day: Number(reply[2]), dayStartMs: day[0], dayEndMs: day[1] };
+    return { minute: Number(reply[1]), day: Number(reply[2]), dayStartMs: day[0], dayEndMs: day[1], tokenMinute: Number(reply[5]), tokenDay: Number(reply[6]) };
   }
 
   /**

@@ -85,11 +85,25 @@ describe('/admin/tenants', () => {
       day: { used: 2, limit: 2, time_zone: 'UTC' },
       this_replica: { admitted: 2, refused: { quota_exceeded: 1 } },
     });
+    // No token quota: not counted.
+    expect(usage.json.tokens).toEqual({ minute: { used: null, limit: null }, day: { used: null, limit: null } });
     expect(Date.parse(usage.json.day.ends_at) - Date.parse(usage.json.day.starts_at)).toBe(86_400_000);
     expectError(await h.api('GET', '/admin/tenants/nobody/usage'), 404, 'not_found');
 
+    // A token day quota: the requests' reserved estimates (no body: tokens.default_output each) are counted.
+    await h.api('PATCH', '/admin/tenants/limited', { body: { rpd_limit: null, tpd_limit: 1_000_000 } });
+    await eventually(() => h.holder.current()?.tenants?.get('limited')?.tpdLimit === 1_000_000);
+    const counted = await decide();
+    expect(counted.ticket?.reservedTokens).toBe(1024);
+    h.engine.release(counted.ticket!);
+    h.engine.reconcileTokens(counted.ticket!, 24);
+    expect((await h.api('GET', '/admin/tenants/limited/usage')).json.tokens).toEqual({
+      minute: { used: null, limit: null },
+      day: { used: 24, limit: 1_000_000 },
+    });
+
     const metrics = (await h.api('GET', '/metrics', { token: null })).text;
-    expect(metrics).toContain('keypool_tenant_requests_total{tenant="limited",outcome="allow",code="none"} 2');
+    expect(metrics).toContain('keypool_tenant_requests_total{tenant="limited",outcome="allow",code="none"} 3');
     expect(metrics).toContain('keypool_tenant_requests_total{tenant="limited",outcome="deny",code="quota_exceeded"} 1');
   });
 

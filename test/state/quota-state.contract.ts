@@ -101,7 +101,7 @@ export function quotaStateContract(name: string, factory: ContractFactory): void
       for (let i = 0; i < 3; i++) await admit(T0 + i, { quotas: [q] });
       expect(store.inspectQuota).toBeDefined();
       const usage = await store.inspectQuota!(q, T0 + 10, zonedDayBounds(T0 + 10, 'Europe/Berlin'));
-      expect(usage).toEqual({ minute: 3, day: 3, dayStartMs: Date.parse('2027-01-14T23:00:00Z'), dayEndMs: BERLIN_DAY_END });
+      expect(usage).toEqual({ minute: 3, day: 3, dayStartMs: Date.parse('2027-01-14T23:00:00Z'), dayEndMs: BERLIN_DAY_END, tokenMinute: 0, tokenDay: 0 });
       expect(await store.inspectQuota!(q, T0 + WINDOW_MS + 10, zonedDayBounds(T0 + WINDOW_MS + 10, 'Europe/Berlin'))).toMatchObject({ minute: 0, day: 3 });
     });
 

@@ -178,6 +178,17 @@ export function tokenStateContract(name: string, factory: ContractFactory): void
       expect((await admit(T0 + 3000, 250)).ok).toBe(true);
     });
 
+    it('inspectQuota reports the token minute and day as reserved and reconciled', async () => {
+      await setup();
+      const t = tenant({ tpmLimit: 10_000, tpdLimit: 100_000 });
+      const first = await leaseOf(admit(T0, 1000, { quotas: [t] }, [cand('a')]));
+      await leaseOf(admit(T0 + 30_000, 500, { quotas: [t] }, [cand('a')]));
+      await reconcile(first, T0, -600, T0 + 31_000, [t]);
+      expect(await store.inspectQuota!(t, T0 + 31_000, utcDayBounds(T0))).toMatchObject({ tokenMinute: 900, tokenDay: 900 });
+      // The first admission left the minute with its reconciled 400; the day keeps it.
+      expect(await store.inspectQuota!(t, T0 + WINDOW_MS, utcDayBounds(T0))).toMatchObject({ tokenMinute: 500, tokenDay: 900 });
+    });
+
     it('request quotas are checked before token quotas (the refusal names the request limit first)', async () => {
       await setup();
       const quotas = [key({ rpmLimit: 1, tpmLimit: 10 })];

@@ -96,6 +96,11 @@ export function tenantRoutes(deps: AdminDeps): RouteDef[] {
               ends_at: new Date(usage.dayEndMs).toISOString(),
               time_zone: deps.quotaTimeZone,
             },
+            // Token quotas: reserved estimates, corrected to actual usage as it is reported (README, Exact TPM).
+            tokens: {
+              minute: { used: (row.tpmLimit ?? null) === null ? null : (usage.tokenMinute ?? 0), limit: row.tpmLimit ?? null },
+              day: { used: (row.tpdLimit ?? null) === null ? null : (usage.tokenDay ?? 0), limit: row.tpdLimit ?? null },
+            },
             this_replica: { admitted: counts.admitted, refused: counts.refused },
           },
         };
