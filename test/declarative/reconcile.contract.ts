@@ -146,6 +146,25 @@ export function reconcileContract(target: ReconcileTarget): void {
       expect((await loadCurrentState(repo)).keys.find((k) => k.name === 'ci-bot')).toMatchObject({ rpmLimit: null, rpdLimit: null });
     });
 
+    it('manages token quotas of keys and tenants (tpm/tpd): set, round-trip through dump, removed', async () => {
+      const withTokens = `${FILE.replace('    rotate_after_days: 30\n', '    rotate_after_days: 30\n    tpm: 50000\n    tpd: 5000000000\n')}\ntenants:\n  - {id: tok, tpm: 200000, tpd: 10000000}\n`;
+      const set = await run(withTokens, { write: true });
+      expect(set.plan.changes.map((c) => [c.ref, c.fields.filter((f) => f.to !== null && f.field.startsWith('tp')).map((f) => `${f.field}: ${String(f.to)}`)])).toEqual([
+        ['ci-bot', ['tpm: 50000', 'tpd: 5000000000']],
+        ['tok', ['tpm: 200000', 'tpd: 10000000']],
+      ]);
+      const current = await loadCurrentState(repo);
+      expect(current.keys.find((k) => k.name === 'ci-bot')).toMatchObject({ tpmLimit: 50000, tpdLimit: 5_000_000_000 });
+      expect(current.tenants).toEqual([expect.objectContaining({ id: 'tok', tpmLimit: 200000, tpdLimit: 10_000_000 })]);
+      const dumped = dumpConfig(current);
+      expect(dumped).toContain('tpd: 5000000000');
+      expect((await run(dumped, { write: false })).plan.changes).toEqual([]);
+      const removed = await run(FILE, { write: true });
+      expect(removed.plan.changes.map((c) => c.fields.map((f) => f.field))).toEqual([['tpm', 'tpd']]);
+      expect((await loadCurrentState(repo)).keys.find((k) => k.name === 'ci-bot')).toMatchObject({ tpmLimit: null, tpdLimit: null });
+      await repo.tenants.delete('tok', 'test');
+    });
+
     it('manages tenants: create, change, prune; dump writes them back', async () => {
       const withTenants = `${FILE}\ntenants:\n  - {id: acme, name: ACME, rpm: 600}\n  - {id: beta, rpd: 1000}\n`;
       const created = await run(withTenants, { write: true });
