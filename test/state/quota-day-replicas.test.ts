@@ -96,6 +96,6 @@ describe.skipIf(!available)('a day quota across three Redis connections when the
 
     const usage = await stores[1]!.inspectQuota(tenant, MIDNIGHT_MS + 10_000, zonedDayBounds(MIDNIGHT_MS + 10_000, ZONE));
     // The day starts again at midnight; the sliding minute still holds the 100 admitted before it.
-    expect(usage).toEqual({ minute: 2 * RPD, day: RPD, dayStartMs: MIDNIGHT_MS, dayEndMs: nextMidnightMs });
+    expect(usage).toEqual({ minute: 2 * RPD, day: RPD, dayStartMs: MIDNIGHT_MS, dayEndMs: nextMidnightMs, tokenMinute: 0, tokenDay: 0 });
   });
 });
