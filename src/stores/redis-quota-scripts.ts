@@ -112,9 +112,8 @@ if reserved > 0 then
   redis.call('HINCRBY', KEYS[4], '#', -reserved)
 end
 local dayTokens = tonumber(ARGV[3])
-if dayTokens > 0 then
-  local used = tonumber(redis.call('GET', KEYS[5]) or '0')
-  redis.call('SET', KEYS[5], math.max(0, used - dayTokens), 'KEEPTTL')
+if dayTokens > 0 and redis.call('EXISTS', KEYS[5]) == 1 and redis.call('DECRBY', KEYS[5], dayTokens) < 0 then
+  redis.call('SET', KEYS[5], 0, 'KEEPTTL')
 end
 return 1
 `;

@@ -103,8 +103,10 @@ if ARGV[4] == '1' then
 end
 while k + 2 <= #KEYS do
   tokenAdjust(KEYS[k], KEYS[k + 1], id, delta)
-  local used = num(redis.call('GET', KEYS[k + 2]))
-  if used ~= nil then redis.call('SET', KEYS[k + 2], math.max(0, used + delta), 'KEEPTTL') end
+  -- INCRBY, not SET of a Lua number: a day count past 14 digits would be written in exponent form.
+  if redis.call('EXISTS', KEYS[k + 2]) == 1 and redis.call('INCRBY', KEYS[k + 2], delta) < 0 then
+    redis.call('SET', KEYS[k + 2], 0, 'KEEPTTL')
+  end
   k = k + 3
 end
 return 1

@@ -189,6 +189,17 @@ export function tokenStateContract(name: string, factory: ContractFactory): void
       expect(await store.inspectQuota!(t, T0 + WINDOW_MS, utcDayBounds(T0))).toMatchObject({ tokenMinute: 500, tokenDay: 900 });
     });
 
+    it('a token day counts exactly past 2^31 and 14 digits (BIGINT tpd_limit), through reconcile', async () => {
+      await setup();
+      const t = tenant({ tpdLimit: 9_007_199_254_740_991 });
+      const big = 123_456_789_012_345;
+      const lease = await leaseOf(admit(T0, big, { quotas: [t] }, [cand('a')]));
+      await reconcile(lease, T0, -1, T0 + 1, [t]);
+      expect(await store.inspectQuota!(t, T0 + 2, utcDayBounds(T0))).toMatchObject({ tokenDay: big - 1 });
+      expect((await admit(T0 + 3, 1, { quotas: [t] }, [cand('a')])).ok).toBe(true);
+      expect(await store.inspectQuota!(t, T0 + 4, utcDayBounds(T0))).toMatchObject({ tokenDay: big });
+    });
+
     it('request quotas are checked before token quotas (the refusal names the request limit first)', async () => {
       await setup();
       const quotas = [key({ rpmLimit: 1, tpmLimit: 10 })];
