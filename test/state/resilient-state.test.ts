@@ -49,6 +49,21 @@ afterEach(async () => {
 });
 
 describe('ResilientRateStateStore with nothing listening', () => {
+  it("'local' mode reserves tokens against the divided tpm limit, and a reconcile of a local lease frees them there", async () => {
+    const port = await freePort();
+    const { store } = resilient(`redis://127.0.0.1:${port}`, { failureMode: 'local', expectedReplicas: 2 });
+    const c = [cand('a', { tpmLimit: 2000 })];
+    const nowMs = Date.now();
+    // 2000 / 2 replicas = 1000 per replica.
+    const first = await store.admit({ ...request('local-tokens', c), nowMs, tokens: 800 });
+    expect(first.ok).toBe(true);
+    expect((await store.admit({ ...request('local-tokens', c), nowMs, tokens: 300 })).ok).toBe(false);
+    if (!first.ok) return;
+    expect(first.leaseId.startsWith('~')).toBe(true);
+    await store.reconcileTokens('local-tokens', 'a', first.leaseId, nowMs, -500, [], nowMs);
+    expect((await store.admit({ ...request('local-tokens', c), nowMs, tokens: 300 })).ok).toBe(true);
+  });
+
   it("'local' mode admits on per-replica state with limits divided by expectedReplicas, and says so once", async () => {
     const port = await freePort();
     const { store, transitions } = resilient(`redis://127.0.0.1:${port}`, { failureMode: 'local', expectedReplicas: 3 });
