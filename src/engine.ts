@@ -22,7 +22,7 @@ import {
 import { DEFAULT_STATE_TIMEOUT_MS } from './stores/resilient-state.js';
 import type { WriteBuffer } from './stores/write-buffer.js';
 import type { Logger } from './log.js';
-import { AdmissionLimits, type RequestLimits } from './admission-limits.js';
+import { AdmissionLimits, needsBodyForTokens, type RequestLimits } from './admission-limits.js';
 
 /** The account an upstream answer is about (a Ticket is one). */
 export interface AccountAnswerTarget {
@@ -184,6 +184,11 @@ export class Engine implements DecisionEngine {
         ...(limits.tokens > 0 ? { reservedTokens: limits.tokens, tokenQuotas: limits.tokenQuotas } : {}),
       },
     };
+  }
+
+  needsBodyForTokens(provider: string): boolean {
+    const snapshot = this.options.snapshots.current();
+    return snapshot !== null && needsBodyForTokens(snapshot, provider);
   }
 
   reconcileTokens(ticket: Ticket, actualTokens: number): void {

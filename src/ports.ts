@@ -214,6 +214,11 @@ export interface DecisionEngine {
    * it; the Engine has it.
    */
   reconcileTokens?(ticket: Ticket, actualTokens: number): void;
+  /**
+   * Does a request for `provider` need its body (RequestView.body) for token accounting under the current snapshot?
+   * False = an adapter need not read or buffer the body for keypool's sake. Optional like reconcileTokens.
+   */
+  needsBodyForTokens?(provider: string): boolean;
   /** Keep the ticket's in-flight slot while its request is still running (a long streamed response). Never throws. */
   renew(ticket: Ticket): void;
   /** How often an adapter renews a ticket it still holds (a third of the lease). */

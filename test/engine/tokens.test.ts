@@ -62,6 +62,8 @@ describe('tokens through the engine', () => {
     expect(needsBodyForTokens(snapshot, 'openai')).toBe(true);
     // No tpm_limit on the anthropic pool and no token quota anywhere yet: its bodies are not needed.
     expect(needsBodyForTokens(snapshot, 'anthropic')).toBe(false);
+    expect(runtime.engine.needsBodyForTokens('openai')).toBe(true);
+    expect(runtime.engine.needsBodyForTokens('anthropic')).toBe(false);
 
     const estimate = estimateRequestTokens(body(500), 1024);
     expect(estimate).toBeGreaterThan(500);
