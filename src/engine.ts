@@ -32,6 +32,8 @@ export interface AccountAnswerTarget {
   readonly accountName: string;
   /** The requested model (null/absent = unknown): learned state lands in its per-model slot when the provider has them. */
   readonly model?: string | null | undefined;
+  /** The account's quota scope when it was admitted (null = its own scope); absent = read from the current snapshot. */
+  readonly scope?: string | null | undefined;
 }
 
 export interface EngineOptions {
@@ -181,6 +183,7 @@ export class Engine implements DecisionEngine {
         startedAtMs,
         holdsConcurrencySlot: account.maxConcurrency !== null,
         model: view.model ?? null,
+        scope: account.scope,
       },
     };
   }
@@ -238,8 +241,9 @@ export class Engine implements DecisionEngine {
     const dialect = pool?.dialect ?? 'none';
     const observation = observeResponse(dialect, status, headers, nowMs, this.options.defaultCooldownMs);
     // The slot the provider's cooldown and limits land in: the account's quota scope, per model where the provider
-    // limits per model (learned-state.ts). The scope is read from the current snapshot (a reload may have moved it).
-    const scope = pool?.accounts.find((a) => a.id === account.accountId)?.scope ?? null;
+    // limits per model (learned-state.ts). A ticket carries the scope it was admitted under; a health check's target
+    // (no ticket) finds it in the current snapshot.
+    const scope = account.scope !== undefined ? account.scope : (pool?.accounts.find((a) => a.id === account.accountId)?.scope ?? null);
     const target = { scope, model: stateModel(dialect, account.model) };
     const committed = this.options.state.observe(account.pool, account.accountId, observation, nowMs, options.releaseLeaseId ?? null, target);
     const logged = { pool: account.pool, accountId: account.accountId, account: account.accountName, status };

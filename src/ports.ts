@@ -128,6 +128,8 @@ export interface Ticket {
    * provider limits per model. Optional here so tickets read back by an adapter without it keep working.
    */
   readonly model?: string | null;
+  /** The account's quota scope at admission (null = the account is its own scope): where its observation lands. */
+  readonly scope?: string | null;
 }
 
 export interface RequestOutcome {

@@ -230,7 +230,19 @@ export function ticketFromRecord(raw: unknown): Ticket | null {
   ) {
     return null;
   }
-  return { pool, accountId, accountName, leaseId, keyId, startedAtMs, holdsConcurrencySlot };
+  // Optional: a null went through Lua as nil and comes back absent (the engine then reads the scope from the snapshot).
+  const { model, scope } = ticket;
+  return {
+    pool,
+    accountId,
+    accountName,
+    leaseId,
+    keyId,
+    startedAtMs,
+    holdsConcurrencySlot,
+    model: typeof model === 'string' ? model : null,
+    ...(typeof scope === 'string' ? { scope } : {}),
+  };
 }
 
 /** kong.response.get_status in the log phase: the status sent to the client. */
