@@ -1,6 +1,6 @@
 // Interfaces the engine and the adapters depend on. Each has several implementations sharing one contract test suite.
 import type { AuditEntry } from './catalog/audit/rows.js';
-import type { UsageBucket } from './catalog/usage/rows.js';
+import type { TokenUsageBucket, UsageBucket } from './catalog/usage/rows.js';
 import type { AccountStateView, AdmitRequest, AdmitResult, DayBounds, HealthState, QuotaSubject } from './core/admission.js';
 import type { Observation } from './core/types.js';
 
@@ -88,6 +88,8 @@ export interface DurableWrites {
   touchKeys(keyIds: readonly string[], at: Date): Promise<void>;
   /** Additive upsert into account_usage_stats. */
   addUsage(buckets: readonly UsageBucket[]): Promise<void>;
+  /** Additive upsert into token_usage_stats. Optional for fakes: without it the buffer keeps no token rows. */
+  addTokenUsage?(buckets: readonly TokenUsageBucket[]): Promise<void>;
 }
 
 /** Where the engine reads the current compiled snapshot from; null until the first load succeeded. */
@@ -112,6 +114,8 @@ export interface Ticket {
    * included), so adapters that would otherwise release at the response headers keep it until the end.
    */
   readonly holdsConcurrencySlot: boolean;
+  /** The request's tenant (the key's, else its mapping's); absent or null without one. For token accounting. */
+  readonly tenantId?: string | null;
 }
 
 export interface RequestOutcome {
@@ -159,6 +163,11 @@ export interface DecisionEngine {
    * successes): nothing to wait for.
    */
   observe(ticket: Ticket, status: number, headers: import('./core/types.js').HeaderBag, options?: ObserveOptions): Promise<void> | null;
+  /**
+   * Count one response's token usage (read from its body by the adapter, src/core/usage-stream.ts) into the account's
+   * and the key's/tenant's usage and the token metrics. Call at most once per response. Never throws. Optional for fakes.
+   */
+  recordUsage?(ticket: Ticket, usage: import('./core/usage.js').TokenUsage): void;
   /** Return the in-flight slot. Idempotent (safe to call after observe, on reset, on cancel). Never throws. */
   release(ticket: Ticket): void;
   /** Keep the ticket's in-flight slot while its request is still running (a long streamed response). Never throws. */

@@ -124,6 +124,8 @@ export function presentUsageBucket(bucket: UsageBucket): Record<string, unknown>
     server_errors: bucket.serverErrors,
     input_tokens: bucket.inputTokens,
     output_tokens: bucket.outputTokens,
+    cached_input_tokens: bucket.cachedInputTokens,
+    cache_creation_input_tokens: bucket.cacheCreationInputTokens,
     latency_ms_sum: bucket.latencyMsSum,
   };
 }
@@ -140,6 +142,8 @@ export function usageTotals(buckets: readonly UsageBucket[]): Record<string, num
     server_errors: sum((b) => b.serverErrors),
     input_tokens: sum((b) => b.inputTokens),
     output_tokens: sum((b) => b.outputTokens),
+    cached_input_tokens: sum((b) => b.cachedInputTokens),
+    cache_creation_input_tokens: sum((b) => b.cacheCreationInputTokens),
     latency_ms_avg: requests === 0 ? 0 : Math.round((latency / requests) * 10) / 10,
   };
 }

@@ -29,7 +29,8 @@ import { readSettings, SettingDao } from './settings/dao.js';
 import { TenantDao } from './tenants/dao.js';
 import { TENANT_COLUMNS, toTenant, type DbTenant } from './tenants/rows.js';
 import { UsageDao } from './usage/dao.js';
-import type { UsageBucket } from './usage/rows.js';
+import type { TokenUsageBucket, UsageBucket } from './usage/rows.js';
+import { TokenUsageDao } from './usage/tokens.js';
 import type { ConfigData } from './config-data.js';
 
 export interface RepositorySecrets {
@@ -52,6 +53,7 @@ export class ConfigRepository implements DurableWrites {
   readonly tenants: TenantDao;
   readonly audit: AuditDao;
   readonly usage: UsageDao;
+  readonly tokenUsage: TokenUsageDao;
   readonly #sql: SqlClient;
   readonly #secrets: RepositorySecrets;
 
@@ -66,6 +68,7 @@ export class ConfigRepository implements DurableWrites {
     this.tenants = new TenantDao(sql);
     this.audit = new AuditDao(sql);
     this.usage = new UsageDao(sql);
+    this.tokenUsage = new TokenUsageDao(sql);
   }
 
   /**
@@ -92,6 +95,10 @@ export class ConfigRepository implements DurableWrites {
 
   addUsage(buckets: readonly UsageBucket[]): Promise<void> {
     return this.usage.add(buckets);
+  }
+
+  addTokenUsage(buckets: readonly TokenUsageBucket[]): Promise<void> {
+    return this.tokenUsage.add(buckets);
   }
 
   /** Everything the compiled snapshot needs, read in one repeatable-read, read-only transaction. */
