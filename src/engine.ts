@@ -22,7 +22,7 @@ import { DEFAULT_STATE_TIMEOUT_MS } from './stores/resilient-state.js';
 import type { WriteBuffer } from './stores/write-buffer.js';
 import type { Logger } from './log.js';
 import { AdmissionLimits, type RequestLimits } from './admission-limits.js';
-import type { TokenUsage } from './core/usage.js';
+import { usageShapeFor, type TokenUsage } from './core/usage.js';
 import { UsageRecorder, type TokensHook } from './usage-recorder.js';
 
 /** The account an upstream answer is about (a Ticket is one). */
@@ -182,6 +182,7 @@ export class Engine implements DecisionEngine {
         startedAtMs,
         holdsConcurrencySlot: account.maxConcurrency !== null,
         tenantId: authorized.priority.tenantId,
+        usageShape: usageShapeFor(pool.dialect),
       },
     };
   }

@@ -116,6 +116,8 @@ export interface Ticket {
   readonly holdsConcurrencySlot: boolean;
   /** The request's tenant (the key's, else its mapping's); absent or null without one. For token accounting. */
   readonly tenantId?: string | null;
+  /** How the pool's provider reports token usage in its bodies (from its dialect); absent reads as OpenAI's. */
+  readonly usageShape?: import('./core/usage.js').UsageShape;
 }
 
 export interface RequestOutcome {
