@@ -14,6 +14,8 @@ import {
   anthropicUsage,
   estimateTokensFromChars,
   generatedChars,
+  modelInText,
+  modelOf,
   usageFromJsonBody,
   usageFromMessage,
   type TokenUsage,
@@ -35,6 +37,8 @@ export interface UsageReaderOptions {
 export const DEFAULT_MAX_EVENT_CHARS = 256 * 1024;
 export const DEFAULT_MAX_JSON_CHARS = 2 * 1024 * 1024;
 export const DEFAULT_TAIL_CHARS = 64 * 1024;
+/** Characters of an oversized JSON body's start kept to find its model in (providers put it near the top). */
+const HEAD_CHARS = 4096;
 
 const LF = 10;
 const CR = 13;
@@ -60,6 +64,8 @@ export class UsageReader {
   // JSON state.
   private json = '';
   private jsonTruncated = false;
+  private head = '';
+  private foundModel: string | null = null;
 
   constructor(
     private readonly shape: UsageShape,
@@ -75,6 +81,11 @@ export class UsageReader {
   push(chunk: Uint8Array | string): void {
     const text = typeof chunk === 'string' ? chunk : this.decoder.decode(chunk, { stream: true });
     this.pushText(text);
+  }
+
+  /** The model the body named first (for the price table); known once finish() ran. */
+  get model(): string | null {
+    return this.foundModel;
   }
 
   /** The usage the body reported (or the estimate), after the last chunk; null when it said nothing readable. */
@@ -101,6 +112,7 @@ export class UsageReader {
   }
 
   private pushJson(text: string): void {
+    if (this.head.length < HEAD_CHARS) this.head += text.slice(0, HEAD_CHARS - this.head.length);
     this.json += text;
     if (this.json.length > this.maxJsonChars) {
       this.json = this.json.slice(this.json.length - this.tailChars);
@@ -109,7 +121,12 @@ export class UsageReader {
   }
 
   private finishJson(): TokenUsage | null {
-    if (!this.jsonTruncated) return usageFromJsonBody(this.shape, this.json);
+    this.foundModel = modelInText(this.head);
+    if (!this.jsonTruncated) {
+      const usage = usageFromJsonBody(this.shape, this.json);
+      this.json = '';
+      return usage;
+    }
     const object = lastObjectAfterKey(this.json, this.shape === 'gemini' ? 'usageMetadata' : 'usage');
     if (object === null) return null;
     const key = this.shape === 'gemini' ? 'usageMetadata' : 'usage';
@@ -191,6 +208,7 @@ export class UsageReader {
     }
     if (typeof message !== 'object' || message === null) return;
     this.eventsRead += 1;
+    this.foundModel ??= modelOf(message);
     this.chars += generatedChars(this.shape, message);
     this.readEvent(message as Record<string, unknown>);
   }

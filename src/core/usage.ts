@@ -136,6 +136,28 @@ export function geminiUsage(metadata: unknown): TokenUsage | null {
   };
 }
 
+/** A model name as a provider reports it: printable ASCII without spaces or quotes, at most 200 characters. */
+const MODEL_NAME = /^[\x21\x23-\x7e]{1,200}$/;
+
+/**
+ * The model a parsed message names (OpenAI `model`, the Responses API's `response.model`, Anthropic's `model` or
+ * `message.model` in message_start, Gemini's `modelVersion`); null when absent or not a plausible name.
+ */
+export function modelOf(message: unknown): string | null {
+  if (!isRecord(message)) return null;
+  const nested = isRecord(message.response) ? message.response.model : isRecord(message.message) ? message.message.model : undefined;
+  for (const value of [message.model, message.modelVersion, nested]) {
+    if (typeof value === 'string' && MODEL_NAME.test(value)) return value;
+  }
+  return null;
+}
+
+/** The first model named in a JSON text's head (for bodies too large to parse whole), or null. */
+export function modelInText(text: string): string | null {
+  const match = /"(?:model|modelVersion)"\s*:\s*"([^"\\]{1,200})"/.exec(text);
+  return match !== null && MODEL_NAME.test(match[1]!) ? match[1]! : null;
+}
+
 /** Characters of generated text one streamed payload carries, for the estimate when no usage is ever reported. */
 export function generatedChars(shape: UsageShape, message: unknown): number {
   if (!isRecord(message)) return 0;

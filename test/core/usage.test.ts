@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { lastObjectAfterKey, UsageReader, type UsageReaderOptions } from '../../src/core/usage-stream.js';
 import { usageFromJsonBody, usageShapeFor, type TokenUsage, type UsageShape } from '../../src/core/usage.js';
+import { costUsd, priceFor, type TokenPrice } from '../../src/core/usage-cost.js';
 
 function usage(inputTokens: number, outputTokens: number, cachedInputTokens = 0, cacheCreationInputTokens = 0, estimated = false): TokenUsage {
   return { inputTokens, outputTokens, cachedInputTokens, cacheCreationInputTokens, estimated };
@@ -224,5 +225,68 @@ describe('lastObjectAfterKey', () => {
     ['', 'usage', null],
   ])('%j', (text, key, expected) => {
     expect(lastObjectAfterKey(text, key)).toBe(expected);
+  });
+});
+
+describe('UsageReader.model', () => {
+  const model = (shape: UsageShape, body: string, options: UsageReaderOptions = {}) => {
+    const reader = new UsageReader(shape, options);
+    for (let i = 0; i < body.length; i += 7) reader.push(body.slice(i, i + 7));
+    reader.finish();
+    return reader.model;
+  };
+  it.each<[string, UsageShape, string, string | null, UsageReaderOptions?]>([
+    ['OpenAI JSON', 'openai', JSON.stringify({ model: 'gpt-4o-2024-08-06', usage: {} }), 'gpt-4o-2024-08-06'],
+    ['OpenAI SSE chunks', 'openai', sse([{ model: 'gpt-4o-mini', choices: [] }, { model: 'other', choices: [] }]), 'gpt-4o-mini'],
+    ['Responses API stream', 'openai', sse([{ type: 'response.created', response: { model: 'o3' } }]), 'o3'],
+    ['Anthropic message_start', 'anthropic', ANTHROPIC_SSE.replace('"message":{', '"message":{"model":"claude-sonnet-4",'), 'claude-sonnet-4'],
+    ['Gemini modelVersion', 'gemini', JSON.stringify({ modelVersion: 'gemini-2.5-flash', usageMetadata: {} }), 'gemini-2.5-flash'],
+    ['a model inside generated text is not the model', 'openai', JSON.stringify({ choices: [{ message: { content: '"model": "fake"' } }] }), null],
+    ['an oversized body: the model from its head', 'openai', `{"model":"gpt-x","text":"${'y'.repeat(5_000)}"}`, 'gpt-x', { maxJsonChars: 1_000, tailChars: 100 }],
+    ['not a plausible name', 'openai', JSON.stringify({ model: 'has space' }), null],
+    ['none', 'openai', OPENAI_SSE_NO_USAGE, null],
+  ])('%s', (_name, shape, body, expected, options) => {
+    expect(model(shape, body, options)).toBe(expected);
+  });
+});
+
+describe('priceFor and costUsd', () => {
+  const price = (input: number, output: number, cached: number | null = null, creation: number | null = null): TokenPrice => ({
+    inputUsdPerMTok: input,
+    outputUsdPerMTok: output,
+    cachedInputUsdPerMTok: cached,
+    cacheCreationUsdPerMTok: creation,
+  });
+  const table = new Map<string, TokenPrice>([
+    ['gpt-4o', price(2.5, 10)],
+    ['gpt-4o*', price(2.5, 10, 1.25)],
+    ['gpt-4o-mini*', price(0.15, 0.6)],
+    ['*', price(1, 1)],
+  ]);
+  it.each<[string | null, TokenPrice | null]>([
+    ['gpt-4o', table.get('gpt-4o')!],
+    ['gpt-4o-2024-08-06', table.get('gpt-4o*')!],
+    ['gpt-4o-mini-2024-07-18', table.get('gpt-4o-mini*')!],
+    ['o3', table.get('*')!],
+    [null, table.get('*')!],
+  ])('%s', (model, expected) => {
+    expect(priceFor(table, model)).toBe(expected);
+  });
+
+  it('without prices: null and cost 0', () => {
+    expect(priceFor(undefined, 'gpt-4o')).toBeNull();
+    expect(priceFor(new Map([['gpt-4o', price(1, 1)]]), 'o3')).toBeNull();
+    expect(costUsd(usage(1000, 1000), null)).toBe(0);
+  });
+
+  it.each<[TokenUsage, TokenPrice, number]>([
+    [usage(1_000_000, 1_000_000), price(2.5, 10), 12.5],
+    // 1,200 input of which 1,024 cached at 1.25, 176 plain at 2.5, 34 output at 10.
+    [usage(1200, 34, 1024), price(2.5, 10, 1.25), (176 * 2.5 + 1024 * 1.25 + 34 * 10) / 1e6],
+    // Cached and cache-written input without their own prices cost the input price.
+    [usage(275, 15, 200, 50), price(3, 15), (275 * 3 + 15 * 15) / 1e6],
+    [usage(275, 15, 200, 50), price(3, 15, 0.3, 3.75), (25 * 3 + 200 * 0.3 + 50 * 3.75 + 15 * 15) / 1e6],
+  ])('cost of %j', (u, p, expected) => {
+    expect(costUsd(u, p)).toBeCloseTo(expected, 12);
   });
 });
