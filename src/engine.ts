@@ -257,9 +257,9 @@ export class Engine implements DecisionEngine {
     return { observation, committed, invalidated };
   }
 
-  recordUsage(ticket: Ticket, usage: TokenUsage): void {
+  recordUsage(ticket: Ticket, usage: TokenUsage, model: string | null = null): void {
     try {
-      this.usage.record(ticket, usage, this.options.clock.nowMs());
+      this.usage.record(ticket, usage, model, this.options.clock.nowMs());
     } catch (error) {
       this.options.logger.error({ err: error, pool: ticket.pool }, 'failed to record token usage');
     }

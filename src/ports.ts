@@ -167,9 +167,10 @@ export interface DecisionEngine {
   observe(ticket: Ticket, status: number, headers: import('./core/types.js').HeaderBag, options?: ObserveOptions): Promise<void> | null;
   /**
    * Count one response's token usage (read from its body by the adapter, src/core/usage-stream.ts) into the account's
-   * and the key's/tenant's usage and the token metrics. Call at most once per response. Never throws. Optional for fakes.
+   * and the key's/tenant's usage and the token metrics; `model` (as the body named it) picks the price. Call at most once
+   * per response. Never throws. Optional for fakes.
    */
-  recordUsage?(ticket: Ticket, usage: import('./core/usage.js').TokenUsage): void;
+  recordUsage?(ticket: Ticket, usage: import('./core/usage.js').TokenUsage, model?: string | null): void;
   /** Return the in-flight slot. Idempotent (safe to call after observe, on reset, on cancel). Never throws. */
   release(ticket: Ticket): void;
   /** Keep the ticket's in-flight slot while its request is still running (a long streamed response). Never throws. */

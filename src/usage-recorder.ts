@@ -2,6 +2,7 @@
 // bounded write buffer: never a database round trip on the response path) and the token metrics. Adapters call it
 // once per response, through Engine.recordUsage, when the body has been read to its end (src/core/usage-stream.ts).
 import type { TokenUsage } from './core/usage.js';
+import { costUsd, priceFor } from './core/usage-cost.js';
 import type { SnapshotSource, Ticket } from './ports.js';
 import type { WriteBuffer } from './stores/write-buffer.js';
 
@@ -17,8 +18,10 @@ export interface UsageRecorderOptions {
 export class UsageRecorder {
   constructor(private readonly options: UsageRecorderOptions) {}
 
-  record(ticket: Ticket, usage: TokenUsage, nowMs: number): void {
+  /** `model`: what the response body named, for the price (src/core/usage-cost.ts); null = the provider's `*` price. */
+  record(ticket: Ticket, usage: TokenUsage, model: string | null, nowMs: number): void {
     const tenantId = ticket.tenantId ?? null;
+    const snapshot = this.options.snapshots.current();
     this.options.writes.recordTokens({
       accountId: ticket.accountId,
       keyId: ticket.keyId,
@@ -32,10 +35,10 @@ export class UsageRecorder {
         outputTokens: usage.outputTokens,
         cachedInputTokens: usage.cachedInputTokens,
         cacheCreationInputTokens: usage.cacheCreationInputTokens,
-        costUsd: 0,
+        costUsd: costUsd(usage, priceFor(snapshot?.prices?.get(ticket.pool), model)),
       },
     });
-    const tenantRow = tenantId !== null && this.options.snapshots.current()?.tenants?.has(tenantId) === true ? tenantId : null;
+    const tenantRow = tenantId !== null && snapshot?.tenants?.has(tenantId) === true ? tenantId : null;
     this.options.onTokens?.(ticket, usage, tenantRow);
   }
 }

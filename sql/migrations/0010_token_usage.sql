@@ -43,3 +43,28 @@ CREATE INDEX IF NOT EXISTS token_usage_stats_tenant_ix ON token_usage_stats (ten
 DROP TRIGGER IF EXISTS token_usage_stats_touch ON token_usage_stats;
 CREATE TRIGGER token_usage_stats_touch BEFORE UPDATE ON token_usage_stats
   FOR EACH ROW EXECUTE FUNCTION keypool_touch_updated_at();
+
+-- token_prices: what tokens cost, per provider and model, in USD per million tokens (src/core/usage-cost.ts). model is
+-- the name the provider reports (`gpt-4o-2024-08-06`), a prefix ending in `*` (`gpt-4o*`; the longest wins) or `*`
+-- for every model of the provider. Cached and cache-creation prices default to the input price when NULL. A price
+-- applies to usage recorded after the snapshot holding it is loaded; cost_usd of earlier buckets stays as recorded.
+-- No foreign key to providers: a price may be set before its provider exists. Changes are audited as config_set.
+CREATE TABLE IF NOT EXISTS token_prices (
+  provider_slug               TEXT NOT NULL CONSTRAINT token_prices_provider_check CHECK (provider_slug ~ '^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$'),
+  model                       TEXT NOT NULL CONSTRAINT token_prices_model_check CHECK (model ~ '^[\x21\x23-\x7e]{1,200}$'),
+  input_usd_per_mtok          NUMERIC(14, 6) NOT NULL CHECK (input_usd_per_mtok >= 0 AND input_usd_per_mtok <= 100000),
+  output_usd_per_mtok         NUMERIC(14, 6) NOT NULL CHECK (output_usd_per_mtok >= 0 AND output_usd_per_mtok <= 100000),
+  cached_input_usd_per_mtok   NUMERIC(14, 6) CHECK (cached_input_usd_per_mtok >= 0 AND cached_input_usd_per_mtok <= 100000),
+  cache_creation_usd_per_mtok NUMERIC(14, 6) CHECK (cache_creation_usd_per_mtok >= 0 AND cache_creation_usd_per_mtok <= 100000),
+  created_at                  TIMESTAMPTZ NOT NULL DEFAULT now(),
+  updated_at                  TIMESTAMPTZ NOT NULL DEFAULT now(),
+  updated_by                  TEXT,
+  PRIMARY KEY (provider_slug, model)
+);
+
+DROP TRIGGER IF EXISTS token_prices_touch ON token_prices;
+CREATE TRIGGER token_prices_touch BEFORE UPDATE ON token_prices
+  FOR EACH ROW EXECUTE FUNCTION keypool_touch_updated_at();
+DROP TRIGGER IF EXISTS token_prices_changed ON token_prices;
+CREATE TRIGGER token_prices_changed AFTER INSERT OR UPDATE OR DELETE ON token_prices
+  FOR EACH STATEMENT EXECUTE FUNCTION keypool_notify_config_change();

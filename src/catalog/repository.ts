@@ -31,6 +31,8 @@ import { TENANT_COLUMNS, toTenant, type DbTenant } from './tenants/rows.js';
 import { UsageDao } from './usage/dao.js';
 import type { TokenUsageBucket, UsageBucket } from './usage/rows.js';
 import { TokenUsageDao } from './usage/tokens.js';
+import { PriceDao } from './prices/dao.js';
+import { PRICE_COLUMNS, toPrice, type DbPrice } from './prices/rows.js';
 import type { ConfigData } from './config-data.js';
 
 export interface RepositorySecrets {
@@ -54,6 +56,7 @@ export class ConfigRepository implements DurableWrites {
   readonly audit: AuditDao;
   readonly usage: UsageDao;
   readonly tokenUsage: TokenUsageDao;
+  readonly prices: PriceDao;
   readonly #sql: SqlClient;
   readonly #secrets: RepositorySecrets;
 
@@ -69,6 +72,7 @@ export class ConfigRepository implements DurableWrites {
     this.audit = new AuditDao(sql);
     this.usage = new UsageDao(sql);
     this.tokenUsage = new TokenUsageDao(sql);
+    this.prices = new PriceDao(sql);
   }
 
   /**
@@ -121,6 +125,7 @@ export class ConfigRepository implements DurableWrites {
       );
       const settings = await readSettings(tx);
       const tenants = await tx.query<DbTenant>(`SELECT ${TENANT_COLUMNS} FROM tenants ORDER BY id`);
+      const prices = await tx.query<DbPrice>(`SELECT ${PRICE_COLUMNS} FROM token_prices ORDER BY provider_slug, model`);
       return {
         readAt: head!.read_at,
         configVersion: Number(head!.version),
@@ -130,6 +135,7 @@ export class ConfigRepository implements DurableWrites {
         mappings: mappings.map(toMapping),
         settings,
         tenants: tenants.map(toTenant),
+        prices: prices.map(toPrice),
       };
     });
   }

@@ -140,6 +140,45 @@ describe('/admin/tenants', () => {
     expect(metrics).toContain('keypool_tenant_tokens_total{tenant="other",direction="cache_creation"} 3');
   });
 
+  it('token prices: set, listed, audited, compiled into the snapshot; a response costs what its model is priced at', async () => {
+    const put = (body: Record<string, unknown>) => h.api('PUT', '/admin/prices', { body });
+    const set = await put({ provider: 'openai', model: 'gpt-4o*', input: 2.5, output: 10, cached_input: 1.25 });
+    expect(set.status, set.text).toBe(200);
+    expect(set.json.price).toMatchObject({ provider: 'openai', model: 'gpt-4o*', input: 2.5, output: 10, cached_input: 1.25, cache_creation: null });
+    expect((await put({ provider: 'openai', model: '*', input: 1, output: 1 })).status).toBe(200);
+    // Replacing keeps one row; OpenRouter-style names with a slash are plain model names.
+    expect((await put({ provider: 'openai', model: '*', input: 1, output: 2 })).status).toBe(200);
+    expect((await put({ provider: 'openrouter', model: 'openai/gpt-4o', input: 3, output: 12 })).status).toBe(200);
+    const listed = await h.api('GET', '/admin/prices');
+    expect(listed.json.items.map((p: any) => `${p.provider} ${p.model} ${p.output}`)).toEqual(['openai * 2', 'openai gpt-4o* 10', 'openrouter openai/gpt-4o 12']);
+    expectError(await put({ provider: 'openai', model: 'a*b', input: 1, output: 1 }), 422, 'invalid_format', 'model');
+    expectError(await put({ provider: 'openai', model: 'm', input: -1, output: 1 }), 422, 'out_of_range', 'input');
+    expectError(await put({ provider: 'openai', model: 'm', input: 1 }), 422, 'required', 'output');
+    expectError(await h.api('DELETE', '/admin/prices?provider=openai&model=nope'), 404, 'not_found');
+    expect((await h.api('DELETE', `/admin/prices?provider=openrouter&model=${encodeURIComponent('openai/gpt-4o')}`)).status).toBe(204);
+    const audit = (await h.api('GET', '/admin/audit?action=config_set')).json.items;
+    expect(audit.some((row: any) => row.metadata.name === 'token_price' && row.metadata.value?.model === 'gpt-4o*')).toBe(true);
+
+    await eventually(() => h.holder.current()?.prices?.get('openai')?.get('*')?.outputUsdPerMTok === 2);
+    await h.api('POST', '/admin/providers/openai/accounts', { body: { name: 'price-acct', api_key: UPSTREAM_KEYS.good } });
+    await h.api('POST', '/admin/tenants', { body: { id: 'priced' } });
+    const key = await h.api('POST', '/admin/keys', { body: { name: 'priced-key', tenant_id: 'priced' } });
+    await eventually(() => [...(h.holder.current()?.keysByDigest.values() ?? [])].some((e) => e.key.id === key.json.key.id));
+    const decide = async () => {
+      const outcome = await h.engine.decide({ headers: { authorization: `Bearer ${key.json.api_key}` }, clientAddress: '127.0.0.1:1', provider: 'openai' });
+      h.engine.release(outcome.ticket!);
+      return outcome.ticket!;
+    };
+    const u = { inputTokens: 1200, outputTokens: 34, cachedInputTokens: 1024, cacheCreationInputTokens: 0, estimated: false };
+    h.engine.recordUsage(await decide(), u, 'gpt-4o-2024-08-06'); // gpt-4o*: (176 * 2.5 + 1024 * 1.25 + 34 * 10) / 1e6
+    h.engine.recordUsage(await decide(), u, 'o3'); // *: (1200 * 1 + 34 * 2) / 1e6
+    h.engine.recordUsage(await decide(), u, null); // no model named: * as well
+    await h.writes.flush();
+    const usage = await h.api('GET', '/admin/tenants/priced/usage');
+    expect(usage.json.tokens.requests).toBe(3);
+    expect(usage.json.tokens.cost_usd).toBeCloseTo((176 * 2.5 + 1024 * 1.25 + 34 * 10 + 2 * (1200 + 68)) / 1e6, 9);
+  });
+
   it('priority.reserve is a setting: an array of 10 fractions or an object of some', async () => {
     const set = await h.api('PUT', '/admin/settings/priority.reserve', { body: { value: { P9: 0.5 } } });
     expect(set.status, set.text).toBe(200);

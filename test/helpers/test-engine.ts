@@ -110,7 +110,7 @@ export class TestEngine implements DecisionEngine {
   readonly issued: Ticket[] = [];
   readonly renewed: Ticket[] = [];
   /** Every recordUsage call, in order. */
-  readonly usage: Array<{ readonly ticket: Ticket; readonly usage: TokenUsage }> = [];
+  readonly usage: Array<{ readonly ticket: Ticket; readonly usage: TokenUsage; readonly model: string | null }> = [];
   readonly stats: TestEngineStats = { decided: 0, allowed: 0, observed: 0, gatewayReplies: 0, released: 0, inFlight: 0 };
   /** Durable writes the engine made (recorded by the DurableWrites port). */
   readonly writes: RecordingWrites;
@@ -215,9 +215,9 @@ export class TestEngine implements DecisionEngine {
     return this.engine.observe(ticket, status, headers, options);
   }
 
-  recordUsage(ticket: Ticket, usage: TokenUsage): void {
-    if (this.usage.length < KEEP_RECORDS) this.usage.push({ ticket, usage });
-    this.engine.recordUsage(ticket, usage);
+  recordUsage(ticket: Ticket, usage: TokenUsage, model: string | null = null): void {
+    if (this.usage.length < KEEP_RECORDS) this.usage.push({ ticket, usage, model });
+    this.engine.recordUsage(ticket, usage, model);
   }
 
   /** Writes what the engine queued (the buffer is never started) into `writes`. */

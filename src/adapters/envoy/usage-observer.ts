@@ -148,7 +148,7 @@ export class UsageObserverStream {
     this.reader = null;
     if (reader === null || ticket === null) return;
     const usage = reader.finish();
-    if (usage !== null) this.deps.engine.recordUsage?.(ticket, usage);
+    if (usage !== null) this.deps.engine.recordUsage?.(ticket, usage, reader.model);
   }
 
   private stopReading(): void {
