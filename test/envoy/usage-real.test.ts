@@ -31,6 +31,7 @@ const sse = (events: readonly unknown[]) => events.map((e) => `data: ${typeof e 
 const chunk = (content: string) => ({ object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content } }] });
 const OPENAI_JSON = JSON.stringify({
   object: 'chat.completion',
+  model: 'gpt-4o-2024-08-06',
   choices: [{ index: 0, message: { role: 'assistant', content: 'hi' } }],
   usage: { prompt_tokens: 1200, completion_tokens: 34, total_tokens: 1234, prompt_tokens_details: { cached_tokens: 1024 } },
 });
@@ -100,18 +101,19 @@ describe.skipIf(!ENVOY)('token usage through a real Envoy (envoy/envoy-usage.yam
     return text;
   }
 
-  it.each<[string, string, Reply, TokenUsage]>([
-    ['OpenAI JSON', CHAT, json(OPENAI_JSON), usage(1200, 34, 1024)],
-    ['OpenAI SSE with include_usage', CHAT, stream(OPENAI_SSE), usage(57, 81)],
-    ['Anthropic SSE (message_start + message_delta)', MESSAGES, stream(ANTHROPIC_SSE), usage(275, 15, 200, 50)],
-    ['OpenAI gzip-encoded JSON', CHAT, json(gzipSync(OPENAI_JSON), { 'content-encoding': 'gzip' }), usage(1200, 34, 1024)],
-    ['OpenAI SSE without usage: estimated from the text', CHAT, stream(OPENAI_SSE_NO_USAGE), usage(0, 18, 0, 0, true)],
-  ])('%s: the recorded usage is the provider\'s', async (_name, path, reply, expected) => {
+  it.each<[string, string, Reply, TokenUsage, string | null]>([
+    ['OpenAI JSON', CHAT, json(OPENAI_JSON), usage(1200, 34, 1024), 'gpt-4o-2024-08-06'],
+    ['OpenAI SSE with include_usage', CHAT, stream(OPENAI_SSE), usage(57, 81), null],
+    ['Anthropic SSE (message_start + message_delta)', MESSAGES, stream(ANTHROPIC_SSE), usage(275, 15, 200, 50), 'claude'],
+    ['OpenAI gzip-encoded JSON', CHAT, json(gzipSync(OPENAI_JSON), { 'content-encoding': 'gzip' }), usage(1200, 34, 1024), 'gpt-4o-2024-08-06'],
+    ['OpenAI SSE without usage: estimated from the text', CHAT, stream(OPENAI_SSE_NO_USAGE), usage(0, 18, 0, 0, true), null],
+  ])('%s: the recorded usage is the provider\'s', async (_name, path, reply, expected, model) => {
     const text = await call(path, reply);
     // The client got the body untouched (the observer never answers).
     if (typeof (reply as { body?: unknown }).body === 'string') expect(text).toBe((reply as { body: string }).body);
     await waitFor(() => engine.usage.length === 1, 5_000, 'recorded usage');
     expect(engine.usage[0]!.usage).toEqual(expected);
+    expect(engine.usage[0]!.model).toBe(model);
     expect(engine.usage[0]!.ticket.pool).toBe(path === MESSAGES ? 'anthropic' : 'openai');
   });
 
