@@ -19,7 +19,8 @@ import { stringify } from 'yaml';
 import { findEnvoyBinary } from '../test/helpers/envoy.js';
 import { renderBenchConfig, startBenchEnvoy } from './lib/envoy.js';
 import { startNodeChild } from './lib/procs.js';
-import { environment, markdownTable, percentiles, REPO_ROOT, round2, writeResults } from './lib/report.js';
+import { summarizeProfile } from './lib/profile.js';
+import { environment, markdownTable, percentiles, REPO_ROOT, RESULTS_DIR, round2, writeResults } from './lib/report.js';
 
 const CHUNKS = 500;
 const CHUNK_INTERVAL_MS = 2;
@@ -194,6 +195,18 @@ async function viaKeypool(upstreamPort: number, bin: string): Promise<Array<Arra
       if (ok.every(Boolean)) break;
       if (attempt > 50) throw new Error('keypool never became ready behind Envoy');
       await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    // A few streams more per config so keypool's JIT has compiled the observer's path before it is measured.
+    for (let i = 0; i < 3; i++) for (const e of envoys) await stream(e.port, PATHS_KEYPOOL, headers);
+    if (process.env['BENCH_PROFILE'] === '1') {
+      // Where keypool's CPU goes while it observes streams (envoy-usage.yaml only).
+      const file = join(RESULTS_DIR, 'profiles', `sse-usage-${Date.now()}.cpuprofile`);
+      await keypool.ask('profileStart');
+      for (let i = 0; i < ROUNDS; i++) await stream(envoys[1]!.port, PATHS_KEYPOOL, headers);
+      await keypool.ask('profileStop', { file });
+      const summary = summarizeProfile(file);
+      console.log(markdownTable(['self %', 'function', 'where'], summary.topFunctions.slice(0, 25).map((f) => [f.selfPercent, f.name, f.where])));
+      console.log(markdownTable(['self %', 'area'], summary.byArea.filter((a) => a.selfPercent >= 0.5).map((a) => [a.selfPercent, a.area])));
     }
     for (let round = 0; round < ROUNDS; round++) {
       for (const index of round % 2 === 0 ? [0, 1] : [1, 0]) {
