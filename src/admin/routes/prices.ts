@@ -4,24 +4,12 @@
 import type { AdminDeps } from '../deps.js';
 import { bodyInput, onlyQuery, queryString, valid } from '../input.js';
 import { badRequest } from '../http-errors.js';
+import { presentPrice } from '../present.js';
 import type { RouteDef } from '../router.js';
-import type { PriceRow } from '../../catalog/prices/rows.js';
 import { checkModelPattern, validatePrice } from '../../catalog/prices/schema.js';
 import { checkProviderSlug } from '../../catalog/validated.js';
 
 const BASE = '/admin/prices';
-
-function presentPrice(row: PriceRow): Record<string, unknown> {
-  return {
-    provider: row.providerSlug,
-    model: row.model,
-    input: row.inputUsdPerMTok,
-    output: row.outputUsdPerMTok,
-    cached_input: row.cachedInputUsdPerMTok,
-    cache_creation: row.cacheCreationUsdPerMTok,
-    updated_at: row.updatedAt.toISOString(),
-  };
-}
 
 export function priceRoutes(deps: AdminDeps): RouteDef[] {
   return [

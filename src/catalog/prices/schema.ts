@@ -25,7 +25,9 @@ export function checkModelPattern(value: unknown): Check<string> {
   return pass(value);
 }
 
-export function checkUsdPerMTok(value: unknown): Check<number> {
+/** A price: a number, or its decimal text (the CLI passes text). */
+export function checkUsdPerMTok(input: unknown): Check<number> {
+  const value = typeof input === 'string' && /^\d{1,6}(?:\.\d{1,6})?$/.test(input.trim()) ? Number(input) : input;
   if (typeof value !== 'number' || !Number.isFinite(value)) return fail('invalid_type', 'must be a number (USD per million tokens)');
   if (value < 0 || value > MAX_USD_PER_MTOK) return fail('out_of_range', `must be from 0 to ${MAX_USD_PER_MTOK} USD per million tokens (got ${value})`);
   return pass(Math.round(value * 1e6) / 1e6);
