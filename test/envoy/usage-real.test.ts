@@ -3,7 +3,9 @@
 // (test/helpers/test-engine.ts), and a mock provider that reports usage in JSON and SSE bodies. The recorded usage
 // must equal the provider's figures exactly (normalised: src/core/usage.ts), and reach the account and key buckets.
 // Skips with a notice when no Envoy binary is found, unless KEYPOOL_REQUIRE_ENVOY=1.
+import { readFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
+import { parse } from 'yaml';
 import { pino } from 'pino';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startExtProcServer, type ExtProcServer } from '../../src/adapters/envoy/server.js';
@@ -52,6 +54,21 @@ const ANTHROPIC_SSE = [
 
 const json = (body: string | Buffer, extra: Record<string, string> = {}): Reply => ({ status: 200, headers: { 'content-type': 'application/json', ...extra }, body });
 const stream = (body: string): Reply => ({ status: 200, headers: { 'content-type': 'text/event-stream' }, body });
+
+describe('envoy/envoy-usage.yaml', () => {
+  it('is envoy/envoy.yaml plus the keypool.usage filter and its per-route switches, nothing else', () => {
+    const shipped = parse(readFileSync(`${REPO_ROOT}envoy/envoy.yaml`, 'utf8')) as Record<string, any>;
+    const usage = parse(readFileSync(`${REPO_ROOT}envoy/envoy-usage.yaml`, 'utf8')) as Record<string, any>;
+    const hcm = usage['static_resources'].listeners[0].filter_chains[0].filters[0].typed_config;
+    const names = hcm.http_filters.map((f: { name: string }) => f.name);
+    expect(names).toEqual(['envoy.filters.http.ext_proc', 'keypool.usage', 'envoy.filters.http.router']);
+    const observer = hcm.http_filters[1].typed_config;
+    expect(observer).toMatchObject({ observability_mode: true, failure_mode_allow: true, processing_mode: { response_body_mode: 'STREAMED', request_body_mode: 'NONE' } });
+    hcm.http_filters.splice(1, 1);
+    for (const host of hcm.route_config.virtual_hosts) for (const route of host.routes) delete route.typed_per_filter_config?.['keypool.usage'];
+    expect(usage).toEqual(shipped);
+  });
+});
 
 describe.skipIf(!ENVOY)('envoy/envoy-usage.yaml', () => {
   it('passes envoy --mode validate', async () => {
