@@ -16,6 +16,7 @@ import {
   generatedChars,
   modelInText,
   modelOf,
+  readJsonBody,
   usageFromJsonBody,
   usageFromMessage,
   type TokenUsage,
@@ -35,7 +36,11 @@ export interface UsageReaderOptions {
 }
 
 export const DEFAULT_MAX_EVENT_CHARS = 256 * 1024;
-export const DEFAULT_MAX_JSON_CHARS = 2 * 1024 * 1024;
+/**
+ * A JSON body is buffered until it ends (its usage comes last), once per concurrent response: kept small, since a
+ * larger body (an embeddings answer runs to megabytes) is read from its kept ends just as well.
+ */
+export const DEFAULT_MAX_JSON_CHARS = 256 * 1024;
 export const DEFAULT_TAIL_CHARS = 64 * 1024;
 /** Characters of an oversized JSON body's start kept to find its model in (providers put it near the top). */
 const HEAD_CHARS = 4096;
@@ -121,12 +126,14 @@ export class UsageReader {
   }
 
   private finishJson(): TokenUsage | null {
-    this.foundModel = modelInText(this.head);
     if (!this.jsonTruncated) {
-      const usage = usageFromJsonBody(this.shape, this.json);
+      const { usage, model } = readJsonBody(this.shape, this.json);
       this.json = '';
+      this.foundModel = model;
       return usage;
     }
+    // Providers name the model at the top (chat) or near the end (embeddings): look in both kept ends.
+    this.foundModel = modelInText(this.head) ?? modelInText(this.json);
     const object = lastObjectAfterKey(this.json, this.shape === 'gemini' ? 'usageMetadata' : 'usage');
     if (object === null) return null;
     const key = this.shape === 'gemini' ? 'usageMetadata' : 'usage';

@@ -52,18 +52,27 @@ export function estimateTokensFromChars(chars: number): number {
  * nothing about usage. A JSON array (Gemini's streamGenerateContent without `alt=sse`) reads as its last usage.
  */
 export function usageFromJsonBody(shape: UsageShape, body: string): TokenUsage | null {
+  return readJsonBody(shape, body).usage;
+}
+
+/** usageFromJsonBody and the model the body names (the first one, for an array), from one parse. */
+export function readJsonBody(shape: UsageShape, body: string): { readonly usage: TokenUsage | null; readonly model: string | null } {
   let value: unknown;
   try {
     value = JSON.parse(body);
   } catch {
-    return null;
+    return { usage: null, model: null };
   }
   if (Array.isArray(value)) {
-    let last: TokenUsage | null = null;
-    for (const item of value) last = usageFromMessage(shape, item) ?? last;
-    return last;
+    let usage: TokenUsage | null = null;
+    let model: string | null = null;
+    for (const item of value) {
+      usage = usageFromMessage(shape, item) ?? usage;
+      model ??= modelOf(item);
+    }
+    return { usage, model };
   }
-  return usageFromMessage(shape, value);
+  return { usage: usageFromMessage(shape, value), model: modelOf(value) };
 }
 
 /**

@@ -290,3 +290,20 @@ describe('priceFor and costUsd', () => {
     expect(costUsd(u, p)).toBeCloseTo(expected, 12);
   });
 });
+
+describe('UsageReader on a large embeddings answer', () => {
+  it('finds the usage and the model near the end of a body past maxJsonChars', () => {
+    const data = Array.from({ length: 200 }, (_, i) => ({ object: 'embedding', index: i, embedding: Array.from({ length: 50 }, () => 0.0123456) }));
+    const body = JSON.stringify({ object: 'list', data, model: 'text-embedding-3-small', usage: { prompt_tokens: 321, total_tokens: 321 } });
+    expect(body.length).toBeGreaterThan(100_000);
+    const reader = new UsageReader('openai', { maxJsonChars: 20_000, tailChars: 2_000 });
+    for (let i = 0; i < body.length; i += 1_000) reader.push(body.slice(i, i + 1_000));
+    expect(reader.finish()).toEqual(usage(321, 0));
+    expect(reader.model).toBe('text-embedding-3-small');
+    // Under the bound, parsed whole: the same answer.
+    const whole = new UsageReader('openai', { maxJsonChars: 1_000_000 });
+    whole.push(body);
+    expect(whole.finish()).toEqual(usage(321, 0));
+    expect(whole.model).toBe('text-embedding-3-small');
+  });
+});
