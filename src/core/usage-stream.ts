@@ -6,8 +6,9 @@
 //   SSE  (`data: {...}` events)  each event's JSON payload is read as it completes; a line or event longer than
 //        maxEventChars is skipped whole. Lines end with LF, CRLF or CR, split anywhere across chunks (a CR at a
 //        chunk's end and the LF that starts the next are one line end). `[DONE]` and comments are ignored.
-//   JSON (`{...}` or `[...]`)    buffered up to maxJsonChars and parsed at the end; a longer body keeps only its last
-//        tailChars, where usage sits in every provider's answer, and the last usage object there is read alone.
+//   JSON (`{...}` or `[...]`)    buffered up to maxJsonChars and parsed at the end; a longer body keeps only its first
+//        4 KiB and its last tailChars (usage sits at the end of every provider's answer, the model at the top or the
+//        end), and the last usage object there is read alone.
 // A stream that never reports usage (OpenAI without stream_options.include_usage, a cut stream) gets an estimate:
 // output = generated characters / CHARS_PER_TOKEN, input 0 (unknown here), estimated: true.
 import {
@@ -29,7 +30,7 @@ export interface UsageReaderOptions {
   readonly kind?: BodyKind;
   /** Longest SSE line or event kept (characters); longer ones are skipped. Provider events are far below. */
   readonly maxEventChars?: number;
-  /** Longest JSON body parsed whole (characters); beyond, only the tail is kept. */
+  /** Longest JSON body parsed whole (characters); beyond, only its head and tail are kept. */
   readonly maxJsonChars?: number;
   /** Characters of an oversized JSON body's end kept to find its usage in. */
   readonly tailChars?: number;
