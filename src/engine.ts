@@ -23,6 +23,8 @@ import { DEFAULT_STATE_TIMEOUT_MS } from './stores/resilient-state.js';
 import type { WriteBuffer } from './stores/write-buffer.js';
 import type { Logger } from './log.js';
 import { AdmissionLimits, type RequestLimits } from './admission-limits.js';
+import { usageShapeFor, type TokenUsage } from './core/usage.js';
+import { UsageRecorder, type TokensHook } from './usage-recorder.js';
 
 /** The account an upstream answer is about (a Ticket is one). */
 export interface AccountAnswerTarget {
@@ -66,6 +68,8 @@ export interface EngineOptions {
   readonly onObservation?: (ticket: Ticket, outcome: ObservationOutcome) => void;
   /** Observes the admission queue (metrics): a request starts waiting, a wait ends. Must not throw. */
   readonly onQueue?: AdmissionQueueEvents;
+  /** Observes each response's token usage (metrics); the tenant is a tenant row's id or null. Must not throw. */
+  readonly onTokens?: TokensHook;
 }
 
 /** An account the rate state admitted, with its lease. */
@@ -95,9 +99,11 @@ export class Engine implements DecisionEngine {
   private readonly stateTimeoutMs: number;
   private readonly queue: AdmissionQueue<Admitted, Deny>;
   private readonly limits: AdmissionLimits;
+  private readonly usage: UsageRecorder;
 
   constructor(private readonly options: EngineOptions) {
     this.limits = new AdmissionLimits(options.quotaTimeZone);
+    this.usage = new UsageRecorder({ writes: options.writes, snapshots: options.snapshots, onTokens: options.onTokens });
     this.randomUnit = options.randomUnit ?? Math.random;
     this.queue = new AdmissionQueue(options.onQueue);
     // Three renewals per lease: a lease survives two lost renewals (a slow Redis, a busy event loop).
@@ -184,6 +190,8 @@ export class Engine implements DecisionEngine {
         holdsConcurrencySlot: account.maxConcurrency !== null,
         model: view.model ?? null,
         scope: account.scope,
+        tenantId: authorized.priority.tenantId,
+        usageShape: usageShapeFor(pool.dialect),
       },
     };
   }
@@ -262,6 +270,14 @@ export class Engine implements DecisionEngine {
       );
     }
     return { observation, committed, invalidated };
+  }
+
+  recordUsage(ticket: Ticket, usage: TokenUsage, model: string | null = null): void {
+    try {
+      this.usage.record(ticket, usage, model, this.options.clock.nowMs());
+    } catch (error) {
+      this.options.logger.error({ err: error, pool: ticket.pool }, 'failed to record token usage');
+    }
   }
 
   release(ticket: Ticket): void {

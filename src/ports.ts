@@ -1,6 +1,6 @@
 // Interfaces the engine and the adapters depend on. Each has several implementations sharing one contract test suite.
 import type { AuditEntry } from './catalog/audit/rows.js';
-import type { UsageBucket } from './catalog/usage/rows.js';
+import type { TokenUsageBucket, UsageBucket } from './catalog/usage/rows.js';
 import type { AccountStateView, AdmitRequest, AdmitResult, DayBounds, HealthState, LearnedTarget, QuotaSubject } from './core/admission.js';
 import type { Observation } from './core/types.js';
 
@@ -99,6 +99,8 @@ export interface DurableWrites {
   touchKeys(keyIds: readonly string[], at: Date): Promise<void>;
   /** Additive upsert into account_usage_stats. */
   addUsage(buckets: readonly UsageBucket[]): Promise<void>;
+  /** Additive upsert into token_usage_stats. Optional for fakes: without it the buffer keeps no token rows. */
+  addTokenUsage?(buckets: readonly TokenUsageBucket[]): Promise<void>;
 }
 
 /** Where the engine reads the current compiled snapshot from; null until the first load succeeded. */
@@ -130,6 +132,10 @@ export interface Ticket {
   readonly model?: string | null;
   /** The account's quota scope at admission (null = the account is its own scope): where its observation lands. */
   readonly scope?: string | null;
+  /** The request's tenant (the key's, else its mapping's); absent or null without one. For token accounting. */
+  readonly tenantId?: string | null;
+  /** How the pool's provider reports token usage in its bodies (from its dialect); absent reads as OpenAI's. */
+  readonly usageShape?: import('./core/usage.js').UsageShape;
 }
 
 export interface RequestOutcome {
@@ -177,6 +183,12 @@ export interface DecisionEngine {
    * successes): nothing to wait for.
    */
   observe(ticket: Ticket, status: number, headers: import('./core/types.js').HeaderBag, options?: ObserveOptions): Promise<void> | null;
+  /**
+   * Count one response's token usage (read from its body by the adapter, src/core/usage-stream.ts) into the account's
+   * and the key's/tenant's usage and the token metrics; `model` (as the body named it) picks the price. Call at most once
+   * per response. Never throws. Optional for fakes.
+   */
+  recordUsage?(ticket: Ticket, usage: import('./core/usage.js').TokenUsage, model?: string | null): void;
   /** Return the in-flight slot. Idempotent (safe to call after observe, on reset, on cancel). Never throws. */
   release(ticket: Ticket): void;
   /** Keep the ticket's in-flight slot while its request is still running (a long streamed response). Never throws. */

@@ -7,11 +7,13 @@ import type { WaitOutcome } from '../admission-queue.js';
 import type { Deny, ObservationOutcome } from '../core/types.js';
 import type { AccountStateView, Clock, HealthState, RateStateStore, SnapshotSource } from '../ports.js';
 import { DecisionTally, TenantTally } from './metric-tallies.js';
+import { TokenTally } from './token-tally.js';
+import type { TokensHook } from '../usage-recorder.js';
 
 export type BreakerState = 'closed' | 'open' | 'half-open';
 const BREAKER_STATES: readonly BreakerState[] = ['closed', 'open', 'half-open'];
 const HEALTH_STATES: readonly (HealthState | 'invalid')[] = ['healthy', 'degraded', 'unhealthy', 'invalid'];
-const WRITE_KINDS = ['audit', 'usage', 'key_touch', 'invalidation'] as const;
+const WRITE_KINDS = ['audit', 'usage', 'key_touch', 'invalidation', 'tokens'] as const;
 const DROP_REASONS = ['buffer_full', 'rejected'] as const;
 
 /** Snapshot holder facts the metrics read (SnapshotHolder in src/snapshot/holder.ts provides them). */
@@ -63,6 +65,7 @@ export class KeypoolMetrics {
 
   private readonly decisions = new DecisionTally();
   private readonly tenants = new TenantTally();
+  private readonly tokens = new TokenTally();
   private readonly rateLimited: Counter<'provider' | 'account'>;
   private readonly invalid: Counter<'provider' | 'account'>;
   private readonly adminRequests: Counter<'method' | 'route' | 'status'>;
@@ -79,6 +82,7 @@ export class KeypoolMetrics {
 
     for (const metric of this.decisions.metrics()) this.registry.registerMetric(metric);
     for (const metric of this.tenants.metrics()) this.registry.registerMetric(metric);
+    for (const metric of this.tokens.metrics()) this.registry.registerMetric(metric);
     this.rateLimited = new Counter({
       name: 'keypool_upstream_rate_limited_total',
       help: 'Upstream 429 rate-limit answers seen per account.',
@@ -158,6 +162,11 @@ export class KeypoolMetrics {
   /** Engine hook (`EngineOptions.onAdmission`): per-tenant outcome and shed counts. Never throws. */
   readonly onAdmission = (tenant: string | null, priority: number, outcome: 'allow' | Deny['code']): void => {
     this.tenants.record(tenant, priority, outcome);
+  };
+
+  /** Engine hook (`EngineOptions.onTokens`): one response's tokens per account and per tenant. Never throws. */
+  readonly onTokens: TokensHook = (ticket, usage, tenantRow): void => {
+    this.tokens.record(ticket.pool, ticket.accountName, tenantRow, usage);
   };
 
   /** This replica's admitted/refused counts of one tenant (admin usage endpoint). */

@@ -132,6 +132,8 @@ export interface Snapshot {
    * counted as `other` in per-tenant metrics. Absent = no tenant rows.
    */
   readonly tenants?: ReadonlyMap<string, QuotaSubject> | undefined;
+  /** Token prices by provider slug, then model pattern (src/core/usage-cost.ts). Absent = no prices (cost 0). */
+  readonly prices?: ReadonlyMap<string, import('./usage-cost.js').ProviderPrices> | undefined;
 }
 
 export type DenyCode =

@@ -5,6 +5,7 @@
 import { compileAllowlist } from '../core/cidr.js';
 import { compilePriority, type CompiledPriority } from '../core/priority/index.js';
 import type { QuotaSubject } from '../core/admission.js';
+import type { ProviderPrices, TokenPrice } from '../core/usage-cost.js';
 import type { Account, Allowlist, KeyEntry, ProviderPool, Snapshot, SystemKey } from '../core/types.js';
 import type { Keyring } from '../secrets/keyring.js';
 import { cachedKeyDigester } from './digest-cache.js';
@@ -63,6 +64,7 @@ export function compileSnapshot(data: ConfigData, deps: CompileDeps, version: nu
     priority,
     prioritySettings: Object.freeze({ ...data.settings }),
     tenants: compileTenants(data),
+    prices: compilePrices(data),
     warnings: Object.freeze(warnings),
     configVersion: data.configVersion,
   });
@@ -114,6 +116,28 @@ function compileTenants(data: ConfigData): Map<string, QuotaSubject> {
     tenants.set(row.id, Object.freeze({ scope: 'tenant', id: row.id, rpmLimit: row.rpmLimit, rpdLimit: row.rpdLimit }));
   }
   return tenants;
+}
+
+/** Token prices by provider, then model pattern. */
+function compilePrices(data: ConfigData): Map<string, ProviderPrices> {
+  const prices = new Map<string, Map<string, TokenPrice>>();
+  for (const row of data.prices ?? []) {
+    let provider = prices.get(row.providerSlug);
+    if (provider === undefined) {
+      provider = new Map();
+      prices.set(row.providerSlug, provider);
+    }
+    provider.set(
+      row.model,
+      Object.freeze({
+        inputUsdPerMTok: row.inputUsdPerMTok,
+        outputUsdPerMTok: row.outputUsdPerMTok,
+        cachedInputUsdPerMTok: row.cachedInputUsdPerMTok,
+        cacheCreationUsdPerMTok: row.cacheCreationUsdPerMTok,
+      }),
+    );
+  }
+  return prices;
 }
 
 function compilePools(data: ConfigData, keyring: Keyring, warnings: CompileWarning[]): Map<string, ProviderPool> {

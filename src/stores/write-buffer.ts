@@ -12,7 +12,7 @@ import type { DurableWrites } from '../ports.js';
 import { sqlState } from './errors.js';
 import { addUsageCounts, type MutableUsageCounts } from './usage-counts.js';
 import type { AuditEntry } from '../catalog/audit/rows.js';
-import type { UsageBucket } from '../catalog/usage/rows.js';
+import { addTokenCounts, emptyTokenCounts, type MutableTokenCounts, type TokenCounts, type TokenUsageBucket, type UsageBucket } from '../catalog/usage/rows.js';
 
 const MINUTE_MS = 60_000;
 /**
@@ -21,7 +21,7 @@ const MINUTE_MS = 60_000;
  */
 const WRITE_BATCH_ROWS = 500;
 
-export type WriteKind = 'audit' | 'invalidation' | 'key_touch' | 'usage';
+export type WriteKind = 'audit' | 'invalidation' | 'key_touch' | 'usage' | 'tokens';
 /** buffer_full: the bound was reached while the database was away; rejected: the database refused the row's data. */
 export type DropReason = 'buffer_full' | 'rejected';
 
@@ -42,7 +42,7 @@ export function isDataError(error: unknown): boolean {
 
 export interface WriteBufferOptions {
   readonly target: DurableWrites;
-  /** Most pending items (audit rows + invalidations + touched keys + usage buckets) held while the database is away. */
+  /** Most pending items (audit rows + invalidations + touched keys + usage and token buckets) held while the database is away. */
   readonly maxPending: number;
   readonly flushIntervalMs: number;
   /** Called once per failed flush (the caller logs; the buffer keeps the items and retries next interval). */
@@ -63,6 +63,25 @@ interface UsageCounters extends MutableUsageCounts {
   readonly bucketStartMs: number;
 }
 
+interface TokenCounters extends MutableTokenCounts {
+  readonly keyId: string;
+  readonly tenantId: string;
+  readonly provider: string;
+  readonly bucketStartMs: number;
+}
+
+/** One response's tokens, as the engine records them (see recordTokens). */
+export interface TokenRecord {
+  readonly accountId: string;
+  readonly keyId: string;
+  /** '' for a request without tenant. */
+  readonly tenantId: string;
+  readonly provider: string;
+  readonly atMs: number;
+  /** requests is 1, estimatedRequests 0 or 1. */
+  readonly counts: TokenCounts;
+}
+
 export class WriteBuffer {
   private auditQueue: AuditEntry[] = [];
   /** Denials queued since the last flush took the audit queue, by identity (see auditDenial). */
@@ -70,6 +89,7 @@ export class WriteBuffer {
   private invalidations = new Map<string, Invalidation>();
   private touchedKeys = new Map<string, number>();
   private usageBuckets = new Map<string, UsageCounters>();
+  private tokenBuckets = new Map<string, TokenCounters>();
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
   private dropped = 0;
@@ -97,7 +117,7 @@ export class WriteBuffer {
   }
 
   get pending(): number {
-    return this.auditQueue.length + this.invalidations.size + this.touchedKeys.size + this.usageBuckets.size;
+    return this.auditQueue.length + this.invalidations.size + this.touchedKeys.size + this.usageBuckets.size + this.tokenBuckets.size;
   }
 
   start(): void {
@@ -167,6 +187,36 @@ export class WriteBuffer {
     else counters.clientErrors += 1;
   }
 
+  /**
+   * Count one response's tokens: into its account's minute bucket (account_usage_stats; the request itself was
+   * counted by recordUsage when its status arrived) and into its key's and tenant's (token_usage_stats, when the
+   * target can write it). Both are aggregated per minute, so the buffer grows with distinct keys, not requests.
+   */
+  recordTokens(record: TokenRecord): void {
+    const bucketStartMs = record.atMs - (record.atMs % MINUTE_MS);
+    const accountBucket = `${record.accountId}|${bucketStartMs}`;
+    let counters = this.usageBuckets.get(accountBucket);
+    if (!counters && this.admitOne('usage')) {
+      counters = emptyCounters(record.accountId, bucketStartMs);
+      this.usageBuckets.set(accountBucket, counters);
+    }
+    if (counters) {
+      counters.inputTokens += record.counts.inputTokens;
+      counters.outputTokens += record.counts.outputTokens;
+      counters.cachedInputTokens += record.counts.cachedInputTokens;
+      counters.cacheCreationInputTokens += record.counts.cacheCreationInputTokens;
+    }
+    if (this.options.target.addTokenUsage === undefined) return;
+    const id = `${record.keyId}|${record.tenantId}|${record.provider}|${bucketStartMs}`;
+    let tokens = this.tokenBuckets.get(id);
+    if (!tokens) {
+      if (!this.admitOne('tokens')) return;
+      tokens = { keyId: record.keyId, tenantId: record.tenantId, provider: record.provider, bucketStartMs, ...emptyTokenCounts() };
+      this.tokenBuckets.set(id, tokens);
+    }
+    addTokenCounts(tokens, record.counts);
+  }
+
   /** Write everything pending; concurrent callers share one flush. Never rejects. */
   flush(): Promise<void> {
     this.flushing ??= this.flushOnce().finally(() => {
@@ -230,6 +280,7 @@ export class WriteBuffer {
     () => this.flushAudit(),
     () => this.flushTouches(),
     () => this.flushUsage(),
+    () => this.flushTokens(),
   ];
   /** Where the next flush starts: right after the kind that failed last. */
   private firstKind = 0;
@@ -279,6 +330,24 @@ export class WriteBuffer {
     );
     if (error !== undefined) {
       for (const [id, counters] of unwritten) mergeCounters(this.usageBuckets, id, counters);
+      throw error;
+    }
+  }
+
+  private async flushTokens(): Promise<void> {
+    const write = this.options.target.addTokenUsage;
+    if (this.tokenBuckets.size === 0 || write === undefined) return;
+    const batch = this.tokenBuckets;
+    this.tokenBuckets = new Map();
+    const { unwritten, error } = await this.writeIsolating('tokens', [...batch], (rows) =>
+      write.call(this.options.target, rows.map(([, counters]) => toTokenBucket(counters))),
+    );
+    if (error !== undefined) {
+      for (const [id, counters] of unwritten) {
+        const existing = this.tokenBuckets.get(id);
+        if (existing === undefined) this.tokenBuckets.set(id, counters);
+        else addTokenCounts(existing, counters);
+      }
       throw error;
     }
   }
@@ -335,6 +404,8 @@ function emptyCounters(accountId: string, bucketStartMs: number): UsageCounters 
     serverErrors: 0,
     inputTokens: 0,
     outputTokens: 0,
+    cachedInputTokens: 0,
+    cacheCreationInputTokens: 0,
     latencyMsSum: 0,
   };
 }
@@ -346,6 +417,11 @@ function mergeCounters(into: Map<string, UsageCounters>, id: string, counters: U
     return;
   }
   addUsageCounts(existing, counters);
+}
+
+function toTokenBucket(counters: TokenCounters): TokenUsageBucket {
+  const { bucketStartMs, ...rest } = counters;
+  return { ...rest, bucketStart: new Date(bucketStartMs) };
 }
 
 function toUsageBucket(counters: UsageCounters): UsageBucket {

@@ -243,6 +243,8 @@ describe('accounts', () => {
         serverErrors: 0,
         inputTokens: 100,
         outputTokens: 50,
+        cachedInputTokens: 0,
+        cacheCreationInputTokens: 0,
         latencyMsSum: 1000,
       },
     ]);

@@ -280,6 +280,24 @@ describe('keypool CLI on the embedded store', { timeout: SLOW_TEST_MS }, () => {
     expect((await cli(['tenants', 'show', 'acme'])).code).not.toBe(0);
   });
 
+  it('manages token prices (set replaces, list, delete; bad input names the flag)', async () => {
+    const set = parseJson<{ price: any }>(await cli(['prices', 'set', 'openai', 'gpt-4o*', '--input', '2.5', '--output', '10', '--cached-input', '1.25', '--json']));
+    expect(set.price).toMatchObject({ provider: 'openai', model: 'gpt-4o*', input: 2.5, output: 10, cached_input: 1.25, cache_creation: null });
+    expect((await cli(['prices', 'set', 'openai', 'gpt-4o*', '--input', '3', '--output', '12'])).stdout).toBe('Set the price of openai gpt-4o*\n');
+    expect(parseJson<{ items: any[] }>(await cli(['prices', 'list', '--json'])).items).toEqual([
+      expect.objectContaining({ provider: 'openai', model: 'gpt-4o*', input: 3, output: 12, cached_input: null }),
+    ]);
+    const bad = await cli(['prices', 'set', 'openai', 'm', '--input', '-1', '--output', '1']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--input');
+    const missing = await cli(['prices', 'set', 'openai', 'm', '--input', '1']);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain('--output');
+    expect((await cli(['prices', 'delete', 'openai', 'gpt-4o*'])).code).toBe(0);
+    expect((await cli(['prices', 'list'])).stdout).toContain('(no prices');
+    expect((await cli(['prices', 'delete', 'openai', 'gpt-4o*'])).code).not.toBe(0);
+  });
+
   it('sets and reads settings', async () => {
     expect((await cli(['config', 'set', 'priority.enabled', 'true'])).stdout).toBe('priority.enabled = true\n');
     expect((await cli(['config', 'set', 'priority.default_priority', '5'])).code).toBe(0);

@@ -30,7 +30,8 @@ import { MemoryRateStateStore } from '../../src/stores/memory-state.js';
 import { WriteBuffer } from '../../src/stores/write-buffer.js';
 import type { StoredAccount } from '../../src/catalog/accounts/rows.js';
 import type { AuditEntry } from '../../src/catalog/audit/rows.js';
-import type { UsageBucket } from '../../src/catalog/usage/rows.js';
+import type { TokenUsageBucket, UsageBucket } from '../../src/catalog/usage/rows.js';
+import type { TokenUsage } from '../../src/core/usage.js';
 import type { ConfigData } from '../../src/catalog/config-data.js';
 import type { StoredKey } from '../../src/catalog/keys/rows.js';
 import type { ProviderRow } from '../../src/catalog/providers/rows.js';
@@ -109,6 +110,8 @@ export class TestEngine implements DecisionEngine {
   readonly released: Ticket[] = [];
   readonly issued: Ticket[] = [];
   readonly renewed: Ticket[] = [];
+  /** Every recordUsage call, in order. */
+  readonly usage: Array<{ readonly ticket: Ticket; readonly usage: TokenUsage; readonly model: string | null }> = [];
   readonly stats: TestEngineStats = { decided: 0, allowed: 0, observed: 0, gatewayReplies: 0, released: 0, inFlight: 0 };
   /** Durable writes the engine made (recorded by the DurableWrites port). */
   readonly writes: RecordingWrites;
@@ -119,6 +122,7 @@ export class TestEngine implements DecisionEngine {
     readonly state: GatedRateState,
     writes: RecordingWrites,
     private readonly snapshots: SwappableSnapshot,
+    private readonly buffer: WriteBuffer,
   ) {
     this.writes = writes;
   }
@@ -210,6 +214,16 @@ export class TestEngine implements DecisionEngine {
     else this.stats.observed += 1;
     if (options.release) this.countRelease(ticket);
     return this.engine.observe(ticket, status, headers, options);
+  }
+
+  recordUsage(ticket: Ticket, usage: TokenUsage, model: string | null = null): void {
+    if (this.usage.length < KEEP_RECORDS) this.usage.push({ ticket, usage, model });
+    this.engine.recordUsage(ticket, usage, model);
+  }
+
+  /** Writes what the engine queued (the buffer is never started) into `writes`. */
+  flushWrites(): Promise<void> {
+    return this.buffer.flush();
   }
 
   renew(ticket: Ticket): void {
@@ -315,6 +329,7 @@ export class RecordingWrites implements DurableWrites {
   readonly audit: AuditEntry[] = [];
   readonly invalidated: Array<{ accountId: string; reason: string }> = [];
   readonly usage: UsageBucket[] = [];
+  readonly tokens: TokenUsageBucket[] = [];
 
   async appendAudit(entries: readonly AuditEntry[]): Promise<void> {
     this.audit.push(...entries.slice(0, KEEP_RECORDS - this.audit.length));
@@ -328,6 +343,10 @@ export class RecordingWrites implements DurableWrites {
 
   async addUsage(buckets: readonly UsageBucket[]): Promise<void> {
     this.usage.push(...buckets.slice(0, KEEP_RECORDS - this.usage.length));
+  }
+
+  async addTokenUsage(buckets: readonly TokenUsageBucket[]): Promise<void> {
+    this.tokens.push(...buckets.slice(0, KEEP_RECORDS - this.tokens.length));
   }
 }
 
@@ -368,12 +387,13 @@ export async function createTestEngine(options: TestEngineOptions = {}): Promise
   const state = new GatedRateState(new MemoryRateStateStore());
   state.setPools(new Map([...snapshot.pools].map(([slug, pool]) => [slug, pool.accounts.map((account) => account.id)])));
   const writes = new RecordingWrites();
+  // Never started: nothing is flushed on a timer; the engine only queues into it (flushWrites writes it).
+  const buffer = new WriteBuffer({ target: writes, maxPending: 10_000, flushIntervalMs: 60_000 });
   let testEngine: TestEngine | null = null;
   const engine = new Engine({
     snapshots: { current: () => (testEngine === null || testEngine.ready ? snapshots.current : null) },
     state,
-    // Never started: nothing is flushed on a timer; the engine only queues into it.
-    writes: new WriteBuffer({ target: writes, maxPending: 10_000, flushIntervalMs: 60_000 }),
+    writes: buffer,
     clock: frozenClock,
     logger: options.logger ?? pino({ level: 'silent' }),
     keyHeaders: options.keyHeaders ?? ['authorization', 'x-api-key'],
@@ -382,7 +402,7 @@ export async function createTestEngine(options: TestEngineOptions = {}): Promise
     // Held commits (pendingCommits) are let through by the test, not by the engine's bound.
     stateTimeoutMs: 10_000,
   });
-  testEngine = new TestEngine(engine, state, writes, snapshots);
+  testEngine = new TestEngine(engine, state, writes, snapshots, buffer);
 
   const busy = snapshot.pools.get(SPECIAL_POOLS.busy)!.accounts[0]!;
   const cooldown = observeResponse('openai', 429, { 'retry-after': '7' }, TEST_NOW_MS, 60_000);

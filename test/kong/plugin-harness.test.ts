@@ -68,6 +68,9 @@ describe('access: allow', () => {
     expect(engine.observed).toHaveLength(1);
     expect(engine.observed[0]).toMatchObject({ status: 200, ticket: { leaseId: leaseNo(1) } });
     expect(engine.stats).toMatchObject({ allowed: 1, released: 1, inFlight: 0 });
+    // Kong keeps header-derived figures only: no body call above (a response phase would buffer every body), so no
+    // token usage is ever recorded through Kong (README "Tokens and usage accounting").
+    expect(engine.usage).toEqual([]);
   });
 
   test('anthropic: every client credential is removed, x-api-key injected and redacted in serialized logs', async () => {

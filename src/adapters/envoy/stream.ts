@@ -46,6 +46,7 @@ import type { GrpcServerCall } from './grpc-server.js';
 import type { ProcessingRequestMsg, ProcessingResponseMsg } from './messages.js';
 import { RETRY_CONTEXT_METADATA_KEY, RETRY_CONTEXT_ENABLED, RetryContexts } from './retry-context.js';
 import { LeaseKeeper, type HeldTicket } from '../lease-keeper.js';
+import type { UsageTickets } from './usage-tickets.js';
 
 export interface ProcessStreamDeps {
   readonly engine: DecisionEngine;
@@ -59,6 +60,8 @@ export interface ProcessStreamDeps {
    */
   readonly retries: RetryContexts | null;
   readonly nowMs: () => number;
+  /** Where allowed tickets wait for the usage observer's stream of the same request (usage-observer.ts); null = off. */
+  readonly usageTickets?: UsageTickets | null;
 }
 
 let warnedMissingProvider = false;
@@ -173,7 +176,10 @@ export class ProcessStream {
         throw err;
       }
       if (outcome.decision.kind === 'allow') {
-        if (outcome.ticket) this.holdTicket(outcome.ticket);
+        if (outcome.ticket) {
+          this.holdTicket(outcome.ticket);
+          this.deps.usageTickets?.register(RetryContexts.requestIdOf(view.headers), outcome.ticket, this.deps.nowMs());
+        }
         if (retries) {
           retries.remember(view.headers, outcome.decision, this.deps.nowMs());
           this.rememberedRequestId = RetryContexts.requestIdOf(view.headers);
