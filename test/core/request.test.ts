@@ -48,11 +48,14 @@ function account(name: string): Account {
     tpmLimit: null,
     maxConcurrency: null,
     status: 'active',
+    scope: null,
+    servesModel: () => true,
+    restrictsModels: false,
   };
 }
 
 function pool(slug: string, authStyle: AuthStyle): ProviderPool {
-  return { slug, authStyle, dialect: 'openai', strategy: 'round-robin', accounts: [account(`${slug}-1`)] };
+  return { slug, authStyle, dialect: 'openai', strategy: 'round-robin', accounts: [account(`${slug}-1`)], needsModel: false };
 }
 
 function buildSnapshot(priorityEnabled: boolean): Snapshot {

@@ -66,6 +66,8 @@ export interface TestEngineOptions {
   readonly pools?: Readonly<Record<string, readonly string[]>>;
   /** Every account's max_concurrency (null = unlimited, the default). */
   readonly maxConcurrency?: number | null;
+  /** `models` of accounts by name (`openai-a`, `openai-b`, ...); absent = any model. */
+  readonly accountModels?: Readonly<Record<string, readonly string[]>>;
   /** Priority every key resolves to (priority mappings off). Default 1. */
   readonly defaultPriority?: number;
   /** In-flight lease; renewals every third of it. Default 30 s. */
@@ -418,6 +420,8 @@ function configData(options: TestEngineOptions, keyring: Keyring, pepper: Uint8A
         status: 'active',
         disabledReason: null,
         tags: {},
+        models: options.accountModels?.[`${slug}-${String.fromCharCode(97 + index)}`] ?? [],
+        scope: null,
         createdAt: at,
         updatedAt: at,
       } satisfies StoredAccount;

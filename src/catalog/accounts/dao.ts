@@ -44,8 +44,8 @@ export class AccountDao {
         () =>
           tx.query<DbAccount>(
             `INSERT INTO provider_accounts (id, provider_id, name, encrypted_key, key_version, key_last4, weight, priority_tier,
-                rpm_limit, tpm_limit, max_concurrency, status, tags, created_by, updated_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::text::jsonb, $14, $14)
+                rpm_limit, tpm_limit, max_concurrency, status, tags, created_by, updated_by, models, scope)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::text::jsonb, $14, $14, $16::text[], $17)
              RETURNING *, $15::text AS provider_slug`,
             [
               id,
@@ -63,6 +63,8 @@ export class AccountDao {
               JSON.stringify(input.tags ?? {}),
               actor,
               provider.slug,
+              [...(input.models ?? [])],
+              input.scope ?? null,
             ],
           ),
         { provider_accounts_name_active_uq: () => new ConflictError('account', 'name', `account "${input.name}" already exists for provider ${provider.slug}`) },
@@ -116,6 +118,8 @@ export class AccountDao {
       if (patch.tpmLimit !== undefined) set('tpm_limit', patch.tpmLimit, 'tpmLimit');
       if (patch.maxConcurrency !== undefined) set('max_concurrency', patch.maxConcurrency, 'maxConcurrency');
       if (patch.tags !== undefined) set('tags', JSON.stringify(patch.tags), 'tags', '::text::jsonb');
+      if (patch.models !== undefined) set('models', [...patch.models], 'models', '::text[]');
+      if (patch.scope !== undefined) set('scope', patch.scope, 'scope');
       if (patch.apiKey !== undefined) {
         const encrypted = this.keyring.encrypt(patch.apiKey, current.id);
         set('encrypted_key', encrypted.ciphertext, 'apiKey');
