@@ -22,6 +22,8 @@ import { DEFAULT_STATE_TIMEOUT_MS } from './stores/resilient-state.js';
 import type { WriteBuffer } from './stores/write-buffer.js';
 import type { Logger } from './log.js';
 import { AdmissionLimits, type RequestLimits } from './admission-limits.js';
+import { ModelRouting } from './model-routing.js';
+import { classifyProviderError, correctedObservation, type ProviderErrorVerdict } from './core/provider-errors.js';
 
 /** The account an upstream answer is about (a Ticket is one). */
 export interface AccountAnswerTarget {
@@ -63,6 +65,22 @@ export interface EngineOptions {
   readonly onQueue?: AdmissionQueueEvents;
 }
 
+/** Learned limits of an observation that carries none (a scope sibling's copy of an insufficient_quota answer). */
+const NO_LEARNED_LIMITS: Observation['learned'] = Object.freeze({
+  requestsLimit: null,
+  requestsRemaining: null,
+  requestsResetAtMs: null,
+  tokensLimit: null,
+  tokensRemaining: null,
+  tokensResetAtMs: null,
+});
+
+/** The other active accounts of the pool that share `accountId`'s quota scope (none when it has no scope). */
+function scopeSiblings(accounts: readonly Account[], accountId: string): Account[] {
+  const scope = accounts.find((account) => account.id === accountId)?.scope ?? null;
+  return scope === null ? [] : accounts.filter((account) => account.scope === scope && account.id !== accountId);
+}
+
 /** An account the rate state admitted, with its lease. */
 interface Admitted {
   readonly account: Account;
@@ -90,6 +108,8 @@ export class Engine implements DecisionEngine {
   private readonly stateTimeoutMs: number;
   private readonly queue: AdmissionQueue<Admitted, Deny>;
   private readonly limits: AdmissionLimits;
+  /** Which accounts serve a request's model, and the models providers said an account cannot serve (per replica). */
+  readonly models = new ModelRouting();
 
   constructor(private readonly options: EngineOptions) {
     this.limits = new AdmissionLimits(options.quotaTimeZone);
@@ -114,6 +134,10 @@ export class Engine implements DecisionEngine {
     return this.options.snapshots.current() !== null;
   }
 
+  needsBody(view: RequestView): boolean {
+    return this.models.needsBody(this.options.snapshots.current()?.pools.get(view.provider), view.headers);
+  }
+
   async decide(view: RequestView, options: DecideOptions = {}): Promise<RequestOutcome> {
     // Decision latency is measured on the monotonic sub-millisecond clock; startedAtMs is the wall-clock instant
     // the rules evaluate (expiry, grace windows, cooldowns) and may be a test clock.
@@ -122,11 +146,16 @@ export class Engine implements DecisionEngine {
     const snapshot = this.options.snapshots.current();
     if (!snapshot) return this.denied(NOT_LOADED, view, startedAtMs, startedAt);
 
-    const authorized = authorizeRequest(view, snapshot, startedAtMs, view.keyHeaders ?? this.options.keyHeaders);
-    if (authorized.kind === 'deny') return this.denied(authorized, view, startedAtMs, startedAt);
+    const auth = authorizeRequest(view, snapshot, startedAtMs, view.keyHeaders ?? this.options.keyHeaders);
+    if (auth.kind === 'deny') return this.denied(auth, view, startedAtMs, startedAt);
+    if (auth.pool.accounts.length === 0) return this.denied(EMPTY_POOL, view, startedAtMs, startedAt);
+    // Only the accounts that serve the request's model (pools that need it; src/model-routing.ts).
+    const routed = this.models.choose(auth.pool, view, startedAtMs);
+    if (routed.kind === 'deny') return this.denied(routed.deny, view, startedAtMs, startedAt);
+    const authorized: Authorized = routed.pool === auth.pool ? auth : { ...auth, pool: routed.pool };
+    const model = routed.model;
 
     const pool = authorized.pool;
-    if (pool.accounts.length === 0) return this.denied(EMPTY_POOL, view, startedAtMs, startedAt);
     const strategy = view.strategyOverride ?? pool.strategy;
     const cursor = this.cursors.get(pool.slug) ?? 0;
     // Advance at once, so concurrent decisions of this pool do not all start on the same account.
@@ -137,7 +166,7 @@ export class Engine implements DecisionEngine {
     const first =
       queueing && this.queue.hasWaiters(pool.slug) && this.queue.size < queueMaxLength
         ? BEHIND_WAITERS
-        : await this.admitFromPool(authorized, strategy, cursor, startedAtMs, limits);
+        : await this.admitFromPool(authorized, strategy, cursor, startedAtMs, limits, model);
     let attempt: AdmissionAttempt | WaitResult<Admitted, Deny> = first;
     // Wait in priority order (admission-queue.ts) when an account frees up by itself within the wait: a slot when an
     // in-flight request ends (freesInMs null), a window rolling over or a cooldown ending (freesInMs known).
@@ -151,7 +180,7 @@ export class Engine implements DecisionEngine {
         attempt: () => {
           // Limits again at the retry's instant: a wait may cross the quota day's midnight.
           const nowMs = this.options.clock.nowMs();
-          return this.admitFromPool(authorized, strategy, cursor, nowMs, this.limits.of(authorized, snapshot, nowMs));
+          return this.admitFromPool(authorized, strategy, cursor, nowMs, this.limits.of(authorized, snapshot, nowMs), model);
         },
         undo: (late) => this.releaseLease(pool.slug, late.account.id, late.leaseId),
         signal: options.signal,
@@ -175,6 +204,7 @@ export class Engine implements DecisionEngine {
         keyId: authorized.key.id,
         startedAtMs,
         holdsConcurrencySlot: account.maxConcurrency !== null,
+        model,
       },
     };
   }
@@ -195,6 +225,8 @@ export class Engine implements DecisionEngine {
         releaseLeaseId: options.release ? ticket.leaseId : null,
         source: 'upstream',
         actor: ACTOR_ENGINE,
+        body: options.body,
+        model: ticket.model,
       });
       // The slot went back with the observation: the pool's first waiting request retries once the state holds it.
       if (options.release) void committed.then(() => this.queue.notify(ticket.pool));
@@ -225,15 +257,41 @@ export class Engine implements DecisionEngine {
       /** What answered, for the invalidation reason: `upstream answered 401`, `health check: upstream answered 401`. */
       readonly source: 'upstream' | 'health check';
       readonly actor: string;
+      /** The provider's error body (ObserveOptions.body): what the status cannot say (src/core/provider-errors.ts). */
+      readonly body?: Uint8Array | undefined;
+      /** The request's model, when known: a model error takes it off this account for a while. */
+      readonly model?: string | null;
     },
   ): { observation: Observation; committed: Promise<void>; invalidated: Promise<void> | null } {
     const { nowMs } = options;
-    const dialect = this.options.snapshots.current()?.pools.get(account.pool)?.dialect ?? 'none';
-    const observation = observeResponse(dialect, status, headers, nowMs, this.options.defaultCooldownMs);
-    const committed = this.options.state.observe(account.pool, account.accountId, observation, nowMs, options.releaseLeaseId ?? null);
+    const pool = this.options.snapshots.current()?.pools.get(account.pool);
+    const verdict: ProviderErrorVerdict = options.body === undefined ? 'unknown' : classifyProviderError(status, options.body);
+    const observation = correctedObservation(
+      observeResponse(pool?.dialect ?? 'none', status, headers, nowMs, this.options.defaultCooldownMs),
+      verdict,
+    );
+    let committed = this.options.state.observe(account.pool, account.accountId, observation, nowMs, options.releaseLeaseId ?? null);
     const logged = { pool: account.pool, accountId: account.accountId, account: account.accountName, status };
     let invalidated: Promise<void> | null = null;
-    if (observation.outcome === 'invalid_credential') {
+    if (verdict === 'model_unavailable' && options.model) {
+      this.models.removeModel(account.accountId, options.model, nowMs);
+      this.options.logger.info({ ...logged, model: options.model }, 'provider says the account cannot serve this model; left out for it a while');
+    }
+    if (observation.outcome === 'quota_exhausted' && verdict === 'quota_exhausted') {
+      // Credit used up: retrying never helps. Disable the account, and the accounts sharing its quota scope (the same
+      // credit), durably and audited, and hold them out of admission at once on every replica.
+      const reason = 'quota_exhausted: the provider says the credit is used up (insufficient_quota)';
+      const siblings = scopeSiblings(pool?.accounts ?? [], account.accountId);
+      const siblingObservation: Observation = { ...observation, learned: NO_LEARNED_LIMITS };
+      committed = Promise.all([
+        committed,
+        ...siblings.map((sibling) => this.options.state.observe(account.pool, sibling.id, siblingObservation, nowMs)),
+      ]).then(() => undefined);
+      invalidated = Promise.all(
+        [account.accountId, ...siblings.map((sibling) => sibling.id)].map((id) => this.options.writes.invalidateAccount(id, reason, options.actor, 'disabled')),
+      ).then(() => undefined);
+      this.options.logger.warn({ ...logged, scopeSiblings: siblings.length }, 'account disabled: the provider says its credit is used up');
+    } else if (observation.outcome === 'invalid_credential') {
       const reason = `${options.source === 'upstream' ? '' : `${options.source}: `}upstream answered ${status}`;
       invalidated = this.options.writes.invalidateAccount(account.accountId, reason, options.actor);
       this.options.logger.warn(logged, 'account invalidated: upstream rejected its credential');
@@ -296,15 +354,16 @@ export class Engine implements DecisionEngine {
     cursor: number,
     nowMs: number,
     limits: RequestLimits,
+    model: string | null,
   ): Promise<AdmissionAttempt> {
     const pool = authorized.pool;
     const leastLoaded = strategy === 'least-loaded';
     const window = orderCandidates(pool, strategy, cursor, this.randomUnit, CANDIDATE_WINDOW);
-    let attempt = await this.admit(authorized, window, leastLoaded, nowMs, limits);
+    let attempt = await this.admit(authorized, window, leastLoaded, nowMs, limits, model);
     // A key or tenant over quota stays over it whichever account is offered.
     const retryable = attempt.kind === 'refused' && attempt.value !== STATE_UNAVAILABLE && attempt.value.code !== 'quota_exceeded';
     if (retryable && window.length < pool.accounts.length) {
-      attempt = await this.admit(authorized, orderCandidates(pool, strategy, cursor, this.randomUnit), leastLoaded, nowMs, limits);
+      attempt = await this.admit(authorized, orderCandidates(pool, strategy, cursor, this.randomUnit), leastLoaded, nowMs, limits, model);
     }
     return attempt;
   }
@@ -315,6 +374,7 @@ export class Engine implements DecisionEngine {
     leastLoaded: boolean,
     nowMs: number,
     limits: RequestLimits,
+    model: string | null,
   ): Promise<AdmissionAttempt> {
     let result: AdmitResult;
     try {
@@ -327,6 +387,7 @@ export class Engine implements DecisionEngine {
         quotas: limits.quotas,
         dayBounds: limits.dayBounds,
         reserve: limits.reserve,
+        model,
       });
     } catch (error) {
       if (error instanceof StateUnavailableError) return { kind: 'refused', value: STATE_UNAVAILABLE, waitable: false, freesInMs: null };

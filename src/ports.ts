@@ -82,8 +82,12 @@ export interface RateStateStore {
 /** Writes the request path produces; the engine queues them in a bounded buffer and flushes with retry. */
 export interface DurableWrites {
   appendAudit(entries: readonly AuditEntry[]): Promise<void>;
-  /** Marks an account invalid (upstream said 401/403) and audits it; idempotent. */
-  markAccountInvalid(accountId: string, reason: string, actor: string): Promise<void>;
+  /**
+   * Takes an active account out of its pool because its provider said so, and audits it; idempotent. `as`: `invalid`
+   * (the credential was rejected: 401/403, Gemini API_KEY_INVALID; the default) or `disabled` (its credit is used up:
+   * OpenAI insufficient_quota; an operator enables it again). Fakes may ignore `as`.
+   */
+  markAccountInvalid(accountId: string, reason: string, actor: string, as?: 'invalid' | 'disabled'): Promise<void>;
   /** Records last_used_at for keys (coalesced by the caller). */
   touchKeys(keyIds: readonly string[], at: Date): Promise<void>;
   /** Additive upsert into account_usage_stats. */
@@ -112,6 +116,8 @@ export interface Ticket {
    * included), so adapters that would otherwise release at the response headers keep it until the end.
    */
   readonly holdsConcurrencySlot: boolean;
+  /** The request's model when the decision knew it (src/model-routing.ts); null otherwise. */
+  readonly model: string | null;
 }
 
 export interface RequestOutcome {
@@ -132,6 +138,11 @@ export interface ObserveOptions {
   readonly origin?: ResponseOrigin;
   /** Also return the ticket's in-flight slot, in the same state write as the observation. */
   readonly release?: boolean;
+  /**
+   * The provider's error body, for the statuses of ERROR_BODY_STATUSES (src/core/provider-errors.ts), at most
+   * MAX_ERROR_BODY_BYTES of it; absent when the gateway could not buffer it (Kong) or was not asked.
+   */
+  readonly body?: Uint8Array | undefined;
 }
 
 /** How an adapter takes part in a decision that may wait in the admission queue (queue.max_wait_ms). */
@@ -151,6 +162,12 @@ export interface DecisionEngine {
    * May wait up to queue.max_wait_ms for an account of an exhausted pool (see DecideOptions).
    */
   decide(view: import('./core/types.js').RequestView, options?: DecideOptions): Promise<RequestOutcome>;
+  /**
+   * True when decide() needs the request's body (view.body) for this request: its pool needs the model and the path
+   * does not name it. Adapters then buffer the body (bounded) before deciding; otherwise they decide on headers.
+   * Optional for fakes: absent = never.
+   */
+  needsBody?(view: import('./core/types.js').RequestView): boolean;
   /**
    * Feed the upstream response status and headers back (cooldown, health, learned capacity, usage). Never throws.
    * Returns a promise when the observation changes who may be admitted (cooldown, invalidation, circuit, an exhausted

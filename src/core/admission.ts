@@ -33,6 +33,11 @@ export interface AdmitRequest {
    * (held back for higher priorities). 0 or absent = any capacity will do.
    */
   readonly reserve?: number | undefined;
+  /**
+   * The request's model (src/core/models.ts) when the decision knows it: the pool needs it, or the path names it.
+   * Absent or null = unknown. The candidates already serve it.
+   */
+  readonly model?: string | null;
 }
 
 export type QuotaScope = 'key' | 'tenant';

@@ -7,9 +7,10 @@
 // A path that names the model needs no body; only pools that need the model (ProviderPool.needsModel) ask for one.
 
 /**
- * Largest request body keypool reads for its model (the Envoy route's buffer limit applies too). A chat request with a
- * long history can exceed it: it is then refused with 400 invalid_request on pools that need the model, never
- * forwarded with the client key. Pools that do not need the model never buffer, whatever the size.
+ * Largest request body keypool reads for its model; the gateway's buffer limit applies first (Envoy: the listener's
+ * per_connection_buffer_limit_bytes, default 1 MiB; with ext_proc as an upstream filter, the route's
+ * request_body_buffer_limit). A body over either is refused with 400 invalid_request on pools that need the model,
+ * never forwarded with the client key. Pools that do not need the model never buffer, whatever the size.
  */
 export const MAX_MODEL_BODY_BYTES = 1_048_576;
 /** Longest model name taken from a request (longer: invalid_request). Account patterns stop at 128 + `*`. */
@@ -21,6 +22,9 @@ export type ModelLookup =
   | { readonly kind: 'in_body' }
   /** The request cannot name a model keypool can use; `reason` reaches the client (no secrets in it). */
   | { readonly kind: 'invalid'; readonly reason: string };
+
+/** What a body says: never `in_body`. */
+export type BodyModel = Exclude<ModelLookup, { readonly kind: 'in_body' }>;
 
 const AZURE_DEPLOYMENT = /^\/openai\/deployments\/([^/?#]+)(?:[/?#]|$)/;
 const GEMINI_MODEL = /^\/v1(?:beta\d*|alpha\d*)?\/(?:projects\/[^/?#]+\/locations\/[^/?#]+\/publishers\/google\/)?models\/([^/?#:]+)(?::[A-Za-z]+)?(?:[/?#]|$)/;
@@ -36,9 +40,9 @@ export function modelFromPath(path: string | undefined): ModelLookup {
 }
 
 /** The top-level `model` of a JSON request body. `truncated`: the body did not fit the limit (refused). */
-export function modelFromBody(bytes: Uint8Array | undefined, truncated: boolean): ModelLookup {
+export function modelFromBody(bytes: Uint8Array | undefined, truncated: boolean): BodyModel {
   if (truncated || (bytes !== undefined && bytes.length > MAX_MODEL_BODY_BYTES)) {
-    return { kind: 'invalid', reason: `The request body is larger than the ${MAX_MODEL_BODY_BYTES} bytes keypool reads to find its model.` };
+    return TOO_LARGE;
   }
   if (bytes === undefined || bytes.length === 0) return NO_BODY;
   let parsed: unknown;
@@ -56,15 +60,19 @@ export function modelFromBody(bytes: Uint8Array | undefined, truncated: boolean)
 /** Invalid UTF-8 becomes U+FFFD (then usually fails JSON.parse or the name check): a value, never a throw. */
 const UTF8 = new TextDecoder('utf-8');
 const IN_BODY: ModelLookup = Object.freeze({ kind: 'in_body' });
-const NO_BODY: ModelLookup = Object.freeze({ kind: 'invalid', reason: 'The request has no body, so it names no model.' });
-const NOT_JSON: ModelLookup = Object.freeze({ kind: 'invalid', reason: 'The request body is not a JSON object.' });
-const NO_MODEL: ModelLookup = Object.freeze({ kind: 'invalid', reason: 'The request body has no "model" string.' });
-const BAD_MODEL: ModelLookup = Object.freeze({
+const TOO_LARGE: BodyModel = Object.freeze({
+  kind: 'invalid',
+  reason: `The request body is larger than keypool reads to find its model (the gateway's buffer limit, at most ${MAX_MODEL_BODY_BYTES} bytes).`,
+});
+const NO_BODY: BodyModel = Object.freeze({ kind: 'invalid', reason: 'The request has no body, so it names no model.' });
+const NOT_JSON: BodyModel = Object.freeze({ kind: 'invalid', reason: 'The request body is not a JSON object.' });
+const NO_MODEL: BodyModel = Object.freeze({ kind: 'invalid', reason: 'The request body has no "model" string.' });
+const BAD_MODEL: BodyModel = Object.freeze({
   kind: 'invalid',
   reason: `The model name must be 1-${MAX_MODEL_CHARS} printable characters without spaces.`,
 });
 
-function checkedModel(model: string | null): ModelLookup {
+function checkedModel(model: string | null): BodyModel {
   if (model === null || model.length === 0 || model.length > MAX_MODEL_CHARS || !MODEL_CHARS.test(model)) return BAD_MODEL;
   return { kind: 'model', model };
 }

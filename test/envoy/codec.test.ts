@@ -5,6 +5,7 @@ import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import {
   HOLD_UNTIL_RESPONSE_END,
+  overrideModes,
   KEYPOOL_UNAVAILABLE,
   RESPONSE_HEADERS_CONTINUE,
   UnsafeHeaderError,
@@ -286,15 +287,22 @@ describe('shipped Envoy configs agree with the codec', () => {
     return [...(obj['@type'] === EXT_PROC ? [obj] : []), ...Object.values(obj).flatMap(extProcFilters)];
   };
 
-  it.each(['envoy/envoy.yaml', 'envoy/envoy-failover.yaml'])(
-    '%s: every ext_proc filter allows exactly the hold mode as an override, and ships the cheap mode',
+  it.each([
+    'envoy/envoy.yaml',
+    'envoy/envoy-failover.yaml',
+    'envoy/envoy-mtls.yaml',
+    'envoy/envoy-local.yaml',
+    'deploy/kubernetes/base/envoy.yaml',
+    'deploy/kubernetes/recipes/istio/envoyfilter.yaml',
+  ])(
+    '%s: every ext_proc filter allows exactly keypool\'s override modes (hold, request body, error body), and ships the cheap mode',
     (file) => {
       const filters = extProcFilters(parse(readFileSync(new URL(`../../${file}`, import.meta.url), 'utf8')));
       expect(filters.length).toBeGreaterThan(0);
       for (const filter of filters) {
         expect(filter['allow_mode_override']).toBe(true);
         // Envoy compares a mode_override with these entries as whole messages.
-        expect(filter['allowed_override_modes']).toEqual([HOLD_UNTIL_RESPONSE_END]);
+        expect(filter['allowed_override_modes']).toEqual(overrideModes());
         expect(filter['processing_mode']).toEqual({ ...HOLD_UNTIL_RESPONSE_END, response_trailer_mode: 'SKIP' });
         // Envoy ignores mode_override when bodies are sent before the header answer.
         expect(filter['send_body_without_waiting_for_header_response']).toBeUndefined();

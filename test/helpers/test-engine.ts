@@ -191,6 +191,10 @@ export class TestEngine implements DecisionEngine {
   /** When > 0: each decision first tells the adapter it waits in the admission queue for up to this long. */
   queuedForMs = 0;
 
+  needsBody(view: RequestView): boolean {
+    return this.engine.needsBody(view);
+  }
+
   async decide(view: RequestView, options: DecideOptions = {}): Promise<RequestOutcome> {
     this.stats.decided += 1;
     if (this.views.length < KEEP_RECORDS) this.views.push(view);
@@ -307,15 +311,15 @@ export class GatedRateState implements RateStateStore {
 /** The durable-writes port: records instead of writing. */
 export class RecordingWrites implements DurableWrites {
   readonly audit: AuditEntry[] = [];
-  readonly invalidated: Array<{ accountId: string; reason: string }> = [];
+  readonly invalidated: Array<{ accountId: string; reason: string; as: 'invalid' | 'disabled' }> = [];
   readonly usage: UsageBucket[] = [];
 
   async appendAudit(entries: readonly AuditEntry[]): Promise<void> {
     this.audit.push(...entries.slice(0, KEEP_RECORDS - this.audit.length));
   }
 
-  async markAccountInvalid(accountId: string, reason: string): Promise<void> {
-    this.invalidated.push({ accountId, reason });
+  async markAccountInvalid(accountId: string, reason: string, _actor: string, as: 'invalid' | 'disabled' = 'invalid'): Promise<void> {
+    this.invalidated.push({ accountId, reason, as });
   }
 
   async touchKeys(): Promise<void> {}

@@ -116,6 +116,7 @@ describe('records in kong.ctx.shared', () => {
     keyId: 'k1',
     startedAtMs: 1_700_000_000_123,
     holdsConcurrencySlot: false,
+    model: 'gpt-4o',
   };
 
   test('a denial carries status, the core body and content-type first', () => {

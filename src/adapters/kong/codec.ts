@@ -218,7 +218,7 @@ export function ticketFromRecord(raw: unknown): Ticket | null {
   if (!isRecord(raw) || raw['action'] !== 'allow') return null;
   const ticket = raw['ticket'];
   if (!isRecord(ticket)) return null;
-  const { pool, accountId, accountName, leaseId, keyId, startedAtMs, holdsConcurrencySlot } = ticket;
+  const { pool, accountId, accountName, leaseId, keyId, startedAtMs, holdsConcurrencySlot, model } = ticket;
   if (
     typeof pool !== 'string' ||
     typeof accountId !== 'string' ||
@@ -226,11 +226,12 @@ export function ticketFromRecord(raw: unknown): Ticket | null {
     typeof leaseId !== 'string' ||
     typeof keyId !== 'string' ||
     typeof startedAtMs !== 'number' ||
-    typeof holdsConcurrencySlot !== 'boolean'
+    typeof holdsConcurrencySlot !== 'boolean' ||
+    !(model === undefined || model === null || typeof model === 'string')
   ) {
     return null;
   }
-  return { pool, accountId, accountName, leaseId, keyId, startedAtMs, holdsConcurrencySlot };
+  return { pool, accountId, accountName, leaseId, keyId, startedAtMs, holdsConcurrencySlot, model: typeof model === 'string' ? model : null };
 }
 
 /** kong.response.get_status in the log phase: the status sent to the client. */

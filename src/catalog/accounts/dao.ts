@@ -238,20 +238,24 @@ export class AccountDao {
     });
   }
 
-  /** Marks an active account invalid (upstream said 401/403) with an account_invalidated audit row; a no-op otherwise. */
-  async markInvalid(accountId: string, reason: string, actor: string): Promise<void> {
+  /**
+   * Takes an active account out of its pool because its provider said so: `invalid` (upstream said 401/403; audited
+   * account_invalidated) or `disabled` (its credit is used up; audited account_disabled). A no-op otherwise.
+   */
+  async markInvalid(accountId: string, reason: string, actor: string, as: 'invalid' | 'disabled' = 'invalid'): Promise<void> {
     if (!isUuid(accountId)) return;
     await this.sql.transaction(async (tx) => {
       const rows = await tx.query<{ id: string; name: string; provider_slug: string }>(
-        `UPDATE provider_accounts a SET status = 'invalid', disabled_reason = $2, updated_by = $3
+        `UPDATE provider_accounts a SET status = $4, disabled_reason = $2, updated_by = $3
          FROM providers p WHERE a.id = $1 AND p.id = a.provider_id AND a.deleted_at IS NULL AND a.status = 'active'
          RETURNING a.id, a.name, p.slug AS provider_slug`,
-        [accountId, reason, actor],
+        [accountId, reason, actor, as],
       );
       const row = rows[0];
       if (!row) return;
+      const action = as === 'invalid' ? 'account_invalidated' : 'account_disabled';
       await insertAudit(tx, [
-        { keyId: null, action: 'account_invalidated', actor, metadata: { accountId: row.id, provider: row.provider_slug, name: row.name, reason } },
+        { keyId: null, action, actor, metadata: { accountId: row.id, provider: row.provider_slug, name: row.name, reason } },
       ]);
     });
   }
