@@ -237,7 +237,8 @@ export class WriteBuffer {
   private firstKind = 0;
 
   private async flushInvalidations(): Promise<void> {
-    for (const [accountId, invalidation] of [...this.invalidations]) {
+    // Live iteration: an invalidation queued while this flush writes (a quota scope's siblings) is written by it too.
+    for (const [accountId, invalidation] of this.invalidations) {
       const { error } = await this.writeIsolating('invalidation', [accountId], () =>
         this.options.target.markAccountInvalid(accountId, invalidation.reason, invalidation.actor, invalidation.as),
       );
