@@ -157,7 +157,7 @@ export function reconcileContract(target: ReconcileTarget): void {
       const dumped = dumpConfig(await loadCurrentState(repo));
       expect(dumped).toContain('scope: openai-org-acme/project-x');
       const reparsed = parseConfigText(dumped);
-      expect(reparsed.ok && reparsed.state.accounts.find((a) => a.name === 'prod-1')?.models).toEqual(['gpt-4o*', 'o1']);
+      expect(reparsed.ok && reparsed.state.accounts?.find((a) => a.name === 'prod-1')?.models).toEqual(['gpt-4o*', 'o1']);
       expect((await run(withModels, { write: true })).plan.changes).toEqual([]);
       const bad = parseConfigText(withModels.replace("['gpt-4o*', o1]", "['gpt-*-mini']"));
       expect(bad.ok).toBe(false);
