@@ -26,15 +26,19 @@ export type ModelLookup =
 /** What a body says: never `in_body`. */
 export type BodyModel = Exclude<ModelLookup, { readonly kind: 'in_body' }>;
 
-const AZURE_DEPLOYMENT = /^\/openai\/deployments\/([^/?#]+)(?:[/?#]|$)/;
-const GEMINI_MODEL = /^\/v1(?:beta\d*|alpha\d*)?\/(?:projects\/[^/?#]+\/locations\/[^/?#]+\/publishers\/google\/)?models\/([^/?#:]+)(?::[A-Za-z]+)?(?:[/?#]|$)/;
+// Searched anywhere in the path (not the query): a gateway route may put a prefix in front (`/azure/openai/...`,
+// `/gemini/v1beta/...`) that it strips before the upstream.
+const AZURE_DEPLOYMENT = /\/openai\/deployments\/([^/#]+)(?:[/#]|$)/;
+const GEMINI_MODEL = /\/v1(?:beta\d*|alpha\d*)?\/(?:projects\/[^/#]+\/locations\/[^/#]+\/publishers\/google\/)?models\/([^/#:]+)(?::[A-Za-z]+)?(?:[/#]|$)/;
 /** Printable ASCII without space; what a model name or deployment may be (checked after percent-decoding). */
 const MODEL_CHARS = /^[\x21-\x7e]+$/;
 
 /** The model a request's `:path` names, or that it is in the body. */
 export function modelFromPath(path: string | undefined): ModelLookup {
   if (path === undefined || path === '') return IN_BODY;
-  const match = AZURE_DEPLOYMENT.exec(path) ?? GEMINI_MODEL.exec(path);
+  const query = path.indexOf('?');
+  const pathOnly = query < 0 ? path : path.slice(0, query);
+  const match = AZURE_DEPLOYMENT.exec(pathOnly) ?? GEMINI_MODEL.exec(pathOnly);
   if (match === null) return IN_BODY;
   return checkedModel(decodeSegment(match[1]!));
 }

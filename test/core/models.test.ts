@@ -12,6 +12,11 @@ describe('modelFromPath', () => {
     ['/openai/deployments/gpt-4o-prod/chat/completions?api-version=2024-10-21', model('gpt-4o-prod')],
     ['/openai/deployments/my%20dep/embeddings', invalid(/printable characters/)],
     ['/openai/deployments/o1-mini', model('o1-mini')],
+    // Behind a gateway route prefix; the query never names the model.
+    ['/azure/openai/deployments/gpt-4o-eu/chat/completions?api-version=2024-10-21', model('gpt-4o-eu')],
+    ['/v1/chat/completions?x=/openai/deployments/evil/', { kind: 'in_body' }],
+    ['/gemini/v1beta/models/gemini-1.5-pro:generateContent', model('gemini-1.5-pro')],
+    ['/v1beta/models/gemini-1.5-pro:generateContent?key=/openai/deployments/x/', model('gemini-1.5-pro')],
     ['/openai/deployments/a%2Fb/chat/completions', model('a/b')],
     ['/openai/deployments/%E0%A4%A/chat', invalid(/printable/)],
     // Gemini: /v1beta/models/{model}:method, and Vertex's publisher path.
