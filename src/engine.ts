@@ -1,6 +1,7 @@
 // Wires one request through the current snapshot, the pure core and the rate state. The only thing adapters call.
 import { authorizeRequest, buildAllow, denyForAdmission, type Authorized } from './core/request.js';
 import { normaliseClientAddress } from './core/cidr.js';
+import { credentialHeadersIn } from './core/apikey.js';
 import { deny, inProviderShape } from './core/errors.js';
 import { cursorSkips, orderCandidates } from './core/select.js';
 import { changesAdmission, observeResponse } from './core/response.js';
@@ -136,6 +137,11 @@ export class Engine implements DecisionEngine {
 
   needsBody(view: RequestView): boolean {
     return this.models.needsBody(this.options.snapshots.current()?.pools.get(view.provider), view.headers);
+  }
+
+  clientCredentialHeaders(view: RequestView): readonly string[] {
+    const present = (view.keyHeaders ?? this.options.keyHeaders).filter((name) => view.headers[name] !== undefined);
+    return credentialHeadersIn(view.headers, present);
   }
 
   async decide(view: RequestView, options: DecideOptions = {}): Promise<RequestOutcome> {

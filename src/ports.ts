@@ -169,6 +169,12 @@ export interface DecisionEngine {
    */
   needsBody?(view: import('./core/types.js').RequestView): boolean;
   /**
+   * The headers of this request that may carry a client credential (its key headers and every provider credential
+   * header present). An adapter that answers before the decision (Envoy, asking for the body) removes them at once, so
+   * a gateway that ignored the request for the body would forward no credential at all. Optional for fakes.
+   */
+  clientCredentialHeaders?(view: import('./core/types.js').RequestView): readonly string[];
+  /**
    * Feed the upstream response status and headers back (cooldown, health, learned capacity, usage). Never throws.
    * Returns a promise when the observation changes who may be admitted (cooldown, invalidation, circuit, an exhausted
    * provider window): an adapter answers the response only after it settles, so no replica admits the account in the

@@ -4,6 +4,7 @@
 // request bodies; the anthropic pool restricts nothing, so its requests stay headers-only.
 // Skips with a notice when no Envoy binary is found, unless KEYPOOL_REQUIRE_ENVOY=1.
 import { pino } from 'pino';
+import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startExtProcServer, type ExtProcServer } from '../../src/adapters/envoy/server.js';
 import { envoyOrSkip, envoyStat, renderEnvoyConfig, startEnvoy, type RunningEnvoy } from '../helpers/envoy.js';
@@ -35,14 +36,14 @@ interface Setup {
   envoy: RunningEnvoy;
 }
 
-async function setUp(file: string): Promise<Setup> {
+async function setUp(file: string, edit: (config: string) => string = (config) => config): Promise<Setup> {
   const engine = await createTestEngine({ accountModels: ACCOUNT_MODELS });
   const upstream = new MockUpstream();
   const upstreamPort = await upstream.start();
   const keypool = await startExtProcServer({ listen: '127.0.0.1:0', engine, logger, healthPollMs: 50 });
   const envoy = await startEnvoy({
     bin: ENVOY as string,
-    config: renderEnvoyConfig(file, { keypoolPort: keypool.port, upstreams: { openai: upstreamPort, anthropic: upstreamPort }, healthCheckIntervalMs: 200 }),
+    config: edit(renderEnvoyConfig(file, { keypoolPort: keypool.port, upstreams: { openai: upstreamPort, anthropic: upstreamPort }, healthCheckIntervalMs: 200 })),
   });
   return { engine, upstream, keypool, envoy };
 }
@@ -226,5 +227,42 @@ describe.skipIf(!ENVOY)('model routing through a real Envoy (envoy/envoy-failove
     expect(res.status).toBe(429);
     await res.text();
     expect(s.upstream.received.map((r) => r.headers['authorization'])).toEqual(['Bearer sk-openai-a']);
+  });
+});
+
+/** The rendered config with the request-body entry left out of every ext_proc filter's allowed_override_modes. */
+function withoutRequestBodyOverride(config: string): string {
+  const doc = parse(config) as unknown;
+  const visit = (node: unknown): void => {
+    if (Array.isArray(node)) return node.forEach(visit);
+    if (node === null || typeof node !== 'object') return;
+    const obj = node as Record<string, unknown>;
+    const modes = obj['allowed_override_modes'];
+    if (Array.isArray(modes)) obj['allowed_override_modes'] = modes.filter((m) => (m as Record<string, unknown>)['request_body_mode'] === 'NONE');
+    Object.values(obj).forEach(visit);
+  };
+  visit(doc);
+  return stringify(doc);
+}
+
+describe.skipIf(!ENVOY)('an Envoy without the request-body override entry (misconfigured)', () => {
+  let s: Setup;
+
+  beforeAll(async () => {
+    s = await setUp('envoy/envoy.yaml', withoutRequestBodyOverride);
+  });
+  afterAll(() => tearDown(s));
+
+  it('Envoy ignores the override and forwards at once; the request carries no credential, never the client key', async () => {
+    const res = await post(s.envoy, CHAT, chat('gpt-4o'));
+    await res.text();
+    // Verified behaviour of Envoy 1.40: the override is dropped silently and the request goes upstream right away.
+    expect(s.upstream.received).toHaveLength(1);
+    const got = s.upstream.received[0]!;
+    expect(got.headers['authorization']).toBeUndefined();
+    expect(got.headers['x-api-key']).toBeUndefined();
+    expect(JSON.stringify(got.headers)).not.toContain(CLIENT_KEY);
+    // keypool never decided: the response is not the provider's 200 passed on as an allowed request's.
+    expect(res.status).toBeGreaterThanOrEqual(500);
   });
 });

@@ -195,6 +195,10 @@ export class TestEngine implements DecisionEngine {
     return this.engine.needsBody(view);
   }
 
+  clientCredentialHeaders(view: RequestView): readonly string[] {
+    return this.engine.clientCredentialHeaders(view);
+  }
+
   async decide(view: RequestView, options: DecideOptions = {}): Promise<RequestOutcome> {
     this.stats.decided += 1;
     if (this.views.length < KEEP_RECORDS) this.views.push(view);

@@ -187,11 +187,18 @@ export const BUFFER_REQUEST_BODY: ProcessingModeMsg = Object.freeze({
   response_trailer_mode: 'SKIP',
 });
 
-/** Answer to request_headers that defers the decision to the buffered body. */
-export const REQUEST_HEADERS_BUFFER_BODY: ProcessingResponseMsg = Object.freeze({
-  request_headers: {},
-  mode_override: BUFFER_REQUEST_BODY,
-});
+/**
+ * Answer to request_headers that defers the decision to the buffered body. It already removes the client's credential
+ * headers: should Envoy ignore the override (a filter without the allowed_override_modes entry, verified with Envoy 1.40
+ * to forward the request at once), the request reaches the provider without any credential, never with the client's
+ * key. The answer to the body removes them again (harmless) and sets the pooled key. Throws UnsafeHeaderError.
+ */
+export function requestHeadersBufferBody(removeHeaders: readonly string[]): ProcessingResponseMsg {
+  return {
+    request_headers: removeHeaders.length === 0 ? {} : { response: { header_mutation: { remove_headers: checkedNames(removeHeaders) } } },
+    mode_override: BUFFER_REQUEST_BODY,
+  };
+}
 
 /**
  * The processing mode a response is switched to, in keypool's answer to its response_headers, when its status may

@@ -31,7 +31,6 @@ import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { DecisionEngine, Ticket } from '../../ports.js';
 import {
-  REQUEST_HEADERS_BUFFER_BODY,
   RESPONSE_BODY_CONTINUE,
   RESPONSE_HEADERS_CONTINUE,
   RESPONSE_HEADERS_READ_BODY,
@@ -41,6 +40,7 @@ import {
   headerBagFrom,
   messageTimeoutOverride,
   requestBodyFrom,
+  requestHeadersBufferBody,
   requestViewFrom,
   responseForDecision,
   responseHeadersAnswer,
@@ -188,9 +188,18 @@ export class ProcessStream {
     }
     if (!endsMessage(msg.request_headers) && this.needsBody(view)) {
       // The pool needs the model and only the body names it: decide once Envoy has buffered the body.
+      let answer: ProcessingResponseMsg;
+      try {
+        answer = requestHeadersBufferBody(this.deps.engine.clientCredentialHeaders?.(view) ?? []);
+      } catch (err) {
+        this.deps.logger.error({ err }, 'keypool could not ask for the request body; answering 503');
+        this.phase = 'answered_final';
+        this.write(unavailableResponse());
+        return;
+      }
       this.pendingView = view;
       this.phase = 'awaiting_body';
-      this.write(REQUEST_HEADERS_BUFFER_BODY);
+      this.write(answer);
       return;
     }
     return this.decideAndAnswer(view, 'request_headers');
