@@ -36,8 +36,12 @@ interface Setup {
   envoy: RunningEnvoy;
 }
 
-async function setUp(file: string, edit: (config: string) => string = (config) => config): Promise<Setup> {
-  const engine = await createTestEngine({ accountModels: ACCOUNT_MODELS });
+async function setUp(
+  file: string,
+  edit: (config: string) => string = (config) => config,
+  accountModels: Readonly<Record<string, readonly string[]>> = ACCOUNT_MODELS,
+): Promise<Setup> {
+  const engine = await createTestEngine({ accountModels });
   const upstream = new MockUpstream();
   const upstreamPort = await upstream.start();
   const keypool = await startExtProcServer({ listen: '127.0.0.1:0', engine, logger, healthPollMs: 50 });
@@ -264,5 +268,24 @@ describe.skipIf(!ENVOY)('an Envoy without the request-body override entry (misco
     expect(JSON.stringify(got.headers)).not.toContain(CLIENT_KEY);
     // keypool never decided: the response is not the provider's 200 passed on as an allowed request's.
     expect(res.status).toBeGreaterThanOrEqual(500);
+  });
+});
+
+describe.skipIf(!ENVOY)('failover between accounts that serve the same model (envoy/envoy-failover.yaml)', () => {
+  let s: Setup;
+
+  beforeAll(async () => {
+    s = await setUp('envoy/envoy-failover.yaml', undefined, { 'openai-a': ['gpt-4o*'], 'openai-b': ['gpt-4o', 'o1'] });
+  });
+  afterAll(() => tearDown(s));
+
+  it('a 429 is retried on the other account that serves the model: body replayed, decided again, pooled key of the other', async () => {
+    s.upstream.enqueue({ status: 429, headers: { 'retry-after': '30', 'content-type': 'application/json' }, body: '{"error":{"code":"rate_limit_exceeded"}}' });
+    const res = await post(s.envoy, CHAT, chat('gpt-4o'));
+    expect(res.status).toBe(200);
+    await res.text();
+    expect(s.upstream.received.map((r) => r.headers['authorization'])).toEqual(['Bearer sk-openai-a', 'Bearer sk-openai-b']);
+    expect(s.upstream.received.map((r) => r.body)).toEqual([chat('gpt-4o'), chat('gpt-4o')]);
+    for (const r of s.upstream.received) expect(JSON.stringify(r.headers)).not.toContain(CLIENT_KEY);
   });
 });
