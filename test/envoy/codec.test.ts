@@ -6,6 +6,8 @@ import { describe, expect, it } from 'vitest';
 import {
   HOLD_UNTIL_RESPONSE_END,
   overrideModes,
+  requestBodyFrom,
+  requestHeadersBufferBody,
   KEYPOOL_UNAVAILABLE,
   RESPONSE_HEADERS_CONTINUE,
   UnsafeHeaderError,
@@ -227,6 +229,36 @@ describe('responseForDecision', () => {
 
   it.each([[0], [99], [600], [429.5]])('refuses deny status %s (Envoy would send 200 or reject)', (status) => {
     expect(() => responseForDecision({ ...DENY_429, status })).toThrow(UnsafeHeaderError);
+  });
+});
+
+describe('asking for the request body (pools that route by model)', () => {
+  it('answers request_headers with the credential headers removed and the BUFFERED_PARTIAL mode', () => {
+    expect(requestHeadersBufferBody(['authorization', 'X-Api-Key'])).toEqual({
+      request_headers: { response: { header_mutation: { remove_headers: ['authorization', 'x-api-key'] } } },
+      mode_override: { ...HOLD_UNTIL_RESPONSE_END, request_body_mode: 'BUFFERED_PARTIAL', response_trailer_mode: 'SKIP' },
+    });
+    expect(() => requestHeadersBufferBody(['bad name'])).toThrow(UnsafeHeaderError);
+  });
+
+  it('the decision on the body carries the same header mutation, as a body answer', () => {
+    const asHeaders = responseForDecision(ALLOW);
+    const asBody = responseForDecision(ALLOW, 'request_body');
+    expect(asBody).toEqual({ request_body: (asHeaders as { request_headers: unknown }).request_headers });
+    // A denial is an ImmediateResponse whichever message it answers.
+    expect(responseForDecision(DENY_429, 'request_body')).toEqual(responseForDecision(DENY_429));
+  });
+
+  it.each([
+    [{ request_body: { body: Buffer.from('{"model":"o1"}'), end_of_stream: true } }, '{"model":"o1"}', false],
+    // BUFFERED_PARTIAL past the buffer limit: the first part, more to follow.
+    [{ request_body: { body: Buffer.from('{"model":'), end_of_stream: false } }, '{"model":', true],
+    [{ request_body: { body: Buffer.from('{}') } }, '{}', true],
+    [{ request_body: { end_of_stream: true } }, '', false],
+  ])('requestBodyFrom(%j)', (msg, text, truncated) => {
+    const body = requestBodyFrom(msg as ProcessingRequestMsg);
+    expect(Buffer.from(body.bytes).toString()).toBe(text);
+    expect(body.truncated).toBe(truncated);
   });
 });
 

@@ -2,11 +2,12 @@
 // attempt). A small state machine:
 //
 //   awaiting_headers --request_headers--> deciding --allow--> allowed --response_headers--> observed
-//        |                                    ^     |                  |  \--(slot held)--> holding
-//        \--(pool needs the body)--> awaiting_body   \--deny / error--> answered_final  |       |
-//                                 request_body                         (error status)    response_trailers
-//                                                                 awaiting_response_body   or stream end
-//                                                                        --response_body--> observed
+//                                                  |                  \--(slot held)--> holding
+//                                                  \--deny / error--> answered_final        |
+//                                                                 response_trailers or stream end
+// Two detours, each only when needed:
+//   awaiting_headers --request_headers (pool needs the model from the body)--> awaiting_body --request_body--> deciding
+//   allowed --response_headers (error status with a body)--> awaiting_response_body --response_body--> observed
 //
 // Rules that keep Envoy failing closed:
 // - never end the stream with gRPC OK before request_headers is answered (Envoy would then forward
