@@ -136,7 +136,12 @@ export class Engine implements DecisionEngine {
   }
 
   needsBody(view: RequestView): boolean {
-    return this.models.needsBody(this.options.snapshots.current()?.pools.get(view.provider), view.headers);
+    const snapshot = this.options.snapshots.current();
+    if (snapshot === null || !this.models.needsBody(snapshot.pools.get(view.provider), view.headers)) return false;
+    // Only for a caller who may use the pool: a missing, unknown, revoked or out-of-range key is refused on its headers,
+    // so no unauthenticated request makes the gateway buffer a body (the digest is cached: decide() pays no second HMAC).
+    const authorized = authorizeRequest(view, snapshot, this.options.clock.nowMs(), view.keyHeaders ?? this.options.keyHeaders);
+    return authorized.kind === 'authorized';
   }
 
   clientCredentialHeaders(view: RequestView): readonly string[] {

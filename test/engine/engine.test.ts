@@ -237,6 +237,10 @@ describe('models and quota scopes', () => {
     expect(orA.servesModel('o1')).toBe(false);
     // The body is needed only where the path does not name the model.
     expect(runtime.engine.needsBody(chatView('x'))).toBe(true);
+    // A caller who may not use the pool is refused on its headers: no body is asked for.
+    expect(runtime.engine.needsBody({ ...chatView('x'), headers: { ':path': '/api/v1/chat/completions' } })).toBe(false);
+    expect(runtime.engine.needsBody({ ...chatView('x'), headers: { ':path': '/v1/chat/completions', authorization: 'Bearer kp_unknown' } })).toBe(false);
+    expect(runtime.engine.needsBody({ ...chatView('x'), headers: { ':path': '/v1/chat/completions', authorization: `Bearer ${revokedKey}` } })).toBe(false);
     expect(runtime.engine.needsBody(view(validKey))).toBe(false);
     expect(runtime.engine.needsBody(view(validKey, { provider: 'gemini', headers: { ':path': '/v1beta/models/gemini-1.5-pro:generateContent' } }))).toBe(false);
   });
