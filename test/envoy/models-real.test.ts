@@ -101,6 +101,16 @@ describe.skipIf(!ENVOY)('model routing through a real Envoy (envoy/envoy.yaml)',
     expect(await stat('spurious_msgs_received')).toBe(0);
   });
 
+  it('a refused key on a pool that routes by model is answered on its headers: no body asked for', async () => {
+    const sentBefore = await stat('stream_msgs_sent');
+    const res = await post(s.envoy, CHAT, chat('gpt-4o'), { authorization: 'Bearer kp_nope', 'x-api-key': 'kp_nope' });
+    expect(res.status).toBe(401);
+    expect(await res.json()).toMatchObject({ error: { code: 'invalid_api_key' } });
+    // Only the request headers went to keypool.
+    expect((await stat('stream_msgs_sent')) - sentBefore).toBe(1);
+    expect(s.upstream.received).toHaveLength(0);
+  });
+
   it('a model no account serves: 400 model_not_available in OpenAI shape; the upstream never sees it', async () => {
     const res = await post(s.envoy, CHAT, chat('gpt-5'));
     expect(res.status).toBe(400);
