@@ -42,6 +42,7 @@ export class ModelRouting {
     }
     const found = lookup.kind === 'in_body' ? modelFromBody(view.body?.bytes, view.body?.truncated ?? false) : lookup;
     if (found.kind === 'invalid') return { kind: 'deny', deny: deny('invalid_request', { message: found.reason }) };
+    if (found.kind === 'none') return { kind: 'pool', pool, model: null };
     const model = found.model;
     const served = this.withoutRemovals(this.servedFrom(pool, model), model, nowMs);
     return served.accounts.length === 0 ? this.notServed(model) : { kind: 'pool', pool: served, model };

@@ -20,6 +20,11 @@ export type ModelLookup =
   | { readonly kind: 'model'; readonly model: string }
   /** The path does not say; the body's `model` does (read it with modelFromBody). */
   | { readonly kind: 'in_body' }
+  /**
+   * The request has no body (GET /v1/models, DELETE /v1/files/x): it is not about a model, so any account of the pool
+   * may serve it. Distinct from a body that was not read (undefined: refused, keypool fails closed).
+   */
+  | { readonly kind: 'none' }
   /** The request cannot name a model keypool can use; `reason` reaches the client (no secrets in it). */
   | { readonly kind: 'invalid'; readonly reason: string };
 
@@ -43,12 +48,16 @@ export function modelFromPath(path: string | undefined): ModelLookup {
   return checkedModel(decodeSegment(match[1]!));
 }
 
-/** The top-level `model` of a JSON request body. `truncated`: the body did not fit the limit (refused). */
+/**
+ * The top-level `model` of a JSON request body. `truncated`: the body did not fit the limit (refused). An empty body
+ * (the gateway read it: there is none) names no model; an absent one (never read) is refused.
+ */
 export function modelFromBody(bytes: Uint8Array | undefined, truncated: boolean): BodyModel {
   if (truncated || (bytes !== undefined && bytes.length > MAX_MODEL_BODY_BYTES)) {
     return TOO_LARGE;
   }
-  if (bytes === undefined || bytes.length === 0) return NO_BODY;
+  if (bytes === undefined) return NO_BODY;
+  if (bytes.length === 0) return NONE;
   let parsed: unknown;
   try {
     parsed = JSON.parse(UTF8.decode(bytes));
@@ -68,7 +77,8 @@ const TOO_LARGE: BodyModel = Object.freeze({
   kind: 'invalid',
   reason: `The request body is larger than keypool reads to find its model (the gateway's buffer limit, at most ${MAX_MODEL_BODY_BYTES} bytes).`,
 });
-const NO_BODY: BodyModel = Object.freeze({ kind: 'invalid', reason: 'The request has no body, so it names no model.' });
+const NONE: BodyModel = Object.freeze({ kind: 'none' });
+const NO_BODY: BodyModel = Object.freeze({ kind: 'invalid', reason: 'keypool did not get the request body, so it cannot tell its model.' });
 const NOT_JSON: BodyModel = Object.freeze({ kind: 'invalid', reason: 'The request body is not a JSON object.' });
 const NO_MODEL: BodyModel = Object.freeze({ kind: 'invalid', reason: 'The request body has no "model" string.' });
 const BAD_MODEL: BodyModel = Object.freeze({

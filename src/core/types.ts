@@ -37,7 +37,10 @@ export interface RequestView {
   readonly body?: RequestBody | undefined;
 }
 
-/** A buffered request body, bounded by the adapter (MAX_MODEL_BODY_BYTES in src/core/models.ts). */
+/**
+ * A buffered request body, bounded by the adapter (MAX_MODEL_BODY_BYTES in src/core/models.ts). Empty bytes = the
+ * request has none (NO_REQUEST_BODY).
+ */
 export interface RequestBody {
   readonly bytes: Uint8Array;
   /** The whole body did not fit: the adapter cut it (or the gateway said so). */
@@ -252,3 +255,6 @@ export interface Observation {
    */
   readonly cappedResetAtMs?: number;
 }
+
+/** The body of a request that has none (its headers ended the message): it names no model. */
+export const NO_REQUEST_BODY: RequestBody = Object.freeze({ bytes: new Uint8Array(0), truncated: false });

@@ -54,7 +54,7 @@ import type { ProcessingRequestMsg, ProcessingResponseMsg } from './messages.js'
 import { RETRY_CONTEXT_METADATA_KEY, RETRY_CONTEXT_ENABLED, RetryContexts } from './retry-context.js';
 import { LeaseKeeper, type HeldTicket } from '../lease-keeper.js';
 import { MAX_ERROR_BODY_BYTES, wantsErrorBody } from '../../core/provider-errors.js';
-import type { HeaderBag, RequestView } from '../../core/types.js';
+import { NO_REQUEST_BODY, type HeaderBag, type RequestView } from '../../core/types.js';
 import type { ResponseOrigin } from '../../ports.js';
 
 export interface ProcessStreamDeps {
@@ -187,7 +187,10 @@ export class ProcessStream {
       this.deps.logger.debug({ requestId: RetryContexts.requestIdOf(view.headers) }, 'later attempt of a remembered request');
       view = { ...view, headers: original };
     }
-    if (!endsMessage(msg.request_headers) && this.needsBody(view)) {
+    if (endsMessage(msg.request_headers)) {
+      // A request without a body (GET /v1/models) names no model: any account of the pool may serve it.
+      if (this.needsBody(view)) view = { ...view, body: NO_REQUEST_BODY };
+    } else if (this.needsBody(view)) {
       // The pool needs the model and only the body names it: decide once Envoy has buffered the body.
       let answer: ProcessingResponseMsg;
       try {
