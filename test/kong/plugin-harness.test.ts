@@ -296,6 +296,13 @@ describe('access: pools that route by model read the body (one or two more PDK c
     expect(tooLarge.shared.get(DECISION_KEY)).toMatchObject({ action: 'deny', status: 400, code: 'invalid_request' });
   });
 
+  test('a request without a body (Kong reads it as empty) names no model: any account serves it', async () => {
+    await useEngine(MODELS);
+    const t = new KeypoolPluginTest(chatRequest(), { 'kong.request.get_raw_body': () => '' });
+    await t.phase(KeypoolPluginTest.instance(plugin, OPENAI), 'access');
+    expect(t.shared.get(DECISION_KEY)).toMatchObject({ action: 'allow', ticket: { model: null } });
+  });
+
   test('a pool without model restrictions never reads the path or the body', async () => {
     const t = new KeypoolPluginTest(chatRequest(), { 'kong.request.get_raw_body': () => '{"model":"o1"}' });
     await t.phase(KeypoolPluginTest.instance(plugin, OPENAI), 'access');
