@@ -68,6 +68,7 @@ export class KeypoolMetrics {
   private readonly tokens = new TokenTally();
   private readonly rateLimited: Counter<'provider' | 'account'>;
   private readonly invalid: Counter<'provider' | 'account'>;
+  private readonly quotaExhausted: Counter<'provider' | 'account'>;
   private readonly adminRequests: Counter<'method' | 'route' | 'status'>;
   private readonly overdueKeys: Gauge;
   private readonly autoRevoked: Counter;
@@ -92,6 +93,12 @@ export class KeypoolMetrics {
     this.invalid = new Counter({
       name: 'keypool_upstream_invalid_total',
       help: 'Upstream answers rejecting an account credential (401/403, Gemini API_KEY_INVALID) per account.',
+      labelNames: ['provider', 'account'],
+      registers,
+    });
+    this.quotaExhausted = new Counter({
+      name: 'keypool_upstream_quota_exhausted_total',
+      help: 'Upstream answers saying an account has no credit left (402, OpenAI insufficient_quota) per account.',
       labelNames: ['provider', 'account'],
       registers,
     });
@@ -178,6 +185,7 @@ export class KeypoolMetrics {
   onObservation(provider: string, account: string, outcome: ObservationOutcome): void {
     if (outcome === 'rate_limited') this.rateLimited.inc({ provider, account });
     else if (outcome === 'invalid_credential') this.invalid.inc({ provider, account });
+    else if (outcome === 'quota_exhausted') this.quotaExhausted.inc({ provider, account });
   }
 
   onAdminRequest(method: string, route: string, status: number): void {

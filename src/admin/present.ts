@@ -43,6 +43,8 @@ export function presentAccount(row: AccountRow): Record<string, unknown> {
     status: row.status,
     disabled_reason: row.disabledReason,
     tags: row.tags,
+    models: row.models,
+    scope: row.scope,
     created_at: iso(row.createdAt),
     updated_at: iso(row.updatedAt),
   };

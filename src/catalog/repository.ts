@@ -89,8 +89,8 @@ export class ConfigRepository implements DurableWrites {
     return this.audit.append(entries);
   }
 
-  markAccountInvalid(accountId: string, reason: string, actor: string): Promise<void> {
-    return this.accounts.markInvalid(accountId, reason, actor);
+  markAccountInvalid(accountId: string, reason: string, actor: string, as: 'invalid' | 'disabled' = 'invalid'): Promise<void> {
+    return this.accounts.markInvalid(accountId, reason, actor, as);
   }
 
   touchKeys(keyIds: readonly string[], at: Date): Promise<void> {

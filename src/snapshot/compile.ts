@@ -3,6 +3,7 @@
 // no longer decrypts, a mapping whose pattern is now refused) drops that row and is reported as a warning; it
 // never fails the whole snapshot, so one bad row cannot take every tenant down.
 import { compileAllowlist } from '../core/cidr.js';
+import { compileModelMatcher } from '../core/models.js';
 import { compilePriority, type CompiledPriority } from '../core/priority/index.js';
 import type { QuotaSubject } from '../core/admission.js';
 import type { ProviderPrices, TokenPrice } from '../core/usage-cost.js';
@@ -161,6 +162,8 @@ function compilePools(data: ConfigData, keyring: Keyring, warnings: CompileWarni
         dialect: provider.rateLimitDialect,
         strategy: provider.defaultStrategy,
         accounts: Object.freeze(accounts),
+        // Per-model provider state (issue 16 part 3) switches this on per provider too, once it lands.
+        needsModel: accounts.some((account) => account.restrictsModels),
       }),
     );
   }
@@ -190,8 +193,9 @@ function decryptAccount(row: StoredAccount, keyring: Keyring, warnings: CompileW
     tpmLimit: row.tpmLimit,
     maxConcurrency: row.maxConcurrency,
     status: row.status,
-    // Read from the catalog once accounts carry a scope (issue 16); until then every account is its own scope.
-    scope: null,
+    scope: row.scope ?? null,
+    servesModel: compileModelMatcher(row.models ?? []),
+    restrictsModels: (row.models ?? []).length > 0,
   });
 }
 

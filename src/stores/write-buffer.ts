@@ -56,6 +56,7 @@ export interface WriteBufferOptions {
 interface Invalidation {
   readonly reason: string;
   readonly actor: string;
+  readonly as: 'invalid' | 'disabled';
 }
 
 interface UsageCounters extends MutableUsageCounts {
@@ -150,8 +151,9 @@ export class WriteBuffer {
 
   /** Queued, and written at once (not at the next tick); kept for the next flush if the database is away. */
   /** Settles once the write has been tried (failures are reported and retried by later flushes, never thrown). */
-  invalidateAccount(accountId: string, reason: string, actor: string): Promise<void> {
-    if (this.invalidations.has(accountId) || this.admitOne('invalidation')) this.invalidations.set(accountId, { reason, actor });
+  /** `as`: the status the account gets: `invalid` (a rejected credential, the default) or `disabled` (credit used up). */
+  invalidateAccount(accountId: string, reason: string, actor: string, as: 'invalid' | 'disabled' = 'invalid'): Promise<void> {
+    if (this.invalidations.has(accountId) || this.admitOne('invalidation')) this.invalidations.set(accountId, { reason, actor, as });
     this.invalidating ??= this.flushInvalidations()
       .catch((error: unknown) => this.options.onFlushError?.(error))
       .finally(() => {
@@ -286,9 +288,10 @@ export class WriteBuffer {
   private firstKind = 0;
 
   private async flushInvalidations(): Promise<void> {
-    for (const [accountId, invalidation] of [...this.invalidations]) {
+    // Live iteration: an invalidation queued while this flush writes (a quota scope's siblings) is written by it too.
+    for (const [accountId, invalidation] of this.invalidations) {
       const { error } = await this.writeIsolating('invalidation', [accountId], () =>
-        this.options.target.markAccountInvalid(accountId, invalidation.reason, invalidation.actor),
+        this.options.target.markAccountInvalid(accountId, invalidation.reason, invalidation.actor, invalidation.as),
       );
       if (error !== undefined) throw error;
       // Unless it was invalidated again meanwhile with another reason, it is written.

@@ -209,6 +209,20 @@ describe('keypool CLI on the embedded store', { timeout: SLOW_TEST_MS }, () => {
     expect(rows.map((r) => r.name).sort()).toEqual(['backup', 'env']);
   });
 
+  it('adds an account with --models and --scope, updates them, and clears them with none', async () => {
+    type Row = { account: { id: string; models: string[]; scope: string | null } };
+    const added = parseJson<Row>(
+      await cli(['accounts', 'add', '--provider', 'openai', '--name', 'org-a', '--models', 'gpt-4o*, o1', '--scope', 'openai-org-acme/project-x', '--json'], `${UPSTREAM_SECRET}\n`),
+    );
+    expect(added.account).toMatchObject({ models: ['gpt-4o*', 'o1'], scope: 'openai-org-acme/project-x' });
+    const updated = parseJson<Row>(await cli(['accounts', 'update', added.account.id, '--models', 'o3-mini', '--json']));
+    expect(updated.account).toMatchObject({ models: ['o3-mini'], scope: 'openai-org-acme/project-x' });
+    const shown = await cli(['accounts', 'update', added.account.id, '--models', 'none', '--scope', 'none']);
+    expect(shown.stdout).toMatch(/models:\s+any/);
+    const cleared = parseJson<{ items: Array<{ id: string; models: string[]; scope: string | null }> }>(await cli(['accounts', 'list', '--json'])).items;
+    expect(cleared.find((row) => row.id === added.account.id)).toMatchObject({ models: [], scope: null });
+  });
+
   it('disables and enables an account', async () => {
     const disabled = parseJson<{ account: { status: string; disabled_reason: string } }>(
       await cli(['accounts', 'disable', accountId, '--reason', 'quota exhausted', '--json']),
@@ -357,6 +371,8 @@ describe('keypool CLI on the embedded store', { timeout: SLOW_TEST_MS }, () => {
       ['bad setting value', ['config', 'set', 'priority.enabled', 'maybe'], /not a boolean/],
       ['prune age too short', ['audit', 'prune', '--before', '10m'], /before: must be between/],
       ['prune age missing', ['audit', 'prune'], /before/],
+      ['bad model glob', ['accounts', 'add', '--provider', 'openai', '--name', 'w', '--models', 'gpt-*-mini'], /--models: model "gpt-\*-mini" must be/],
+      ['bad scope', ['accounts', 'add', '--provider', 'openai', '--name', 'w', '--scope', '/org'], /--scope: scope "\/org" must be/],
       ['bad weight', ['accounts', 'add', '--provider', 'openai', '--name', 'w', '--weight', '1001'], /--weight: must be between 1 and 1000/],
       ['--key-env with a value', ['accounts', 'add', '--provider', 'openai', '--name', 'w', '--key-env', 'sk-abc.def'], /NAME of an environment variable/],
       ['--key-env unset', ['accounts', 'add', '--provider', 'openai', '--name', 'w', '--key-env', 'KP_DEFINITELY_UNSET'], /not set/],

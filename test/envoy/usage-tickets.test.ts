@@ -10,6 +10,7 @@ const ticket = (leaseId: string): Ticket => ({
   keyId: 'k',
   startedAtMs: 0,
   holdsConcurrencySlot: false,
+  model: null,
 });
 
 describe('UsageTickets', () => {

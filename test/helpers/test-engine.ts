@@ -68,6 +68,8 @@ export interface TestEngineOptions {
   readonly pools?: Readonly<Record<string, readonly string[]>>;
   /** Every account's max_concurrency (null = unlimited, the default). */
   readonly maxConcurrency?: number | null;
+  /** `models` of accounts by name (`openai-a`, `openai-b`, ...); absent = any model. */
+  readonly accountModels?: Readonly<Record<string, readonly string[]>>;
   /** Priority every key resolves to (priority mappings off). Default 1. */
   readonly defaultPriority?: number;
   /** In-flight lease; renewals every third of it. Default 30 s. */
@@ -193,6 +195,14 @@ export class TestEngine implements DecisionEngine {
 
   /** When > 0: each decision first tells the adapter it waits in the admission queue for up to this long. */
   queuedForMs = 0;
+
+  needsBody(view: RequestView): boolean {
+    return this.engine.needsBody(view);
+  }
+
+  clientCredentialHeaders(view: RequestView): readonly string[] {
+    return this.engine.clientCredentialHeaders(view);
+  }
 
   async decide(view: RequestView, options: DecideOptions = {}): Promise<RequestOutcome> {
     this.stats.decided += 1;
@@ -327,7 +337,7 @@ export class GatedRateState implements RateStateStore {
 /** The durable-writes port: records instead of writing. */
 export class RecordingWrites implements DurableWrites {
   readonly audit: AuditEntry[] = [];
-  readonly invalidated: Array<{ accountId: string; reason: string }> = [];
+  readonly invalidated: Array<{ accountId: string; reason: string; as: 'invalid' | 'disabled' }> = [];
   readonly usage: UsageBucket[] = [];
   readonly tokens: TokenUsageBucket[] = [];
 
@@ -335,8 +345,8 @@ export class RecordingWrites implements DurableWrites {
     this.audit.push(...entries.slice(0, KEEP_RECORDS - this.audit.length));
   }
 
-  async markAccountInvalid(accountId: string, reason: string): Promise<void> {
-    this.invalidated.push({ accountId, reason });
+  async markAccountInvalid(accountId: string, reason: string, _actor: string, as: 'invalid' | 'disabled' = 'invalid'): Promise<void> {
+    this.invalidated.push({ accountId, reason, as });
   }
 
   async touchKeys(): Promise<void> {}
@@ -446,6 +456,8 @@ function configData(options: TestEngineOptions, keyring: Keyring, pepper: Uint8A
         status: 'active',
         disabledReason: null,
         tags: {},
+        models: options.accountModels?.[`${slug}-${String.fromCharCode(97 + index)}`] ?? [],
+        scope: null,
         createdAt: at,
         updatedAt: at,
       } satisfies StoredAccount;

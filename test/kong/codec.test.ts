@@ -141,7 +141,8 @@ describe('records in kong.ctx.shared', () => {
     // nil in Lua: the model reads as unknown, the scope as absent (the engine reads it from the snapshot).
     const { model: _model, scope: _scope, ...withoutOptional } = ticket;
     expect(ticketFromRecord({ action: 'allow', ticket: withoutOptional })).toEqual({ ...withoutOptional, model: null });
-    expect(ticketFromRecord({ action: 'allow', ticket: { ...ticket, model: 7, scope: false } })).toEqual({ ...withoutOptional, model: null });
+    expect(ticketFromRecord({ action: 'allow', ticket: { ...ticket, scope: false } })).toEqual({ ...withoutOptional, model: 'gpt-4o' });
+    expect(ticketFromRecord({ action: 'allow', ticket: { ...ticket, model: 7 } })).toBeNull();
     expect(ticketFromRecord({ action: 'allow', ticket: { ...ticket, startedAtMs: '1' } })).toBeNull();
     expect(ticketFromRecord(null)).toBeNull();
     expect(ticketFromRecord([])).toBeNull();

@@ -153,6 +153,18 @@ export function repositoryContract(target: ContractTarget): void {
         expect(rows).toHaveLength(1);
       });
 
+      it("markAccountInvalid as 'disabled' (credit used up) disables it once, audited account_disabled; enable brings it back", async () => {
+        const created = await repo.accounts.create({ providerSlug: 'openai', name: unique('acct'), apiKey: 'sk-quota-0000000000000' }, ACTOR);
+        await repo.markAccountInvalid(created.id, 'quota_exhausted: insufficient_quota', 'engine', 'disabled');
+        await repo.markAccountInvalid(created.id, 'quota_exhausted: insufficient_quota', 'engine', 'disabled');
+        expect(await repo.accounts.get(created.id)).toMatchObject({ status: 'disabled', disabledReason: 'quota_exhausted: insufficient_quota' });
+        const rows = (await repo.audit.list({ action: 'account_disabled', limit: 200 })).rows.filter((r) => r.metadata.accountId === created.id);
+        expect(rows).toHaveLength(1);
+        expect(rows[0]?.actor).toBe('engine');
+        await repo.accounts.setStatus(created.id, 'active', null, ACTOR);
+        expect((await repo.accounts.get(created.id)).status).toBe('active');
+      });
+
       it('names are unique among active accounts of a provider; soft delete hides and frees the name', async () => {
         const name = unique('dup');
         const first = await repo.accounts.create({ providerSlug: 'openai', name, apiKey: 'sk-dup-000000000000001' }, ACTOR);
