@@ -24,6 +24,7 @@ import { DEFAULT_STATE_TIMEOUT_MS } from './stores/resilient-state.js';
 import type { WriteBuffer } from './stores/write-buffer.js';
 import type { Logger } from './log.js';
 import { AdmissionLimits, type RequestLimits } from './admission-limits.js';
+import { EMPTY_LIMITS } from './core/providers/limits.js';
 import { usageShapeFor, type TokenUsage } from './core/usage.js';
 import { UsageRecorder, type TokensHook } from './usage-recorder.js';
 import { ModelRouting } from './model-routing.js';
@@ -75,15 +76,6 @@ export interface EngineOptions {
   readonly onTokens?: TokensHook;
 }
 
-/** Learned limits of an observation that carries none (a scope sibling's copy of an insufficient_quota answer). */
-const NO_LEARNED_LIMITS: Observation['learned'] = Object.freeze({
-  requestsLimit: null,
-  requestsRemaining: null,
-  requestsResetAtMs: null,
-  tokensLimit: null,
-  tokensRemaining: null,
-  tokensResetAtMs: null,
-});
 
 /** The other active accounts of the pool that share `accountId`'s quota scope (none when it has no scope). */
 function scopeSiblings(accounts: readonly Account[], accountId: string): Account[] {
@@ -312,7 +304,7 @@ export class Engine implements DecisionEngine {
       // credit), durably and audited, and hold them out of admission at once on every replica.
       const reason = 'quota_exhausted: the provider says the credit is used up (insufficient_quota)';
       const siblings = scopeSiblings(pool?.accounts ?? [], account.accountId);
-      const siblingObservation: Observation = { ...observation, learned: NO_LEARNED_LIMITS };
+      const siblingObservation: Observation = { ...observation, learned: EMPTY_LIMITS };
       committed = Promise.all([
         committed,
         ...siblings.map((sibling) => this.options.state.observe(account.pool, sibling.id, siblingObservation, nowMs)),
