@@ -60,6 +60,19 @@ export function needsBodyForTokens(snapshot: Snapshot, provider: string): boolea
   return (pool !== undefined && poolCountsTokens(pool)) || anyTokenQuota(snapshot);
 }
 
+/**
+ * Does this authorized request count tokens (its pool has an account with a tpm_limit, or its key or tenant has a
+ * token quota)? Then its body is worth reading for the estimate (Engine.needsBody).
+ */
+export function requestCountsTokens(authorized: Authorized, snapshot: Snapshot): boolean {
+  if (poolCountsTokens(authorized.pool)) return true;
+  const keyQuota = authorized.key.quota ?? null;
+  if (keyQuota !== null && countsTokens(keyQuota)) return true;
+  const tenantId = authorized.priority.tenantId;
+  const tenant = tenantId === null ? undefined : snapshot.tenants?.get(tenantId);
+  return tenant !== undefined && countsTokens(tenant);
+}
+
 export class AdmissionLimits {
   private day: DayBounds | null = null;
 

@@ -1,6 +1,7 @@
 // Wires one request through the current snapshot, the pure core and the rate state. The only thing adapters call.
 import { authorizeRequest, buildAllow, denyForAdmission, type Authorized } from './core/request.js';
 import { normaliseClientAddress } from './core/cidr.js';
+import { credentialHeadersIn } from './core/apikey.js';
 import { deny, inProviderShape } from './core/errors.js';
 import { cursorSkips, orderCandidates } from './core/select.js';
 import { changesAdmission, observeResponse } from './core/response.js';
@@ -22,7 +23,12 @@ import {
 import { DEFAULT_STATE_TIMEOUT_MS } from './stores/resilient-state.js';
 import type { WriteBuffer } from './stores/write-buffer.js';
 import type { Logger } from './log.js';
-import { AdmissionLimits, needsBodyForTokens, type RequestLimits } from './admission-limits.js';
+import { AdmissionLimits, needsBodyForTokens, requestCountsTokens, type RequestLimits } from './admission-limits.js';
+import { EMPTY_LIMITS } from './core/providers/limits.js';
+import { usageShapeFor, type TokenUsage } from './core/usage.js';
+import { UsageRecorder, type TokensHook } from './usage-recorder.js';
+import { ModelRouting } from './model-routing.js';
+import { classifyProviderError, correctedObservation, type ProviderErrorVerdict } from './core/provider-errors.js';
 
 /** The account an upstream answer is about (a Ticket is one). */
 export interface AccountAnswerTarget {
@@ -32,6 +38,8 @@ export interface AccountAnswerTarget {
   readonly accountName: string;
   /** The requested model (null/absent = unknown): learned state lands in its per-model slot when the provider has them. */
   readonly model?: string | null | undefined;
+  /** The account's quota scope when it was admitted (null = its own scope); absent = read from the current snapshot. */
+  readonly scope?: string | null | undefined;
 }
 
 export interface EngineOptions {
@@ -64,6 +72,15 @@ export interface EngineOptions {
   readonly onObservation?: (ticket: Ticket, outcome: ObservationOutcome) => void;
   /** Observes the admission queue (metrics): a request starts waiting, a wait ends. Must not throw. */
   readonly onQueue?: AdmissionQueueEvents;
+  /** Observes each response's token usage (metrics); the tenant is a tenant row's id or null. Must not throw. */
+  readonly onTokens?: TokensHook;
+}
+
+
+/** The other active accounts of the pool that share `accountId`'s quota scope (none when it has no scope). */
+function scopeSiblings(accounts: readonly Account[], accountId: string): Account[] {
+  const scope = accounts.find((account) => account.id === accountId)?.scope ?? null;
+  return scope === null ? [] : accounts.filter((account) => account.scope === scope && account.id !== accountId);
 }
 
 /** An account the rate state admitted, with its lease. */
@@ -93,9 +110,13 @@ export class Engine implements DecisionEngine {
   private readonly stateTimeoutMs: number;
   private readonly queue: AdmissionQueue<Admitted, Deny>;
   private readonly limits: AdmissionLimits;
+  private readonly usage: UsageRecorder;
+  /** Which accounts serve a request's model, and the models providers said an account cannot serve (per replica). */
+  readonly models = new ModelRouting();
 
   constructor(private readonly options: EngineOptions) {
     this.limits = new AdmissionLimits(options.quotaTimeZone);
+    this.usage = new UsageRecorder({ writes: options.writes, snapshots: options.snapshots, onTokens: options.onTokens });
     this.randomUnit = options.randomUnit ?? Math.random;
     this.queue = new AdmissionQueue(options.onQueue);
     // Three renewals per lease: a lease survives two lost renewals (a slow Redis, a busy event loop).
@@ -117,6 +138,24 @@ export class Engine implements DecisionEngine {
     return this.options.snapshots.current() !== null;
   }
 
+  needsBody(view: RequestView): boolean {
+    const snapshot = this.options.snapshots.current();
+    if (snapshot === null) return false;
+    // For the model (model-routed pools) or for the token estimate (exact TPM, token quotas; README).
+    const forModel = this.models.needsBody(snapshot.pools.get(view.provider), view.headers);
+    if (!forModel && !needsBodyForTokens(snapshot, view.provider)) return false;
+    // Only for a caller who may use the pool: a missing, unknown, revoked or out-of-range key is refused on its headers,
+    // so no unauthenticated request makes the gateway buffer a body (the digest is cached: decide() pays no second HMAC).
+    const authorized = authorizeRequest(view, snapshot, this.options.clock.nowMs(), view.keyHeaders ?? this.options.keyHeaders);
+    if (authorized.kind !== 'authorized') return false;
+    return forModel || requestCountsTokens(authorized, snapshot);
+  }
+
+  clientCredentialHeaders(view: RequestView): readonly string[] {
+    const present = (view.keyHeaders ?? this.options.keyHeaders).filter((name) => view.headers[name] !== undefined);
+    return credentialHeadersIn(view.headers, present);
+  }
+
   async decide(view: RequestView, options: DecideOptions = {}): Promise<RequestOutcome> {
     // Decision latency is measured on the monotonic sub-millisecond clock; startedAtMs is the wall-clock instant
     // the rules evaluate (expiry, grace windows, cooldowns) and may be a test clock.
@@ -125,24 +164,29 @@ export class Engine implements DecisionEngine {
     const snapshot = this.options.snapshots.current();
     if (!snapshot) return this.denied(NOT_LOADED, view, startedAtMs, startedAt);
 
-    const authorized = authorizeRequest(view, snapshot, startedAtMs, view.keyHeaders ?? this.options.keyHeaders);
-    if (authorized.kind === 'deny') return this.denied(authorized, view, startedAtMs, startedAt);
+    const auth = authorizeRequest(view, snapshot, startedAtMs, view.keyHeaders ?? this.options.keyHeaders);
+    if (auth.kind === 'deny') return this.denied(auth, view, startedAtMs, startedAt);
+    if (auth.pool.accounts.length === 0) return this.denied(EMPTY_POOL, view, startedAtMs, startedAt);
+    // Only the accounts that serve the request's model (pools that need it; src/model-routing.ts).
+    const routed = this.models.choose(auth.pool, view, startedAtMs);
+    if (routed.kind === 'deny') return this.denied(routed.deny, view, startedAtMs, startedAt);
+    const authorized: Authorized = routed.pool === auth.pool ? auth : { ...auth, pool: routed.pool };
+    const model = routed.model;
 
     const pool = authorized.pool;
-    if (pool.accounts.length === 0) return this.denied(EMPTY_POOL, view, startedAtMs, startedAt);
     const strategy = view.strategyOverride ?? pool.strategy;
     const cursor = this.cursors.get(pool.slug) ?? 0;
     // Advance at once, so concurrent decisions of this pool do not all start on the same account.
     this.cursors.set(pool.slug, cursor + 1);
-    const limits = this.limits.of(authorized, snapshot, startedAtMs, view.body);
+    const limits = this.limits.of(authorized, snapshot, startedAtMs, view.body?.bytes);
     // Provider-learned state is read per model only where the provider limits per model (learned-state.ts).
-    const model = stateModel(pool.dialect, view.model);
+    const learnedModel = stateModel(pool.dialect, model);
     const { queueMaxWaitMs, queueMaxLength } = snapshot.prioritySettings;
     const queueing = queueMaxWaitMs > 0;
     const first =
       queueing && this.queue.hasWaiters(pool.slug) && this.queue.size < queueMaxLength
         ? BEHIND_WAITERS
-        : await this.admitFromPool(authorized, strategy, cursor, startedAtMs, limits, model);
+        : await this.admitFromPool(authorized, strategy, cursor, startedAtMs, limits, learnedModel);
     let attempt: AdmissionAttempt | WaitResult<Admitted, Deny> = first;
     // Wait in priority order (admission-queue.ts) when an account frees up by itself within the wait: a slot when an
     // in-flight request ends (freesInMs null), a window rolling over or a cooldown ending (freesInMs known).
@@ -156,7 +200,7 @@ export class Engine implements DecisionEngine {
         attempt: () => {
           // Limits again at the retry's instant: a wait may cross the quota day's midnight.
           const nowMs = this.options.clock.nowMs();
-          return this.admitFromPool(authorized, strategy, cursor, nowMs, this.limits.of(authorized, snapshot, nowMs, view.body), model);
+          return this.admitFromPool(authorized, strategy, cursor, nowMs, this.limits.of(authorized, snapshot, nowMs, view.body?.bytes), learnedModel);
         },
         undo: (late) => this.releaseLease(pool.slug, late.account.id, late.leaseId),
         signal: options.signal,
@@ -180,7 +224,10 @@ export class Engine implements DecisionEngine {
         keyId: authorized.key.id,
         startedAtMs,
         holdsConcurrencySlot: account.maxConcurrency !== null,
-        model: view.model ?? null,
+        model,
+        scope: account.scope,
+        tenantId: authorized.priority.tenantId,
+        usageShape: usageShapeFor(pool.dialect),
         ...(limits.tokens > 0 ? { reservedTokens: limits.tokens, tokenQuotas: limits.tokenQuotas } : {}),
       },
     };
@@ -223,6 +270,8 @@ export class Engine implements DecisionEngine {
         releaseLeaseId: options.release ? ticket.leaseId : null,
         source: 'upstream',
         actor: ACTOR_ENGINE,
+        body: options.body,
+        model: ticket.model,
       });
       // The slot went back with the observation: the pool's first waiting request retries once the state holds it.
       if (options.release) void committed.then(() => this.queue.notify(ticket.pool));
@@ -253,20 +302,44 @@ export class Engine implements DecisionEngine {
       /** What answered, for the invalidation reason: `upstream answered 401`, `health check: upstream answered 401`. */
       readonly source: 'upstream' | 'health check';
       readonly actor: string;
+      /** The provider's error body (ObserveOptions.body): what the status cannot say (src/core/provider-errors.ts). */
+      readonly body?: Uint8Array | undefined;
+      /** The request's model, when known: a model error takes it off this account for a while. */
+      readonly model?: string | null;
     },
   ): { observation: Observation; committed: Promise<void>; invalidated: Promise<void> | null } {
     const { nowMs } = options;
     const pool = this.options.snapshots.current()?.pools.get(account.pool);
     const dialect = pool?.dialect ?? 'none';
-    const observation = observeResponse(dialect, status, headers, nowMs, this.options.defaultCooldownMs);
+    const verdict: ProviderErrorVerdict = options.body === undefined ? 'unknown' : classifyProviderError(status, options.body);
+    const observation = correctedObservation(observeResponse(dialect, status, headers, nowMs, this.options.defaultCooldownMs), verdict);
     // The slot the provider's cooldown and limits land in: the account's quota scope, per model where the provider
-    // limits per model (learned-state.ts). The scope is read from the current snapshot (a reload may have moved it).
-    const scope = pool?.accounts.find((a) => a.id === account.accountId)?.scope ?? null;
+    // limits per model (learned-state.ts). A ticket carries the scope it was admitted under; a health check's target
+    // (no ticket) finds it in the current snapshot.
+    const scope = account.scope !== undefined ? account.scope : (pool?.accounts.find((a) => a.id === account.accountId)?.scope ?? null);
     const target = { scope, model: stateModel(dialect, account.model) };
-    const committed = this.options.state.observe(account.pool, account.accountId, observation, nowMs, options.releaseLeaseId ?? null, target);
+    let committed = this.options.state.observe(account.pool, account.accountId, observation, nowMs, options.releaseLeaseId ?? null, target);
     const logged = { pool: account.pool, accountId: account.accountId, account: account.accountName, status };
     let invalidated: Promise<void> | null = null;
-    if (observation.outcome === 'invalid_credential') {
+    if (verdict === 'model_unavailable' && options.model) {
+      this.models.removeModel(account.accountId, options.model, nowMs);
+      this.options.logger.info({ ...logged, model: options.model }, 'provider says the account cannot serve this model; left out for it a while');
+    }
+    if (observation.outcome === 'quota_exhausted' && verdict === 'quota_exhausted') {
+      // Credit used up: retrying never helps. Disable the account, and the accounts sharing its quota scope (the same
+      // credit), durably and audited, and hold them out of admission at once on every replica.
+      const reason = 'quota_exhausted: the provider says the credit is used up (insufficient_quota)';
+      const siblings = scopeSiblings(pool?.accounts ?? [], account.accountId);
+      const siblingObservation: Observation = { ...observation, learned: EMPTY_LIMITS };
+      committed = Promise.all([
+        committed,
+        ...siblings.map((sibling) => this.options.state.observe(account.pool, sibling.id, siblingObservation, nowMs)),
+      ]).then(() => undefined);
+      invalidated = Promise.all(
+        [account.accountId, ...siblings.map((sibling) => sibling.id)].map((id) => this.options.writes.invalidateAccount(id, reason, options.actor, 'disabled')),
+      ).then(() => undefined);
+      this.options.logger.warn({ ...logged, scopeSiblings: siblings.length }, 'account disabled: the provider says its credit is used up');
+    } else if (observation.outcome === 'invalid_credential') {
       const reason = `${options.source === 'upstream' ? '' : `${options.source}: `}upstream answered ${status}`;
       invalidated = this.options.writes.invalidateAccount(account.accountId, reason, options.actor);
       this.options.logger.warn(logged, 'account invalidated: upstream rejected its credential');
@@ -280,6 +353,21 @@ export class Engine implements DecisionEngine {
       );
     }
     return { observation, committed, invalidated };
+  }
+
+  recordUsage(ticket: Ticket, usage: TokenUsage, model: string | null = null): void {
+    try {
+      this.usage.record(ticket, usage, model, this.options.clock.nowMs());
+    } catch (error) {
+      this.options.logger.error({ err: error, pool: ticket.pool }, 'failed to record token usage');
+    }
+    // Exact TPM: the reservation becomes the reported figure. An estimated figure (a stream without its usage counts
+    // no input) may only add to the reservation, never release it.
+    const reserved = ticket.reservedTokens ?? 0;
+    if (reserved > 0) {
+      const actual = usage.inputTokens + usage.outputTokens;
+      this.reconcileTokens(ticket, usage.estimated ? Math.max(actual, reserved) : actual);
+    }
   }
 
   release(ticket: Ticket): void {

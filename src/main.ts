@@ -24,7 +24,7 @@ export interface RunningKeypool {
 
 export async function startKeypool(
   overrides: Partial<KeypoolConfig> = {},
-  options: Omit<RuntimeOptions, 'config' | 'storeRole' | 'onDecision' | 'onObservation' | 'onQueue' | 'onAdmission'> = {},
+  options: Omit<RuntimeOptions, 'config' | 'storeRole' | 'onDecision' | 'onObservation' | 'onQueue' | 'onAdmission' | 'onTokens'> = {},
 ): Promise<RunningKeypool> {
   // The ext_proc channel's security is checked (and its certificates read) before anything opens: a listener that
   // would hand pooled keys to anyone on the network never starts.
@@ -53,6 +53,7 @@ export async function startKeypool(
       activity.onObservation(ticket.accountId, outcome);
     },
     onQueue: { onEnter: metrics.onQueueEnter, onLeave: metrics.onQueueLeave },
+    onTokens: metrics.onTokens,
   });
   const { logger } = runtime;
   let extProc: ExtProcServer | undefined;

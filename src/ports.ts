@@ -1,6 +1,6 @@
 // Interfaces the engine and the adapters depend on. Each has several implementations sharing one contract test suite.
 import type { AuditEntry } from './catalog/audit/rows.js';
-import type { UsageBucket } from './catalog/usage/rows.js';
+import type { TokenUsageBucket, UsageBucket } from './catalog/usage/rows.js';
 import type { AccountStateView, AdmitRequest, AdmitResult, DayBounds, HealthState, LearnedTarget, QuotaRef, QuotaSubject } from './core/admission.js';
 import type { Observation } from './core/types.js';
 
@@ -116,12 +116,18 @@ export interface RateStateStore {
 /** Writes the request path produces; the engine queues them in a bounded buffer and flushes with retry. */
 export interface DurableWrites {
   appendAudit(entries: readonly AuditEntry[]): Promise<void>;
-  /** Marks an account invalid (upstream said 401/403) and audits it; idempotent. */
-  markAccountInvalid(accountId: string, reason: string, actor: string): Promise<void>;
+  /**
+   * Takes an active account out of its pool because its provider said so, and audits it; idempotent. `as`: `invalid`
+   * (the credential was rejected: 401/403, Gemini API_KEY_INVALID; the default) or `disabled` (its credit is used up:
+   * OpenAI insufficient_quota; an operator enables it again). Fakes may ignore `as`.
+   */
+  markAccountInvalid(accountId: string, reason: string, actor: string, as?: 'invalid' | 'disabled'): Promise<void>;
   /** Records last_used_at for keys (coalesced by the caller). */
   touchKeys(keyIds: readonly string[], at: Date): Promise<void>;
   /** Additive upsert into account_usage_stats. */
   addUsage(buckets: readonly UsageBucket[]): Promise<void>;
+  /** Additive upsert into token_usage_stats. Optional for fakes: without it the buffer keeps no token rows. */
+  addTokenUsage?(buckets: readonly TokenUsageBucket[]): Promise<void>;
 }
 
 /** Where the engine reads the current compiled snapshot from; null until the first load succeeded. */
@@ -147,10 +153,16 @@ export interface Ticket {
    */
   readonly holdsConcurrencySlot: boolean;
   /**
-   * The requested model (null = unknown): the observation's learned state lands in its per-model slot when the
-   * provider limits per model. Optional here so tickets read back by an adapter without it keep working.
+   * The request's model when the decision knew it (src/model-routing.ts); null otherwise. The observation's learned
+   * state lands in its per-model slot when the provider limits per model.
    */
-  readonly model?: string | null;
+  readonly model: string | null;
+  /** The account's quota scope at admission (null = the account is its own scope): where its observation lands. */
+  readonly scope?: string | null;
+  /** The request's tenant (the key's, else its mapping's); absent or null without one. For token accounting. */
+  readonly tenantId?: string | null;
+  /** How the pool's provider reports token usage in its bodies (from its dialect); absent reads as OpenAI's. */
+  readonly usageShape?: import('./core/usage.js').UsageShape;
   /**
    * Tokens reserved at admission (AdmitRequest.tokens; absent/0 = the request counted no tokens): what
    * DecisionEngine.reconcileTokens subtracts from the actual usage.
@@ -178,6 +190,11 @@ export interface ObserveOptions {
   readonly origin?: ResponseOrigin;
   /** Also return the ticket's in-flight slot, in the same state write as the observation. */
   readonly release?: boolean;
+  /**
+   * The provider's error body, for the statuses of ERROR_BODY_STATUSES (src/core/provider-errors.ts), at most
+   * MAX_ERROR_BODY_BYTES of it; absent when the gateway could not buffer it (Kong) or was not asked.
+   */
+  readonly body?: Uint8Array | undefined;
 }
 
 /** How an adapter takes part in a decision that may wait in the admission queue (queue.max_wait_ms). */
@@ -198,6 +215,18 @@ export interface DecisionEngine {
    */
   decide(view: import('./core/types.js').RequestView, options?: DecideOptions): Promise<RequestOutcome>;
   /**
+   * True when decide() needs the request's body (view.body) for this request: its pool needs the model and the path
+   * does not name it. Adapters then buffer the body (bounded) before deciding; otherwise they decide on headers.
+   * Optional for fakes: absent = never.
+   */
+  needsBody?(view: import('./core/types.js').RequestView): boolean;
+  /**
+   * The headers of this request that may carry a client credential (its key headers and every provider credential
+   * header present). An adapter that answers before the decision (Envoy, asking for the body) removes them at once, so
+   * a gateway that ignored the request for the body would forward no credential at all. Optional for fakes.
+   */
+  clientCredentialHeaders?(view: import('./core/types.js').RequestView): readonly string[];
+  /**
    * Feed the upstream response status and headers back (cooldown, health, learned capacity, usage). Never throws.
    * Returns a promise when the observation changes who may be admitted (cooldown, invalidation, circuit, an exhausted
    * provider window): an adapter answers the response only after it settles, so no replica admits the account in the
@@ -205,6 +234,12 @@ export interface DecisionEngine {
    * successes): nothing to wait for.
    */
   observe(ticket: Ticket, status: number, headers: import('./core/types.js').HeaderBag, options?: ObserveOptions): Promise<void> | null;
+  /**
+   * Count one response's token usage (read from its body by the adapter, src/core/usage-stream.ts) into the account's
+   * and the key's/tenant's usage and the token metrics; `model` (as the body named it) picks the price. Call at most once
+   * per response. Never throws. Optional for fakes.
+   */
+  recordUsage?(ticket: Ticket, usage: import('./core/usage.js').TokenUsage, model?: string | null): void;
   /** Return the in-flight slot. Idempotent (safe to call after observe, on reset, on cancel). Never throws. */
   release(ticket: Ticket): void;
   /**

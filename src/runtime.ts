@@ -40,6 +40,8 @@ export interface RuntimeOptions {
   readonly onObservation?: EngineOptions['onObservation'];
   /** Observes the admission queue (metrics). */
   readonly onQueue?: EngineOptions['onQueue'];
+  /** Observes each response's token usage (metrics). */
+  readonly onTokens?: EngineOptions['onTokens'];
   /**
    * Refuse to start (ConfigError) unless the store was configured: DATABASE_URL postgres:// or an explicit
    * KEYPOOL_DATA_DIR. The Kong plugin sets it: there the defaults would open a throwaway embedded store in the
@@ -184,6 +186,7 @@ export async function openRuntime(options: RuntimeOptions = {}): Promise<Runtime
       quotaTimeZone: config.quotaTimeZone,
       onObservation: tracing === null ? options.onObservation : both(options.onObservation, tracing.onObservation),
       ...(options.onQueue ? { onQueue: options.onQueue } : {}),
+      ...(options.onTokens ? { onTokens: options.onTokens } : {}),
     });
 
     const repositorySecrets = { keyring: secrets.keyring, pepper: secrets.pepper };

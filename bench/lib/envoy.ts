@@ -21,11 +21,13 @@ export interface BenchEnvoyConfig {
   readonly upstreamPort: number;
   /** Drop the keypool cluster's gRPC health check (for a processor without the health service). */
   readonly noHealthCheck?: boolean;
+  /** The shipped config under envoy/ to render (default envoy.yaml; bench:sse-usage also runs envoy-usage.yaml). */
+  readonly file?: string;
 }
 
 /** envoy/envoy.yaml as shipped, with loopback ports, the mock upstream (plain HTTP) and the access log to /dev/null. */
 export function renderBenchConfig(options: BenchEnvoyConfig): string {
-  const config = parse(readFileSync(join(REPO_ROOT, 'envoy', 'envoy.yaml'), 'utf8')) as Json;
+  const config = parse(readFileSync(join(REPO_ROOT, 'envoy', options.file ?? 'envoy.yaml'), 'utf8')) as Json;
   config['admin']['address'] = { socket_address: { address: '127.0.0.1', port_value: 0 } };
   const resources = config['static_resources'] as { listeners: Json[]; clusters: Json[] };
   for (const listener of resources.listeners) {

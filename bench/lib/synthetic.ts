@@ -90,6 +90,8 @@ export function accountRow(index: number): StoredAccount {
     status: 'active',
     disabledReason: null,
     tags: {},
+    models: [],
+    scope: null,
     createdAt: EPOCH,
     updatedAt: EPOCH,
   };

@@ -7,11 +7,13 @@ import type { WaitOutcome } from '../admission-queue.js';
 import type { Deny, ObservationOutcome } from '../core/types.js';
 import type { AccountStateView, Clock, HealthState, RateStateStore, SnapshotSource } from '../ports.js';
 import { DecisionTally, TenantTally } from './metric-tallies.js';
+import { TokenTally } from './token-tally.js';
+import type { TokensHook } from '../usage-recorder.js';
 
 export type BreakerState = 'closed' | 'open' | 'half-open';
 const BREAKER_STATES: readonly BreakerState[] = ['closed', 'open', 'half-open'];
 const HEALTH_STATES: readonly (HealthState | 'invalid')[] = ['healthy', 'degraded', 'unhealthy', 'invalid'];
-const WRITE_KINDS = ['audit', 'usage', 'key_touch', 'invalidation'] as const;
+const WRITE_KINDS = ['audit', 'usage', 'key_touch', 'invalidation', 'tokens'] as const;
 const DROP_REASONS = ['buffer_full', 'rejected'] as const;
 
 /** Snapshot holder facts the metrics read (SnapshotHolder in src/snapshot/holder.ts provides them). */
@@ -63,8 +65,10 @@ export class KeypoolMetrics {
 
   private readonly decisions = new DecisionTally();
   private readonly tenants = new TenantTally();
+  private readonly tokens = new TokenTally();
   private readonly rateLimited: Counter<'provider' | 'account'>;
   private readonly invalid: Counter<'provider' | 'account'>;
+  private readonly quotaExhausted: Counter<'provider' | 'account'>;
   private readonly adminRequests: Counter<'method' | 'route' | 'status'>;
   private readonly overdueKeys: Gauge;
   private readonly autoRevoked: Counter;
@@ -79,6 +83,7 @@ export class KeypoolMetrics {
 
     for (const metric of this.decisions.metrics()) this.registry.registerMetric(metric);
     for (const metric of this.tenants.metrics()) this.registry.registerMetric(metric);
+    for (const metric of this.tokens.metrics()) this.registry.registerMetric(metric);
     this.rateLimited = new Counter({
       name: 'keypool_upstream_rate_limited_total',
       help: 'Upstream 429 rate-limit answers seen per account.',
@@ -88,6 +93,12 @@ export class KeypoolMetrics {
     this.invalid = new Counter({
       name: 'keypool_upstream_invalid_total',
       help: 'Upstream answers rejecting an account credential (401/403, Gemini API_KEY_INVALID) per account.',
+      labelNames: ['provider', 'account'],
+      registers,
+    });
+    this.quotaExhausted = new Counter({
+      name: 'keypool_upstream_quota_exhausted_total',
+      help: 'Upstream answers saying an account has no credit left (402, OpenAI insufficient_quota) per account.',
       labelNames: ['provider', 'account'],
       registers,
     });
@@ -160,6 +171,11 @@ export class KeypoolMetrics {
     this.tenants.record(tenant, priority, outcome);
   };
 
+  /** Engine hook (`EngineOptions.onTokens`): one response's tokens per account and per tenant. Never throws. */
+  readonly onTokens: TokensHook = (ticket, usage, tenantRow): void => {
+    this.tokens.record(ticket.pool, ticket.accountName, tenantRow, usage);
+  };
+
   /** This replica's admitted/refused counts of one tenant (admin usage endpoint). */
   tenantCounts(tenant: string): { readonly admitted: number; readonly refused: Readonly<Record<string, number>> } {
     return this.tenants.countsOf(tenant);
@@ -169,6 +185,7 @@ export class KeypoolMetrics {
   onObservation(provider: string, account: string, outcome: ObservationOutcome): void {
     if (outcome === 'rate_limited') this.rateLimited.inc({ provider, account });
     else if (outcome === 'invalid_credential') this.invalid.inc({ provider, account });
+    else if (outcome === 'quota_exhausted') this.quotaExhausted.inc({ provider, account });
   }
 
   onAdminRequest(method: string, route: string, status: number): void {

@@ -10,6 +10,7 @@ import type { SystemKeyRow } from '../catalog/keys/rows.js';
 import type { MappingRow } from '../catalog/mappings/rows.js';
 import type { ProviderRow } from '../catalog/providers/rows.js';
 import type { TenantRow } from '../catalog/tenants/rows.js';
+import type { PriceRow } from '../catalog/prices/rows.js';
 import type { UsageBucket } from '../catalog/usage/rows.js';
 
 const iso = (date: Date | null): string | null => (date === null ? null : date.toISOString());
@@ -42,6 +43,8 @@ export function presentAccount(row: AccountRow): Record<string, unknown> {
     status: row.status,
     disabled_reason: row.disabledReason,
     tags: row.tags,
+    models: row.models,
+    scope: row.scope,
     created_at: iso(row.createdAt),
     updated_at: iso(row.updatedAt),
   };
@@ -128,6 +131,8 @@ export function presentUsageBucket(bucket: UsageBucket): Record<string, unknown>
     server_errors: bucket.serverErrors,
     input_tokens: bucket.inputTokens,
     output_tokens: bucket.outputTokens,
+    cached_input_tokens: bucket.cachedInputTokens,
+    cache_creation_input_tokens: bucket.cacheCreationInputTokens,
     latency_ms_sum: bucket.latencyMsSum,
   };
 }
@@ -144,6 +149,8 @@ export function usageTotals(buckets: readonly UsageBucket[]): Record<string, num
     server_errors: sum((b) => b.serverErrors),
     input_tokens: sum((b) => b.inputTokens),
     output_tokens: sum((b) => b.outputTokens),
+    cached_input_tokens: sum((b) => b.cachedInputTokens),
+    cache_creation_input_tokens: sum((b) => b.cacheCreationInputTokens),
     latency_ms_avg: requests === 0 ? 0 : Math.round((latency / requests) * 10) / 10,
   };
 }
@@ -166,5 +173,18 @@ export function presentLiveState(view: AccountStateView | undefined, nowMs: numb
     limit_tokens: view.learned.tokensLimit,
     requests_reset_at: isoMs(view.learned.requestsResetAtMs),
     tokens_reset_at: isoMs(view.learned.tokensResetAtMs),
+  };
+}
+
+/** A token price as the admin API and the CLI show it (USD per million tokens; null = the input price). */
+export function presentPrice(row: PriceRow): Record<string, unknown> {
+  return {
+    provider: row.providerSlug,
+    model: row.model,
+    input: row.inputUsdPerMTok,
+    output: row.outputUsdPerMTok,
+    cached_input: row.cachedInputUsdPerMTok,
+    cache_creation: row.cacheCreationUsdPerMTok,
+    updated_at: row.updatedAt.toISOString(),
   };
 }

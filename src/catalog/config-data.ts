@@ -5,6 +5,7 @@ import type { StoredKey } from './keys/rows.js';
 import type { MappingRow } from './mappings/rows.js';
 import type { ProviderRow } from './providers/rows.js';
 import type { TenantRow } from './tenants/rows.js';
+import type { PriceRow } from './prices/rows.js';
 
 /** One consistent read of everything the compiled snapshot needs (soft-deleted rows excluded). */
 export interface ConfigData {
@@ -22,4 +23,6 @@ export interface ConfigData {
   readonly settings: PrioritySettings;
   /** Every tenant row (limits). Absent in data built by hand = none. */
   readonly tenants?: readonly TenantRow[];
+  /** Every token price (token_prices). Absent in data built by hand = none. */
+  readonly prices?: readonly PriceRow[];
 }

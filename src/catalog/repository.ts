@@ -29,7 +29,10 @@ import { readSettings, SettingDao } from './settings/dao.js';
 import { TenantDao } from './tenants/dao.js';
 import { TENANT_COLUMNS, toTenant, type DbTenant } from './tenants/rows.js';
 import { UsageDao } from './usage/dao.js';
-import type { UsageBucket } from './usage/rows.js';
+import type { TokenUsageBucket, UsageBucket } from './usage/rows.js';
+import { TokenUsageDao } from './usage/tokens.js';
+import { PriceDao } from './prices/dao.js';
+import { PRICE_COLUMNS, toPrice, type DbPrice } from './prices/rows.js';
 import type { ConfigData } from './config-data.js';
 
 export interface RepositorySecrets {
@@ -52,6 +55,8 @@ export class ConfigRepository implements DurableWrites {
   readonly tenants: TenantDao;
   readonly audit: AuditDao;
   readonly usage: UsageDao;
+  readonly tokenUsage: TokenUsageDao;
+  readonly prices: PriceDao;
   readonly #sql: SqlClient;
   readonly #secrets: RepositorySecrets;
 
@@ -66,6 +71,8 @@ export class ConfigRepository implements DurableWrites {
     this.tenants = new TenantDao(sql);
     this.audit = new AuditDao(sql);
     this.usage = new UsageDao(sql);
+    this.tokenUsage = new TokenUsageDao(sql);
+    this.prices = new PriceDao(sql);
   }
 
   /**
@@ -82,8 +89,8 @@ export class ConfigRepository implements DurableWrites {
     return this.audit.append(entries);
   }
 
-  markAccountInvalid(accountId: string, reason: string, actor: string): Promise<void> {
-    return this.accounts.markInvalid(accountId, reason, actor);
+  markAccountInvalid(accountId: string, reason: string, actor: string, as: 'invalid' | 'disabled' = 'invalid'): Promise<void> {
+    return this.accounts.markInvalid(accountId, reason, actor, as);
   }
 
   touchKeys(keyIds: readonly string[], at: Date): Promise<void> {
@@ -92,6 +99,10 @@ export class ConfigRepository implements DurableWrites {
 
   addUsage(buckets: readonly UsageBucket[]): Promise<void> {
     return this.usage.add(buckets);
+  }
+
+  addTokenUsage(buckets: readonly TokenUsageBucket[]): Promise<void> {
+    return this.tokenUsage.add(buckets);
   }
 
   /** Everything the compiled snapshot needs, read in one repeatable-read, read-only transaction. */
@@ -114,6 +125,7 @@ export class ConfigRepository implements DurableWrites {
       );
       const settings = await readSettings(tx);
       const tenants = await tx.query<DbTenant>(`SELECT ${TENANT_COLUMNS} FROM tenants ORDER BY id`);
+      const prices = await tx.query<DbPrice>(`SELECT ${PRICE_COLUMNS} FROM token_prices ORDER BY provider_slug, model`);
       return {
         readAt: head!.read_at,
         configVersion: Number(head!.version),
@@ -123,6 +135,7 @@ export class ConfigRepository implements DurableWrites {
         mappings: mappings.map(toMapping),
         settings,
         tenants: tenants.map(toTenant),
+        prices: prices.map(toPrice),
       };
     });
   }

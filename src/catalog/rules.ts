@@ -115,3 +115,28 @@ export function listedTimeZoneFor(value: string): string | null {
     return null;
   }
 }
+
+/**
+ * One entry of an account's `models` (which models it may serve; an empty list = any): an exact model name
+ * (`gpt-4o-2024-08-06`, `ft:gpt-4o-mini:acme::abc`, `meta-llama/Llama-3-70b`) or a prefix glob ending in one `*`
+ * (`gpt-4o*` = every name starting `gpt-4o`). 1-128 characters of A-Z a-z 0-9 . _ : / @ + - before the optional `*`.
+ * Only a trailing `*` is allowed, so the snapshot compiles every list into a name set plus a prefix list (no regex).
+ */
+export const MODEL_PATTERN = /^[A-Za-z0-9._:/@+-]{1,128}\*?$/;
+/** At most this many entries in one account's `models`. */
+export const MODELS_MAX = 64;
+
+/**
+ * An account's quota scope (`openai-org-acme/project-x`): accounts naming the same scope share the provider's rate
+ * limit (the keys of one OpenAI project or Anthropic workspace). 1-128 characters of A-Z a-z 0-9 . _ : / @ -, starting
+ * with a letter or digit. NULL = the account is its own scope.
+ */
+export const QUOTA_SCOPE = /^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$/;
+
+export function isModelPattern(value: unknown): value is string {
+  return typeof value === 'string' && MODEL_PATTERN.test(value);
+}
+
+export function isQuotaScope(value: unknown): value is string {
+  return typeof value === 'string' && QUOTA_SCOPE.test(value);
+}

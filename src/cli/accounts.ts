@@ -23,6 +23,8 @@ const addSpec: CommandSpec = {
     tpm: { type: 'string', valueName: 'N', description: 'tokens per minute limit (default: learn from headers)' },
     'max-concurrency': { type: 'string', valueName: 'N', description: 'most requests in flight (default: unlimited)' },
     tag: { type: 'string', multiple: true, valueName: 'KEY=VALUE', description: 'free-form tag' },
+    models: { type: 'string', valueName: 'LIST', description: "models it may serve: names or prefix globs, 'gpt-4o*,o1' (default: any)" },
+    scope: { type: 'string', valueName: 'SCOPE', description: 'quota scope shared with sibling keys, e.g. openai-org-acme/project-x' },
   },
   refused: {
     '--key': SECRET_IN_ARGV_REASON,
@@ -59,6 +61,8 @@ const add: Command = {
       tpmLimit: stringOption(values, 'tpm'),
       maxConcurrency: stringOption(values, 'max-concurrency'),
       tags: values.tag === undefined ? undefined : parseTags(listOption(values, 'tag')),
+      models: stringOption(values, 'models'),
+      scope: stringOption(values, 'scope'),
     });
     const precheck = validateNewAccount({ ...flags, apiKey: 'placeholder' });
     if (!precheck.ok) throw new ValidationFailure(precheck.errors);
@@ -81,7 +85,7 @@ const add: Command = {
 
 const updateSpec: CommandSpec = {
   name: 'accounts update',
-  summary: "Change an account's weight, tier, limits or tags (its key: `accounts add` a new one, or keypool apply).",
+  summary: "Change an account's weight, tier, limits, tags, models or scope (its key: `accounts add` a new one, or keypool apply).",
   positionals: [{ name: 'account', description: 'account id, or its name when no other provider has one by that name' }],
   options: {
     weight: { type: 'string', valueName: 'N', description: 'weighted-random share, 1-1000' },
@@ -90,6 +94,8 @@ const updateSpec: CommandSpec = {
     tpm: { type: 'string', valueName: 'N|none', description: 'tokens per minute limit (none: learn from headers)' },
     'max-concurrency': { type: 'string', valueName: 'N|none', description: 'most requests in flight (none: unlimited)' },
     tag: { type: 'string', multiple: true, valueName: 'KEY=VALUE', description: 'replaces all tags (repeat for several)' },
+    models: { type: 'string', valueName: 'LIST|none', description: "models it may serve, 'gpt-4o*,o1' (none: any model)" },
+    scope: { type: 'string', valueName: 'SCOPE|none', description: 'quota scope shared with sibling keys (none: its own)' },
   },
   fieldFlags: { rpmLimit: '--rpm', tpmLimit: '--tpm', tags: '--tag', body: 'flags' },
 };
@@ -112,6 +118,8 @@ const update: Command = {
           tpmLimit: orNull('tpm'),
           maxConcurrency: orNull('max-concurrency'),
           tags: values.tag === undefined ? undefined : parseTags(listOption(values, 'tag')),
+          models: stringOption(values, 'models') === 'none' ? [] : stringOption(values, 'models'),
+          scope: orNull('scope'),
         }),
       ),
     );
@@ -242,5 +250,7 @@ function accountRecord(row: AccountRow): [string, unknown][] {
     ['tpm limit', row.tpmLimit],
     ['max concurrency', row.maxConcurrency],
     ['tags', row.tags],
+    ['models', row.models.length === 0 ? 'any' : row.models.join(', ')],
+    ['scope', row.scope],
   ];
 }

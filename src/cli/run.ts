@@ -13,6 +13,7 @@ import { keysGroup } from './keys.js';
 import { mappingsGroup } from './mappings.js';
 import { providersGroup } from './providers.js';
 import { tenantsGroup } from './tenants.js';
+import { pricesGroup } from './prices.js';
 import { migrateCommand } from './migrate.js';
 import { processOutput, type Output } from './output.js';
 import { serveCommand } from './serve.js';
@@ -23,7 +24,7 @@ export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
 
-const GROUPS: readonly CommandGroup[] = [keysGroup, providersGroup, accountsGroup, mappingsGroup, tenantsGroup, configGroup, cryptoGroup, auditGroup];
+const GROUPS: readonly CommandGroup[] = [keysGroup, providersGroup, accountsGroup, mappingsGroup, tenantsGroup, pricesGroup, configGroup, cryptoGroup, auditGroup];
 const TOP_LEVEL: Readonly<Record<string, Command>> = {
   migrate: migrateCommand,
   serve: serveCommand,

@@ -40,8 +40,9 @@ export interface AdmitRequest {
    */
   readonly reserve?: number | undefined;
   /**
-   * The requested model. The store keeps provider-learned state per (scope, model) for it: the engine passes it only
-   * when the provider limits per model (learned-state.ts stateModel). null/absent = unknown -> one slot per scope.
+   * The request's model for provider-learned state: the store keeps the provider's limits per (scope, model) for it.
+   * The engine passes it only when the provider limits per model (learned-state.ts stateModel); the candidates
+   * already serve it (model routing). null/absent = unknown -> one slot per scope.
    */
   readonly model?: string | null;
   /**

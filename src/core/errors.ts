@@ -4,7 +4,7 @@
 // inProviderShape), so each provider's SDK raises its own exception class with keypool's message in it.
 import type { AuditAction, Deny, DenyCode, HeaderPairs, RateLimitDialect } from './types.js';
 
-export type DenyErrorType = 'authentication_error' | 'permission_error' | 'rate_limit_error' | 'api_error';
+export type DenyErrorType = 'authentication_error' | 'permission_error' | 'rate_limit_error' | 'invalid_request_error' | 'api_error';
 
 export interface DenySpec {
   readonly status: number;
@@ -35,6 +35,16 @@ export const DENY_SPECS: Readonly<Record<DenyCode, DenySpec>> = {
     status: 429,
     type: 'rate_limit_error',
     defaultMessage: 'Every upstream credential for this provider is at capacity. Retry later.',
+  },
+  model_not_available: {
+    status: 400,
+    type: 'invalid_request_error',
+    defaultMessage: 'No upstream credential for this provider serves the requested model.',
+  },
+  invalid_request: {
+    status: 400,
+    type: 'invalid_request_error',
+    defaultMessage: 'keypool could not read the model this request is for.',
   },
   quota_exceeded: {
     status: 429,
@@ -144,6 +154,8 @@ const ANTHROPIC_TYPES: Readonly<Record<DenyCode, string>> = {
   ip_not_allowed: 'permission_error',
   unknown_provider: 'api_error',
   pool_exhausted: 'rate_limit_error',
+  model_not_available: 'invalid_request_error',
+  invalid_request: 'invalid_request_error',
   quota_exceeded: 'rate_limit_error',
   priority_shed: 'rate_limit_error',
   no_healthy_account: 'overloaded_error',
@@ -153,6 +165,7 @@ const ANTHROPIC_TYPES: Readonly<Record<DenyCode, string>> = {
 
 /** google.rpc.Code names by HTTP status, as Google APIs put them in `error.status`. */
 const GOOGLE_STATUS: Readonly<Record<number, string>> = {
+  400: 'INVALID_ARGUMENT',
   401: 'UNAUTHENTICATED',
   403: 'PERMISSION_DENIED',
   429: 'RESOURCE_EXHAUSTED',

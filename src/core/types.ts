@@ -31,15 +31,20 @@ export interface RequestView {
   /** Optional per-route list of client headers that may carry the key (defaults to the engine's list). */
   readonly keyHeaders?: readonly string[] | undefined;
   /**
-   * The requested model when the adapter read it (the body's `model`, Azure's deployment, Gemini's path); null/absent
-   * = unknown. Provider-learned state is kept per model for it (src/core/learned-state.ts).
+   * The request body as the gateway buffered it, for pools that need the model (ProviderPool.needsModel); absent when
+   * the gateway was not asked for it. `truncated`: the gateway had more than it passed on (over its limit).
    */
-  readonly model?: string | null | undefined;
-  /**
-   * The request body when the adapter read it (bounded by the adapter), for the token estimate of exact TPM and token
-   * quotas (src/core/token-estimate.ts); null/absent = not read (the estimate then counts only the default output).
-   */
-  readonly body?: Uint8Array | string | null;
+  readonly body?: RequestBody | undefined;
+}
+
+/**
+ * A buffered request body, bounded by the adapter (MAX_MODEL_BODY_BYTES in src/core/models.ts). Empty bytes = the
+ * request has none (NO_REQUEST_BODY).
+ */
+export interface RequestBody {
+  readonly bytes: Uint8Array;
+  /** The whole body did not fit: the adapter cut it (or the gateway said so). */
+  readonly truncated: boolean;
 }
 
 /** Matches a normalised client IP against a compiled allowlist. */
@@ -82,8 +87,15 @@ export interface Account {
   readonly tpmLimit: number | null;
   readonly maxConcurrency: number | null;
   readonly status: AccountStatus;
-  /** Quota scope shared with sibling accounts (see AdmitCandidate.scope); null = the account is its own scope. */
+  /**
+   * Quota scope shared with sibling accounts (`openai-org-acme/project-x`; see AdmitCandidate.scope); null = the
+   * account is its own scope.
+   */
   readonly scope: string | null;
+  /** Whether the account may serve `model` (its `models` list compiled once: src/core/models.ts). */
+  readonly servesModel: (model: string) => boolean;
+  /** True when the account serves only some models (a non-empty `models` list). */
+  readonly restrictsModels: boolean;
 }
 
 export interface ProviderPool {
@@ -93,6 +105,12 @@ export interface ProviderPool {
   readonly strategy: Strategy;
   /** Active accounts only, ordered by (tier, name). */
   readonly accounts: readonly Account[];
+  /**
+   * Decisions of this pool need the request's model (src/core/models.ts): some account restricts its models. The hook
+   * for per-model provider state: compile.ts sets it when the provider keeps state per model too. When the model is
+   * not in the path, adapters read the (bounded) body only for such pools; every other pool stays headers-only.
+   */
+  readonly needsModel: boolean;
 }
 
 export interface PriorityResolution {
@@ -142,6 +160,8 @@ export interface Snapshot {
    * counted as `other` in per-tenant metrics. Absent = no tenant rows.
    */
   readonly tenants?: ReadonlyMap<string, QuotaSubject> | undefined;
+  /** Token prices by provider slug, then model pattern (src/core/usage-cost.ts). Absent = no prices (cost 0). */
+  readonly prices?: ReadonlyMap<string, import('./usage-cost.js').ProviderPrices> | undefined;
 }
 
 export type DenyCode =
@@ -152,6 +172,8 @@ export type DenyCode =
   | 'ip_not_allowed'
   | 'unknown_provider'
   | 'pool_exhausted'
+  | 'model_not_available'
+  | 'invalid_request'
   | 'quota_exceeded'
   | 'priority_shed'
   | 'no_healthy_account'
@@ -206,6 +228,8 @@ export interface Allow {
   readonly removeHeaders: readonly string[];
   /** Headers to set upstream (provider auth, x-keypool-priority, x-keypool-tenant). */
   readonly setHeaders: HeaderPairs;
+  /** The request's model when the decision needed it (src/core/models.ts); null otherwise. */
+  readonly model?: string | null;
 }
 
 export type Decision = Allow | Deny;
@@ -241,3 +265,6 @@ export interface Observation {
    */
   readonly cappedResetAtMs?: number;
 }
+
+/** The body of a request that has none (its headers ended the message): it names no model. */
+export const NO_REQUEST_BODY: RequestBody = Object.freeze({ bytes: new Uint8Array(0), truncated: false });

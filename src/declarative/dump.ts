@@ -29,6 +29,8 @@ export function dumpConfig(state: CurrentState): string {
         tpm: a.tpmLimit,
         max_concurrency: a.maxConcurrency,
         tags: Object.keys(a.tags).length === 0 ? null : a.tags,
+        models: a.models.length === 0 ? null : [...a.models],
+        scope: a.scope,
         // `invalid` is keypool's observation, not configuration: it dumps as active (see the file format).
         status: a.status === 'disabled' ? 'disabled' : null,
       }),

@@ -44,6 +44,10 @@ export interface DesiredAccount extends Located {
   readonly tpmLimit: number | null;
   readonly maxConcurrency: number | null;
   readonly tags: AccountTags;
+  /** Models the account may serve (names or `prefix*` globs); empty = any. */
+  readonly models: readonly string[];
+  /** Quota scope shared with sibling accounts; null = its own. */
+  readonly scope: string | null;
   /** `invalid` is keypool's own verdict on a key (the provider refused it), never declared. */
   readonly status: 'active' | 'disabled';
 }
@@ -138,6 +142,8 @@ export const ACCOUNT_FIELDS: FieldTable = {
   tpm: 'tpmLimit',
   max_concurrency: 'maxConcurrency',
   tags: 'tags',
+  models: 'models',
+  scope: 'scope',
 };
 export const ACCOUNT_OWN_FIELDS = ['key', 'status'] as const;
 

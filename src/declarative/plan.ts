@@ -235,6 +235,8 @@ function accountFields(a: Omit<DesiredAccount, 'at'>): FieldChange[] {
     { field: 'tpm', from: null, to: a.tpmLimit },
     { field: 'max_concurrency', from: null, to: a.maxConcurrency },
     { field: 'tags', from: null, to: a.tags },
+    { field: 'models', from: null, to: [...a.models] },
+    { field: 'scope', from: null, to: a.scope },
     { field: 'status', from: null, to: a.status },
     ...(a.key === null ? [] : [{ field: 'key', from: null, to: null, secret: true as const }]),
   ];
@@ -248,6 +250,8 @@ function accountRowValues(row: AccountRow): Partial<DesiredAccount> {
     tpmLimit: row.tpmLimit,
     maxConcurrency: row.maxConcurrency,
     tags: row.tags as DesiredAccount['tags'],
+    models: row.models,
+    scope: row.scope,
   };
 }
 

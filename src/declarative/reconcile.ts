@@ -141,7 +141,7 @@ async function execute(repo: ConfigRepository, change: Change, secrets: Resolved
 }
 
 // Which patch field each changed file field sets: an update writes (and audits) only what differs.
-const ACCOUNT_PATCH = { weight: 'weight', tier: 'tier', rpm: 'rpmLimit', tpm: 'tpmLimit', max_concurrency: 'maxConcurrency', tags: 'tags' } as const;
+const ACCOUNT_PATCH = { weight: 'weight', tier: 'tier', rpm: 'rpmLimit', tpm: 'tpmLimit', max_concurrency: 'maxConcurrency', tags: 'tags', models: 'models', scope: 'scope' } as const;
 const KEY_PATCH = {
   tenant: 'tenantId',
   allowed_ips: 'allowedIps',

@@ -3,8 +3,10 @@
 // no longer decrypts, a mapping whose pattern is now refused) drops that row and is reported as a warning; it
 // never fails the whole snapshot, so one bad row cannot take every tenant down.
 import { compileAllowlist } from '../core/cidr.js';
+import { compileModelMatcher } from '../core/models.js';
 import { compilePriority, type CompiledPriority } from '../core/priority/index.js';
 import type { QuotaSubject } from '../core/admission.js';
+import type { ProviderPrices, TokenPrice } from '../core/usage-cost.js';
 import type { Account, Allowlist, KeyEntry, ProviderPool, Snapshot, SystemKey } from '../core/types.js';
 import type { Keyring } from '../secrets/keyring.js';
 import { cachedKeyDigester } from './digest-cache.js';
@@ -63,6 +65,7 @@ export function compileSnapshot(data: ConfigData, deps: CompileDeps, version: nu
     priority,
     prioritySettings: Object.freeze({ ...data.settings }),
     tenants: compileTenants(data),
+    prices: compilePrices(data),
     warnings: Object.freeze(warnings),
     configVersion: data.configVersion,
   });
@@ -126,6 +129,28 @@ function compileTenants(data: ConfigData): Map<string, QuotaSubject> {
   return tenants;
 }
 
+/** Token prices by provider, then model pattern. */
+function compilePrices(data: ConfigData): Map<string, ProviderPrices> {
+  const prices = new Map<string, Map<string, TokenPrice>>();
+  for (const row of data.prices ?? []) {
+    let provider = prices.get(row.providerSlug);
+    if (provider === undefined) {
+      provider = new Map();
+      prices.set(row.providerSlug, provider);
+    }
+    provider.set(
+      row.model,
+      Object.freeze({
+        inputUsdPerMTok: row.inputUsdPerMTok,
+        outputUsdPerMTok: row.outputUsdPerMTok,
+        cachedInputUsdPerMTok: row.cachedInputUsdPerMTok,
+        cacheCreationUsdPerMTok: row.cacheCreationUsdPerMTok,
+      }),
+    );
+  }
+  return prices;
+}
+
 function compilePools(data: ConfigData, keyring: Keyring, warnings: CompileWarning[]): Map<string, ProviderPool> {
   const accountsBySlug = new Map<string, Account[]>();
   for (const row of data.accounts) {
@@ -147,6 +172,8 @@ function compilePools(data: ConfigData, keyring: Keyring, warnings: CompileWarni
         dialect: provider.rateLimitDialect,
         strategy: provider.defaultStrategy,
         accounts: Object.freeze(accounts),
+        // Per-model provider state (issue 16 part 3) switches this on per provider too, once it lands.
+        needsModel: accounts.some((account) => account.restrictsModels),
       }),
     );
   }
@@ -176,8 +203,9 @@ function decryptAccount(row: StoredAccount, keyring: Keyring, warnings: CompileW
     tpmLimit: row.tpmLimit,
     maxConcurrency: row.maxConcurrency,
     status: row.status,
-    // Read from the catalog once accounts carry a scope (issue 16); until then every account is its own scope.
-    scope: null,
+    scope: row.scope ?? null,
+    servesModel: compileModelMatcher(row.models ?? []),
+    restrictsModels: (row.models ?? []).length > 0,
   });
 }
 

@@ -15,5 +15,7 @@ export function addUsageCounts(into: MutableUsageCounts, from: UsageCounts): voi
   into.serverErrors += from.serverErrors;
   into.inputTokens += from.inputTokens;
   into.outputTokens += from.outputTokens;
+  into.cachedInputTokens += from.cachedInputTokens;
+  into.cacheCreationInputTokens += from.cacheCreationInputTokens;
   into.latencyMsSum += from.latencyMsSum;
 }

@@ -12,7 +12,7 @@ import type { DurableWrites } from '../ports.js';
 import { sqlState } from './errors.js';
 import { addUsageCounts, type MutableUsageCounts } from './usage-counts.js';
 import type { AuditEntry } from '../catalog/audit/rows.js';
-import type { UsageBucket } from '../catalog/usage/rows.js';
+import { addTokenCounts, emptyTokenCounts, type MutableTokenCounts, type TokenCounts, type TokenUsageBucket, type UsageBucket } from '../catalog/usage/rows.js';
 
 const MINUTE_MS = 60_000;
 /**
@@ -21,7 +21,7 @@ const MINUTE_MS = 60_000;
  */
 const WRITE_BATCH_ROWS = 500;
 
-export type WriteKind = 'audit' | 'invalidation' | 'key_touch' | 'usage';
+export type WriteKind = 'audit' | 'invalidation' | 'key_touch' | 'usage' | 'tokens';
 /** buffer_full: the bound was reached while the database was away; rejected: the database refused the row's data. */
 export type DropReason = 'buffer_full' | 'rejected';
 
@@ -42,7 +42,7 @@ export function isDataError(error: unknown): boolean {
 
 export interface WriteBufferOptions {
   readonly target: DurableWrites;
-  /** Most pending items (audit rows + invalidations + touched keys + usage buckets) held while the database is away. */
+  /** Most pending items (audit rows + invalidations + touched keys + usage and token buckets) held while the database is away. */
   readonly maxPending: number;
   readonly flushIntervalMs: number;
   /** Called once per failed flush (the caller logs; the buffer keeps the items and retries next interval). */
@@ -56,11 +56,31 @@ export interface WriteBufferOptions {
 interface Invalidation {
   readonly reason: string;
   readonly actor: string;
+  readonly as: 'invalid' | 'disabled';
 }
 
 interface UsageCounters extends MutableUsageCounts {
   readonly accountId: string;
   readonly bucketStartMs: number;
+}
+
+interface TokenCounters extends MutableTokenCounts {
+  readonly keyId: string;
+  readonly tenantId: string;
+  readonly provider: string;
+  readonly bucketStartMs: number;
+}
+
+/** One response's tokens, as the engine records them (see recordTokens). */
+export interface TokenRecord {
+  readonly accountId: string;
+  readonly keyId: string;
+  /** '' for a request without tenant. */
+  readonly tenantId: string;
+  readonly provider: string;
+  readonly atMs: number;
+  /** requests is 1, estimatedRequests 0 or 1. */
+  readonly counts: TokenCounts;
 }
 
 export class WriteBuffer {
@@ -70,6 +90,7 @@ export class WriteBuffer {
   private invalidations = new Map<string, Invalidation>();
   private touchedKeys = new Map<string, number>();
   private usageBuckets = new Map<string, UsageCounters>();
+  private tokenBuckets = new Map<string, TokenCounters>();
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
   private dropped = 0;
@@ -97,7 +118,7 @@ export class WriteBuffer {
   }
 
   get pending(): number {
-    return this.auditQueue.length + this.invalidations.size + this.touchedKeys.size + this.usageBuckets.size;
+    return this.auditQueue.length + this.invalidations.size + this.touchedKeys.size + this.usageBuckets.size + this.tokenBuckets.size;
   }
 
   start(): void {
@@ -130,8 +151,9 @@ export class WriteBuffer {
 
   /** Queued, and written at once (not at the next tick); kept for the next flush if the database is away. */
   /** Settles once the write has been tried (failures are reported and retried by later flushes, never thrown). */
-  invalidateAccount(accountId: string, reason: string, actor: string): Promise<void> {
-    if (this.invalidations.has(accountId) || this.admitOne('invalidation')) this.invalidations.set(accountId, { reason, actor });
+  /** `as`: the status the account gets: `invalid` (a rejected credential, the default) or `disabled` (credit used up). */
+  invalidateAccount(accountId: string, reason: string, actor: string, as: 'invalid' | 'disabled' = 'invalid'): Promise<void> {
+    if (this.invalidations.has(accountId) || this.admitOne('invalidation')) this.invalidations.set(accountId, { reason, actor, as });
     this.invalidating ??= this.flushInvalidations()
       .catch((error: unknown) => this.options.onFlushError?.(error))
       .finally(() => {
@@ -165,6 +187,36 @@ export class WriteBuffer {
     else if (outcome === 'rate_limited') counters.rateLimited += 1;
     else if (outcome === 'server_error') counters.serverErrors += 1;
     else counters.clientErrors += 1;
+  }
+
+  /**
+   * Count one response's tokens: into its account's minute bucket (account_usage_stats; the request itself was
+   * counted by recordUsage when its status arrived) and into its key's and tenant's (token_usage_stats, when the
+   * target can write it). Both are aggregated per minute, so the buffer grows with distinct keys, not requests.
+   */
+  recordTokens(record: TokenRecord): void {
+    const bucketStartMs = record.atMs - (record.atMs % MINUTE_MS);
+    const accountBucket = `${record.accountId}|${bucketStartMs}`;
+    let counters = this.usageBuckets.get(accountBucket);
+    if (!counters && this.admitOne('usage')) {
+      counters = emptyCounters(record.accountId, bucketStartMs);
+      this.usageBuckets.set(accountBucket, counters);
+    }
+    if (counters) {
+      counters.inputTokens += record.counts.inputTokens;
+      counters.outputTokens += record.counts.outputTokens;
+      counters.cachedInputTokens += record.counts.cachedInputTokens;
+      counters.cacheCreationInputTokens += record.counts.cacheCreationInputTokens;
+    }
+    if (this.options.target.addTokenUsage === undefined) return;
+    const id = `${record.keyId}|${record.tenantId}|${record.provider}|${bucketStartMs}`;
+    let tokens = this.tokenBuckets.get(id);
+    if (!tokens) {
+      if (!this.admitOne('tokens')) return;
+      tokens = { keyId: record.keyId, tenantId: record.tenantId, provider: record.provider, bucketStartMs, ...emptyTokenCounts() };
+      this.tokenBuckets.set(id, tokens);
+    }
+    addTokenCounts(tokens, record.counts);
   }
 
   /** Write everything pending; concurrent callers share one flush. Never rejects. */
@@ -230,14 +282,16 @@ export class WriteBuffer {
     () => this.flushAudit(),
     () => this.flushTouches(),
     () => this.flushUsage(),
+    () => this.flushTokens(),
   ];
   /** Where the next flush starts: right after the kind that failed last. */
   private firstKind = 0;
 
   private async flushInvalidations(): Promise<void> {
-    for (const [accountId, invalidation] of [...this.invalidations]) {
+    // Live iteration: an invalidation queued while this flush writes (a quota scope's siblings) is written by it too.
+    for (const [accountId, invalidation] of this.invalidations) {
       const { error } = await this.writeIsolating('invalidation', [accountId], () =>
-        this.options.target.markAccountInvalid(accountId, invalidation.reason, invalidation.actor),
+        this.options.target.markAccountInvalid(accountId, invalidation.reason, invalidation.actor, invalidation.as),
       );
       if (error !== undefined) throw error;
       // Unless it was invalidated again meanwhile with another reason, it is written.
@@ -279,6 +333,24 @@ export class WriteBuffer {
     );
     if (error !== undefined) {
       for (const [id, counters] of unwritten) mergeCounters(this.usageBuckets, id, counters);
+      throw error;
+    }
+  }
+
+  private async flushTokens(): Promise<void> {
+    const write = this.options.target.addTokenUsage;
+    if (this.tokenBuckets.size === 0 || write === undefined) return;
+    const batch = this.tokenBuckets;
+    this.tokenBuckets = new Map();
+    const { unwritten, error } = await this.writeIsolating('tokens', [...batch], (rows) =>
+      write.call(this.options.target, rows.map(([, counters]) => toTokenBucket(counters))),
+    );
+    if (error !== undefined) {
+      for (const [id, counters] of unwritten) {
+        const existing = this.tokenBuckets.get(id);
+        if (existing === undefined) this.tokenBuckets.set(id, counters);
+        else addTokenCounts(existing, counters);
+      }
       throw error;
     }
   }
@@ -335,6 +407,8 @@ function emptyCounters(accountId: string, bucketStartMs: number): UsageCounters 
     serverErrors: 0,
     inputTokens: 0,
     outputTokens: 0,
+    cachedInputTokens: 0,
+    cacheCreationInputTokens: 0,
     latencyMsSum: 0,
   };
 }
@@ -346,6 +420,11 @@ function mergeCounters(into: Map<string, UsageCounters>, id: string, counters: U
     return;
   }
   addUsageCounts(existing, counters);
+}
+
+function toTokenBucket(counters: TokenCounters): TokenUsageBucket {
+  const { bucketStartMs, ...rest } = counters;
+  return { ...rest, bucketStart: new Date(bucketStartMs) };
 }
 
 function toUsageBucket(counters: UsageCounters): UsageBucket {

@@ -81,6 +81,8 @@ describe('dashboard admin routes', () => {
       serverErrors: 0,
       inputTokens: 10 * requests,
       outputTokens: 5 * requests,
+      cachedInputTokens: 0,
+      cacheCreationInputTokens: 0,
       latencyMsSum: 100 * requests,
     });
     await h.repository.usage.add([bucket(ids['acct-01']!, minute(2), 4), bucket(ids['acct-02']!, minute(2), 6), bucket(ids['acct-01']!, minute(30), 3)]);

@@ -169,6 +169,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     onDecision: metrics.onDecision,
     onAdmission: metrics.onAdmission,
     onObservation: (ticket, outcome) => metrics.onObservation(ticket.pool, ticket.accountName, outcome),
+    onTokens: metrics.onTokens,
   });
   const deps = createAdminDeps({
     sql: db.client,

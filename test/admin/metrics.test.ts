@@ -161,3 +161,15 @@ describe('admission queue metrics', () => {
     expect(sample(text, 'keypool_queue_waiting', { priority: '3' })).toBeUndefined();
   });
 });
+
+describe('keypool_upstream_quota_exhausted_total', () => {
+  it('counts answers saying an account has no credit left, per account, apart from 429s and rejected keys', async () => {
+    const metrics = new KeypoolMetrics({ processMetrics: false });
+    metrics.onObservation('openai', 'org-a', 'quota_exhausted');
+    metrics.onObservation('openai', 'org-a', 'quota_exhausted');
+    metrics.onObservation('openai', 'org-a', 'rate_limited');
+    const text = await metrics.registry.metrics();
+    expect(sample(text, 'keypool_upstream_quota_exhausted_total', { provider: 'openai', account: 'org-a' })).toBe(2);
+    expect(sample(text, 'keypool_upstream_rate_limited_total', { provider: 'openai', account: 'org-a' })).toBe(1);
+  });
+});

@@ -180,6 +180,22 @@ describe('accounts', () => {
     for (const entry of entries) expect(entry.actor).toBe(TOKEN_NAME);
   });
 
+  it('takes models (an array of names and prefix globs) and a scope, patches and clears them, and refuses bad ones', async () => {
+    const created = await h.api('POST', '/admin/providers/openai/accounts', {
+      body: { name: 'acct-models', api_key: UPSTREAM_KEYS.good, models: ['gpt-4o*', 'o1'], scope: 'openai-org-acme/project-x' },
+    });
+    expect(created.status, created.text).toBe(201);
+    expect(created.json.account).toMatchObject({ models: ['gpt-4o*', 'o1'], scope: 'openai-org-acme/project-x' });
+    const id = created.json.account.id;
+    const patched = await h.api('PATCH', `/admin/providers/openai/accounts/${id}`, { body: { models: [], scope: null } });
+    expect(patched.status, patched.text).toBe(200);
+    expect(patched.json.account).toMatchObject({ models: [], scope: null });
+    const bad = await h.api('PATCH', `/admin/providers/openai/accounts/${id}`, { body: { models: ['gpt-*-mini'], scope: ' x' } });
+    expect(bad.status).toBe(422);
+    expect(bad.json.error.details.map((d: any) => d.field).sort()).toEqual(['models', 'scope']);
+    expectError(await h.api('PATCH', `/admin/providers/openai/accounts/${id}`, { body: { models: 42 } }), 422, 'invalid_type', 'models');
+  });
+
   it('validates account bodies (422 with snake_case fields) and refuses a conflicting provider_slug', async () => {
     const missing = await h.api('POST', '/admin/providers/openai/accounts', { body: { name: 'x' } });
     expectError(missing, 422, 'required', 'api_key');
@@ -243,6 +259,8 @@ describe('accounts', () => {
         serverErrors: 0,
         inputTokens: 100,
         outputTokens: 50,
+        cachedInputTokens: 0,
+        cacheCreationInputTokens: 0,
         latencyMsSum: 1000,
       },
     ]);

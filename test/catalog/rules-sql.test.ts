@@ -44,6 +44,18 @@ function cases(): Case[] {
   add('account weight', [0, 1, 1000, 1001], (v) => account({ weight: v }), insertAccount('weight'));
   add('account tier', [-1, 0, 100, 101], (v) => account({ tier: v }), insertAccount('priority_tier'));
   add('account name', ['n'.repeat(100), 'n'.repeat(101)], (v) => account({ name: v }), insertAccount('name'));
+  add(
+    'account models',
+    [[], ['gpt-4o'], ['gpt-4o*', 'o1', 'ft:gpt-4o-mini:acme::x1', 'meta-llama/Llama-3-70b'], ['m'.repeat(128)], ['m'.repeat(128) + '*'], ['m'.repeat(129)], ['*'], ['gpt-*-mini'], ['a b'], [''], ['a\nb'], Array.from({ length: 64 }, (_, i) => `m${i}`), Array.from({ length: 65 }, (_, i) => `m${i}`)],
+    (v) => account({ models: v }),
+    (sql, n, value) =>
+      sql.query(
+        `INSERT INTO provider_accounts (provider_id, encrypted_key, key_version, key_last4, name, models)
+         SELECT id, 'x', 'v1', '', $1, $2::text[] FROM providers WHERE slug = 'openai'`,
+        [`rules-${n}`, value],
+      ),
+  );
+  add('account scope', ['a', 'openai-org-acme/project-x', 's'.repeat(128), 's'.repeat(129), '/a', 'a b', '-a', 'ws:1@anthropic'], (v) => account({ scope: v }), insertAccount('scope'));
   const key = (fields: Record<string, unknown>) => ok(validateNewKey({ name: 'k', ...fields }, NOW_MS));
   const insertKey = (column: string) => (sql: SqlClient, n: number, value: unknown) =>
     column === 'name'

@@ -184,7 +184,33 @@ describe('validateNewAccount', () => {
       tpmLimit: null,
       maxConcurrency: null,
       tags: {},
+      models: [],
+      scope: null,
     });
+  });
+
+  it.each<[unknown, unknown]>([
+    [['gpt-4o*', 'o1', 'gpt-4o*'], ['gpt-4o*', 'o1']],
+    ['gpt-4o*, o1 ,', ['gpt-4o*', 'o1']],
+    [[], []],
+    [['ft:gpt-4o-mini:acme::x1', 'meta-llama/Llama-3-70b', 'anthropic.claude-3@v1+x'], ['ft:gpt-4o-mini:acme::x1', 'meta-llama/Llama-3-70b', 'anthropic.claude-3@v1+x']],
+  ])('models %j -> %j (duplicates dropped, order kept; a string is a comma list)', (models, expected) => {
+    expect(valueOf(validateNewAccount({ providerSlug: 'openai', name: 'm', apiKey: SECRET, models })).models).toEqual(expected);
+  });
+
+  it.each<[string, unknown, string]>([
+    ['a glob with * inside', { models: ['gpt-*-mini'] }, 'models'],
+    ['only *', { models: ['*'] }, 'models'],
+    ['a space', { models: ['gpt 4o'] }, 'models'],
+    ['not a list', { models: 42 }, 'models'],
+    ['65 models', { models: Array.from({ length: 65 }, (_, i) => `m${i}`) }, 'models'],
+    ['a scope starting with /', { scope: '/x' }, 'scope'],
+    ['a scope with a space', { scope: 'a b' }, 'scope'],
+    ['a scope too long', { scope: 's'.repeat(129) }, 'scope'],
+  ])('refuses %s', (_label, fields, field) => {
+    const result = validateNewAccount({ providerSlug: 'openai', name: 'm', apiKey: SECRET, ...(fields as object) });
+    expect(result.ok).toBe(false);
+    expect(!result.ok && result.errors.map((e) => e.field)).toEqual([field]);
   });
 
   it('parses numbers given as strings and keeps tags', () => {

@@ -209,6 +209,20 @@ describe('keypool CLI on the embedded store', { timeout: SLOW_TEST_MS }, () => {
     expect(rows.map((r) => r.name).sort()).toEqual(['backup', 'env']);
   });
 
+  it('adds an account with --models and --scope, updates them, and clears them with none', async () => {
+    type Row = { account: { id: string; models: string[]; scope: string | null } };
+    const added = parseJson<Row>(
+      await cli(['accounts', 'add', '--provider', 'openai', '--name', 'org-a', '--models', 'gpt-4o*, o1', '--scope', 'openai-org-acme/project-x', '--json'], `${UPSTREAM_SECRET}\n`),
+    );
+    expect(added.account).toMatchObject({ models: ['gpt-4o*', 'o1'], scope: 'openai-org-acme/project-x' });
+    const updated = parseJson<Row>(await cli(['accounts', 'update', added.account.id, '--models', 'o3-mini', '--json']));
+    expect(updated.account).toMatchObject({ models: ['o3-mini'], scope: 'openai-org-acme/project-x' });
+    const shown = await cli(['accounts', 'update', added.account.id, '--models', 'none', '--scope', 'none']);
+    expect(shown.stdout).toMatch(/models:\s+any/);
+    const cleared = parseJson<{ items: Array<{ id: string; models: string[]; scope: string | null }> }>(await cli(['accounts', 'list', '--json'])).items;
+    expect(cleared.find((row) => row.id === added.account.id)).toMatchObject({ models: [], scope: null });
+  });
+
   it('disables and enables an account', async () => {
     const disabled = parseJson<{ account: { status: string; disabled_reason: string } }>(
       await cli(['accounts', 'disable', accountId, '--reason', 'quota exhausted', '--json']),
@@ -285,6 +299,24 @@ describe('keypool CLI on the embedded store', { timeout: SLOW_TEST_MS }, () => {
     expect((await cli(['tenants', 'show', 'acme'])).code).not.toBe(0);
   });
 
+  it('manages token prices (set replaces, list, delete; bad input names the flag)', async () => {
+    const set = parseJson<{ price: any }>(await cli(['prices', 'set', 'openai', 'gpt-4o*', '--input', '2.5', '--output', '10', '--cached-input', '1.25', '--json']));
+    expect(set.price).toMatchObject({ provider: 'openai', model: 'gpt-4o*', input: 2.5, output: 10, cached_input: 1.25, cache_creation: null });
+    expect((await cli(['prices', 'set', 'openai', 'gpt-4o*', '--input', '3', '--output', '12'])).stdout).toBe('Set the price of openai gpt-4o*\n');
+    expect(parseJson<{ items: any[] }>(await cli(['prices', 'list', '--json'])).items).toEqual([
+      expect.objectContaining({ provider: 'openai', model: 'gpt-4o*', input: 3, output: 12, cached_input: null }),
+    ]);
+    const bad = await cli(['prices', 'set', 'openai', 'm', '--input', '-1', '--output', '1']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--input');
+    const missing = await cli(['prices', 'set', 'openai', 'm', '--input', '1']);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain('--output');
+    expect((await cli(['prices', 'delete', 'openai', 'gpt-4o*'])).code).toBe(0);
+    expect((await cli(['prices', 'list'])).stdout).toContain('(no prices');
+    expect((await cli(['prices', 'delete', 'openai', 'gpt-4o*'])).code).not.toBe(0);
+  });
+
   it('sets and reads settings', async () => {
     expect((await cli(['config', 'set', 'priority.enabled', 'true'])).stdout).toBe('priority.enabled = true\n');
     expect((await cli(['config', 'set', 'priority.default_priority', '5'])).code).toBe(0);
@@ -346,6 +378,8 @@ describe('keypool CLI on the embedded store', { timeout: SLOW_TEST_MS }, () => {
       ['bad setting value', ['config', 'set', 'priority.enabled', 'maybe'], /not a boolean/],
       ['prune age too short', ['audit', 'prune', '--before', '10m'], /before: must be between/],
       ['prune age missing', ['audit', 'prune'], /before/],
+      ['bad model glob', ['accounts', 'add', '--provider', 'openai', '--name', 'w', '--models', 'gpt-*-mini'], /--models: model "gpt-\*-mini" must be/],
+      ['bad scope', ['accounts', 'add', '--provider', 'openai', '--name', 'w', '--scope', '/org'], /--scope: scope "\/org" must be/],
       ['bad weight', ['accounts', 'add', '--provider', 'openai', '--name', 'w', '--weight', '1001'], /--weight: must be between 1 and 1000/],
       ['--key-env with a value', ['accounts', 'add', '--provider', 'openai', '--name', 'w', '--key-env', 'sk-abc.def'], /NAME of an environment variable/],
       ['--key-env unset', ['accounts', 'add', '--provider', 'openai', '--name', 'w', '--key-env', 'KP_DEFINITELY_UNSET'], /not set/],

@@ -49,11 +49,13 @@ function account(name: string): Account {
     maxConcurrency: null,
     status: 'active',
     scope: null,
+    servesModel: () => true,
+    restrictsModels: false,
   };
 }
 
 function pool(slug: string, authStyle: AuthStyle): ProviderPool {
-  return { slug, authStyle, dialect: 'openai', strategy: 'round-robin', accounts: [account(`${slug}-1`)] };
+  return { slug, authStyle, dialect: 'openai', strategy: 'round-robin', accounts: [account(`${slug}-1`)], needsModel: false };
 }
 
 function buildSnapshot(priorityEnabled: boolean): Snapshot {

@@ -15,11 +15,13 @@ function account(name: string, tier = 0, weight = 1): Account {
     maxConcurrency: null,
     status: 'active',
     scope: null,
+    servesModel: () => true,
+    restrictsModels: false,
   };
 }
 
 function pool(accounts: Account[], strategy: Strategy = 'round-robin'): ProviderPool {
-  return { slug: 'openai', authStyle: 'bearer', dialect: 'openai', strategy, accounts };
+  return { slug: 'openai', authStyle: 'bearer', dialect: 'openai', strategy, accounts, needsModel: false };
 }
 
 const names = (accounts: readonly Account[]) => accounts.map((item) => item.name);

@@ -24,7 +24,7 @@ settings: {enabled: true}
     expect(parsed.ok).toBe(true);
     if (!parsed.ok) return;
     expect(parsed.state.accounts).toEqual([
-      { at: 'accounts[0]', provider: 'openai', name: 'a', key: { env: 'K' }, weight: 1, tier: 0, rpmLimit: 500, tpmLimit: null, maxConcurrency: null, tags: {}, status: 'active' },
+      { at: 'accounts[0]', provider: 'openai', name: 'a', key: { env: 'K' }, weight: 1, tier: 0, rpmLimit: 500, tpmLimit: null, maxConcurrency: null, tags: {}, models: [], scope: null, status: 'active' },
     ]);
     expect(parsed.state.keys?.[0]).toMatchObject({ allowedIps: ['10.0.0.0/8'], expiresAt: new Date('2030-01-01T00:00:00Z'), importKey: { file: './k.txt' }, prefix: null });
     expect(parsed.state.mappings?.[0]).toMatchObject({ matchType: 'prefix', pattern: 'kp_ci_', priority: 1, enabled: true, tenantId: null });

@@ -165,6 +165,26 @@ export function reconcileContract(target: ReconcileTarget): void {
       await repo.tenants.delete('tok', 'test');
     });
 
+    it('manages account models and scope: set, changed, removed (left out = any model, own scope); dump round-trips them', async () => {
+      const withModels = FILE.replace('    tags: {team: a}\n', "    tags: {team: a}\n    models: ['gpt-4o*', o1]\n    scope: openai-org-acme/project-x\n");
+      expect(withModels).not.toBe(FILE);
+      const set = await run(withModels, { write: true });
+      expect(set.plan.changes.map((c) => [c.ref, c.fields.map((f) => `${f.field}: ${JSON.stringify(f.from)} -> ${JSON.stringify(f.to)}`)])).toEqual([
+        ['openai/prod-1', ['models: [] -> ["gpt-4o*","o1"]', 'scope: null -> "openai-org-acme/project-x"']],
+      ]);
+      expect((await loadCurrentState(repo)).accounts.find((a) => a.name === 'prod-1')).toMatchObject({ models: ['gpt-4o*', 'o1'], scope: 'openai-org-acme/project-x' });
+      const dumped = dumpConfig(await loadCurrentState(repo));
+      expect(dumped).toContain('scope: openai-org-acme/project-x');
+      const reparsed = parseConfigText(dumped);
+      expect(reparsed.ok && reparsed.state.accounts?.find((a) => a.name === 'prod-1')?.models).toEqual(['gpt-4o*', 'o1']);
+      expect((await run(withModels, { write: true })).plan.changes).toEqual([]);
+      const bad = parseConfigText(withModels.replace("['gpt-4o*', o1]", "['gpt-*-mini']"));
+      expect(bad.ok).toBe(false);
+      const removed = await run(FILE, { write: true });
+      expect(removed.plan.changes.map((c) => c.fields.map((f) => f.field))).toEqual([['models', 'scope']]);
+      expect((await loadCurrentState(repo)).accounts.find((a) => a.name === 'prod-1')).toMatchObject({ models: [], scope: null });
+    });
+
     it('manages tenants: create, change, prune; dump writes them back', async () => {
       const withTenants = `${FILE}\ntenants:\n  - {id: acme, name: ACME, rpm: 600}\n  - {id: beta, rpd: 1000}\n`;
       const created = await run(withTenants, { write: true });

@@ -204,3 +204,105 @@ describe('engine observations', () => {
     expect(asAllow(await decide(view(validKey))).accountName).toBe(parked);
   });
 });
+
+describe('models and quota scopes', () => {
+  const enc = (text: string) => ({ bytes: new TextEncoder().encode(text), truncated: false });
+  const chatView = (model: string, provider = 'openrouter'): RequestView =>
+    view(validKey, { provider, headers: { authorization: `Bearer ${validKey}`, ':path': '/api/v1/chat/completions' }, body: enc(JSON.stringify({ model })) });
+  const ids = new Map<string, string>();
+
+  beforeAll(async () => {
+    clock.set(START_MS + 400_000);
+    const repo = runtime.repository;
+    for (const [name, models, scope] of [
+      ['or-a', ['gpt-4o*'], 'openrouter-acme'],
+      ['or-b', ['gpt-4o*', 'o1'], 'openrouter-acme'],
+      ['or-c', ['claude-*'], null],
+    ] as const) {
+      const row = await repo.accounts.create({ providerSlug: 'openrouter', name, apiKey: `sk-or-${name}-0123456789`, models: [...models], scope }, 'test');
+      ids.set(name, row.id);
+    }
+    const gemini = await repo.accounts.create({ providerSlug: 'gemini', name: 'gem-a', apiKey: 'AIza-gem-a-0123456789', models: ['gemini-1.5*'] }, 'test');
+    ids.set('gem-a', gemini.id);
+    await runtime.snapshots.reload();
+  });
+
+  it('the snapshot compiles models and scope; only pools with a restriction need the model', () => {
+    const snapshot = runtime.snapshots.current()!;
+    expect(snapshot.pools.get('openrouter')?.needsModel).toBe(true);
+    expect(snapshot.pools.get('openai')?.needsModel).toBe(false);
+    const orA = snapshot.pools.get('openrouter')!.accounts.find((a) => a.name === 'or-a')!;
+    expect(orA.scope).toBe('openrouter-acme');
+    expect(orA.servesModel('gpt-4o-mini')).toBe(true);
+    expect(orA.servesModel('o1')).toBe(false);
+    // The body is needed only where the path does not name the model.
+    expect(runtime.engine.needsBody(chatView('x'))).toBe(true);
+    // A caller who may not use the pool is refused on its headers: no body is asked for.
+    expect(runtime.engine.needsBody({ ...chatView('x'), headers: { ':path': '/api/v1/chat/completions' } })).toBe(false);
+    expect(runtime.engine.needsBody({ ...chatView('x'), headers: { ':path': '/v1/chat/completions', authorization: 'Bearer kp_unknown' } })).toBe(false);
+    expect(runtime.engine.needsBody({ ...chatView('x'), headers: { ':path': '/v1/chat/completions', authorization: `Bearer ${revokedKey}` } })).toBe(false);
+    expect(runtime.engine.needsBody(view(validKey))).toBe(false);
+    expect(runtime.engine.needsBody(view(validKey, { provider: 'gemini', headers: { ':path': '/v1beta/models/gemini-1.5-pro:generateContent' } }))).toBe(false);
+  });
+
+  it('picks only accounts that serve the model; the ticket and the allow carry it', async () => {
+    const served = new Set<string>();
+    for (let i = 0; i < 4; i += 1) {
+      const outcome = await decide(chatView('o1'));
+      served.add(asAllow(outcome).accountName);
+      expect(outcome.ticket?.model).toBe('o1');
+      runtime.engine.release(outcome.ticket!);
+    }
+    expect([...served]).toEqual(['or-b']);
+    const claude = await decide(chatView('claude-3-opus'));
+    expect(asAllow(claude).accountName).toBe('or-c');
+    runtime.engine.release(claude.ticket!);
+  });
+
+  it('a model nobody serves: 400 model_not_available; an unreadable body: 400 invalid_request (provider shape)', async () => {
+    expect(asDeny(await decide(chatView('mistral-large')))).toMatchObject({ status: 400, code: 'model_not_available' });
+    const noBody = asDeny(await decide({ ...chatView('x'), body: undefined }));
+    expect(noBody).toMatchObject({ status: 400, code: 'invalid_request' });
+    const gemini = asDeny(await decide(view(validKey, { provider: 'gemini', headers: { authorization: `Bearer ${validKey}`, ':path': '/v1beta/models/gemini-2.0-flash:generateContent' } })));
+    expect(JSON.parse(gemini.body)).toMatchObject({ error: { code: 400, status: 'INVALID_ARGUMENT', details: [{ reason: 'MODEL_NOT_AVAILABLE' }] } });
+    const allowed = await decide(view(validKey, { provider: 'gemini', headers: { authorization: `Bearer ${validKey}`, ':path': '/v1beta/models/gemini-1.5-pro:generateContent' } }));
+    expect(asAllow(allowed).accountName).toBe('gem-a');
+    runtime.engine.release(allowed.ticket!);
+  });
+
+  it('a 404 model_not_found takes the model off that account on this replica; the credential stays valid', async () => {
+    const outcome = await decide(chatView('o1'));
+    const body = new TextEncoder().encode('{"error":{"code":"model_not_found","message":"The model `o1` does not exist"}}');
+    await runtime.engine.observe(outcome.ticket!, 404, {}, { release: true, body });
+    expect(asDeny(await decide(chatView('o1')))).toMatchObject({ code: 'model_not_available' });
+    // Other models of the account are still served by it.
+    const other = await decide(chatView('gpt-4o'));
+    expect(['or-a', 'or-b']).toContain(asAllow(other).accountName);
+    runtime.engine.release(other.ticket!);
+    await runtime.writes.flush();
+    expect((await runtime.repository.accounts.get(ids.get('or-b')!)).status).toBe('active');
+  });
+
+  it('insufficient_quota disables the account and its scope siblings, durably and audited; the other scope is untouched', async () => {
+    const outcome = await decide(chatView('gpt-4o'));
+    const body = new TextEncoder().encode('{"error":{"type":"insufficient_quota","code":"insufficient_quota","message":"You exceeded your current quota"}}');
+    const committed = runtime.engine.observe(outcome.ticket!, 429, {}, { release: true, body });
+    expect(committed).not.toBeNull();
+    await committed;
+    // Held out at once (rate state), before any reload: no sibling of the scope is admitted.
+    expect(asDeny(await decide(chatView('gpt-4o'))).status).toBe(503);
+    await runtime.writes.flush();
+    for (const name of ['or-a', 'or-b']) {
+      const row = await runtime.repository.accounts.get(ids.get(name)!);
+      expect(row.status, name).toBe('disabled');
+      expect(row.disabledReason).toContain('quota_exhausted');
+    }
+    expect((await runtime.repository.accounts.get(ids.get('or-c')!)).status).toBe('active');
+    const audit = await runtime.repository.audit.list({ limit: 200 });
+    const disabled = audit.rows.filter((row) => row.action === 'account_disabled').map((row) => (row.metadata as { accountId?: string }).accountId);
+    expect(disabled).toEqual(expect.arrayContaining([ids.get('or-a'), ids.get('or-b')]));
+    const claude = await decide(chatView('claude-3-haiku'));
+    expect(asAllow(claude).accountName).toBe('or-c');
+    runtime.engine.release(claude.ticket!);
+  });
+});

@@ -1,9 +1,10 @@
-// The engine with the request's model (RequestView.model): provider-learned state per model where the provider limits
-// per model (src/core/learned-state.ts), through the real runtime (in-memory PGlite, compiled snapshot, memory state).
+// The engine with the request's model (the body's `model` on a pool that routes by model, or Gemini's path):
+// provider-learned state per model where the provider limits per model (src/core/learned-state.ts), through the real
+// runtime (in-memory PGlite, compiled snapshot, memory state).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openRuntime, type Runtime } from '../../src/runtime.js';
 import { createLogger } from '../../src/log.js';
-import type { HeaderBag, RequestView } from '../../src/core/types.js';
+import { NO_REQUEST_BODY, type HeaderBag, type RequestView } from '../../src/core/types.js';
 import type { Clock, RequestOutcome } from '../../src/ports.js';
 
 const START_MS = Date.UTC(2026, 10, 22, 12, 0, 0);
@@ -13,8 +14,16 @@ const clock: Clock = { nowMs: () => nowMs };
 let runtime: Runtime;
 let key: string;
 
+/** A request for `model` (null: one that names none, a GET without a body). */
 function view(provider: string, model: string | null): RequestView {
-  return { headers: { authorization: `Bearer ${key}` }, clientAddress: '192.0.2.10:40000', provider, model };
+  const authorization = `Bearer ${key}`;
+  const clientAddress = '192.0.2.10:40000';
+  if (provider === 'gemini') {
+    const path = model === null ? '/v1beta/models' : `/v1beta/models/${model}:generateContent`;
+    return { headers: { authorization, ':path': path }, clientAddress, provider };
+  }
+  const body = model === null ? NO_REQUEST_BODY : { bytes: Buffer.from(JSON.stringify({ model, messages: [] })), truncated: false };
+  return { headers: { authorization, ':path': '/v1/chat/completions' }, clientAddress, provider, body };
 }
 
 async function decide(provider: string, model: string | null): Promise<RequestOutcome> {
@@ -39,7 +48,9 @@ beforeAll(async () => {
   const repo = runtime.repository;
   for (const provider of ['openai', 'gemini']) {
     for (const name of [`${provider}-a`, `${provider}-b`]) {
-      await repo.accounts.create({ providerSlug: provider, name, apiKey: `sk-test-${name}-0123456789` }, 'test');
+      // OpenAI accounts route by model (the engine reads the body's model); Gemini's path names it.
+      const models = provider === 'openai' ? ['gpt-*', 'o1'] : [];
+      await repo.accounts.create({ providerSlug: provider, name, apiKey: `sk-test-${name}-0123456789`, models }, 'test');
     }
   }
   key = (await repo.keys.create({ name: 'models', allowedIps: [] }, 'test')).plaintextKey;

@@ -23,7 +23,9 @@ function body(maxTokens: number): string {
 }
 
 function view(key: string, provider: string, requestBody: string | null): RequestView {
-  return { headers: { authorization: `Bearer ${key}` }, clientAddress: '192.0.2.10:40000', provider, body: requestBody };
+  const headers = { authorization: `Bearer ${key}`, ':path': '/v1/chat/completions', ':method': 'POST' };
+  const body = requestBody === null ? {} : { body: { bytes: new TextEncoder().encode(requestBody), truncated: false } };
+  return { headers, clientAddress: '192.0.2.10:40000', provider, ...body };
 }
 
 async function decide(key: string, provider: string, requestBody: string | null): Promise<RequestOutcome> {
@@ -83,6 +85,26 @@ describe('tokens through the engine', () => {
     // A minute later the window is empty again.
     clock.advance(60_000);
     expect(ticketOf(await decide(plaintextKey, 'openai', body(500))).reservedTokens).toBe(estimate);
+  });
+
+  it('the gateway is asked for the body only where tokens count, and recordUsage reconciles (an estimate only adds)', async () => {
+    clock.advance(60_000);
+    const { plaintextKey } = await runtime.repository.keys.create({ name: 'usage' }, 'test');
+    await runtime.snapshots.reload();
+    expect(runtime.engine.needsBody(view(plaintextKey, 'openai', null))).toBe(true);
+    expect(runtime.engine.needsBody(view(plaintextKey, 'anthropic', null))).toBe(false);
+    // An unknown key is refused on its headers: no body buffered for it.
+    expect(runtime.engine.needsBody(view('kp_not-a-key-0123456789', 'openai', null))).toBe(false);
+
+    const first = ticketOf(await decide(plaintextKey, 'openai', body(500)));
+    expect(denial(await decide(plaintextKey, 'openai', body(500))).code).toBe('pool_exhausted');
+    const usage = { inputTokens: 0, outputTokens: 10, cachedInputTokens: 0, cacheCreationInputTokens: 0 };
+    // Estimated from streamed text (no input counted): the reservation stays.
+    runtime.engine.recordUsage(first, { ...usage, estimated: true });
+    expect(denial(await decide(plaintextKey, 'openai', body(500))).code).toBe('pool_exhausted');
+    // Reported: 100 in + 50 out; the rest of the reservation comes back.
+    runtime.engine.recordUsage(first, { ...usage, inputTokens: 100, outputTokens: 50, estimated: false });
+    expect(ticketOf(await decide(plaintextKey, 'openai', body(500))).reservedTokens).toBeGreaterThan(500);
   });
 
   it('a pool without tpm_limit and a key without token quotas reserve nothing (no token accounting)', async () => {

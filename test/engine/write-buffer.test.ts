@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { WriteBuffer, type RejectedWrite } from '../../src/stores/write-buffer.js';
 import type { DurableWrites } from '../../src/ports.js';
 import type { AuditEntry } from '../../src/catalog/audit/rows.js';
-import type { UsageBucket } from '../../src/catalog/usage/rows.js';
+import type { TokenUsageBucket, UsageBucket } from '../../src/catalog/usage/rows.js';
 
 /** A PostgreSQL-shaped data error (SQLSTATE 22021: a NUL byte in text). */
 function dataError(): Error {
@@ -16,12 +16,13 @@ function dataError(): Error {
 class RecordingWrites implements DurableWrites {
   down = false;
   /** Only this kind fails while down (null: every kind). */
-  downKind: 'audit' | 'usage' | null = null;
+  downKind: 'audit' | 'usage' | 'tokens' | null = null;
   calls = 0;
   audits: AuditEntry[] = [];
   invalidated: string[] = [];
   touched: string[] = [];
   usage: UsageBucket[] = [];
+  tokens: TokenUsageBucket[] = [];
 
   async appendAudit(entries: readonly AuditEntry[]): Promise<void> {
     this.fail('audit');
@@ -41,7 +42,11 @@ class RecordingWrites implements DurableWrites {
     this.fail('usage');
     this.usage.push(...buckets);
   }
-  private fail(kind?: 'audit' | 'usage'): void {
+  async addTokenUsage(buckets: readonly TokenUsageBucket[]): Promise<void> {
+    this.fail('tokens');
+    this.tokens.push(...buckets);
+  }
+  private fail(kind?: 'audit' | 'usage' | 'tokens'): void {
     this.calls++;
     if (this.down && (this.downKind === null || this.downKind === kind)) throw new Error('database unreachable');
   }
@@ -62,7 +67,43 @@ function bufferOver(target: DurableWrites, maxPending = 1000) {
   return { buffer, errors, drops, rejected };
 }
 
+const tokenRecord = (keyId: string, atMs: number, inputTokens: number, outputTokens: number, estimated = false) => ({
+  accountId: 'acct',
+  keyId,
+  tenantId: 't1',
+  provider: 'openai',
+  atMs,
+  counts: { requests: 1, estimatedRequests: estimated ? 1 : 0, inputTokens, outputTokens, cachedInputTokens: 1, cacheCreationInputTokens: 0, costUsd: 0.5 },
+});
+
 describe('WriteBuffer', () => {
+  it('aggregates tokens per key, tenant and provider per minute, adds them to the account bucket, and keeps them through an outage', async () => {
+    const target = new RecordingWrites();
+    const { buffer, drops } = bufferOver(target, 3);
+    buffer.recordUsage('acct', 120_000, 'success', 10);
+    buffer.recordTokens(tokenRecord('k1', 120_001, 100, 10));
+    buffer.recordTokens(tokenRecord('k1', 179_999, 50, 5, true));
+    buffer.recordTokens(tokenRecord('k2', 120_000, 1, 1));
+    // Bounded: a fourth distinct bucket (account 120000 + k1 + k2 make three) is dropped and counted; its tokens
+    // still reach the account's bucket, which exists already.
+    buffer.recordTokens(tokenRecord('k3', 120_000, 9, 9));
+    expect(buffer.pending).toBe(3);
+    expect(drops).toEqual([1]);
+    target.down = true;
+    target.downKind = 'tokens';
+    await buffer.flush();
+    expect(target.tokens).toEqual([]);
+    expect(buffer.pending).toBe(2);
+    target.down = false;
+    await buffer.flush();
+    expect(buffer.pending).toBe(0);
+    expect(target.usage).toEqual([expect.objectContaining({ accountId: 'acct', requests: 1, inputTokens: 160, outputTokens: 25, cachedInputTokens: 4 })]);
+    const k1 = target.tokens.find((t) => t.keyId === 'k1');
+    expect(k1).toMatchObject({ tenantId: 't1', provider: 'openai', requests: 2, estimatedRequests: 1, inputTokens: 150, outputTokens: 15, cachedInputTokens: 2, costUsd: 1 });
+    expect(k1?.bucketStart.getTime()).toBe(120_000);
+    expect(target.tokens).toHaveLength(2);
+  });
+
   it('aggregates usage per account per minute bucket', async () => {
     const target = new RecordingWrites();
     const { buffer } = bufferOver(target);

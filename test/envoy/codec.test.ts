@@ -5,6 +5,9 @@ import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import {
   HOLD_UNTIL_RESPONSE_END,
+  overrideModes,
+  requestBodyFrom,
+  requestHeadersBufferBody,
   KEYPOOL_UNAVAILABLE,
   RESPONSE_HEADERS_CONTINUE,
   UnsafeHeaderError,
@@ -229,6 +232,36 @@ describe('responseForDecision', () => {
   });
 });
 
+describe('asking for the request body (pools that route by model)', () => {
+  it('answers request_headers with the credential headers removed and the BUFFERED_PARTIAL mode', () => {
+    expect(requestHeadersBufferBody(['authorization', 'X-Api-Key'])).toEqual({
+      request_headers: { response: { header_mutation: { remove_headers: ['authorization', 'x-api-key'] } } },
+      mode_override: { ...HOLD_UNTIL_RESPONSE_END, request_body_mode: 'BUFFERED_PARTIAL', response_trailer_mode: 'SKIP' },
+    });
+    expect(() => requestHeadersBufferBody(['bad name'])).toThrow(UnsafeHeaderError);
+  });
+
+  it('the decision on the body carries the same header mutation, as a body answer', () => {
+    const asHeaders = responseForDecision(ALLOW);
+    const asBody = responseForDecision(ALLOW, 'request_body');
+    expect(asBody).toEqual({ request_body: (asHeaders as { request_headers: unknown }).request_headers });
+    // A denial is an ImmediateResponse whichever message it answers.
+    expect(responseForDecision(DENY_429, 'request_body')).toEqual(responseForDecision(DENY_429));
+  });
+
+  it.each([
+    [{ request_body: { body: Buffer.from('{"model":"o1"}'), end_of_stream: true } }, '{"model":"o1"}', false],
+    // BUFFERED_PARTIAL past the buffer limit: the first part, more to follow.
+    [{ request_body: { body: Buffer.from('{"model":'), end_of_stream: false } }, '{"model":', true],
+    [{ request_body: { body: Buffer.from('{}') } }, '{}', true],
+    [{ request_body: { end_of_stream: true } }, '', false],
+  ])('requestBodyFrom(%j)', (msg, text, truncated) => {
+    const body = requestBodyFrom(msg as ProcessingRequestMsg);
+    expect(Buffer.from(body.bytes).toString()).toBe(text);
+    expect(body.truncated).toBe(truncated);
+  });
+});
+
 describe('fixed answers', () => {
   it('unavailable -> 503 keypool_unavailable in the OpenAI error shape', () => {
     const response = unavailableResponse();
@@ -286,15 +319,22 @@ describe('shipped Envoy configs agree with the codec', () => {
     return [...(obj['@type'] === EXT_PROC ? [obj] : []), ...Object.values(obj).flatMap(extProcFilters)];
   };
 
-  it.each(['envoy/envoy.yaml', 'envoy/envoy-failover.yaml'])(
-    '%s: every ext_proc filter allows exactly the hold mode as an override, and ships the cheap mode',
+  it.each([
+    'envoy/envoy.yaml',
+    'envoy/envoy-failover.yaml',
+    'envoy/envoy-mtls.yaml',
+    'envoy/envoy-local.yaml',
+    'deploy/kubernetes/base/envoy.yaml',
+    'deploy/kubernetes/recipes/istio/envoyfilter.yaml',
+  ])(
+    '%s: every ext_proc filter allows exactly keypool\'s override modes (hold, request body, error body), and ships the cheap mode',
     (file) => {
       const filters = extProcFilters(parse(readFileSync(new URL(`../../${file}`, import.meta.url), 'utf8')));
       expect(filters.length).toBeGreaterThan(0);
       for (const filter of filters) {
         expect(filter['allow_mode_override']).toBe(true);
         // Envoy compares a mode_override with these entries as whole messages.
-        expect(filter['allowed_override_modes']).toEqual([HOLD_UNTIL_RESPONSE_END]);
+        expect(filter['allowed_override_modes']).toEqual(overrideModes());
         expect(filter['processing_mode']).toEqual({ ...HOLD_UNTIL_RESPONSE_END, response_trailer_mode: 'SKIP' });
         // Envoy ignores mode_override when bodies are sent before the header answer.
         expect(filter['send_body_without_waiting_for_header_response']).toBeUndefined();

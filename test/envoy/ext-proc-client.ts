@@ -139,14 +139,19 @@ export function requestHeadersMsg(headers: Record<string, string>, sourceAddress
   };
 }
 
-export function responseHeadersMsg(status: number, headers: Record<string, string> = {}): Msg {
+export function responseHeadersMsg(status: number, headers: Record<string, string> = {}, endOfStream = false): Msg {
   const all = { ':status': String(status), ...headers };
   return {
     response_headers: {
       headers: { headers: Object.entries(all).map(([key, v]) => ({ key, raw_value: Buffer.from(v) })) },
-      end_of_stream: false,
+      end_of_stream: endOfStream,
     },
   };
+}
+
+/** A response_body message (what Envoy sends after keypool asked for an error body). */
+export function responseBodyMsg(body: string, endOfStream = true): Msg {
+  return { response_body: { body: Buffer.from(body), end_of_stream: endOfStream } };
 }
 
 /** Header mutation of a request_headers answer as {name: value}. */

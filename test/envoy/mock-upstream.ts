@@ -11,7 +11,7 @@ export interface ReceivedRequest {
 }
 
 export type Reply =
-  | { readonly status: number; readonly headers?: Record<string, string>; readonly body?: string }
+  | { readonly status: number; readonly headers?: Record<string, string>; readonly body?: string | Buffer }
   | {
       readonly sse: true;
       /** Written immediately after the headers. */

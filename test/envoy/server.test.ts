@@ -191,7 +191,8 @@ describe('Process stream', () => {
     const call = client.process();
     call.send(openaiRequest());
     await call.next();
-    call.send(responseHeadersMsg(429, { 'retry-after': '3' }));
+    // A body-less 429 (end_of_stream): observed at its headers, no body asked for.
+    call.send(responseHeadersMsg(429, { 'retry-after': '3' }, true));
     await call.next();
     call.halfClose();
     await call.status;

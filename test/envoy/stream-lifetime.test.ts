@@ -8,7 +8,8 @@ import { responseOriginFrom } from '../../src/adapters/envoy/codec.js';
 import { LeaseKeeper } from '../../src/adapters/lease-keeper.js';
 import type { ProcessingRequestMsg } from '../../src/adapters/envoy/messages.js';
 import { startExtProcServer, type ExtProcServer } from '../../src/adapters/envoy/server.js';
-import { ExtProcClient, requestHeadersMsg, responseHeadersMsg, waitFor, type Msg } from './ext-proc-client.js';
+import { ExtProcClient, requestHeadersMsg, responseBodyMsg, responseHeadersMsg, waitFor, type Msg } from './ext-proc-client.js';
+import { READ_ERROR_BODY } from '../../src/adapters/envoy/codec.js';
 import { createTestEngine, TEST_KEYS, type TestEngine, type TestEngineOptions } from '../helpers/test-engine.js';
 
 const CLIENT_KEY = TEST_KEYS.live;
@@ -62,7 +63,8 @@ describe('answers and releases', () => {
     const call = client.process();
     call.send(request());
     await call.next();
-    call.send(responseHeadersMsg(429, { 'retry-after': '5' }));
+    // Without a body (end_of_stream): observed at its headers.
+    call.send(responseHeadersMsg(429, { 'retry-after': '5' }, true));
     await waitFor(() => commits.length === 1, 2_000, 'the commit to start');
     const answer = call.next();
     let answered = false;
@@ -75,6 +77,50 @@ describe('answers and releases', () => {
     call.halfClose();
     await call.status;
     expect(engine.observed[0]?.options).toEqual({ release: true });
+    expect(engine.releaseCounts()).toEqual({ 'lease-1': 1 });
+  });
+
+  it('a 429 with a body: keypool asks for it, observes with it, and answers the body only after the commit', async () => {
+    const commits: Array<() => void> = [];
+    engine.pendingCommits = commits;
+    const call = client.process();
+    call.send(request());
+    await call.next();
+    call.send(responseHeadersMsg(429, { 'retry-after': '5' }));
+    const headersAnswer = await call.next();
+    expect(headersAnswer).toMatchObject({ response_headers: {}, mode_override: READ_ERROR_BODY });
+    // Nothing observed or released before the body.
+    expect(engine.observed).toHaveLength(0);
+    expect(engine.releaseCounts()).toEqual({ 'lease-1': 0 });
+    const body = '{"error":{"code":"insufficient_quota","type":"insufficient_quota"}}';
+    call.send(responseBodyMsg(body));
+    await waitFor(() => commits.length >= 1, 2_000, 'the commit to start');
+    const answer = call.next();
+    let answered = false;
+    void answer.then(() => (answered = true));
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    expect(answered).toBe(false);
+    for (const commit of commits) commit();
+    // The body answer changes nothing: no body mutation, no header mutation.
+    expect(await answer).toEqual({ response_body: {}, response: 'response_body' });
+    call.halfClose();
+    await call.status;
+    expect(engine.observed[0]?.status).toBe(429);
+    expect(Buffer.from(engine.observed[0]!.options.body!).toString()).toBe(body);
+    expect(engine.releaseCounts()).toEqual({ 'lease-1': 1 });
+    expect(engine.writes.invalidated.map((entry) => entry.as)).toEqual(['disabled']);
+  });
+
+  it('a 429 whose body never comes (an Envoy without the override entry) is still observed when the stream ends', async () => {
+    const call = client.process();
+    call.send(request());
+    await call.next();
+    call.send(responseHeadersMsg(429, { 'retry-after': '5' }));
+    await call.next();
+    call.halfClose();
+    await call.status;
+    await waitFor(() => engine.observed.length === 1, 2_000, 'observation at the end');
+    expect(engine.observed[0]?.status).toBe(429);
     expect(engine.releaseCounts()).toEqual({ 'lease-1': 1 });
   });
 

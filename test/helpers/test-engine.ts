@@ -30,7 +30,8 @@ import { MemoryRateStateStore } from '../../src/stores/memory-state.js';
 import { WriteBuffer } from '../../src/stores/write-buffer.js';
 import type { StoredAccount } from '../../src/catalog/accounts/rows.js';
 import type { AuditEntry } from '../../src/catalog/audit/rows.js';
-import type { UsageBucket } from '../../src/catalog/usage/rows.js';
+import type { TokenUsageBucket, UsageBucket } from '../../src/catalog/usage/rows.js';
+import type { TokenUsage } from '../../src/core/usage.js';
 import type { ConfigData } from '../../src/catalog/config-data.js';
 import type { StoredKey } from '../../src/catalog/keys/rows.js';
 import type { ProviderRow } from '../../src/catalog/providers/rows.js';
@@ -67,6 +68,8 @@ export interface TestEngineOptions {
   readonly pools?: Readonly<Record<string, readonly string[]>>;
   /** Every account's max_concurrency (null = unlimited, the default). */
   readonly maxConcurrency?: number | null;
+  /** `models` of accounts by name (`openai-a`, `openai-b`, ...); absent = any model. */
+  readonly accountModels?: Readonly<Record<string, readonly string[]>>;
   /** Priority every key resolves to (priority mappings off). Default 1. */
   readonly defaultPriority?: number;
   /** In-flight lease; renewals every third of it. Default 30 s. */
@@ -109,6 +112,8 @@ export class TestEngine implements DecisionEngine {
   readonly released: Ticket[] = [];
   readonly issued: Ticket[] = [];
   readonly renewed: Ticket[] = [];
+  /** Every recordUsage call, in order. */
+  readonly usage: Array<{ readonly ticket: Ticket; readonly usage: TokenUsage; readonly model: string | null }> = [];
   readonly stats: TestEngineStats = { decided: 0, allowed: 0, observed: 0, gatewayReplies: 0, released: 0, inFlight: 0 };
   /** Durable writes the engine made (recorded by the DurableWrites port). */
   readonly writes: RecordingWrites;
@@ -119,6 +124,7 @@ export class TestEngine implements DecisionEngine {
     readonly state: GatedRateState,
     writes: RecordingWrites,
     private readonly snapshots: SwappableSnapshot,
+    private readonly buffer: WriteBuffer,
   ) {
     this.writes = writes;
   }
@@ -190,6 +196,14 @@ export class TestEngine implements DecisionEngine {
   /** When > 0: each decision first tells the adapter it waits in the admission queue for up to this long. */
   queuedForMs = 0;
 
+  needsBody(view: RequestView): boolean {
+    return this.engine.needsBody(view);
+  }
+
+  clientCredentialHeaders(view: RequestView): readonly string[] {
+    return this.engine.clientCredentialHeaders(view);
+  }
+
   async decide(view: RequestView, options: DecideOptions = {}): Promise<RequestOutcome> {
     this.stats.decided += 1;
     if (this.views.length < KEEP_RECORDS) this.views.push(view);
@@ -210,6 +224,16 @@ export class TestEngine implements DecisionEngine {
     else this.stats.observed += 1;
     if (options.release) this.countRelease(ticket);
     return this.engine.observe(ticket, status, headers, options);
+  }
+
+  recordUsage(ticket: Ticket, usage: TokenUsage, model: string | null = null): void {
+    if (this.usage.length < KEEP_RECORDS) this.usage.push({ ticket, usage, model });
+    this.engine.recordUsage(ticket, usage, model);
+  }
+
+  /** Writes what the engine queued (the buffer is never started) into `writes`. */
+  flushWrites(): Promise<void> {
+    return this.buffer.flush();
   }
 
   renew(ticket: Ticket): void {
@@ -313,21 +337,26 @@ export class GatedRateState implements RateStateStore {
 /** The durable-writes port: records instead of writing. */
 export class RecordingWrites implements DurableWrites {
   readonly audit: AuditEntry[] = [];
-  readonly invalidated: Array<{ accountId: string; reason: string }> = [];
+  readonly invalidated: Array<{ accountId: string; reason: string; as: 'invalid' | 'disabled' }> = [];
   readonly usage: UsageBucket[] = [];
+  readonly tokens: TokenUsageBucket[] = [];
 
   async appendAudit(entries: readonly AuditEntry[]): Promise<void> {
     this.audit.push(...entries.slice(0, KEEP_RECORDS - this.audit.length));
   }
 
-  async markAccountInvalid(accountId: string, reason: string): Promise<void> {
-    this.invalidated.push({ accountId, reason });
+  async markAccountInvalid(accountId: string, reason: string, _actor: string, as: 'invalid' | 'disabled' = 'invalid'): Promise<void> {
+    this.invalidated.push({ accountId, reason, as });
   }
 
   async touchKeys(): Promise<void> {}
 
   async addUsage(buckets: readonly UsageBucket[]): Promise<void> {
     this.usage.push(...buckets.slice(0, KEEP_RECORDS - this.usage.length));
+  }
+
+  async addTokenUsage(buckets: readonly TokenUsageBucket[]): Promise<void> {
+    this.tokens.push(...buckets.slice(0, KEEP_RECORDS - this.tokens.length));
   }
 }
 
@@ -368,12 +397,13 @@ export async function createTestEngine(options: TestEngineOptions = {}): Promise
   const state = new GatedRateState(new MemoryRateStateStore());
   state.setPools(new Map([...snapshot.pools].map(([slug, pool]) => [slug, pool.accounts.map((account) => account.id)])));
   const writes = new RecordingWrites();
+  // Never started: nothing is flushed on a timer; the engine only queues into it (flushWrites writes it).
+  const buffer = new WriteBuffer({ target: writes, maxPending: 10_000, flushIntervalMs: 60_000 });
   let testEngine: TestEngine | null = null;
   const engine = new Engine({
     snapshots: { current: () => (testEngine === null || testEngine.ready ? snapshots.current : null) },
     state,
-    // Never started: nothing is flushed on a timer; the engine only queues into it.
-    writes: new WriteBuffer({ target: writes, maxPending: 10_000, flushIntervalMs: 60_000 }),
+    writes: buffer,
     clock: frozenClock,
     logger: options.logger ?? pino({ level: 'silent' }),
     keyHeaders: options.keyHeaders ?? ['authorization', 'x-api-key'],
@@ -382,7 +412,7 @@ export async function createTestEngine(options: TestEngineOptions = {}): Promise
     // Held commits (pendingCommits) are let through by the test, not by the engine's bound.
     stateTimeoutMs: 10_000,
   });
-  testEngine = new TestEngine(engine, state, writes, snapshots);
+  testEngine = new TestEngine(engine, state, writes, snapshots, buffer);
 
   const busy = snapshot.pools.get(SPECIAL_POOLS.busy)!.accounts[0]!;
   const cooldown = observeResponse('openai', 429, { 'retry-after': '7' }, TEST_NOW_MS, 60_000);
@@ -426,6 +456,8 @@ function configData(options: TestEngineOptions, keyring: Keyring, pepper: Uint8A
         status: 'active',
         disabledReason: null,
         tags: {},
+        models: options.accountModels?.[`${slug}-${String.fromCharCode(97 + index)}`] ?? [],
+        scope: null,
         createdAt: at,
         updatedAt: at,
       } satisfies StoredAccount;

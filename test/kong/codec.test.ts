@@ -116,6 +116,8 @@ describe('records in kong.ctx.shared', () => {
     keyId: 'k1',
     startedAtMs: 1_700_000_000_123,
     holdsConcurrencySlot: false,
+    model: 'gpt-4o',
+    scope: 'openai-org/project-x',
   };
 
   test('a denial carries status, the core body and content-type first', () => {
@@ -136,6 +138,11 @@ describe('records in kong.ctx.shared', () => {
   test('a ticket survives the round trip and junk does not pass as one', () => {
     expect(ticketFromRecord({ action: 'allow', ticket: { ...ticket, extra: 1 } })).toEqual(ticket);
     expect(ticketFromRecord({ action: 'deny', ticket })).toBeNull();
+    // nil in Lua: the model reads as unknown, the scope as absent (the engine reads it from the snapshot).
+    const { model: _model, scope: _scope, ...withoutOptional } = ticket;
+    expect(ticketFromRecord({ action: 'allow', ticket: withoutOptional })).toEqual({ ...withoutOptional, model: null });
+    expect(ticketFromRecord({ action: 'allow', ticket: { ...ticket, scope: false } })).toEqual({ ...withoutOptional, model: 'gpt-4o' });
+    expect(ticketFromRecord({ action: 'allow', ticket: { ...ticket, model: 7 } })).toBeNull();
     expect(ticketFromRecord({ action: 'allow', ticket: { ...ticket, startedAtMs: '1' } })).toBeNull();
     expect(ticketFromRecord(null)).toBeNull();
     expect(ticketFromRecord([])).toBeNull();

@@ -68,6 +68,9 @@ describe('access: allow', () => {
     expect(engine.observed).toHaveLength(1);
     expect(engine.observed[0]).toMatchObject({ status: 200, ticket: { leaseId: leaseNo(1) } });
     expect(engine.stats).toMatchObject({ allowed: 1, released: 1, inFlight: 0 });
+    // Kong keeps header-derived figures only: no body call above (a response phase would buffer every body), so no
+    // token usage is ever recorded through Kong (README "Tokens and usage accounting").
+    expect(engine.usage).toEqual([]);
   });
 
   test('anthropic: every client credential is removed, x-api-key injected and redacted in serialized logs', async () => {
@@ -260,3 +263,53 @@ function coreDenialBody(code: DenyCode): string {
   if (code === 'missing_api_key' && !missing.ok) return deny(code, { message: missing.message }).body;
   return deny(code).body;
 }
+
+describe('access: pools that route by model read the body (one or two more PDK calls, only there)', () => {
+  const MODELS = { accountModels: { 'openai-a': ['gpt-4o*'], 'openai-b': ['o1'] } };
+
+  function chatRequest() {
+    return new HarnessRequestClass().useURL('http://kong.test/openai/v1/chat/completions').useMethod('POST').useHeaders({ authorization: `Bearer ${FAKE_KEYS.good}` });
+  }
+
+  test('the model in the body picks the account that serves it', async () => {
+    await useEngine(MODELS);
+    for (const [model, account] of [['o1', 'openai-b'], ['gpt-4o-mini', 'openai-a']] as const) {
+      const t = new KeypoolPluginTest(chatRequest(), { 'kong.request.get_raw_body': () => JSON.stringify({ model }) });
+      const instance = KeypoolPluginTest.instance(plugin, OPENAI);
+      await t.phase(instance, 'access');
+      expect(t.shared.get(DECISION_KEY)).toMatchObject({ action: 'allow', ticket: { accountName: account, model } });
+      expect(t.calls.slice(0, 4)).toEqual(['kong.request.get_headers', 'kong.client.get_forwarded_ip', 'kong.request.get_path', 'kong.request.get_raw_body']);
+    }
+  });
+
+  test('a model nobody serves, a body that is not JSON, a body Kong could not keep in memory: recorded 400s', async () => {
+    await useEngine(MODELS);
+    for (const [raw, code] of [
+      [JSON.stringify({ model: 'gpt-5' }), 'model_not_available'],
+      ['not json', 'invalid_request'],
+    ] as const) {
+      const t = new KeypoolPluginTest(chatRequest(), { 'kong.request.get_raw_body': () => raw });
+      await t.phase(KeypoolPluginTest.instance(plugin, OPENAI), 'access');
+      expect(t.shared.get(DECISION_KEY)).toMatchObject({ action: 'deny', status: 400, code });
+    }
+    const tooLarge = new KeypoolPluginTest(chatRequest(), {
+      'kong.request.get_raw_body': () => new PdkFailure('request body did not fit into client body buffer'),
+    });
+    await tooLarge.phase(KeypoolPluginTest.instance(plugin, OPENAI), 'access');
+    expect(tooLarge.shared.get(DECISION_KEY)).toMatchObject({ action: 'deny', status: 400, code: 'invalid_request' });
+  });
+
+  test('a request without a body (Kong reads it as empty) names no model: any account serves it', async () => {
+    await useEngine(MODELS);
+    const t = new KeypoolPluginTest(chatRequest(), { 'kong.request.get_raw_body': () => '' });
+    await t.phase(KeypoolPluginTest.instance(plugin, OPENAI), 'access');
+    expect(t.shared.get(DECISION_KEY)).toMatchObject({ action: 'allow', ticket: { model: null } });
+  });
+
+  test('a pool without model restrictions never reads the path or the body', async () => {
+    const t = new KeypoolPluginTest(chatRequest(), { 'kong.request.get_raw_body': () => '{"model":"o1"}' });
+    await t.phase(KeypoolPluginTest.instance(plugin, OPENAI), 'access');
+    expect(t.calls).not.toContain('kong.request.get_raw_body');
+    expect(t.calls).not.toContain('kong.request.get_path');
+  });
+});

@@ -2,6 +2,7 @@
 // then response_headers once the "upstream" answered), with the answer reduced to what the tests assert on.
 import {
   requestHeadersMsg,
+  responseBodyMsg,
   responseHeadersMsg,
   setHeadersOf,
   type ExtProcClient,
@@ -58,8 +59,14 @@ export class Exchange {
     if (this.settled) return Promise.resolve();
     this.settled = true;
     this.call.send(responseHeadersMsg(status, headers));
-    const answer = await this.call.next(5_000);
+    let answer = await this.call.next(5_000);
     if (!('response_headers' in answer)) throw new Error(`expected a response_headers answer, got ${JSON.stringify(answer)}`);
+    if ((answer['mode_override'] as { response_body_mode?: string } | undefined)?.response_body_mode === 'BUFFERED_PARTIAL') {
+      // keypool asked for the error body (an error status): Envoy sends it and passes the response on at the answer.
+      this.call.send(responseBodyMsg('{"error":{"message":"rate limited","code":"rate_limit_exceeded"}}'));
+      answer = await this.call.next(5_000);
+      if (!('response_body' in answer)) throw new Error(`expected a response_body answer, got ${JSON.stringify(answer)}`);
+    }
     this.call.halfClose();
     const closed = withTimeout(this.call.status, 5_000, 'stream close').then(() => undefined);
     closed.catch(() => undefined);

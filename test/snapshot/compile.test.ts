@@ -32,6 +32,8 @@ function account(providerSlug: string, name: string, tier: number, extra: Partia
     rpmLimit: null,
     tpmLimit: null,
     maxConcurrency: null,
+    models: [],
+    scope: null,
     status: 'active',
     disabledReason: null,
     tags: {},

@@ -1,6 +1,6 @@
 // One contract for the configuration store, run against PGlite (repository.pglite.test.ts) and PostgreSQL
 // (repository.postgres.test.ts). Each run gets its own database from test/helpers/db.ts.
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -151,6 +151,18 @@ export function repositoryContract(target: ContractTarget): void {
         expect(await repo.accounts.get(created.id)).toMatchObject({ status: 'invalid', disabledReason: 'upstream 401' });
         const rows = (await repo.audit.list({ action: 'account_invalidated', limit: 200 })).rows.filter((r) => r.metadata.accountId === created.id);
         expect(rows).toHaveLength(1);
+      });
+
+      it("markAccountInvalid as 'disabled' (credit used up) disables it once, audited account_disabled; enable brings it back", async () => {
+        const created = await repo.accounts.create({ providerSlug: 'openai', name: unique('acct'), apiKey: 'sk-quota-0000000000000' }, ACTOR);
+        await repo.markAccountInvalid(created.id, 'quota_exhausted: insufficient_quota', 'engine', 'disabled');
+        await repo.markAccountInvalid(created.id, 'quota_exhausted: insufficient_quota', 'engine', 'disabled');
+        expect(await repo.accounts.get(created.id)).toMatchObject({ status: 'disabled', disabledReason: 'quota_exhausted: insufficient_quota' });
+        const rows = (await repo.audit.list({ action: 'account_disabled', limit: 200 })).rows.filter((r) => r.metadata.accountId === created.id);
+        expect(rows).toHaveLength(1);
+        expect(rows[0]?.actor).toBe('engine');
+        await repo.accounts.setStatus(created.id, 'active', null, ACTOR);
+        expect((await repo.accounts.get(created.id)).status).toBe('active');
       });
 
       it('names are unique among active accounts of a provider; soft delete hides and frees the name', async () => {
@@ -407,6 +419,8 @@ export function repositoryContract(target: ContractTarget): void {
           serverErrors: 0,
           inputTokens: 100 * requests,
           outputTokens: 10 * requests,
+          cachedInputTokens: 4 * requests,
+          cacheCreationInputTokens: requests,
           latencyMsSum: 50 * requests,
         });
         await Promise.all([
@@ -426,8 +440,50 @@ export function repositoryContract(target: ContractTarget): void {
           serverErrors: 0,
           inputTokens: 3000,
           outputTokens: 300,
+          cachedInputTokens: 120,
+          cacheCreationInputTokens: 30,
           latencyMsSum: 1500,
         });
+      });
+
+      it('adds token buckets additively per key, tenant and provider; totals per tenant or key; prunes', async () => {
+        const other = new ConfigRepository(target.secondWriter(db), { keyring, pepper });
+        const keyId = randomUUID();
+        const tenantId = unique('tok').replace(/[^A-Za-z0-9._-]/g, '').slice(0, 60);
+        const minute = new Date('2030-06-06T10:07:00.000Z');
+        const bucket = (provider: string, inputTokens: number, costUsd: number) => ({
+          keyId,
+          tenantId,
+          provider,
+          bucketStart: new Date(minute.getTime() + 5_000),
+          requests: 1,
+          estimatedRequests: 0,
+          inputTokens,
+          outputTokens: 2,
+          cachedInputTokens: 1,
+          cacheCreationInputTokens: 0,
+          costUsd,
+        });
+        await Promise.all([
+          ...Array.from({ length: 4 }, () => repo.addTokenUsage([bucket('openai', 10, 0.000125), bucket('anthropic', 5, 0.5)])),
+          ...Array.from({ length: 4 }, () => other.addTokenUsage([bucket('openai', 10, 0.000125)])),
+          // Not a key id, not a tenant id: dropped, the rest written.
+          repo.addTokenUsage([{ ...bucket('openai', 999, 0), keyId: 'nope' }, { ...bucket('openai', 999, 0), tenantId: 'a b' }]),
+        ]);
+        const range = { from: minute, to: new Date(minute.getTime() + 60_000) };
+        expect(await repo.tokenUsage.totals({ tenantId, ...range })).toEqual({
+          requests: 12,
+          estimatedRequests: 0,
+          inputTokens: 100,
+          outputTokens: 24,
+          cachedInputTokens: 12,
+          cacheCreationInputTokens: 0,
+          costUsd: 2.001,
+        });
+        expect((await repo.tokenUsage.totals({ keyId, ...range })).inputTokens).toBe(100);
+        expect((await repo.tokenUsage.totals({ tenantId, from: range.to, to: new Date(range.to.getTime() + 60_000) })).requests).toBe(0);
+        expect(await repo.tokenUsage.prune(new Date(minute.getTime() + 1))).toBeGreaterThanOrEqual(2);
+        expect((await repo.tokenUsage.totals({ tenantId, ...range })).requests).toBe(0);
       });
     });
 

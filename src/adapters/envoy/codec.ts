@@ -122,6 +122,12 @@ export function responseOriginFrom(request: ProcessingRequestMsg): ResponseOrigi
   return details === VIA_UPSTREAM ? 'upstream' : 'gateway';
 }
 
+/** The body of a request_body message as the core reads it; `truncated` when Envoy says more follows. */
+export function requestBodyFrom(request: ProcessingRequestMsg): { bytes: Uint8Array; truncated: boolean } {
+  const body = request.request_body;
+  return { bytes: body?.body ?? new Uint8Array(0), truncated: body?.end_of_stream !== true };
+}
+
 /** The RequestView for a request_headers message; `provider` comes from the stream's gRPC metadata. */
 export function requestViewFrom(request: ProcessingRequestMsg, provider: string): RequestView {
   const headers = request.request_headers;
@@ -144,19 +150,84 @@ export function statusFrom(headers: HeaderBag): number | null {
 // core -> Envoy
 // ---------------------------------------------------------------------------------------------
 
-/** Answer to request_headers: a header mutation on Allow, an ImmediateResponse on Deny. Throws UnsafeHeaderError. */
-export function responseForDecision(decision: Decision): ProcessingResponseMsg {
+/**
+ * Answer to request_headers (or, when keypool asked for the body first, to request_body): a header mutation on Allow,
+ * an ImmediateResponse on Deny. Throws UnsafeHeaderError. A body answer carries the header mutation in its
+ * CommonResponse; Envoy still holds the request headers then (BUFFERED), so the mutation reaches the upstream
+ * (verified with Envoy 1.40, test/envoy/models-real.test.ts). The body itself is never changed.
+ */
+export function responseForDecision(decision: Decision, answering: 'request_headers' | 'request_body' = 'request_headers'): ProcessingResponseMsg {
   if (decision.kind === 'deny') return immediateResponseFor(decision);
-  return {
-    request_headers: {
-      response: {
-        header_mutation: {
-          remove_headers: checkedNames(decision.removeHeaders),
-          set_headers: setHeadersFrom(decision.setHeaders),
-        },
-      },
+  const response = {
+    header_mutation: {
+      remove_headers: checkedNames(decision.removeHeaders),
+      set_headers: setHeadersFrom(decision.setHeaders),
     },
   };
+  return answering === 'request_headers' ? { request_headers: { response } } : { request_body: { response } };
+}
+
+/**
+ * The processing mode a request is switched to, in keypool's answer to its request_headers, when its decision needs
+ * the request's model from the body (engine.needsBody): the shipped mode with request_body_mode BUFFERED_PARTIAL.
+ * Envoy then holds the request headers, buffers the body up to its buffer limit and sends it as one request_body
+ * message (end_of_stream true when the whole body fit); keypool decides on it and answers with the header mutation,
+ * which Envoy applies to the held headers. Verified with Envoy 1.40 (test/envoy/models-real.test.ts), also with ext_proc
+ * as an upstream filter (envoy-failover.yaml). Not BUFFERED: past the buffer limit Envoy 1.40 then neither answers
+ * 413 nor sends the body, the request hangs until the route timeout; BUFFERED_PARTIAL hands keypool the first part
+ * with end_of_stream false, and keypool refuses it (400 invalid_request). Requires the filter's
+ * allow_mode_override: true and this exact mode in allowed_override_modes (a test checks every shipped file).
+ */
+export const BUFFER_REQUEST_BODY: ProcessingModeMsg = Object.freeze({
+  request_header_mode: 'SEND',
+  response_header_mode: 'SEND',
+  request_body_mode: 'BUFFERED_PARTIAL',
+  response_body_mode: 'NONE',
+  request_trailer_mode: 'SKIP',
+  response_trailer_mode: 'SKIP',
+});
+
+/**
+ * Answer to request_headers that defers the decision to the buffered body. It already removes the client's credential
+ * headers: should Envoy ignore the override (a filter without the allowed_override_modes entry, verified with Envoy 1.40
+ * to forward the request at once), the request reaches the provider without any credential, never with the client's
+ * key. The answer to the body removes them again (harmless) and sets the pooled key. Throws UnsafeHeaderError.
+ */
+export function requestHeadersBufferBody(removeHeaders: readonly string[]): ProcessingResponseMsg {
+  return {
+    request_headers: removeHeaders.length === 0 ? {} : { response: { header_mutation: { remove_headers: checkedNames(removeHeaders) } } },
+    mode_override: BUFFER_REQUEST_BODY,
+  };
+}
+
+/**
+ * The processing mode a response is switched to, in keypool's answer to its response_headers, when its status may
+ * carry an error body keypool reads (src/core/provider-errors.ts ERROR_BODY_STATUSES): response_body_mode
+ * BUFFERED_PARTIAL, so Envoy sends the body (up to its buffer limit, never failing a larger one) before passing the
+ * response on, and keypool commits what the body says before it answers. Only those statuses: a 200's body, and any
+ * SSE stream, never pass through keypool. keypool's answer changes nothing in the body.
+ */
+export const READ_ERROR_BODY: ProcessingModeMsg = Object.freeze({
+  request_header_mode: 'SEND',
+  response_header_mode: 'SEND',
+  request_body_mode: 'NONE',
+  response_body_mode: 'BUFFERED_PARTIAL',
+  request_trailer_mode: 'SKIP',
+  response_trailer_mode: 'SKIP',
+});
+
+/** Answer to response_headers that asks for the (error) body before the response goes on. */
+export const RESPONSE_HEADERS_READ_BODY: ProcessingResponseMsg = Object.freeze({
+  response_headers: {},
+  mode_override: READ_ERROR_BODY,
+});
+
+/** Answer to a response_body keypool asked for: continue, the body unchanged. */
+export const RESPONSE_BODY_CONTINUE: ProcessingResponseMsg = Object.freeze({ response_body: {} });
+
+/** Every mode keypool may switch a request to: each must be listed in the filter's allowed_override_modes. */
+export function overrideModes(): readonly ProcessingModeMsg[] {
+  return [HOLD_UNTIL_RESPONSE_END, BUFFER_REQUEST_BODY, READ_ERROR_BODY];
 }
 
 /** ImmediateResponse carrying the deny's explicit status, JSON body, headers, and its code as details. */

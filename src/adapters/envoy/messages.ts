@@ -119,7 +119,7 @@ export interface ProcessingModeMsg {
  * allow_mode_override: true, and (when set) only if it equals an entry of allowed_override_modes.
  */
 export type ProcessingResponseMsg =
-  | { request_headers: HeadersResponseMsg } // 1
+  | { request_headers: HeadersResponseMsg; mode_override?: ProcessingModeMsg } // 1, 9
   | { response_headers: HeadersResponseMsg; mode_override?: ProcessingModeMsg } // 2, 9
   | { request_body: { response?: CommonResponseMsg } } // 3
   | { response_body: { response?: CommonResponseMsg } } // 4

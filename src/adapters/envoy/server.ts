@@ -10,6 +10,8 @@ import { ProcessStream, type ProcessStreamDeps } from './stream.js';
 import { HealthService } from './health.js';
 import type { ProcessingRequestMsg, ProcessingResponseMsg } from './messages.js';
 import { DEFAULT_RETRY_CONTEXT, RetryContexts, type RetryContextOptions } from './retry-context.js';
+import { USAGE_OBSERVER_METADATA_KEY, USAGE_OBSERVER_VALUE, UsageObserverStream } from './usage-observer.js';
+import { UsageTickets } from './usage-tickets.js';
 
 export interface ExtProcServerOptions {
   /** host:port to bind, e.g. `127.0.0.1:50051`; port 0 asks the OS for a free one. */
@@ -62,7 +64,9 @@ export async function startExtProcServer(options: ExtProcServerOptions): Promise
   const protos = loadProtos();
   const logger = options.logger.child({ component: 'envoy-ext-proc' });
   const drainTimeoutMs = options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS;
-  const active = new Set<ProcessStream>();
+  const active = new Set<{ abort(reason: string): void }>();
+  // Filled by every allowed request (bounded; see usage-tickets.ts), taken by the usage observer's streams.
+  const usageTickets = new UsageTickets();
   const health = new HealthService({
     engine: options.engine,
     logger,
@@ -76,6 +80,7 @@ export async function startExtProcServer(options: ExtProcServerOptions): Promise
     onClosed: (stream) => active.delete(stream),
     retries: options.retryContext === false ? null : new RetryContexts({ ...DEFAULT_RETRY_CONTEXT, ...options.retryContext }),
     nowMs: options.nowMs ?? Date.now,
+    usageTickets,
   };
 
   const channel = options.channel;
@@ -86,6 +91,13 @@ export async function startExtProcServer(options: ExtProcServerOptions): Promise
   channel?.onCertificates((context) => server.setSecureContext(context));
   server.addService(protos.extProcServerService, {
     Process: (call: GrpcServerCall<ProcessingRequestMsg, ProcessingResponseMsg>) => {
+      // The usage observer filter (envoy/envoy-usage.yaml) says who it is in its gRPC metadata.
+      if (call.metadata.get(USAGE_OBSERVER_METADATA_KEY)[0] === USAGE_OBSERVER_VALUE) {
+        const observer = new UsageObserverStream(call, { ...deps, tickets: usageTickets, onClosed: (stream) => active.delete(stream) });
+        active.add(observer);
+        observer.start();
+        return;
+      }
       const stream = new ProcessStream(call, deps);
       active.add(stream);
       stream.start();

@@ -5,6 +5,9 @@
 //                                                  |                  \--(slot held)--> holding
 //                                                  \--deny / error--> answered_final        |
 //                                                                 response_trailers or stream end
+// Two detours, each only when needed:
+//   awaiting_headers --request_headers (pool needs the model from the body)--> awaiting_body --request_body--> deciding
+//   allowed --response_headers (error status with a body)--> awaiting_response_body --response_body--> observed
 //
 // Rules that keep Envoy failing closed:
 // - never end the stream with gRPC OK before request_headers is answered (Envoy would then forward
@@ -27,14 +30,18 @@
 // Messages are handled strictly in arrival order (one promise chain), so answers stay in order.
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import type { DecisionEngine, Ticket } from '../../ports.js';
+import type { DecisionEngine, ResponseOrigin, Ticket } from '../../ports.js';
 import {
+  RESPONSE_BODY_CONTINUE,
   RESPONSE_HEADERS_CONTINUE,
+  RESPONSE_HEADERS_READ_BODY,
   RESPONSE_TRAILERS_CONTINUE,
   continueResponseFor,
   endsMessage,
   headerBagFrom,
   messageTimeoutOverride,
+  requestBodyFrom,
+  requestHeadersBufferBody,
   requestViewFrom,
   responseForDecision,
   responseHeadersAnswer,
@@ -46,6 +53,9 @@ import type { GrpcServerCall } from './grpc-server.js';
 import type { ProcessingRequestMsg, ProcessingResponseMsg } from './messages.js';
 import { RETRY_CONTEXT_METADATA_KEY, RETRY_CONTEXT_ENABLED, RetryContexts } from './retry-context.js';
 import { LeaseKeeper, type HeldTicket } from '../lease-keeper.js';
+import type { UsageTickets } from './usage-tickets.js';
+import { MAX_ERROR_BODY_BYTES, wantsErrorBody } from '../../core/provider-errors.js';
+import { NO_REQUEST_BODY, type HeaderBag, type RequestView } from '../../core/types.js';
 
 export interface ProcessStreamDeps {
   readonly engine: DecisionEngine;
@@ -59,12 +69,32 @@ export interface ProcessStreamDeps {
    */
   readonly retries: RetryContexts | null;
   readonly nowMs: () => number;
+  /** Where allowed tickets wait for the usage observer's stream of the same request (usage-observer.ts); null = off. */
+  readonly usageTickets?: UsageTickets | null;
 }
 
 let warnedMissingProvider = false;
 let warnedRetryContextValue = false;
 
-type Phase = 'awaiting_headers' | 'deciding' | 'allowed' | 'observed' | 'holding' | 'answered_final' | 'failed';
+type Phase =
+  | 'awaiting_headers'
+  /** The decision needs the request body (its model): Envoy buffers it for keypool (BUFFER_REQUEST_BODY). */
+  | 'awaiting_body'
+  | 'deciding'
+  | 'allowed'
+  /** The response's status may carry an error body keypool reads (READ_ERROR_BODY): observed once it arrives. */
+  | 'awaiting_response_body'
+  | 'observed'
+  | 'holding'
+  | 'answered_final'
+  | 'failed';
+
+/** A response whose observation waits for its error body. */
+interface PendingResponse {
+  readonly status: number;
+  readonly headers: HeaderBag;
+  readonly origin: ResponseOrigin | undefined;
+}
 
 export class ProcessStream {
   private phase: Phase = 'awaiting_headers';
@@ -79,6 +109,10 @@ export class ProcessStream {
   private held: HeldTicket | null = null;
   /** Aborted when the stream closes: a decision waiting in the admission queue leaves it at once. */
   private readonly gone = new AbortController();
+  /** The request's view while its body is being buffered (phase awaiting_body). */
+  private pendingView: RequestView | null = null;
+  /** The response whose observation waits for its body (phase awaiting_response_body). */
+  private pendingResponse: PendingResponse | null = null;
 
   constructor(
     private readonly call: GrpcServerCall<ProcessingRequestMsg, ProcessingResponseMsg>,
@@ -135,7 +169,9 @@ export class ProcessStream {
       case 'response_trailers':
         return this.phase === 'holding' ? this.onResponseEnd() : this.onPassThrough(msg.request);
       case 'request_body':
+        return this.phase === 'awaiting_body' ? this.onRequestBody(msg) : this.onPassThrough(msg.request);
       case 'response_body':
+        return this.phase === 'awaiting_response_body' ? this.onResponseBody(msg) : this.onPassThrough(msg.request);
       case 'request_trailers':
         return this.onPassThrough(msg.request);
       default:
@@ -153,6 +189,48 @@ export class ProcessStream {
       this.deps.logger.debug({ requestId: RetryContexts.requestIdOf(view.headers) }, 'later attempt of a remembered request');
       view = { ...view, headers: original };
     }
+    if (endsMessage(msg.request_headers)) {
+      // A request without a body (GET /v1/models) names no model: any account of the pool may serve it.
+      if (this.needsBody(view)) view = { ...view, body: NO_REQUEST_BODY };
+    } else if (this.needsBody(view)) {
+      // The pool needs the model and only the body names it: decide once Envoy has buffered the body.
+      let answer: ProcessingResponseMsg;
+      try {
+        answer = requestHeadersBufferBody(this.deps.engine.clientCredentialHeaders?.(view) ?? []);
+      } catch (err) {
+        this.deps.logger.error({ err }, 'keypool could not ask for the request body; answering 503');
+        this.phase = 'answered_final';
+        this.write(unavailableResponse());
+        return;
+      }
+      this.pendingView = view;
+      this.phase = 'awaiting_body';
+      this.write(answer);
+      return;
+    }
+    return this.decideAndAnswer(view, 'request_headers');
+  }
+
+  /** The buffered request body keypool asked for: decide now, answering with the header mutation. */
+  private async onRequestBody(msg: ProcessingRequestMsg): Promise<void> {
+    const view = this.pendingView;
+    this.pendingView = null;
+    if (view === null) return this.protocolError('request_body without pending request headers');
+    this.phase = 'deciding';
+    return this.decideAndAnswer({ ...view, body: requestBodyFrom(msg) }, 'request_body');
+  }
+
+  private needsBody(view: RequestView): boolean {
+    try {
+      return this.deps.engine.needsBody?.(view) ?? false;
+    } catch (err) {
+      this.deps.logger.error({ err }, 'engine.needsBody threw; deciding on headers');
+      return false;
+    }
+  }
+
+  private async decideAndAnswer(view: RequestView, answering: 'request_headers' | 'request_body'): Promise<void> {
+    const retries = this.retryMemory();
     let response: ProcessingResponseMsg;
     try {
       const outcome = await this.deps.engine.decide(view, {
@@ -167,13 +245,16 @@ export class ProcessStream {
         return;
       }
       try {
-        response = responseForDecision(outcome.decision);
+        response = responseForDecision(outcome.decision, answering);
       } catch (err) {
         if (outcome.ticket) this.releaseTicket(outcome.ticket);
         throw err;
       }
       if (outcome.decision.kind === 'allow') {
-        if (outcome.ticket) this.holdTicket(outcome.ticket);
+        if (outcome.ticket) {
+          this.holdTicket(outcome.ticket);
+          this.deps.usageTickets?.register(RetryContexts.requestIdOf(view.headers), outcome.ticket, this.deps.nowMs());
+        }
         if (retries) {
           retries.remember(view.headers, outcome.decision, this.deps.nowMs());
           this.rememberedRequestId = RetryContexts.requestIdOf(view.headers);
@@ -201,6 +282,17 @@ export class ProcessStream {
     const status = statusFrom(headers);
     this.settleRetry(status);
     const ticket = this.ticket;
+    if (ticket !== null && status !== null && wantsErrorBody(status) && !endsMessage(msg.response_headers)) {
+      const origin = responseOriginFrom(msg);
+      if (origin !== 'gateway') {
+        // An error status: its body may say what the status cannot (insufficient_quota, API_KEY_INVALID, a model
+        // error). Ask Envoy for it; the observation (and the slot's release) waits for it, the answer for the commit.
+        this.pendingResponse = { status, headers, origin };
+        this.phase = 'awaiting_response_body';
+        this.write(RESPONSE_HEADERS_READ_BODY);
+        return;
+      }
+    }
     // Nothing more to learn on this stream. The slot is free now, unless the account limits concurrency and a body
     // follows: the provider counts the request until its body ends, so keep the slot (and this stream) until then.
     const hold = ticket !== null && ticket.holdsConcurrencySlot && !endsMessage(msg.response_headers);
@@ -226,6 +318,48 @@ export class ProcessStream {
     this.write(responseHeadersAnswer(hold));
   }
 
+  /**
+   * The error body keypool asked for (at most Envoy's buffer limit; keypool reads MAX_ERROR_BODY_BYTES of it): observe
+   * the response with it, commit, then let the response (unchanged) go on. The slot is released here: the response is
+   * over for the provider once its (small) error body is in.
+   */
+  private async onResponseBody(msg: ProcessingRequestMsg): Promise<void> {
+    const pending = this.pendingResponse;
+    this.pendingResponse = null;
+    this.phase = 'observed';
+    const ticket = this.ticket;
+    let committed: Promise<void> | null = null;
+    if (ticket !== null && pending !== null) {
+      const bytes = msg.response_body?.body;
+      const body = bytes === undefined ? undefined : bytes.length > MAX_ERROR_BODY_BYTES ? bytes.subarray(0, MAX_ERROR_BODY_BYTES) : bytes;
+      const release = this.markReleased(ticket);
+      try {
+        committed = this.deps.engine.observe(ticket, pending.status, pending.headers, { release, origin: pending.origin, body });
+      } catch (err) {
+        this.deps.logger.error({ err }, 'engine.observe threw');
+      }
+    }
+    if (committed !== null) await committed;
+    this.write(RESPONSE_BODY_CONTINUE);
+  }
+
+  /**
+   * The stream ends while keypool waits for an error body (Envoy ignored the override: a filter without the
+   * allowed_override_modes entry; or the client left): observe on the status and headers alone, as keypool did before
+   * it read bodies, releasing the slot with it. The response has already gone on, so nothing waits for the commit.
+   */
+  private observeWithoutBody(): void {
+    const pending = this.pendingResponse;
+    this.pendingResponse = null;
+    const ticket = this.ticket;
+    if (pending === null || ticket === null || !this.markReleased(ticket)) return;
+    try {
+      void this.deps.engine.observe(ticket, pending.status, pending.headers, { release: true, origin: pending.origin });
+    } catch (err) {
+      this.deps.logger.error({ err }, 'engine.observe threw');
+    }
+  }
+
   /** The upstream's trailers: its response is over, so is the holding. */
   private async onResponseEnd(): Promise<void> {
     this.phase = 'observed';
@@ -244,8 +378,8 @@ export class ProcessStream {
 
   private async onPeerEnd(): Promise<void> {
     if (this.closed || this.phase === 'failed') return;
-    if (this.phase === 'awaiting_headers' || this.phase === 'deciding') {
-      // Never OK before request_headers was answered.
+    if (this.phase === 'awaiting_headers' || this.phase === 'awaiting_body' || this.phase === 'deciding') {
+      // Never OK before the request was decided (a clean close would let Envoy forward it with the client's key).
       this.fail(grpc.status.FAILED_PRECONDITION, 'stream ended before request_headers was answered');
     } else {
       this.call.end();
@@ -343,6 +477,7 @@ export class ProcessStream {
     this.closed = true;
     this.gone.abort();
     this.settleRetry(null);
+    this.observeWithoutBody();
     if (this.ticket) this.releaseTicket(this.ticket);
     this.deps.onClosed(this);
   }

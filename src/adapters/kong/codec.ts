@@ -9,9 +9,11 @@ import {
   type DenyCode,
   type HeaderBag,
   type HeaderPairs,
+  type RequestBody,
   type RequestView,
   type Strategy,
 } from '../../core/types.js';
+import { MAX_MODEL_BODY_BYTES } from '../../core/models.js';
 import type { RequestOutcome, Ticket } from '../../ports.js';
 import { HEADER_NAME, isProviderSlug } from '../../catalog/rules.js';
 import { MAX_KEY_HEADERS } from './schema.js';
@@ -127,6 +129,17 @@ export function clientAddressFromKong(raw: unknown): string | null {
   return typeof raw === 'string' && raw.length > 0 ? raw : null;
 }
 
+/**
+ * kong.request.get_raw_body() as the core reads it: a string or bytes; anything else (nil: the body did not fit
+ * Kong's in-memory buffer) counts as cut (`truncated`), which the engine refuses on pools that need the model.
+ * Bounded: more than MAX_MODEL_BODY_BYTES counts as cut too.
+ */
+export function requestBodyFromKong(raw: unknown): RequestBody {
+  const bytes = typeof raw === 'string' ? Buffer.from(raw, 'utf8') : raw instanceof Uint8Array ? raw : null;
+  if (bytes === null) return { bytes: new Uint8Array(0), truncated: true };
+  return bytes.length > MAX_MODEL_BODY_BYTES ? { bytes: bytes.subarray(0, MAX_MODEL_BODY_BYTES), truncated: true } : { bytes, truncated: false };
+}
+
 export function requestViewFromKong(config: KongPluginConfig, headers: HeaderBag, clientAddress: string | null): RequestView {
   return {
     headers,
@@ -218,7 +231,7 @@ export function ticketFromRecord(raw: unknown): Ticket | null {
   if (!isRecord(raw) || raw['action'] !== 'allow') return null;
   const ticket = raw['ticket'];
   if (!isRecord(ticket)) return null;
-  const { pool, accountId, accountName, leaseId, keyId, startedAtMs, holdsConcurrencySlot } = ticket;
+  const { pool, accountId, accountName, leaseId, keyId, startedAtMs, holdsConcurrencySlot, model } = ticket;
   if (
     typeof pool !== 'string' ||
     typeof accountId !== 'string' ||
@@ -226,11 +239,24 @@ export function ticketFromRecord(raw: unknown): Ticket | null {
     typeof leaseId !== 'string' ||
     typeof keyId !== 'string' ||
     typeof startedAtMs !== 'number' ||
-    typeof holdsConcurrencySlot !== 'boolean'
+    typeof holdsConcurrencySlot !== 'boolean' ||
+    !(model === undefined || model === null || typeof model === 'string')
   ) {
     return null;
   }
-  return { pool, accountId, accountName, leaseId, keyId, startedAtMs, holdsConcurrencySlot };
+  // Optional: a null went through Lua as nil and comes back absent (the engine then reads the scope from the snapshot).
+  const { scope } = ticket;
+  return {
+    pool,
+    accountId,
+    accountName,
+    leaseId,
+    keyId,
+    startedAtMs,
+    holdsConcurrencySlot,
+    model: typeof model === 'string' ? model : null,
+    ...(typeof scope === 'string' ? { scope } : {}),
+  };
 }
 
 /** kong.response.get_status in the log phase: the status sent to the client. */

@@ -9,6 +9,7 @@ import {
   headerBagFromKong,
   parseKongConfig,
   recordFromOutcome,
+  requestBodyFromKong,
   requestViewFromKong,
   statusFromKong,
   ticketFromRecord,
@@ -25,7 +26,12 @@ import { LeaseKeeper, type HeldTicket } from '../lease-keeper.js';
  * an RPC call (`kong.request.get_headers()` -> "kong.request.get_headers"), so these are the exact Lua names.
  */
 export interface KongPdk {
-  readonly request: { get_headers(): Promise<unknown> };
+  readonly request: {
+    get_headers(): Promise<unknown>;
+    /** Only for pools that route by model (see modelInputFromKong). */
+    get_path(): Promise<unknown>;
+    get_raw_body(): Promise<unknown>;
+  };
   readonly client: { get_forwarded_ip(): Promise<unknown> };
   readonly service: {
     readonly request: {
@@ -277,7 +283,8 @@ class KongPluginInstance implements KeypoolKongPluginInstance {
       const clientAddress = clientAddressFromKong(await kong.client.get_forwarded_ip());
       if (!this.config.ok) throw new Error(this.config.error);
       engine = await this.runtimes.engineOrOpen();
-      const outcome = await this.runtimes.decideWithin(engine, requestViewFromKong(this.config.config, headers, clientAddress));
+      const view = await withModelInput(kong, engine, requestViewFromKong(this.config.config, headers, clientAddress));
+      const outcome = await this.runtimes.decideWithin(engine, view);
       ticket = outcome.ticket;
       if (outcome.decision.kind === 'allow') {
         const mutation = upstreamMutation(outcome.decision.removeHeaders, outcome.decision.setHeaders);
@@ -344,3 +351,24 @@ const processPlugin = createKongPlugin();
 export const KeypoolKongPlugin = processPlugin.Plugin;
 /** Stops the module's runtime, if one was opened. */
 export const stopRuntime = processPlugin.stopRuntime;
+
+/**
+ * The request's path and, when the path does not name the model, its raw body, for pools that route by model
+ * (engine.needsBody): one or two more PDK calls, only on such routes; every other route stays headers-only. Kong keeps
+ * a body in memory only up to nginx's client_body_buffer_size (default 8 KiB: raise it on these routes, e.g.
+ * nginx_http_client_body_buffer_size = 1m); a larger one is not readable here, so it counts as over the limit and the
+ * engine refuses it (400 invalid_request) rather than forwarding it unrouted.
+ */
+async function withModelInput(kong: KongPdk, engine: DecisionEngine, view: RequestView): Promise<RequestView> {
+  if (!(engine.needsBody?.(view) ?? false)) return view;
+  const path = await kong.request.get_path();
+  const withPath: RequestView = typeof path === 'string' ? { ...view, headers: { ...view.headers, ':path': path } } : view;
+  if (!(engine.needsBody?.(withPath) ?? false)) return withPath;
+  let raw: unknown;
+  try {
+    raw = await kong.request.get_raw_body();
+  } catch {
+    raw = null; // kong-pdk raises when Kong answers nil + "request body did not fit into client body buffer"
+  }
+  return { ...withPath, body: requestBodyFromKong(raw) };
+}

@@ -6,6 +6,7 @@ import { auditRoutes } from './audit.js';
 import { dashboardRoutes } from './dashboard.js';
 import { keyRoutes } from './keys.js';
 import { mappingRoutes } from './mappings.js';
+import { priceRoutes } from './prices.js';
 import { providerRoutes } from './providers.js';
 import { settingRoutes } from './settings.js';
 import { systemRoutes } from './system.js';
@@ -20,6 +21,7 @@ export function adminRoutes(deps: AdminDeps): RouteDef[] {
     ...mappingRoutes(deps),
     ...tenantRoutes(deps),
     ...settingRoutes(deps),
+    ...priceRoutes(deps),
     ...auditRoutes(deps),
     ...dashboardRoutes(deps),
   ];

@@ -44,8 +44,8 @@ export class AccountDao {
         () =>
           tx.query<DbAccount>(
             `INSERT INTO provider_accounts (id, provider_id, name, encrypted_key, key_version, key_last4, weight, priority_tier,
-                rpm_limit, tpm_limit, max_concurrency, status, tags, created_by, updated_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::text::jsonb, $14, $14)
+                rpm_limit, tpm_limit, max_concurrency, status, tags, created_by, updated_by, models, scope)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::text::jsonb, $14, $14, $16::text[], $17)
              RETURNING *, $15::text AS provider_slug`,
             [
               id,
@@ -63,6 +63,8 @@ export class AccountDao {
               JSON.stringify(input.tags ?? {}),
               actor,
               provider.slug,
+              [...(input.models ?? [])],
+              input.scope ?? null,
             ],
           ),
         { provider_accounts_name_active_uq: () => new ConflictError('account', 'name', `account "${input.name}" already exists for provider ${provider.slug}`) },
@@ -116,6 +118,8 @@ export class AccountDao {
       if (patch.tpmLimit !== undefined) set('tpm_limit', patch.tpmLimit, 'tpmLimit');
       if (patch.maxConcurrency !== undefined) set('max_concurrency', patch.maxConcurrency, 'maxConcurrency');
       if (patch.tags !== undefined) set('tags', JSON.stringify(patch.tags), 'tags', '::text::jsonb');
+      if (patch.models !== undefined) set('models', [...patch.models], 'models', '::text[]');
+      if (patch.scope !== undefined) set('scope', patch.scope, 'scope');
       if (patch.apiKey !== undefined) {
         const encrypted = this.keyring.encrypt(patch.apiKey, current.id);
         set('encrypted_key', encrypted.ciphertext, 'apiKey');
@@ -234,20 +238,24 @@ export class AccountDao {
     });
   }
 
-  /** Marks an active account invalid (upstream said 401/403) with an account_invalidated audit row; a no-op otherwise. */
-  async markInvalid(accountId: string, reason: string, actor: string): Promise<void> {
+  /**
+   * Takes an active account out of its pool because its provider said so: `invalid` (upstream said 401/403; audited
+   * account_invalidated) or `disabled` (its credit is used up; audited account_disabled). A no-op otherwise.
+   */
+  async markInvalid(accountId: string, reason: string, actor: string, as: 'invalid' | 'disabled' = 'invalid'): Promise<void> {
     if (!isUuid(accountId)) return;
     await this.sql.transaction(async (tx) => {
       const rows = await tx.query<{ id: string; name: string; provider_slug: string }>(
-        `UPDATE provider_accounts a SET status = 'invalid', disabled_reason = $2, updated_by = $3
+        `UPDATE provider_accounts a SET status = $4, disabled_reason = $2, updated_by = $3
          FROM providers p WHERE a.id = $1 AND p.id = a.provider_id AND a.deleted_at IS NULL AND a.status = 'active'
          RETURNING a.id, a.name, p.slug AS provider_slug`,
-        [accountId, reason, actor],
+        [accountId, reason, actor, as],
       );
       const row = rows[0];
       if (!row) return;
+      const action = as === 'invalid' ? 'account_invalidated' : 'account_disabled';
       await insertAudit(tx, [
-        { keyId: null, action: 'account_invalidated', actor, metadata: { accountId: row.id, provider: row.provider_slug, name: row.name, reason } },
+        { keyId: null, action, actor, metadata: { accountId: row.id, provider: row.provider_slug, name: row.name, reason } },
       ]);
     });
   }

@@ -17,6 +17,10 @@ export interface AccountRow {
   readonly status: AccountStatus;
   readonly disabledReason: string | null;
   readonly tags: Readonly<Record<string, unknown>>;
+  /** Models the account may serve (exact names or `prefix*` globs); empty = any. */
+  readonly models: readonly string[];
+  /** Quota scope shared with sibling accounts; null = its own. */
+  readonly scope: string | null;
   readonly createdAt: Date;
   readonly updatedAt: Date;
 }
@@ -28,7 +32,7 @@ export interface StoredAccount extends AccountRow {
 }
 
 export const ACCOUNT_COLUMNS = `a.id, a.provider_id, p.slug AS provider_slug, a.name, a.key_last4, a.key_version, a.weight,
-  a.priority_tier, a.rpm_limit, a.tpm_limit, a.max_concurrency, a.status, a.disabled_reason, a.tags, a.created_at, a.updated_at`;
+  a.priority_tier, a.rpm_limit, a.tpm_limit, a.max_concurrency, a.status, a.disabled_reason, a.tags, a.models, a.scope, a.created_at, a.updated_at`;
 
 export interface DbAccount {
   id: string;
@@ -45,6 +49,8 @@ export interface DbAccount {
   status: AccountStatus;
   disabled_reason: string | null;
   tags: Record<string, unknown>;
+  models: string[] | null;
+  scope: string | null;
   created_at: Date;
   updated_at: Date;
 }
@@ -65,6 +71,8 @@ export function toAccount(row: DbAccount): AccountRow {
     status: row.status,
     disabledReason: row.disabled_reason,
     tags: row.tags ?? {},
+    models: row.models ?? [],
+    scope: row.scope ?? null,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };

@@ -1,6 +1,6 @@
 // Upstream provider accounts (the pooled credentials): what an operator may ask for, validated. Used by the CLI,
 // the admin API and the account DAO. The upstream secret is checked but never quoted in a message.
-import { LIMITS } from '../rules.js';
+import { LIMITS, MODELS_MAX, isModelPattern, isQuotaScope } from '../rules.js';
 import {
   checkInt,
   checkLimit,
@@ -42,6 +42,10 @@ export interface NewAccount {
   readonly tags?: AccountTags;
   /** Start disabled (default active). */
   readonly status?: 'active' | 'disabled';
+  /** Models the account may serve: exact names or prefix globs (`gpt-4o*`); empty (default) = any (rules.ts MODEL_PATTERN). */
+  readonly models?: readonly string[];
+  /** Quota scope shared with sibling accounts (`openai-org-acme/project-x`); null (default) = its own scope. */
+  readonly scope?: string | null;
 }
 
 export interface AccountPatch {
@@ -53,6 +57,8 @@ export interface AccountPatch {
   readonly tpmLimit?: number | null;
   readonly maxConcurrency?: number | null;
   readonly tags?: AccountTags;
+  readonly models?: readonly string[];
+  readonly scope?: string | null;
 }
 
 const checkWeight = checkInt({ min: LIMITS.weightMin, max: LIMITS.weightMax });
@@ -68,6 +74,8 @@ const NEW_ACCOUNT_FIELDS = [
   'tpmLimit',
   'maxConcurrency',
   'tags',
+  'models',
+  'scope',
 ];
 
 /** A new upstream account. The provider slug's format is checked here; its existence by the repository. */
@@ -83,6 +91,8 @@ export function validateNewAccount(input: unknown): Validated<Required<Omit<NewA
   const tpmLimit = f.optional('tpmLimit', nullable(checkLimit)) ?? null;
   const maxConcurrency = f.optional('maxConcurrency', nullable(checkLimit)) ?? null;
   const tags = f.optional('tags', checkTags) ?? {};
+  const models = f.optional('models', checkModels) ?? [];
+  const scope = f.optional('scope', nullable(checkScope)) ?? null;
   return f.result(() => ({
     providerSlug: providerSlug!,
     name: name!,
@@ -93,6 +103,8 @@ export function validateNewAccount(input: unknown): Validated<Required<Omit<NewA
     tpmLimit,
     maxConcurrency,
     tags,
+    models,
+    scope,
   }));
 }
 
@@ -109,6 +121,8 @@ export function validateAccountPatch(input: unknown): Validated<AccountPatch> {
   if (f.has('tpmLimit')) patch.tpmLimit = f.required('tpmLimit', nullable(checkLimit));
   if (f.has('maxConcurrency')) patch.maxConcurrency = f.required('maxConcurrency', nullable(checkLimit));
   if (f.has('tags')) patch.tags = f.required('tags', checkTags);
+  if (f.has('models')) patch.models = f.required('models', checkModels);
+  if (f.has('scope')) patch.scope = f.required('scope', nullable(checkScope));
   f.requireSome();
   return f.result(() => patch);
 }
@@ -154,4 +168,29 @@ function checkTags(value: unknown): Check<AccountTags> {
     out[key] = tag as string | number | boolean | null;
   }
   return pass(out);
+}
+
+/**
+ * An account's models: a list (or, from the CLI, one comma-separated string) of MODEL_PATTERN entries, at most
+ * MODELS_MAX; duplicates dropped, order kept. An empty list = any model.
+ */
+export function checkModels(value: unknown): Check<readonly string[]> {
+  const items = typeof value === 'string' ? value.split(',').map((item) => item.trim()).filter((item) => item !== '') : value;
+  if (!Array.isArray(items)) return fail('invalid_type', 'must be a list of model names or globs');
+  if (items.length > MODELS_MAX) return fail('too_many', `at most ${MODELS_MAX} models (got ${items.length})`);
+  const out: string[] = [];
+  for (const item of items) {
+    if (!isModelPattern(item)) {
+      return fail('invalid_format', `model ${quote(item)} must be 1-128 characters of A-Z a-z 0-9 . _ : / @ + -, optionally ending in one *`);
+    }
+    if (!out.includes(item)) out.push(item);
+  }
+  return pass(out);
+}
+
+function checkScope(value: unknown): Check<string> {
+  if (!isQuotaScope(value)) {
+    return fail('invalid_format', `scope ${quote(value)} must be 1-128 characters of A-Z a-z 0-9 . _ : / @ -, starting with a letter or digit`);
+  }
+  return pass(value);
 }

@@ -36,17 +36,19 @@ export class UsageDao {
           bucket.serverErrors,
           bucket.inputTokens,
           bucket.outputTokens,
+          bucket.cachedInputTokens,
+          bucket.cacheCreationInputTokens,
           bucket.latencyMsSum,
         );
-        const n = params.length - 10;
+        const n = params.length - 12;
         return `($${n + 1}::uuid, $${n + 2}::timestamptz, $${n + 3}::bigint, $${n + 4}::bigint, $${n + 5}::bigint, $${n + 6}::bigint,
-                 $${n + 7}::bigint, $${n + 8}::bigint, $${n + 9}::bigint, $${n + 10}::bigint)`;
+                 $${n + 7}::bigint, $${n + 8}::bigint, $${n + 9}::bigint, $${n + 10}::bigint, $${n + 11}::bigint, $${n + 12}::bigint)`;
       });
       await this.sql.query(
         `INSERT INTO account_usage_stats AS s (account_id, bucket_start, requests, successes, rate_limited, client_errors,
-            server_errors, input_tokens, output_tokens, latency_ms_sum)
+            server_errors, input_tokens, output_tokens, cached_input_tokens, cache_creation_input_tokens, latency_ms_sum)
          SELECT v.* FROM (VALUES ${values.join(', ')}) AS v (account_id, bucket_start, requests, successes, rate_limited,
-            client_errors, server_errors, input_tokens, output_tokens, latency_ms_sum)
+            client_errors, server_errors, input_tokens, output_tokens, cached_input_tokens, cache_creation_input_tokens, latency_ms_sum)
          JOIN provider_accounts a ON a.id = v.account_id
          ON CONFLICT (account_id, bucket_start) DO UPDATE SET
            requests = s.requests + EXCLUDED.requests,
@@ -56,6 +58,8 @@ export class UsageDao {
            server_errors = s.server_errors + EXCLUDED.server_errors,
            input_tokens = s.input_tokens + EXCLUDED.input_tokens,
            output_tokens = s.output_tokens + EXCLUDED.output_tokens,
+           cached_input_tokens = s.cached_input_tokens + EXCLUDED.cached_input_tokens,
+           cache_creation_input_tokens = s.cache_creation_input_tokens + EXCLUDED.cache_creation_input_tokens,
            latency_ms_sum = s.latency_ms_sum + EXCLUDED.latency_ms_sum`,
         params,
       );
@@ -73,7 +77,7 @@ export class UsageDao {
     }
     const rows = await this.sql.query<DbUsage>(
       `SELECT account_id, bucket_start, requests, successes, rate_limited, client_errors, server_errors, input_tokens,
-              output_tokens, latency_ms_sum
+              output_tokens, cached_input_tokens, cache_creation_input_tokens, latency_ms_sum
        FROM account_usage_stats WHERE bucket_start >= $1 AND bucket_start < $2 ${accountFilter}
        ORDER BY bucket_start, account_id`,
       params,
@@ -101,7 +105,9 @@ export class UsageDao {
       `SELECT to_timestamp(floor(extract(epoch FROM s.bucket_start) / $3::int) * $3::int) AS bucket_start,
               sum(s.requests) AS requests, sum(s.successes) AS successes, sum(s.rate_limited) AS rate_limited,
               sum(s.client_errors) AS client_errors, sum(s.server_errors) AS server_errors,
-              sum(s.input_tokens) AS input_tokens, sum(s.output_tokens) AS output_tokens, sum(s.latency_ms_sum) AS latency_ms_sum
+              sum(s.input_tokens) AS input_tokens, sum(s.output_tokens) AS output_tokens,
+              sum(s.cached_input_tokens) AS cached_input_tokens, sum(s.cache_creation_input_tokens) AS cache_creation_input_tokens,
+              sum(s.latency_ms_sum) AS latency_ms_sum
        FROM account_usage_stats s
        WHERE s.bucket_start >= $1 AND s.bucket_start < $2 ${filters.map((f) => `AND ${f}`).join(' ')}
        GROUP BY 1 ORDER BY 1`,
