@@ -1,6 +1,6 @@
 // Exact TPM and token quotas across replicas: three `keypool serve` processes sharing one PostgreSQL database and one
-// Redis, driven over ext_proc gRPC concurrently. The requests carry no body here, so each reserves exactly
-// tokens.default_output (set to 1,000): a known estimate. An account with tpm_limit 10,000 admits exactly 10 of 45
+// Redis, driven over ext_proc gRPC concurrently. The requests carry no body here (request_headers end_of_stream), so
+// each reserves exactly tokens.default_output (set to 1,000): a known estimate. An account with tpm_limit 10,000 admits exactly 10 of 45
 // concurrent requests in its minute, a key with tpm 5,000 exactly 5, whichever replica decides.
 // (Reconciliation with actual usage across connections: test/state/token-tpm-replicas.test.ts.)
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -48,7 +48,7 @@ describePostgres('token limits are exact across replicas through Redis', () => {
       const worker = async (replica: Replica): Promise<void> => {
         while (next < total) {
           next++;
-          const answer = await decide(replica.client, { provider, clientKey: key });
+          const answer = await decide(replica.client, { provider, clientKey: key, endOfStream: true });
           if (answer.kind === 'allow') await answer.exchange.respond(200, { 'content-type': 'application/json' });
           answers.push(answer);
         }

@@ -33,6 +33,8 @@ export interface RequestSpec {
   readonly source?: string;
   /** Longest wait for keypool's answer to request_headers. Default 5 s. */
   readonly timeoutMs?: number;
+  /** The request has no body (request_headers end_of_stream): keypool decides on the headers alone. Default false. */
+  readonly endOfStream?: boolean;
 }
 
 /** An admitted request: the test plays the upstream and then answers through respond(). */
@@ -96,12 +98,12 @@ export type Answer =
 export async function decide(client: ExtProcClient, spec: RequestSpec): Promise<Answer> {
   const startedAt = performance.now();
   const call = client.process({ 'x-keypool-provider': spec.provider });
-  call.send(
-    requestHeadersMsg(
-      { ':method': 'POST', ':path': '/v1/chat/completions', ':authority': 'api.example', authorization: `Bearer ${spec.clientKey}` },
-      spec.source ?? '127.0.0.1:50000',
-    ),
+  const headersMsg = requestHeadersMsg(
+    { ':method': 'POST', ':path': '/v1/chat/completions', ':authority': 'api.example', authorization: `Bearer ${spec.clientKey}` },
+    spec.source ?? '127.0.0.1:50000',
   );
+  if (spec.endOfStream === true) (headersMsg['request_headers'] as { end_of_stream: boolean }).end_of_stream = true;
+  call.send(headersMsg);
   let msg: Msg;
   try {
     msg = await call.next(spec.timeoutMs ?? 5_000);
