@@ -3,7 +3,7 @@
 // engine only asks `limits.of(...)`. The day bounds are computed with Intl once per day (cached), not per request.
 import type { Authorized } from './core/request.js';
 import { countsTokens, DEFAULT_PRIORITY_RESERVE, reserveFor, zonedDayBounds } from './core/quota.js';
-import { DEFAULT_OUTPUT_TOKENS, estimateRequestTokens } from './core/token-estimate.js';
+import { declaredBodyBytes, DEFAULT_OUTPUT_TOKENS, estimateRequestTokens } from './core/token-estimate.js';
 import type { ProviderPool, Snapshot } from './core/types.js';
 import type { DayBounds, QuotaRef, QuotaSubject } from './ports.js';
 
@@ -79,8 +79,17 @@ export class AdmissionLimits {
   /** @param timeZone IANA zone of the quota day (KEYPOOL_QUOTA_TZ), validated by the config. */
   constructor(private readonly timeZone: string = 'UTC') {}
 
-  /** `body`: the request body (RequestView.body) for the token estimate; read only when a token limit applies. */
-  of(authorized: Authorized, snapshot: Snapshot, nowMs: number, body?: Uint8Array | string | null): RequestLimits {
+  /**
+   * `body`: the request body bytes (RequestView.body) and `contentLength` its declared size (the content-length header)
+   * for the token estimate; read only when a token limit applies.
+   */
+  of(
+    authorized: Authorized,
+    snapshot: Snapshot,
+    nowMs: number,
+    body?: Uint8Array | string | null,
+    contentLength?: string | readonly string[],
+  ): RequestLimits {
     const keyQuota = authorized.key.quota ?? null;
     const tenantId = authorized.priority.tenantId;
     const tenant = tenantId === null ? undefined : snapshot.tenants?.get(tenantId);
@@ -98,7 +107,7 @@ export class AdmissionLimits {
       dayBounds: quotas === NO_QUOTAS ? undefined : this.dayBounds(nowMs),
       reserve: settings.enabled ? reserveFor(settings.reserve ?? DEFAULT_PRIORITY_RESERVE, authorized.priority.priority) : 0,
       tenantRow: tenant === undefined ? null : tenant.id,
-      tokens: counts ? estimateRequestTokens(body, settings.tokensDefaultOutput ?? DEFAULT_OUTPUT_TOKENS) : 0,
+      tokens: counts ? estimateRequestTokens(body, settings.tokensDefaultOutput ?? DEFAULT_OUTPUT_TOKENS, declaredBodyBytes(contentLength)) : 0,
       tokenQuotas,
     };
   }

@@ -178,7 +178,7 @@ export class Engine implements DecisionEngine {
     const cursor = this.cursors.get(pool.slug) ?? 0;
     // Advance at once, so concurrent decisions of this pool do not all start on the same account.
     this.cursors.set(pool.slug, cursor + 1);
-    const limits = this.limits.of(authorized, snapshot, startedAtMs, view.body?.bytes);
+    const limits = this.limits.of(authorized, snapshot, startedAtMs, view.body?.bytes, view.headers['content-length']);
     // Provider-learned state is read per model only where the provider limits per model (learned-state.ts).
     const learnedModel = stateModel(pool.dialect, model);
     const { queueMaxWaitMs, queueMaxLength } = snapshot.prioritySettings;
@@ -200,7 +200,7 @@ export class Engine implements DecisionEngine {
         attempt: () => {
           // Limits again at the retry's instant: a wait may cross the quota day's midnight.
           const nowMs = this.options.clock.nowMs();
-          return this.admitFromPool(authorized, strategy, cursor, nowMs, this.limits.of(authorized, snapshot, nowMs, view.body?.bytes), learnedModel);
+          return this.admitFromPool(authorized, strategy, cursor, nowMs, this.limits.of(authorized, snapshot, nowMs, view.body?.bytes, view.headers['content-length']), learnedModel);
         },
         undo: (late) => this.releaseLease(pool.slug, late.account.id, late.leaseId),
         signal: options.signal,

@@ -38,14 +38,23 @@ export function outputCapOf(text: string): number | null {
 
 /**
  * Estimated tokens of a request: ceil(body bytes / BYTES_PER_TOKEN) + its output cap (or defaultOutputTokens). At
- * least 1. A body the gateway did not pass (null/undefined) counts as no input, only the default output.
+ * least 1. `declaredBytes` (the request's content-length, when the client sent one) counts when larger than the bytes
+ * passed: a body the gateway cut at its buffer limit (or did not pass at all) is still counted whole. A body that is
+ * neither passed nor declared counts as no input, only the output.
  */
-export function estimateRequestTokens(body: Uint8Array | string | null | undefined, defaultOutputTokens: number): number {
+export function estimateRequestTokens(body: Uint8Array | string | null | undefined, defaultOutputTokens: number, declaredBytes?: number | null): number {
   const fallback = Number.isFinite(defaultOutputTokens) && defaultOutputTokens > 0 ? Math.floor(defaultOutputTokens) : 0;
-  if (body === null || body === undefined || body.length === 0) return Math.max(1, fallback);
+  const declared = declaredBytes != null && Number.isFinite(declaredBytes) && declaredBytes > 0 ? declaredBytes : 0;
+  if (body === null || body === undefined || body.length === 0) return Math.max(1, Math.ceil(declared / BYTES_PER_TOKEN) + fallback);
   const text = typeof body === 'string' ? body : DECODER.decode(body);
   // Buffer.byteLength counts without encoding (~0.1 ns/byte; a JavaScript loop costs 2 ns/byte).
-  const bytes = typeof body === 'string' ? Buffer.byteLength(body, 'utf8') : body.length;
+  const bytes = Math.max(typeof body === 'string' ? Buffer.byteLength(body, 'utf8') : body.length, declared);
   const input = Math.ceil(bytes / BYTES_PER_TOKEN);
   return Math.max(1, input + (outputCapOf(text) ?? fallback));
+}
+
+/** The content-length header as a byte count, or null when absent, repeated or not a plain non-negative integer. */
+export function declaredBodyBytes(contentLength: string | readonly string[] | undefined): number | null {
+  if (typeof contentLength !== 'string' || !/^\d{1,15}$/.test(contentLength)) return null;
+  return Number(contentLength);
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_OUTPUT_TOKENS, estimateRequestTokens, MAX_OUTPUT_TOKENS, outputCapOf } from '../../src/core/token-estimate.js';
+import { declaredBodyBytes, DEFAULT_OUTPUT_TOKENS, estimateRequestTokens, MAX_OUTPUT_TOKENS, outputCapOf } from '../../src/core/token-estimate.js';
 
 const bytes = (text: string): Uint8Array => new TextEncoder().encode(text);
 
@@ -25,6 +25,27 @@ describe('estimateRequestTokens', () => {
   ];
   it.each(cases)('%s', (_name, body, defaultOutput, expected) => {
     expect(estimateRequestTokens(body, defaultOutput)).toBe(expected);
+  });
+
+  // [name, body, declared bytes (content-length), expected]
+  const declared: ReadonlyArray<[string, string | null, number | null, number]> = [
+    ['no body passed, 4000 bytes declared: the declared input + the default output', null, 4000, 1000 + 100],
+    ['a cut body (1 kB of a declared 8 kB) counts the declared size, and its own cap', '{"max_tokens":7,"x":"' + 'a'.repeat(990), 8000, 2000 + 7],
+    ['a declared size smaller than the body passed does not lower it', '{"max_tokens":7}', 1, 4 + 7],
+    ['nothing declared', '{"max_tokens":7}', null, 4 + 7],
+  ];
+  it.each(declared)('%s', (_name, body, declaredBytes, expected) => {
+    expect(estimateRequestTokens(body, 100, declaredBytes)).toBe(expected);
+  });
+
+  it('reads content-length only as a plain integer, once', () => {
+    expect([declaredBodyBytes('1234'), declaredBodyBytes(undefined), declaredBodyBytes('-1'), declaredBodyBytes('1e3'), declaredBodyBytes(['1', '2'])]).toEqual([
+      1234,
+      null,
+      null,
+      null,
+      null,
+    ]);
   });
 
   it('string and bytes agree on multi-byte text (surrogate pairs included)', () => {
