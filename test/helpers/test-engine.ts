@@ -433,7 +433,7 @@ function configData(options: TestEngineOptions, keyring: Keyring, pepper: Uint8A
   const providers: ProviderRow[] = Object.keys(pools).map((slug) => {
     const anthropic = slug === 'anthropic';
     const authStyle: AuthStyle = anthropic ? 'x-api-key' : 'bearer';
-    return { id: `p-${slug}`, slug, displayName: slug, authStyle, rateLimitDialect: anthropic ? 'anthropic' : 'openai', defaultStrategy: 'round-robin' };
+    return { id: `p-${slug}`, slug, displayName: slug, authStyle, rateLimitDialect: anthropic ? 'anthropic' : 'openai', defaultStrategy: 'round-robin', perModelState: false };
   });
   const accounts: StoredAccount[] = Object.entries(pools).flatMap(([slug, secrets]) =>
     secrets.map((secret, index) => {
