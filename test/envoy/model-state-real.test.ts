@@ -49,14 +49,14 @@ interface Setup {
   envoy: RunningEnvoy;
 }
 
-async function setUp(options: TestEngineOptions): Promise<Setup> {
+async function setUp(options: TestEngineOptions, file = 'envoy/envoy.yaml'): Promise<Setup> {
   const engine = await createTestEngine(options);
   const upstream = new MockUpstream();
   const upstreamPort = await upstream.start();
   const keypool = await startExtProcServer({ listen: '127.0.0.1:0', engine, logger, healthPollMs: 50 });
   const envoy = await startEnvoy({
     bin: ENVOY as string,
-    config: renderEnvoyConfig('envoy/envoy.yaml', { keypoolPort: keypool.port, upstreams: { openai: upstreamPort, anthropic: upstreamPort }, healthCheckIntervalMs: 200 }),
+    config: renderEnvoyConfig(file, { keypoolPort: keypool.port, upstreams: { openai: upstreamPort, anthropic: upstreamPort }, healthCheckIntervalMs: 200 }),
   });
   return { engine, upstream, keypool, envoy };
 }
@@ -219,5 +219,37 @@ describe.skipIf(!ENVOY)('per_model_state off, no model restrictions: headers-onl
     expect((await stat('stream_msgs_sent')) - sentBefore).toBe(2);
     expect(s.engine.views.at(-1)?.body).toBeUndefined();
     expect(s.engine.issued.at(-1)?.model).toBeNull();
+  });
+});
+
+describe.skipIf(!ENVOY)('per-model state with ext_proc as an upstream filter (envoy/envoy-failover.yaml)', () => {
+  let s: Setup;
+
+  beforeAll(async () => {
+    s = await setUp({ perModelState: ['openai'] }, 'envoy/envoy-failover.yaml');
+  });
+  afterAll(() => tearDown(s));
+  beforeEach(() => s.upstream.reset());
+
+  it('a 429 for gpt-4o is retried on the other account and cools only gpt-4o; a body past the limit is forwarded whole', async () => {
+    s.upstream.enqueue(rateLimited(60));
+    const res = await post(s.envoy, CHAT, chat('gpt-4o'));
+    expect(res.status).toBe(200);
+    await res.text();
+    const [first, second] = s.upstream.received;
+    expect(pooledKey(second)).not.toBe(pooledKey(first));
+    expect(second?.body).toBe(chat('gpt-4o'));
+    expect(s.engine.issued.at(-1)?.model).toBe('gpt-4o');
+    // The account that answered 429 still serves another model.
+    s.upstream.reset();
+    for (let i = 0; i < 2; i++) await (await post(s.envoy, CHAT, chat('gpt-4o-mini'))).text();
+    expect(s.upstream.received.map(pooledKey)).toContain(pooledKey(first));
+
+    const large = JSON.stringify({ model: 'gpt-4o', pad: 'y'.repeat(3 * 1024 * 1024) });
+    const big = await post(s.envoy, CHAT, large);
+    expect(big.status).toBe(200);
+    await big.text();
+    expect(s.upstream.received.at(-1)?.body.length).toBe(large.length);
+    expect(JSON.stringify(s.upstream.received.at(-1)?.headers)).not.toContain(CLIENT_KEY);
   });
 });
