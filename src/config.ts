@@ -72,6 +72,12 @@ export interface KeypoolConfig {
   /** Revoke keys that are past rotate_after_days in the periodic lifecycle sweep. */
   readonly autoRevokeOverdue: boolean;
   /**
+   * Re-probe accounts disabled as quota_exhausted (OpenAI insufficient_quota) this long after they were disabled: the
+   * lifecycle sweep (every minute) enables them again, audited, and the next request tells whether credit is back
+   * (if not, the provider's answer disables the account again). 0 = never: they wait for an operator.
+   */
+  readonly quotaReprobeMs: number;
+  /**
    * Redis for state shared by every replica; unset = in-memory state per replica. redis:// or rediss:// (TLS) for one
    * server, redis+cluster:// or rediss+cluster:// with comma-separated seed nodes for Redis Cluster; an ACL user and
    * password go in the URL (src/stores/redis-url.ts). Validated here; never logged (it may carry a password).
@@ -193,6 +199,7 @@ const CONFIG_TABLE: ConfigTable = {
   healthCheckBaseUrls: baseUrls('KEYPOOL_HEALTHCHECK_BASE_URLS'),
   healthCheckTimeoutMs: integer('KEYPOOL_HEALTHCHECK_TIMEOUT_MS', DEFAULT_HEALTHCHECK_TIMEOUT_MS, 100, 60_000),
   autoRevokeOverdue: boolean('KEYPOOL_AUTO_REVOKE_OVERDUE', false),
+  quotaReprobeMs: integer('KEYPOOL_QUOTA_REPROBE_MS', 0, 60_000, 30 * 86_400_000, { zeroMeansOff: true }),
   redisUrl: redisUrl('REDIS_URL'),
   redisKeyPrefix: text('KEYPOOL_REDIS_KEY_PREFIX', ''),
   stateFailureMode: oneOf('KEYPOOL_STATE_FAILURE_MODE', ['local', 'closed'] as const, 'local'),

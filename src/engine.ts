@@ -28,7 +28,7 @@ import { EMPTY_LIMITS } from './core/providers/limits.js';
 import { usageShapeFor, type TokenUsage } from './core/usage.js';
 import { UsageRecorder, type TokensHook } from './usage-recorder.js';
 import { ModelRouting } from './model-routing.js';
-import { classifyProviderError, correctedObservation, type ProviderErrorVerdict } from './core/provider-errors.js';
+import { classifyProviderError, correctedObservation, QUOTA_EXHAUSTED_REASON_PREFIX, type ProviderErrorVerdict } from './core/provider-errors.js';
 
 /** The account an upstream answer is about (a Ticket is one). */
 export interface AccountAnswerTarget {
@@ -328,7 +328,7 @@ export class Engine implements DecisionEngine {
     if (observation.outcome === 'quota_exhausted' && verdict === 'quota_exhausted') {
       // Credit used up: retrying never helps. Disable the account, and the accounts sharing its quota scope (the same
       // credit), durably and audited, and hold them out of admission at once on every replica.
-      const reason = 'quota_exhausted: the provider says the credit is used up (insufficient_quota)';
+      const reason = `${QUOTA_EXHAUSTED_REASON_PREFIX} the provider says the credit is used up (insufficient_quota)`;
       const siblings = scopeSiblings(pool?.accounts ?? [], account.accountId);
       const siblingObservation: Observation = { ...observation, learned: EMPTY_LIMITS };
       committed = Promise.all([

@@ -90,6 +90,7 @@ export async function startKeypool(
         repository: runtime.repository,
         healthCheck: { baseUrls: config.healthCheckBaseUrls, timeoutMs: config.healthCheckTimeoutMs },
         autoRevokeOverdue: config.autoRevokeOverdue,
+        quotaReprobeMs: config.quotaReprobeMs,
         activity,
         quotaTimeZone: config.quotaTimeZone,
       }),

@@ -41,7 +41,13 @@ export class ModelRouting {
       return served.accounts.length === 0 ? this.notServed(lookup.model) : { kind: 'pool', pool: served, model: lookup.model };
     }
     const found = lookup.kind === 'in_body' ? modelFromBody(view.body?.bytes, view.body?.truncated ?? false) : lookup;
-    if (found.kind === 'invalid') return { kind: 'deny', deny: deny('invalid_request', { message: found.reason }) };
+    if (found.kind === 'invalid') {
+      // The model is only wanted for per-model state (per_model_state, no account restricts models): any account may
+      // serve the request, so a body without a readable model (multipart upload, over the limit) is decided as a
+      // request without a model, on the account's (or scope's) own state, never refused.
+      if (!pool.accounts.some((account) => account.restrictsModels)) return { kind: 'pool', pool, model: null };
+      return { kind: 'deny', deny: deny('invalid_request', { message: found.reason }) };
+    }
     if (found.kind === 'none') return { kind: 'pool', pool, model: null };
     const model = found.model;
     const served = this.withoutRemovals(this.servedFrom(pool, model), model, nowMs);

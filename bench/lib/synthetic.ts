@@ -103,7 +103,7 @@ export function configData(scenario: Scenario): ConfigData {
     readAt: new Date(NOW_MS),
     configVersion: 1,
     providers: [
-      { id: 'p-openai', slug: 'openai', displayName: 'OpenAI', authStyle: 'bearer', rateLimitDialect: 'openai', defaultStrategy: 'round-robin' },
+      { id: 'p-openai', slug: 'openai', displayName: 'OpenAI', authStyle: 'bearer', rateLimitDialect: 'openai', defaultStrategy: 'round-robin', perModelState: false },
     ],
     accounts: Array.from({ length: scenario.accounts }, (_, i) => accountRow(i)),
     keys: Array.from({ length: scenario.keys }, (_, i) => keyRow(i)),

@@ -47,6 +47,8 @@ export interface AdminDeps {
   readonly accountSecret: (account: { readonly id: string; readonly keyLast4: string }) => Promise<string>;
   /** Revoke keys past rotate_after_days in the lifecycle sweep (KEYPOOL_AUTO_REVOKE_OVERDUE). */
   readonly autoRevokeOverdue: boolean;
+  /** Enable accounts disabled as quota_exhausted this long after, in the lifecycle sweep (KEYPOOL_QUOTA_REPROBE_MS); 0 = never. */
+  readonly quotaReprobeMs: number;
   /** This replica's recent decisions and last 429/401 per account (dashboard overview and pool view). */
   readonly activity: DecisionActivity;
 }
@@ -67,6 +69,7 @@ export interface AdminDepsInput {
   readonly repository?: ConfigRepository | undefined;
   readonly healthCheck?: HealthCheckOptions | undefined;
   readonly autoRevokeOverdue?: boolean | undefined;
+  readonly quotaReprobeMs?: number | undefined;
   /** Fed by the engine's hooks (src/main.ts); a fresh, idle one when not given. */
   readonly activity?: DecisionActivity | undefined;
 }
@@ -90,6 +93,7 @@ export function createAdminDeps(input: AdminDepsInput): AdminDeps {
     healthChecker: new HealthChecker(input.healthCheck),
     accountSecret: (account) => accountSecretFrom(input.snapshots, repository, input.keyring, account),
     autoRevokeOverdue: input.autoRevokeOverdue ?? false,
+    quotaReprobeMs: input.quotaReprobeMs ?? 0,
     observeAccount: (...args) => input.engine.observeAccount(...args),
     activity: input.activity ?? new DecisionActivity(input.clock),
   };

@@ -1,6 +1,8 @@
 // Key lifecycle sweep: counts active keys past their rotate_after_days (the keypool_keys_rotation_overdue gauge) and,
-// when auto-revoke is on, revokes them (audited, actor `keypool`). Runs on a timer on every replica; revoking is
-// idempotent in the repository, so replicas racing on the same key write one audit row.
+// when auto-revoke is on, revokes them (audited, actor `keypool`). With KEYPOOL_QUOTA_REPROBE_MS it also enables the
+// accounts disabled as quota_exhausted that long ago (audited account_enabled, keypool_quota_reprobes_total), so the
+// next request re-probes the credit. Runs on a timer on every replica; revoking and enabling are conditional updates
+// in the repository, so replicas racing on the same key or account write one audit row.
 import type { Logger } from '../log.js';
 import type { AdminDeps } from './deps.js';
 import type { SystemKeyRow } from '../catalog/keys/rows.js';
@@ -22,6 +24,8 @@ export function isRotationOverdue(key: Pick<SystemKeyRow, 'status' | 'rotateAfte
 export interface SweepResult {
   readonly overdue: readonly SystemKeyRow[];
   readonly revoked: readonly string[];
+  /** Ids of the accounts enabled again to re-probe their credit. */
+  readonly reprobed: readonly string[];
 }
 
 export class KeyLifecycle {
@@ -29,7 +33,7 @@ export class KeyLifecycle {
   private running: Promise<SweepResult | null> | undefined;
 
   constructor(
-    private readonly deps: Pick<AdminDeps, 'repository' | 'metrics' | 'clock' | 'autoRevokeOverdue'>,
+    private readonly deps: Pick<AdminDeps, 'repository' | 'metrics' | 'clock' | 'autoRevokeOverdue'> & Partial<Pick<AdminDeps, 'quotaReprobeMs'>>,
     private readonly logger: Logger,
   ) {}
 
@@ -75,6 +79,18 @@ export class KeyLifecycle {
       this.deps.metrics.onAutoRevoked(revoked.length);
     }
     this.deps.metrics.setOverdueKeys(overdue.length - revoked.length);
-    return { overdue, revoked };
+    const reprobed = await this.reprobeQuotaExhausted(nowMs);
+    return { overdue, revoked, reprobed };
+  }
+
+  private async reprobeQuotaExhausted(nowMs: number): Promise<readonly string[]> {
+    const afterMs = this.deps.quotaReprobeMs ?? 0;
+    if (afterMs <= 0) return [];
+    const enabled = await this.deps.repository.accounts.enableQuotaExhausted(new Date(nowMs - afterMs), LIFECYCLE_ACTOR, afterMs);
+    for (const account of enabled) {
+      this.logger.info({ accountId: account.id, provider: account.providerSlug, account: account.name }, 'account enabled to re-probe its credit (quota_exhausted)');
+    }
+    this.deps.metrics.onQuotaReprobed(enabled.length);
+    return enabled.map((account) => account.id);
   }
 }

@@ -72,6 +72,7 @@ export class KeypoolMetrics {
   private readonly adminRequests: Counter<'method' | 'route' | 'status'>;
   private readonly overdueKeys: Gauge;
   private readonly autoRevoked: Counter;
+  private readonly quotaReprobed: Counter;
   private readonly queueWaiting: Gauge<'priority'>;
   private readonly queueWait: Histogram<'priority' | 'outcome'>;
   private readonly queueResults: Counter<'priority' | 'outcome'>;
@@ -116,6 +117,11 @@ export class KeypoolMetrics {
     this.autoRevoked = new Counter({
       name: 'keypool_keys_auto_revoked_total',
       help: 'Keys revoked by the lifecycle sweep because rotation was overdue (setting keys.auto_revoke_overdue).',
+      registers,
+    });
+    this.quotaReprobed = new Counter({
+      name: 'keypool_quota_reprobes_total',
+      help: 'Accounts disabled as quota_exhausted that the lifecycle sweep enabled again to re-probe (KEYPOOL_QUOTA_REPROBE_MS).',
       registers,
     });
     this.queueWaiting = new Gauge({
@@ -194,6 +200,10 @@ export class KeypoolMetrics {
 
   setOverdueKeys(count: number): void {
     this.overdueKeys.set(count);
+  }
+
+  onQuotaReprobed(count: number): void {
+    if (count > 0) this.quotaReprobed.inc(count);
   }
 
   onAutoRevoked(count: number): void {

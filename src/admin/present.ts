@@ -24,6 +24,7 @@ export function presentProvider(row: ProviderRow): Record<string, unknown> {
     auth_style: row.authStyle,
     rate_limit_dialect: row.rateLimitDialect,
     default_strategy: row.defaultStrategy,
+    per_model_state: row.perModelState,
   };
 }
 

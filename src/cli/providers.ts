@@ -1,6 +1,6 @@
-// `keypool providers list|set`: the provider pools and their default selection strategy (the only provider setting
-// an operator changes; auth style and rate-limit dialect are what the provider is).
-import { stringOption, type CommandSpec } from './args.js';
+// `keypool providers list|set`: the provider pools, their default selection strategy and per-model state switch (the
+// provider settings an operator changes; auth style and rate-limit dialect are what the provider is).
+import { definedOnly, stringOption, type CommandSpec } from './args.js';
 import type { Command, CommandGroup } from './command.js';
 import { printJson, printTable, type Column } from './output.js';
 import { presentProvider } from '../admin/present.js';
@@ -22,29 +22,38 @@ const list: Command = {
 
 const setSpec: CommandSpec = {
   name: 'providers set',
-  summary: "Change a provider's default selection strategy.",
+  summary: "Change a provider's default selection strategy or its per-model state switch.",
   positionals: [{ name: 'slug', description: 'provider slug (openai, anthropic, ...)' }],
   options: {
-    strategy: { type: 'string', valueName: 'STRATEGY', description: `one of ${STRATEGIES.join(', ')}, required` },
+    strategy: { type: 'string', valueName: 'STRATEGY', description: `one of ${STRATEGIES.join(', ')}` },
+    'per-model-state': {
+      type: 'string',
+      valueName: 'on|off',
+      description: 'keep cooldowns and reported limits per model for every request (reads each request body for its model)',
+    },
   },
+  fieldFlags: { perModelState: '--per-model-state' },
+  details: 'At least one of --strategy and --per-model-state.',
 };
 
 const set: Command = {
   spec: setSpec,
   async run(context, { values, positionals, json }) {
     const slug = unwrap(validateProviderSlug(positionals[0], 'slug'));
-    const patch = unwrap(validateProviderPatch(stringOption(values, 'strategy') === undefined ? {} : { strategy: stringOption(values, 'strategy') }));
+    const patch = unwrap(
+      validateProviderPatch(definedOnly({ strategy: stringOption(values, 'strategy'), perModelState: stringOption(values, 'per-model-state') })),
+    );
     const { repo } = await context.store();
     const row = await repo.providers.update(slug, patch, context.actor);
     if (json) printJson(context.output, { provider: presentProvider(row) });
-    else context.output.out(`Provider ${row.slug}: strategy ${row.defaultStrategy}\n`);
+    else context.output.out(`Provider ${row.slug}: strategy ${row.defaultStrategy}, per-model state ${row.perModelState ? 'on' : 'off'}\n`);
     return 0;
   },
 };
 
 export const providersGroup: CommandGroup = {
   name: 'providers',
-  summary: 'Show provider pools and set their default strategy.',
+  summary: 'Show provider pools and set their default strategy and per-model state.',
   commands: [list, set],
 };
 
@@ -54,4 +63,5 @@ const PROVIDER_COLUMNS: readonly Column<ProviderRow>[] = [
   { header: 'auth', value: (p) => p.authStyle },
   { header: 'rate limits', value: (p) => p.rateLimitDialect },
   { header: 'strategy', value: (p) => p.defaultStrategy },
+  { header: 'per-model state', value: (p) => (p.perModelState ? 'on' : 'off') },
 ];

@@ -19,6 +19,13 @@ export const ERROR_BODY_STATUSES: ReadonlySet<number> = new Set([400, 401, 402, 
 /** Most of an error body keypool reads; provider error bodies are well under 1 KiB. Longer: the first bytes only. */
 export const MAX_ERROR_BODY_BYTES = 16_384;
 
+/**
+ * How the `disabled_reason` of an account disabled for used-up credit starts: the optional re-probe
+ * (KEYPOOL_QUOTA_REPROBE_MS, src/admin/lifecycle.ts) enables exactly these accounts again, never one an operator
+ * disabled.
+ */
+export const QUOTA_EXHAUSTED_REASON_PREFIX = 'quota_exhausted:';
+
 export function wantsErrorBody(status: number): boolean {
   return ERROR_BODY_STATUSES.has(status);
 }

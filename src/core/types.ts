@@ -106,9 +106,9 @@ export interface ProviderPool {
   /** Active accounts only, ordered by (tier, name). */
   readonly accounts: readonly Account[];
   /**
-   * Decisions of this pool need the request's model (src/core/models.ts): some account restricts its models. The hook
-   * for per-model provider state: compile.ts sets it when the provider keeps state per model too. When the model is
-   * not in the path, adapters read the (bounded) body only for such pools; every other pool stays headers-only.
+   * Decisions of this pool need the request's model (src/core/models.ts): some account restricts its models, or the
+   * provider's `per_model_state` switch is on and its dialect limits per model (compile.ts). When the model is not in
+   * the path, adapters read the (bounded) body only for such pools; every other pool stays headers-only.
    */
   readonly needsModel: boolean;
 }

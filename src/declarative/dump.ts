@@ -18,7 +18,7 @@ export function dumpConfig(state: CurrentState): string {
   const body = {
     version: FORMAT_VERSION,
     settings,
-    providers: state.providers.map((p) => ({ slug: p.slug, strategy: p.defaultStrategy })),
+    providers: state.providers.map((p) => compact({ slug: p.slug, strategy: p.defaultStrategy, per_model_state: p.perModelState ? true : undefined })),
     accounts: state.accounts.map((a) =>
       compact({
         provider: a.providerSlug,

@@ -54,7 +54,14 @@ export function keypoolJsonSchema(): Record<string, unknown> {
           type: 'object',
           additionalProperties: false,
           required: ['slug', 'strategy'],
-          properties: { slug: { type: 'string', pattern: PROVIDER_SLUG.source }, strategy: { enum: [...STRATEGIES] } },
+          properties: {
+            slug: { type: 'string', pattern: PROVIDER_SLUG.source },
+            strategy: { enum: [...STRATEGIES] },
+            per_model_state: {
+              type: 'boolean',
+              description: 'Per-model provider state for every request (the request body is read for its model); default false',
+            },
+          },
         },
       },
       accounts: {

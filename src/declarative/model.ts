@@ -31,6 +31,8 @@ interface Located {
 export interface DesiredProvider extends Located {
   readonly slug: string;
   readonly strategy: Strategy;
+  /** The provider's per_model_state switch; left out of the file = false. */
+  readonly perModelState: boolean;
 }
 
 export interface DesiredAccount extends Located {
@@ -131,7 +133,7 @@ export interface FileProblem {
 /** How a file field maps to a catalog validator's field (camelCase). Fields absent here are the file's own. */
 export type FieldTable = Readonly<Record<string, string>>;
 
-export const PROVIDER_FIELDS: FieldTable = { slug: 'slug', strategy: 'strategy' };
+export const PROVIDER_FIELDS: FieldTable = { slug: 'slug', strategy: 'strategy', per_model_state: 'perModelState' };
 
 export const ACCOUNT_FIELDS: FieldTable = {
   provider: 'providerSlug',

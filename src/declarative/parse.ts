@@ -136,9 +136,13 @@ class Reader {
     const slug = typeof fields.catalog.slug === 'string' ? fields.catalog.slug : null;
     if (slug === null) this.problem([...path, 'slug'], 'slug is required');
     if (fields.catalog.strategy === undefined) this.problem([...path, 'strategy'], 'strategy is required');
-    const patch = this.checked(validateProviderPatch({ strategy: fields.catalog.strategy }), path, PROVIDER_FIELDS);
+    const patch = this.checked(
+      validateProviderPatch({ strategy: fields.catalog.strategy, perModelState: fields.catalog.perModelState ?? false }),
+      path,
+      PROVIDER_FIELDS,
+    );
     if (slug === null || !patch?.strategy) return null;
-    return { at: pathText(path), slug, strategy: patch.strategy };
+    return { at: pathText(path), slug, strategy: patch.strategy, perModelState: patch.perModelState ?? false };
   }
 
   private account(entry: unknown, path: (string | number)[]): DesiredAccount | null {

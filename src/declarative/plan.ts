@@ -99,9 +99,10 @@ export function planChanges(desired: DesiredState, current: CurrentState, facts:
       problem(provider.at, `unknown provider "${provider.slug}"; known: ${[...providers.keys()].join(', ')}`);
       continue;
     }
-    if (row.defaultStrategy !== provider.strategy) {
-      changes.push({ entity: 'provider', op: 'update', ref: provider.slug, desired: provider, fields: [{ field: 'strategy', from: row.defaultStrategy, to: provider.strategy }] });
-    }
+    const fields: FieldChange[] = [];
+    if (row.defaultStrategy !== provider.strategy) fields.push({ field: 'strategy', from: row.defaultStrategy, to: provider.strategy });
+    if (row.perModelState !== provider.perModelState) fields.push({ field: 'per_model_state', from: row.perModelState, to: provider.perModelState });
+    if (fields.length > 0) changes.push({ entity: 'provider', op: 'update', ref: provider.slug, desired: provider, fields });
   }
 
   if (desired.accounts) {

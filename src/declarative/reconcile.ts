@@ -92,7 +92,7 @@ async function execute(repo: ConfigRepository, change: Change, secrets: Resolved
       await repo.settings.set(change.desired.name, change.desired.value, actor);
       return null;
     case 'provider':
-      await repo.providers.update(change.desired.slug, { strategy: change.desired.strategy }, actor);
+      await repo.providers.update(change.desired.slug, { strategy: change.desired.strategy, perModelState: change.desired.perModelState }, actor);
       return null;
     case 'tenant': {
       const { at: _at, ...tenant } = change.desired;

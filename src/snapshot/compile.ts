@@ -3,6 +3,7 @@
 // no longer decrypts, a mapping whose pattern is now refused) drops that row and is reported as a warning; it
 // never fails the whole snapshot, so one bad row cannot take every tenant down.
 import { compileAllowlist } from '../core/cidr.js';
+import { learnsPerModel } from '../core/learned-state.js';
 import { compileModelMatcher } from '../core/models.js';
 import { compilePriority, type CompiledPriority } from '../core/priority/index.js';
 import type { QuotaSubject } from '../core/admission.js';
@@ -172,8 +173,10 @@ function compilePools(data: ConfigData, keyring: Keyring, warnings: CompileWarni
         dialect: provider.rateLimitDialect,
         strategy: provider.defaultStrategy,
         accounts: Object.freeze(accounts),
-        // Per-model provider state (issue 16 part 3) switches this on per provider too, once it lands.
-        needsModel: accounts.some((account) => account.restrictsModels),
+        // The model is needed to pick (an account serves only some models) or, with the provider's per_model_state
+        // switch, to keep its learned state per model; a dialect without per-model limits gains nothing from a body.
+        needsModel:
+          accounts.some((account) => account.restrictsModels) || (provider.perModelState && learnsPerModel(provider.rateLimitDialect)),
       }),
     );
   }

@@ -200,3 +200,48 @@ describe('rotation overdue sweep', () => {
     }
   });
 });
+
+describe('quota_exhausted re-probe (KEYPOOL_QUOTA_REPROBE_MS)', () => {
+  it('enables an account disabled as quota_exhausted once the interval passed, audited and counted; never one an operator disabled', async () => {
+    const logger = createLogger('silent');
+    const create = async (name: string): Promise<string> => {
+      const created = await h.api('POST', '/admin/providers/openai/accounts', { body: { name, api_key: UPSTREAM_KEYS.good } });
+      expect(created.status, created.text).toBe(201);
+      return created.json.account.id as string;
+    };
+    const exhausted = await create('reprobe-credit');
+    const byHand = await create('reprobe-by-hand');
+    await h.repository.markAccountInvalid(exhausted, 'quota_exhausted: the provider says the credit is used up (insufficient_quota)', 'test', 'disabled');
+    expect((await h.api('POST', `/admin/providers/openai/accounts/${byHand}/disable`, { body: { reason: 'paused by hand' } })).status).toBe(200);
+    const status = async (id: string) => (await h.repository.accounts.get(id)).status;
+    expect(await status(exhausted)).toBe('disabled');
+
+    const savedMs = h.clock.ms;
+    try {
+      // Off (the default): nothing is ever enabled.
+      h.clock.ms = Date.now() + 30 * 86_400_000;
+      expect((await new KeyLifecycle(h.deps, logger).sweep()).reprobed).toEqual([]);
+
+      const reprobing = new KeyLifecycle({ ...h.deps, quotaReprobeMs: 3_600_000 }, logger);
+      // Disabled just now: not yet.
+      h.clock.ms = Date.now();
+      expect((await reprobing.sweep()).reprobed).toEqual([]);
+      h.clock.ms = Date.now() + 2 * 3_600_000;
+      expect((await reprobing.sweep()).reprobed).toEqual([exhausted]);
+      expect(await status(exhausted)).toBe('active');
+      expect(await status(byHand)).toBe('disabled');
+      // A second sweep (another replica) finds nothing left to do.
+      expect((await reprobing.sweep()).reprobed).toEqual([]);
+
+      const audit = await h.api('GET', '/admin/audit?action=account_enabled');
+      const rows = (audit.json.items as Array<{ actor: string; metadata: Record<string, unknown> }>).filter((row) => row.metadata['accountId'] === exhausted);
+      expect(rows).toHaveLength(1);
+      expect(rows[0]).toMatchObject({ actor: 'keypool', metadata: { previous: 'disabled', previousReason: expect.stringMatching(/^quota_exhausted:/) } });
+      expect((await h.api('GET', '/metrics')).text).toMatch(/^keypool_quota_reprobes_total 1$/m);
+      // The change feed brings the account back into the pool.
+      await eventually(() => h.holder.current()?.pools.get('openai')?.accounts.some((a) => a.id === exhausted) === true, 2_000);
+    } finally {
+      h.clock.ms = savedMs;
+    }
+  });
+});

@@ -142,6 +142,22 @@ describe('providers: strategy', () => {
     expectError(await h.api('PATCH', '/admin/providers/mistral', { body: { strategy: 'priority' } }), 404);
     await h.api('PATCH', '/admin/providers/gemini', { body: { strategy: 'round-robin' } });
   });
+
+  it('PATCH switches per_model_state (one config_set row per changed setting); an unchanged value writes nothing', async () => {
+    expect((await h.api('GET', '/admin/providers/openai')).json.provider.per_model_state).toBe(false);
+    const patched = await h.api('PATCH', '/admin/providers/openai', { body: { per_model_state: true, strategy: 'round-robin' } });
+    expect(patched.status, patched.text).toBe(200);
+    expect(patched.json.provider).toMatchObject({ slug: 'openai', per_model_state: true, default_strategy: 'round-robin' });
+    const audit = await auditActions('?action=config_set');
+    expect(audit[0].metadata).toEqual({ name: 'providers.openai.per_model_state', value: true, previous: false });
+    // strategy was already round-robin: no row for it
+    expect(audit.filter((row) => String(row.metadata.name).startsWith('providers.openai.')).map((row) => row.metadata.name)).toEqual(['providers.openai.per_model_state']);
+    const again = await h.api('PATCH', '/admin/providers/openai', { body: { per_model_state: true } });
+    expect(again.status).toBe(200);
+    expect((await auditActions('?action=config_set')).length).toBe(audit.length);
+    expectError(await h.api('PATCH', '/admin/providers/openai', { body: { per_model_state: 'sometimes' } }), 422, 'invalid_type', 'per_model_state');
+    expect((await h.api('PATCH', '/admin/providers/openai', { body: { per_model_state: false } })).json.provider.per_model_state).toBe(false);
+  });
 });
 
 describe('accounts', () => {

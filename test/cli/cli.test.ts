@@ -223,6 +223,19 @@ describe('keypool CLI on the embedded store', { timeout: SLOW_TEST_MS }, () => {
     expect(cleared.find((row) => row.id === added.account.id)).toMatchObject({ models: [], scope: null });
   });
 
+  it('sets a provider per-model state switch with --per-model-state on|off; a bad value names the flag', async () => {
+    const on = await cli(['providers', 'set', 'openai', '--per-model-state', 'on']);
+    expect(on.code, on.stderr).toBe(0);
+    expect(on.stdout).toMatch(/per-model state on/);
+    const listed = parseJson<{ items: Array<{ slug: string; per_model_state: boolean }> }>(await cli(['providers', 'list', '--json'])).items;
+    expect(listed.find((p) => p.slug === 'openai')?.per_model_state).toBe(true);
+    expect(listed.find((p) => p.slug === 'anthropic')?.per_model_state).toBe(false);
+    const bad = await cli(['providers', 'set', 'openai', '--per-model-state', 'maybe']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--per-model-state/);
+    expect(parseJson<{ provider: { per_model_state: boolean } }>(await cli(['providers', 'set', 'openai', '--per-model-state', 'off', '--json'])).provider.per_model_state).toBe(false);
+  });
+
   it('disables and enables an account', async () => {
     const disabled = parseJson<{ account: { status: string; disabled_reason: string } }>(
       await cli(['accounts', 'disable', accountId, '--reason', 'quota exhausted', '--json']),

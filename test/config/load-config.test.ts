@@ -16,6 +16,7 @@ describe('loadConfig', () => {
     expect(config.healthCheckBaseUrls).toBeUndefined();
     expect(config.healthCheckTimeoutMs).toBe(5_000);
     expect(config.tracing).toBeNull();
+    expect(config.quotaReprobeMs).toBe(0);
   });
 
   it.each([
@@ -28,6 +29,7 @@ describe('loadConfig', () => {
 
   it.each([
     ['reloadIntervalMs', { reloadIntervalMs: 100 }, { KEYPOOL_RELOAD_INTERVAL_MS: '100' }, /^KEYPOOL_RELOAD_INTERVAL_MS: expected 0 \(off\) or 500\.\./],
+    ['quotaReprobeMs', { quotaReprobeMs: 1_000 }, { KEYPOOL_QUOTA_REPROBE_MS: '1000' }, /^KEYPOOL_QUOTA_REPROBE_MS: expected 0 \(off\) or 60000\.\./],
     ['leaseMs', { leaseMs: 1.5 }, { KEYPOOL_LEASE_MS: '1.5' }, /^KEYPOOL_LEASE_MS: expected a whole number/],
     ['grpcListen', { grpcListen: 'nowhere' }, { KEYPOOL_GRPC_LISTEN: 'nowhere' }, /^KEYPOOL_GRPC_LISTEN: expected host:port/],
     ['stateFailureMode', { stateFailureMode: 'open' as never }, { KEYPOOL_STATE_FAILURE_MODE: 'open' }, /^KEYPOOL_STATE_FAILURE_MODE: expected one of local, closed/],

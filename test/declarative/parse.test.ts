@@ -12,7 +12,7 @@ describe('parseConfigText', () => {
   it('reads every section into catalog-normalised values; left-out fields take their defaults', () => {
     const parsed = parseConfigText(`
 version: 1
-providers: [{slug: openai, strategy: least-loaded}]
+providers: [{slug: openai, strategy: least-loaded}, {slug: anthropic, strategy: priority, per_model_state: true}]
 accounts:
   - {provider: OpenAI, name: " a ", key: {env: K}, rpm: "500"}
 keys:
@@ -23,6 +23,10 @@ settings: {enabled: true}
 `);
     expect(parsed.ok).toBe(true);
     if (!parsed.ok) return;
+    expect(parsed.state.providers).toEqual([
+      { at: 'providers[0]', slug: 'openai', strategy: 'least-loaded', perModelState: false },
+      { at: 'providers[1]', slug: 'anthropic', strategy: 'priority', perModelState: true },
+    ]);
     expect(parsed.state.accounts).toEqual([
       { at: 'accounts[0]', provider: 'openai', name: 'a', key: { env: 'K' }, weight: 1, tier: 0, rpmLimit: 500, tpmLimit: null, maxConcurrency: null, tags: {}, models: [], scope: null, status: 'active' },
     ]);
@@ -51,6 +55,7 @@ settings: {enabled: true}
     ['unsafe regex', 'mappings:\n  - {match: regex, pattern: "(a+)+$", priority: 1}\n', [expect.stringMatching(/^k\.yaml:2: mappings\[0\]\.pattern: /) as unknown as string]],
     ['bad settings', 'settings:\n  priority.default_priority: 12\n', ['k.yaml:2: settings.priority.default_priority: must be between 0 and 9 (got 12)']],
     ['a strategy that does not exist', 'providers:\n  - {slug: openai, strategy: fastest}\n', ['k.yaml:2: providers[0].strategy: "fastest" is not one of round-robin, weighted-random, priority, least-loaded']],
+    ['a per_model_state that is not a boolean', 'providers:\n  - {slug: openai, strategy: priority, per_model_state: maybe}\n', ['k.yaml:2: providers[0].per_model_state: "maybe" is not a boolean (true or false)']],
     ['YAML syntax', 'accounts: [\n', [expect.stringMatching(/^k\.yaml:\d+: /) as unknown as string]],
     ['a duplicate YAML key', 'keys: []\nkeys: []\n', [expect.stringMatching(/^k\.yaml:2: .*unique/i) as unknown as string]],
     ['the wrong version', 'version: 2\n', ['k.yaml:1: version: must be 1']],

@@ -24,6 +24,7 @@ version: 1
 providers:
   - slug: openai
     strategy: least-loaded
+    per_model_state: true
 accounts:
   - provider: openai
     name: prod-1
@@ -108,7 +109,7 @@ export function reconcileContract(target: ReconcileTarget): void {
 
       const state = await loadCurrentState(repo);
       expect(state.settings.enabled).toBe(true);
-      expect(state.providers.find((p) => p.slug === 'openai')?.defaultStrategy).toBe('least-loaded');
+      expect(state.providers.find((p) => p.slug === 'openai')).toMatchObject({ defaultStrategy: 'least-loaded', perModelState: true });
       expect(state.accounts.find((a) => a.name === 'prod-1')).toMatchObject({ rpmLimit: 500, maxConcurrency: 20, tags: { team: 'a' }, status: 'active' });
       expect(state.accounts.find((a) => a.name === 'ant-1')).toMatchObject({ tier: 1, status: 'disabled' });
       expect(state.keys.find((k) => k.name === 'ci-bot')).toMatchObject({ tenantId: 'team-a', allowedIps: ['10.0.0.0/8'], rotateAfterDays: 30 });

@@ -305,4 +305,35 @@ describe('models and quota scopes', () => {
     expect(asAllow(claude).accountName).toBe('or-c');
     runtime.engine.release(claude.ticket!);
   });
+
+  it('per_model_state: a pool without restrictions reads the model for its state; a body without one is still served', async () => {
+    const repo = runtime.repository;
+    await repo.accounts.create({ providerSlug: 'anthropic', name: 'ant-a', apiKey: 'sk-ant-a-0123456789' }, 'test');
+    await runtime.snapshots.reload();
+    const messages = (body: string): RequestView =>
+      view(validKey, { provider: 'anthropic', headers: { authorization: `Bearer ${validKey}`, ':path': '/v1/messages' }, body: enc(body) });
+    expect(runtime.snapshots.current()!.pools.get('anthropic')?.needsModel).toBe(false);
+    expect(runtime.engine.needsBody(messages('{}'))).toBe(false);
+
+    await repo.providers.update('anthropic', { perModelState: true }, 'test');
+    await runtime.snapshots.reload();
+    expect(runtime.snapshots.current()!.pools.get('anthropic')?.needsModel).toBe(true);
+    expect(runtime.engine.needsBody(messages('{}'))).toBe(true);
+    // [body, the ticket's model]: nothing is refused, since every account serves every model.
+    for (const [body, model] of [
+      [JSON.stringify({ model: 'claude-3-haiku', max_tokens: 8 }), 'claude-3-haiku'],
+      ['--b\r\nContent-Disposition: form-data; name="file"\r\n\r\nx\r\n--b--', null],
+      ['{"messages":[]}', null],
+      [JSON.stringify({ model: 'x y' }), null],
+    ] as const) {
+      const outcome = await decide(messages(body));
+      expect(asAllow(outcome).accountName, body).toBe('ant-a');
+      expect(outcome.ticket?.model, body).toBe(model);
+      runtime.engine.release(outcome.ticket!);
+    }
+    const cut = await decide({ ...messages('{"model":"claude-3-haiku","pad":"'), body: { bytes: new Uint8Array(16), truncated: true } });
+    expect(asAllow(cut).accountName).toBe('ant-a');
+    runtime.engine.release(cut.ticket!);
+    await repo.providers.update('anthropic', { perModelState: false }, 'test');
+  });
 });

@@ -70,6 +70,10 @@ export interface TestEngineOptions {
   readonly maxConcurrency?: number | null;
   /** `models` of accounts by name (`openai-a`, `openai-b`, ...); absent = any model. */
   readonly accountModels?: Readonly<Record<string, readonly string[]>>;
+  /** `scope` of accounts by name; absent = the account is its own scope. */
+  readonly accountScopes?: Readonly<Record<string, string>>;
+  /** Provider slugs whose `per_model_state` switch is on. */
+  readonly perModelState?: readonly string[];
   /** Priority every key resolves to (priority mappings off). Default 1. */
   readonly defaultPriority?: number;
   /** In-flight lease; renewals every third of it. Default 30 s. */
@@ -433,7 +437,7 @@ function configData(options: TestEngineOptions, keyring: Keyring, pepper: Uint8A
   const providers: ProviderRow[] = Object.keys(pools).map((slug) => {
     const anthropic = slug === 'anthropic';
     const authStyle: AuthStyle = anthropic ? 'x-api-key' : 'bearer';
-    return { id: `p-${slug}`, slug, displayName: slug, authStyle, rateLimitDialect: anthropic ? 'anthropic' : 'openai', defaultStrategy: 'round-robin' };
+    return { id: `p-${slug}`, slug, displayName: slug, authStyle, rateLimitDialect: anthropic ? 'anthropic' : 'openai', defaultStrategy: 'round-robin', perModelState: options.perModelState?.includes(slug) ?? false };
   });
   const accounts: StoredAccount[] = Object.entries(pools).flatMap(([slug, secrets]) =>
     secrets.map((secret, index) => {
@@ -457,7 +461,7 @@ function configData(options: TestEngineOptions, keyring: Keyring, pepper: Uint8A
         disabledReason: null,
         tags: {},
         models: options.accountModels?.[`${slug}-${String.fromCharCode(97 + index)}`] ?? [],
-        scope: null,
+        scope: options.accountScopes?.[`${slug}-${String.fromCharCode(97 + index)}`] ?? null,
         createdAt: at,
         updatedAt: at,
       } satisfies StoredAccount;

@@ -7,6 +7,7 @@ import type { MappingRow } from '../../src/catalog/mappings/rows.js';
 import { compileSnapshot } from '../../src/snapshot/compile.js';
 import type { StoredAccount } from '../../src/catalog/accounts/rows.js';
 import type { ConfigData } from '../../src/catalog/config-data.js';
+import type { RateLimitDialect } from '../../src/core/types.js';
 import type { StoredKey } from '../../src/catalog/keys/rows.js';
 
 const NOW = Date.parse('2030-01-01T00:00:00Z');
@@ -71,8 +72,8 @@ function data(overrides: Partial<ConfigData> = {}): ConfigData {
     readAt: new Date(NOW),
     configVersion: 42,
     providers: [
-      { id: 'p-openai', slug: 'openai', displayName: 'OpenAI', authStyle: 'bearer', rateLimitDialect: 'openai', defaultStrategy: 'priority' },
-      { id: 'p-anthropic', slug: 'anthropic', displayName: 'Anthropic', authStyle: 'x-api-key', rateLimitDialect: 'anthropic', defaultStrategy: 'round-robin' },
+      { id: 'p-openai', slug: 'openai', displayName: 'OpenAI', authStyle: 'bearer', rateLimitDialect: 'openai', defaultStrategy: 'priority', perModelState: false },
+      { id: 'p-anthropic', slug: 'anthropic', displayName: 'Anthropic', authStyle: 'x-api-key', rateLimitDialect: 'anthropic', defaultStrategy: 'round-robin', perModelState: false },
     ],
     accounts: [],
     keys: [],
@@ -126,6 +127,26 @@ describe('compileSnapshot', () => {
     expect(pool.accounts[0]!.secret).toBe('secret-beta');
     expect(snapshot.pools.get('anthropic')!.accounts).toEqual([]);
     expect(snapshot.warnings).toEqual([]);
+  });
+
+  // [dialect, per_model_state, an account restricts its models, needsModel]
+  const needsModelCases: readonly [RateLimitDialect, boolean, boolean, boolean][] = [
+    ['openai', false, false, false],
+    ['openai', true, false, true],
+    ['openai', false, true, true],
+    ['openai', true, true, true],
+    ['anthropic', true, false, true],
+    ['azure', true, false, true],
+    // No per-model limits in these dialects: the switch alone never makes a pool read bodies.
+    ['gemini', true, false, false],
+    ['none', true, false, false],
+    ['gemini', false, true, true],
+  ];
+  it.each(needsModelCases)('needsModel: dialect %s, per_model_state %s, restricted %s -> %s', (dialect, perModelState, restricted, expected) => {
+    const provider = { id: 'p-x', slug: 'x', displayName: 'X', authStyle: 'bearer', rateLimitDialect: dialect, defaultStrategy: 'round-robin', perModelState } as const;
+    const accounts = [account('x', 'a', 0), account('x', 'b', 0, { models: restricted ? ['gpt-4o*'] : [] })];
+    const snapshot = compileSnapshot(data({ providers: [provider], accounts }), deps, 1, NOW);
+    expect(snapshot.pools.get('x')!.needsModel).toBe(expected);
   });
 
   it('compiles mapping windows; resolution follows the instant asked about; an unknown zone is a warning, not a failure', () => {

@@ -1,6 +1,7 @@
 // Upstream accounts: their SQL. Secrets are encrypted before they reach SQL and never read back here, except by
 // re-encryption (which never returns them).
 import { randomUUID, timingSafeEqual } from 'node:crypto';
+import { QUOTA_EXHAUSTED_REASON_PREFIX } from '../../core/provider-errors.js';
 import type { AccountStatus } from '../../core/types.js';
 import type { Keyring } from '../../secrets/keyring.js';
 import { ConflictError } from '../../stores/errors.js';
@@ -242,6 +243,11 @@ export class AccountDao {
    * Takes an active account out of its pool because its provider said so: `invalid` (upstream said 401/403; audited
    * account_invalidated) or `disabled` (its credit is used up; audited account_disabled). A no-op otherwise.
    */
+  /** See enableQuotaExhaustedAccounts. */
+  enableQuotaExhausted(disabledBefore: Date, actor: string, afterMs: number): ReturnType<typeof enableQuotaExhaustedAccounts> {
+    return enableQuotaExhaustedAccounts(this.sql, disabledBefore, actor, afterMs);
+  }
+
   async markInvalid(accountId: string, reason: string, actor: string, as: 'invalid' | 'disabled' = 'invalid'): Promise<void> {
     if (!isUuid(accountId)) return;
     await this.sql.transaction(async (tx) => {
@@ -259,6 +265,51 @@ export class AccountDao {
       ]);
     });
   }
+}
+
+/**
+ * Enables every account disabled as quota_exhausted (QUOTA_EXHAUSTED_REASON_PREFIX) and left so since before
+ * `disabledBefore` (its last change), audited account_enabled: the re-probe of KEYPOOL_QUOTA_REPROBE_MS. One
+ * conditional UPDATE, so replicas sweeping at once enable (and audit) each account once.
+ */
+export async function enableQuotaExhaustedAccounts(
+  sql: SqlClient,
+  disabledBefore: Date,
+  actor: string,
+  afterMs: number,
+): Promise<readonly { readonly id: string; readonly name: string; readonly providerSlug: string }[]> {
+  return sql.transaction(async (tx) => {
+    const rows = await tx.query<{ id: string; name: string; provider_slug: string; disabled_reason: string }>(
+      `WITH due AS (
+         SELECT a.id, a.disabled_reason FROM provider_accounts a
+         WHERE a.status = 'disabled' AND a.deleted_at IS NULL AND starts_with(a.disabled_reason, $1) AND a.updated_at < $2
+         FOR UPDATE
+       )
+       UPDATE provider_accounts a SET status = 'active', disabled_reason = NULL, updated_by = $3
+       FROM due, providers p WHERE a.id = due.id AND p.id = a.provider_id
+       RETURNING a.id, a.name, p.slug AS provider_slug, due.disabled_reason`,
+      [QUOTA_EXHAUSTED_REASON_PREFIX, disabledBefore, actor],
+    );
+    if (rows.length > 0) {
+      await insertAudit(
+        tx,
+        rows.map((row) => ({
+          keyId: null,
+          action: 'account_enabled' as const,
+          actor,
+          metadata: {
+            accountId: row.id,
+            provider: row.provider_slug,
+            name: row.name,
+            reason: `re-probe: disabled as quota_exhausted for ${Math.round(afterMs / 60_000)} min or more`,
+            previous: 'disabled',
+            previousReason: row.disabled_reason,
+          },
+        })),
+      );
+    }
+    return rows.map((row) => ({ id: row.id, name: row.name, providerSlug: row.provider_slug }));
+  });
 }
 
 const ACCOUNT_LOOKUP: RowLookup = {

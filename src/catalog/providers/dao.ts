@@ -1,5 +1,6 @@
-// Providers: the upstream API families, one pool each (seeded by sql/seed/providers.sql). Operators change only a
-// provider's default strategy; the audit row is a config_set naming the provider.
+// Providers: the upstream API families, one pool each (seeded by sql/seed/providers.sql). Operators change a
+// provider's default strategy and its per-model state switch; each change is a config_set audit row naming the
+// provider and the setting.
 import { NotFoundError } from '../../stores/errors.js';
 import type { SqlClient } from '../../stores/sql-client.js';
 import { insertAudit } from '../audit/dao.js';
@@ -28,19 +29,28 @@ export class ProviderDao {
       );
       const current = rows[0];
       if (!current) throw new NotFoundError('provider', slug);
-      if (patch.strategy === undefined || patch.strategy === current.default_strategy) return toProvider(current);
+      const changes: { column: string; name: string; value: string | boolean; previous: string | boolean }[] = [];
+      if (patch.strategy !== undefined && patch.strategy !== current.default_strategy) {
+        changes.push({ column: 'default_strategy', name: 'strategy', value: patch.strategy, previous: current.default_strategy });
+      }
+      if (patch.perModelState !== undefined && patch.perModelState !== current.per_model_state) {
+        changes.push({ column: 'per_model_state', name: 'per_model_state', value: patch.perModelState, previous: current.per_model_state });
+      }
+      if (changes.length === 0) return toProvider(current);
+      const sets = changes.map((change, i) => `${change.column} = $${i + 1}`).join(', ');
       const updated = await tx.query<DbProvider>(
-        `UPDATE providers SET default_strategy = $1, updated_by = $2 WHERE id = $3 RETURNING ${PROVIDER_COLUMNS}`,
-        [patch.strategy, actor, current.id],
+        `UPDATE providers SET ${sets}, updated_by = $${changes.length + 1} WHERE id = $${changes.length + 2} RETURNING ${PROVIDER_COLUMNS}`,
+        [...changes.map((change) => change.value), actor, current.id],
       );
-      await insertAudit(tx, [
-        {
+      await insertAudit(
+        tx,
+        changes.map((change) => ({
           keyId: null,
-          action: 'config_set',
+          action: 'config_set' as const,
           actor,
-          metadata: { name: `providers.${current.slug}.strategy`, value: patch.strategy, previous: current.default_strategy },
-        },
-      ]);
+          metadata: { name: `providers.${current.slug}.${change.name}`, value: change.value, previous: change.previous },
+        })),
+      );
       return toProvider(updated[0]!);
     });
   }
