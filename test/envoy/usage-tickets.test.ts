@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { UsageTickets } from '../../src/adapters/envoy/usage-tickets.js';
+import { ENTRIES_BEFORE_FIRST_OBSERVER, UsageTickets } from '../../src/adapters/envoy/usage-tickets.js';
 import type { Ticket } from '../../src/ports.js';
 
 const ticket = (leaseId: string): Ticket => ({
@@ -32,6 +32,18 @@ describe('UsageTickets', () => {
     tickets.register('r', ticket('attempt-2'), 5);
     expect(tickets.size).toBe(1);
     expect(tickets.take('r', 10)?.leaseId).toBe('attempt-2');
+  });
+
+  it('keeps only a few dozen tickets until an observer stream has connected (a gateway without one keeps none for long)', () => {
+    const tickets = new UsageTickets({ maxEntries: 10_000, ttlMs: 60_000 });
+    for (let i = 0; i < 1_000; i++) tickets.register(`r${i}`, ticket(`l${i}`), i);
+    expect(tickets.size).toBe(ENTRIES_BEFORE_FIRST_OBSERVER);
+    // The newest survive: the requests decided just before the first observer stream arrived are still handed over.
+    expect(tickets.take('r999', 1_000)?.leaseId).toBe('l999');
+    expect(tickets.take('r0', 1_000)).toBeNull();
+    tickets.observerConnected();
+    for (let i = 0; i < 1_000; i++) tickets.register(`s${i}`, ticket(`m${i}`), 2_000 + i);
+    expect(tickets.size).toBe(1_000 + ENTRIES_BEFORE_FIRST_OBSERVER - 1);
   });
 
   it('is bounded in entries (oldest out first) and in age', () => {

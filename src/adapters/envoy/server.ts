@@ -93,6 +93,7 @@ export async function startExtProcServer(options: ExtProcServerOptions): Promise
     Process: (call: GrpcServerCall<ProcessingRequestMsg, ProcessingResponseMsg>) => {
       // The usage observer filter (envoy/envoy-usage.yaml) says who it is in its gRPC metadata.
       if (call.metadata.get(USAGE_OBSERVER_METADATA_KEY)[0] === USAGE_OBSERVER_VALUE) {
+        usageTickets.observerConnected();
         const observer = new UsageObserverStream(call, { ...deps, tickets: usageTickets, onClosed: (stream) => active.delete(stream) });
         active.add(observer);
         observer.start();
