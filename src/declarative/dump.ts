@@ -52,6 +52,16 @@ export function dumpConfig(state: CurrentState): string {
     tenants: (state.tenants ?? []).map((t) =>
       compact({ id: t.id, name: t.name === t.id ? null : t.name, rpm: t.rpmLimit, rpd: t.rpdLimit, tpm: t.tpmLimit ?? null, tpd: t.tpdLimit ?? null }),
     ),
+    prices: (state.prices ?? []).map((p) =>
+      compact({
+        provider: p.providerSlug,
+        model: p.model,
+        input: p.inputUsdPerMTok,
+        output: p.outputUsdPerMTok,
+        cached_input: p.cachedInputUsdPerMTok,
+        cache_creation: p.cacheCreationUsdPerMTok,
+      }),
+    ),
     mappings: state.mappings.map((m) =>
       compact({
         match: m.matchType,

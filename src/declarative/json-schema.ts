@@ -7,6 +7,7 @@ import { MATCH_TYPES, STRATEGIES } from '../core/types.js';
 import { TENANT_TYPES } from '../catalog/mappings/schema.js';
 import { WINDOW_SYNTAX } from '../catalog/mappings/window.js';
 import { SETTING_NAMES } from '../catalog/settings/schema.js';
+import { MAX_USD_PER_MTOK, PRICE_MODEL_PATTERN, USD_DECIMAL_TEXT } from '../catalog/prices/schema.js';
 import {
   IMPORTED_KEY_BYTES,
   KEY_PREFIX,
@@ -38,6 +39,15 @@ const secretRef = {
     { type: 'object', properties: { file: { type: 'string', minLength: 1, maxLength: 4096 } }, required: ['file'], additionalProperties: false },
   ],
 };
+
+/** USD per million tokens: a number, or decimal text (`"0.075"`) kept exactly to 6 decimals. */
+const usdPerMTok = (description: string) => ({
+  description,
+  anyOf: [
+    { type: 'number', minimum: 0, maximum: MAX_USD_PER_MTOK },
+    { type: 'string', pattern: USD_DECIMAL_TEXT.source },
+  ],
+});
 
 export function keypoolJsonSchema(): Record<string, unknown> {
   return {
@@ -168,6 +178,26 @@ export function keypoolJsonSchema(): Record<string, unknown> {
             rpd: nullable({ ...int(LIMITS.limitMin, LIMITS.limitMax), description: 'requests per day (KEYPOOL_QUOTA_TZ) of all the tenant\'s keys together' }),
             tpm: nullable({ ...int(LIMITS.limitMin, LIMITS.limitMax), description: 'tokens per minute of all the tenant\'s keys together' }),
             tpd: nullable({ ...int(LIMITS.limitMin, LIMITS.tokenDayLimitMax), description: 'tokens per day (KEYPOOL_QUOTA_TZ) of all the tenant\'s keys together' }),
+          },
+        },
+      },
+      prices: {
+        type: 'array',
+        items: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['provider', 'model', 'input', 'output'],
+          properties: {
+            provider: { type: 'string', pattern: PROVIDER_SLUG.source, description: 'provider slug (need not exist yet)' },
+            model: {
+              type: 'string',
+              pattern: PRICE_MODEL_PATTERN.source,
+              description: 'model name as the provider reports it, a prefix ending in * (the longest wins), or * for every model',
+            },
+            input: usdPerMTok('USD per million input tokens'),
+            output: usdPerMTok('USD per million output tokens'),
+            cached_input: nullable(usdPerMTok('USD per million cached input tokens; absent or null = the input price')),
+            cache_creation: nullable(usdPerMTok('USD per million cache-write input tokens; absent or null = the input price')),
           },
         },
       },

@@ -12,6 +12,8 @@ import type { ActiveWindow } from '../core/priority/index.js';
 import type { ProviderRow } from '../catalog/providers/rows.js';
 import type { Setting } from '../catalog/settings/schema.js';
 import type { TenantRow } from '../catalog/tenants/rows.js';
+import type { PriceRow } from '../catalog/prices/rows.js';
+import type { NewPrice } from '../catalog/prices/schema.js';
 import type { MatchType, PrioritySettings } from '../core/types.js';
 
 /** The only file format version so far. */
@@ -98,6 +100,12 @@ export interface DesiredTenant extends Located {
   readonly tpdLimit: number | null;
 }
 
+/**
+ * A token price (USD per million tokens) of a provider and model pattern, its identity; the values are the prices
+ * entity's own (src/catalog/prices/schema.ts), rounded to the 6 decimals the store keeps.
+ */
+export type DesiredPrice = NewPrice & Located;
+
 export type DesiredSetting = Setting & Located;
 
 /** A section left out of the file is not managed by it (never pruned, never changed). */
@@ -107,6 +115,7 @@ export interface DesiredState {
   readonly keys?: readonly DesiredKey[];
   readonly mappings?: readonly DesiredMapping[];
   readonly tenants?: readonly DesiredTenant[];
+  readonly prices?: readonly DesiredPrice[];
   readonly settings?: readonly DesiredSetting[];
 }
 
@@ -118,6 +127,8 @@ export interface CurrentState {
   readonly mappings: readonly MappingRow[];
   /** Absent in a state built by hand = none. */
   readonly tenants?: readonly TenantRow[];
+  /** Absent in a state built by hand = none. */
+  readonly prices?: readonly PriceRow[];
   readonly settings: PrioritySettings;
 }
 
@@ -177,11 +188,26 @@ export const MAPPING_FIELDS: FieldTable = {
 
 export const TENANT_FIELDS: FieldTable = { id: 'id', name: 'name', rpm: 'rpmLimit', rpd: 'rpdLimit', tpm: 'tpmLimit', tpd: 'tpdLimit' };
 
-export const SECTIONS = ['version', 'providers', 'accounts', 'keys', 'mappings', 'tenants', 'settings'] as const;
+/** Prices: `input`/`output`/`cached_input`/`cache_creation` in USD per million tokens (numbers or decimal text). */
+export const PRICE_FIELDS: FieldTable = {
+  provider: 'provider',
+  model: 'model',
+  input: 'input',
+  output: 'output',
+  cached_input: 'cachedInput',
+  cache_creation: 'cacheCreation',
+};
+
+export const SECTIONS = ['version', 'providers', 'accounts', 'keys', 'mappings', 'tenants', 'prices', 'settings'] as const;
 
 /** `openai/prod-1`: how plans and errors name an account. */
 export function accountRef(provider: string, name: string): string {
   return `${provider}/${name}`;
+}
+
+/** `openrouter openai/gpt-4o*`: how plans and errors name a price (a model pattern may hold a `/`). */
+export function priceRef(provider: string, model: string): string {
+  return `${provider} ${model}`;
 }
 
 /**

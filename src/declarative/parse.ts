@@ -5,6 +5,7 @@ import { isNode, LineCounter, parseDocument, type Document } from 'yaml';
 import { validateNewAccount } from '../catalog/accounts/schema.js';
 import { validateNewKey } from '../catalog/keys/schema.js';
 import { validateNewTenant } from '../catalog/tenants/schema.js';
+import { validatePrice } from '../catalog/prices/schema.js';
 import { validateNewMapping } from '../catalog/mappings/schema.js';
 import { validateProviderPatch } from '../catalog/providers/schema.js';
 import { SETTING_NAMES, validateSetting } from '../catalog/settings/schema.js';
@@ -18,6 +19,8 @@ import {
   KEY_OWN_FIELDS,
   MAPPING_FIELDS,
   mappingRef,
+  PRICE_FIELDS,
+  priceRef,
   PROVIDER_FIELDS,
   SECTIONS,
   type DesiredAccount,
@@ -25,6 +28,7 @@ import {
   type DesiredTenant,
   TENANT_FIELDS,
   type DesiredMapping,
+  type DesiredPrice,
   type DesiredProvider,
   type DesiredSetting,
   type DesiredState,
@@ -96,6 +100,7 @@ class Reader {
       state.mappings = this.unique(this.list(input, 'mappings', (e, p) => this.mapping(e, p)), (x) => mappingRef(x.matchType, x.pattern, x.window), 'mapping');
     }
     if (input.tenants != null) state.tenants = this.unique(this.list(input, 'tenants', (e, p) => this.tenant(e, p)), (x) => x.id, 'tenant');
+    if (input.prices != null) state.prices = this.unique(this.list(input, 'prices', (e, p) => this.price(e, p)), (x) => priceRef(x.providerSlug, x.model), 'price');
     if (input.settings != null) state.settings = this.settings(input.settings);
     return state;
   }
@@ -189,6 +194,13 @@ class Reader {
     const fields = this.fields(entry, path, TENANT_FIELDS, []);
     if (!fields) return null;
     const value = this.checked(validateNewTenant(fields.catalog), path, TENANT_FIELDS);
+    return value ? { at: pathText(path), ...value } : null;
+  }
+
+  private price(entry: unknown, path: (string | number)[]): DesiredPrice | null {
+    const fields = this.fields(entry, path, PRICE_FIELDS, []);
+    if (!fields) return null;
+    const value = this.checked(validatePrice(fields.catalog), path, PRICE_FIELDS);
     return value ? { at: pathText(path), ...value } : null;
   }
 

@@ -5,14 +5,17 @@ import { settingsByName } from '../catalog/settings/schema.js';
 import type { AccountRow } from '../catalog/accounts/rows.js';
 import type { SystemKeyRow } from '../catalog/keys/rows.js';
 import type { MappingRow } from '../catalog/mappings/rows.js';
+import type { PriceRow } from '../catalog/prices/rows.js';
 import {
   accountRef,
   mappingRef,
+  priceRef,
   type CurrentState,
   type DesiredAccount,
   type DesiredKey,
   type DesiredTenant,
   type DesiredMapping,
+  type DesiredPrice,
   type DesiredProvider,
   type DesiredSetting,
   type DesiredState,
@@ -58,7 +61,16 @@ export type Change =
   | { readonly entity: 'mapping'; readonly op: 'update'; readonly ref: string; readonly id: string; readonly desired: DesiredMapping; readonly fields: readonly FieldChange[] }
   | { readonly entity: 'tenant'; readonly op: 'create'; readonly ref: string; readonly desired: DesiredTenant; readonly fields: readonly FieldChange[] }
   | { readonly entity: 'tenant'; readonly op: 'update'; readonly ref: string; readonly id: string; readonly desired: DesiredTenant; readonly fields: readonly FieldChange[] }
-  | { readonly entity: 'account' | 'key' | 'mapping' | 'tenant'; readonly op: 'delete'; readonly ref: string; readonly id: string; readonly fields: readonly FieldChange[] };
+  | { readonly entity: 'price'; readonly op: 'create' | 'update'; readonly ref: string; readonly desired: DesiredPrice; readonly fields: readonly FieldChange[] }
+  | { readonly entity: 'account' | 'key' | 'mapping' | 'tenant'; readonly op: 'delete'; readonly ref: string; readonly id: string; readonly fields: readonly FieldChange[] }
+  | {
+      readonly entity: 'price';
+      readonly op: 'delete';
+      readonly ref: string;
+      readonly provider: string;
+      readonly model: string;
+      readonly fields: readonly FieldChange[];
+    };
 
 export interface Plan {
   readonly changes: readonly Change[];
@@ -74,7 +86,7 @@ export interface PlanFacts {
 }
 
 export interface PlanOptions {
-  /** Soft-delete accounts, keys and mappings the file does not name (in the sections it has). */
+  /** Delete accounts, keys, mappings (soft), tenants and prices the file does not name (in the sections it has). */
   readonly prune: boolean;
   readonly nowMs: number;
 }
@@ -181,7 +193,36 @@ export function planChanges(desired: DesiredState, current: CurrentState, facts:
     if (options.prune) for (const [id] of byId) changes.push({ entity: 'tenant', op: 'delete', ref: id, id, fields: [] });
   }
 
+  if (desired.prices) {
+    // No provider check: a price may be set before its provider exists (migration 0010), as with `prices set`.
+    const byRef = new Map((current.prices ?? []).map((p) => [priceRef(p.providerSlug, p.model), p]));
+    for (const price of desired.prices) {
+      const ref = priceRef(price.providerSlug, price.model);
+      const row = byRef.get(ref);
+      byRef.delete(ref);
+      if (!row) {
+        changes.push({ entity: 'price', op: 'create', ref, desired: price, fields: priceFields(price) });
+        continue;
+      }
+      const fields = diffFields(priceFields(row), priceFields(price));
+      if (fields.length > 0) changes.push({ entity: 'price', op: 'update', ref, desired: price, fields });
+    }
+    if (options.prune) {
+      for (const [ref, row] of byRef) changes.push({ entity: 'price', op: 'delete', ref, provider: row.providerSlug, model: row.model, fields: [] });
+    }
+  }
+
   return { changes, problems };
+}
+
+/** Both sides hold prices rounded to the store's 6 decimals (checkUsdPerMTok, NUMERIC(14, 6)): compared exactly. */
+function priceFields(p: Omit<DesiredPrice, 'at'> | PriceRow): FieldChange[] {
+  return [
+    { field: 'input', from: null, to: p.inputUsdPerMTok },
+    { field: 'output', from: null, to: p.outputUsdPerMTok },
+    { field: 'cached_input', from: null, to: p.cachedInputUsdPerMTok },
+    { field: 'cache_creation', from: null, to: p.cacheCreationUsdPerMTok },
+  ];
 }
 
 function tenantFields(t: {

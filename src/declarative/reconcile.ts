@@ -55,6 +55,7 @@ export async function loadCurrentState(repo: ConfigRepository): Promise<CurrentS
     keys: await repo.keys.list(),
     mappings: await repo.mappings.list(),
     tenants: await repo.tenants.list(),
+    prices: await repo.prices.list(),
     settings: await repo.settings.get(),
   };
 }
@@ -81,7 +82,8 @@ async function secretFacts(repo: ConfigRepository, desired: DesiredState, curren
 async function execute(repo: ConfigRepository, change: Change, secrets: ResolvedSecrets): Promise<IssuedByApply | null> {
   const actor = APPLY_ACTOR;
   if (change.op === 'delete') {
-    if (change.entity === 'account') await repo.accounts.softDelete(change.id, actor);
+    if (change.entity === 'price') await repo.prices.delete(change.provider, change.model, actor);
+    else if (change.entity === 'account') await repo.accounts.softDelete(change.id, actor);
     else if (change.entity === 'key') await repo.keys.softDelete(change.id, actor);
     else if (change.entity === 'tenant') await repo.tenants.delete(change.id, actor);
     else await repo.mappings.softDelete(change.id, actor);
@@ -94,6 +96,12 @@ async function execute(repo: ConfigRepository, change: Change, secrets: Resolved
     case 'provider':
       await repo.providers.update(change.desired.slug, { strategy: change.desired.strategy, perModelState: change.desired.perModelState }, actor);
       return null;
+    case 'price': {
+      // The DAO's set creates or replaces the whole price, audited as config_set like `keypool prices set`.
+      const { at: _at, ...price } = change.desired;
+      await repo.prices.set(price, actor);
+      return null;
+    }
     case 'tenant': {
       const { at: _at, ...tenant } = change.desired;
       if (change.op === 'create') await repo.tenants.create(tenant, actor);

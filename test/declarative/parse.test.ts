@@ -36,6 +36,16 @@ settings: {enabled: true}
     expect(parsed.lineOf('keys[0]')).toBe(7);
   });
 
+  it('reads prices through the prices entity: numbers or decimal text, 6 decimals kept, optional prices null', () => {
+    const parsed = parseConfigText('prices:\n  - {provider: openai, model: "gpt-4o*", input: "2.50", output: 10, cached_input: 1.25}\n  - {provider: openrouter, model: openai/o1, input: 0.0000004, output: "0.000001", cache_creation: null}\n');
+    expect(parsed.ok && parsed.state).toEqual({
+      prices: [
+        { at: 'prices[0]', providerSlug: 'openai', model: 'gpt-4o*', inputUsdPerMTok: 2.5, outputUsdPerMTok: 10, cachedInputUsdPerMTok: 1.25, cacheCreationUsdPerMTok: null },
+        { at: 'prices[1]', providerSlug: 'openrouter', model: 'openai/o1', inputUsdPerMTok: 0, outputUsdPerMTok: 0.000001, cachedInputUsdPerMTok: null, cacheCreationUsdPerMTok: null },
+      ],
+    });
+  });
+
   it('a section left out is not managed', () => {
     const parsed = parseConfigText('mappings: []\n');
     expect(parsed.ok && parsed.state).toEqual({ mappings: [] });
@@ -48,7 +58,7 @@ settings: {enabled: true}
       'k.yaml:5: accounts[1].name: must not be empty',
     ]],
     ['unknown fields', 'keys:\n  - name: k\n    tenant_id: t\n', ['k.yaml:3: keys[0].tenant_id: unknown field; known: name, tenant, allowed_ips, expires_at, rotate_after_days, prefix, rpm, rpd, tpm, tpd, status, import']],
-    ['unknown sections', 'acounts: []\n', ['k.yaml:1: acounts: unknown section; known: version, providers, accounts, keys, mappings, tenants, settings']],
+    ['unknown sections', 'acounts: []\n', ['k.yaml:1: acounts: unknown section; known: version, providers, accounts, keys, mappings, tenants, prices, settings']],
     ['inline secrets', 'accounts:\n  - {provider: openai, name: a, key: sk-123}\n', ['k.yaml:2: accounts[0].key: secrets are never written in the file: use {env: VARIABLE} or {file: /path/to/secret}']],
     ['bad references', 'keys:\n  - {name: k, import: {env: "1X"}}\n', ['k.yaml:2: keys[0].import: must be {env: VARIABLE} or {file: /path/to/secret}']],
     ['the same name twice', 'keys:\n  - name: k\n  - name: k\n', ['k.yaml:3: keys[1]: key k is already declared at keys[0]']],
@@ -56,6 +66,18 @@ settings: {enabled: true}
     ['bad settings', 'settings:\n  priority.default_priority: 12\n', ['k.yaml:2: settings.priority.default_priority: must be between 0 and 9 (got 12)']],
     ['a strategy that does not exist', 'providers:\n  - {slug: openai, strategy: fastest}\n', ['k.yaml:2: providers[0].strategy: "fastest" is not one of round-robin, weighted-random, priority, least-loaded']],
     ['a per_model_state that is not a boolean', 'providers:\n  - {slug: openai, strategy: priority, per_model_state: maybe}\n', ['k.yaml:2: providers[0].per_model_state: "maybe" is not a boolean (true or false)']],
+    ['prices the prices entity refuses', 'prices:\n  - provider: openai\n    model: "gpt-*-mini"\n    input: -1\n    cached_input: "1.2345678"\n', [
+      'k.yaml:3: prices[0].model: "gpt-*-mini": * may only end a pattern',
+      'k.yaml:4: prices[0].input: must be from 0 to 100000 USD per million tokens (got -1)',
+      'k.yaml:2: prices[0].output: is required',
+      'k.yaml:5: prices[0].cached_input: must be a number (USD per million tokens)',
+    ]],
+    ['the same price twice', 'prices:\n  - {provider: openai, model: "*", input: 1, output: 2}\n  - {provider: openai, model: "*", input: 3, output: 4}\n', [
+      'k.yaml:3: prices[1]: price openai * is already declared at prices[0]',
+    ]],
+    ['an unknown price field', 'prices:\n  - {provider: openai, model: "*", input: 1, output: 2, currency: EUR}\n', [
+      'k.yaml:2: prices[0].currency: unknown field; known: provider, model, input, output, cached_input, cache_creation',
+    ]],
     ['YAML syntax', 'accounts: [\n', [expect.stringMatching(/^k\.yaml:\d+: /) as unknown as string]],
     ['a duplicate YAML key', 'keys: []\nkeys: []\n', [expect.stringMatching(/^k\.yaml:2: .*unique/i) as unknown as string]],
     ['the wrong version', 'version: 2\n', ['k.yaml:1: version: must be 1']],

@@ -203,6 +203,38 @@ export function reconcileContract(target: ReconcileTarget): void {
       expect((await loadCurrentState(repo)).tenants).toEqual([expect.objectContaining({ id: 'acme', rpmLimit: null })]);
     });
 
+    it('manages token prices: create (decimal text kept exact), idempotent, update, dump round trip, prune; audited like `prices set`', async () => {
+      const withPrices = `${FILE}\nprices:\n  - {provider: openai, model: gpt-4o*, input: 2.5, output: 10, cached_input: "1.25"}\n  - {provider: openrouter, model: openai/gpt-4o-mini, input: "0.075", output: 0.3}\n`;
+      const created = await run(withPrices, { write: true });
+      expect(created.plan.changes.map((c) => `${c.op} ${c.entity} ${c.ref}`)).toEqual(['create price openai gpt-4o*', 'create price openrouter openai/gpt-4o-mini']);
+      const stored = (await loadCurrentState(repo)).prices;
+      expect(stored).toEqual([
+        expect.objectContaining({ providerSlug: 'openai', model: 'gpt-4o*', inputUsdPerMTok: 2.5, outputUsdPerMTok: 10, cachedInputUsdPerMTok: 1.25, cacheCreationUsdPerMTok: null }),
+        expect.objectContaining({ providerSlug: 'openrouter', model: 'openai/gpt-4o-mini', inputUsdPerMTok: 0.075, outputUsdPerMTok: 0.3, cachedInputUsdPerMTok: null }),
+      ]);
+      expect((await run(withPrices, { write: true })).plan.changes).toEqual([]);
+      const dumped = dumpConfig(await loadCurrentState(repo));
+      expect(dumped).toContain('- provider: openrouter\n    model: openai/gpt-4o-mini\n    input: 0.075\n    output: 0.3\n');
+      expect((await run(dumped, { write: false, prune: true })).plan.changes).toEqual([]);
+      // Left out of the file, the section is not managed: nothing is pruned.
+      expect((await run(FILE, { write: false, prune: true })).plan.changes.filter((c) => c.entity === 'price')).toEqual([]);
+      const changed = await run(`${FILE}\nprices:\n  - {provider: openai, model: gpt-4o*, input: 2.5, output: 12.000001}\n`, { write: true, prune: true });
+      expect(changed.plan.changes.filter((c) => c.entity === 'price').map((c) => `${c.op} ${c.ref} ${c.fields.map((f) => `${f.field} ${String(f.from)}->${String(f.to)}`).join(',')}`)).toEqual([
+        'update openai gpt-4o* output 10->12.000001,cached_input 1.25->null',
+        'delete openrouter openai/gpt-4o-mini ',
+      ]);
+      expect((await loadCurrentState(repo)).prices).toEqual([expect.objectContaining({ model: 'gpt-4o*', outputUsdPerMTok: 12.000001, cachedInputUsdPerMTok: null })]);
+      const audited = (await repo.audit.list({ limit: 1000 })).rows.filter((r) => r.actor === APPLY_ACTOR && r.metadata?.name === 'token_price');
+      expect(audited.map((r) => [r.action, (r.metadata?.value as { model?: string } | null)?.model ?? null])).toEqual(
+        expect.arrayContaining([
+          ['config_set', 'gpt-4o*'],
+          ['config_set', 'openai/gpt-4o-mini'],
+          ['config_set', null],
+        ]),
+      );
+      expect(audited).toHaveLength(4);
+    });
+
     it('audits every write with the actor `apply`', async () => {
       const page = await repo.audit.list({ limit: 1000 });
       const byApply = page.rows.filter((r) => r.actor === APPLY_ACTOR).map((r) => r.action);

@@ -29,5 +29,8 @@ describe('keypool.yaml JSON Schema', () => {
     expect(validate({ accounts: [{ provider: 'openai', name: 'a', key: 'sk-inline' }] })).toBe(false);
     expect(validate({ keys: [{ name: 'k', tenant_id: 't' }] })).toBe(false);
     expect(validate({ mappings: [{ match: 'prefix', pattern: 'kp_', priority: 10 }] })).toBe(false);
+    expect(validate({ prices: [{ provider: 'openai', model: 'gpt 4o', input: 1, output: 2 }] })).toBe(false);
+    expect(validate({ prices: [{ provider: 'openai', model: '*', input: '1.2345678', output: 2 }] })).toBe(false);
+    expect(validate({ prices: [{ provider: 'openai', model: '*', input: '0.075', output: 2, cached_input: null }] })).toBe(true);
   });
 });

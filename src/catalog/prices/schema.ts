@@ -7,7 +7,7 @@ import { checkProviderSlug, fail, Fields, notAnObject, nullable, pass, quote, ty
 export const MAX_USD_PER_MTOK = 100_000;
 
 /** Printable ASCII without spaces or quotes: a model name as providers report it, `prefix*` or `*`. */
-const MODEL_PATTERN = new RegExp(`^[\\x21\\x23-\\x7e]{1,${MAX_MODEL_CHARS}}$`);
+export const PRICE_MODEL_PATTERN = new RegExp(`^[\\x21\\x23-\\x7e]{1,${MAX_MODEL_CHARS}}$`);
 
 export interface NewPrice {
   readonly providerSlug: string;
@@ -20,14 +20,17 @@ export interface NewPrice {
 
 export function checkModelPattern(value: unknown): Check<string> {
   if (typeof value !== 'string') return fail('invalid_type', 'must be a string');
-  if (!MODEL_PATTERN.test(value)) return fail('invalid_format', `${quote(value)} must be a model name, a prefix ending in *, or * (printable, no spaces or quotes, at most ${MAX_MODEL_CHARS})`);
+  if (!PRICE_MODEL_PATTERN.test(value)) return fail('invalid_format', `${quote(value)} must be a model name, a prefix ending in *, or * (printable, no spaces or quotes, at most ${MAX_MODEL_CHARS})`);
   if (value.indexOf('*') !== -1 && value.indexOf('*') !== value.length - 1) return fail('invalid_format', `${quote(value)}: * may only end a pattern`);
   return pass(value);
 }
 
+/** A price as decimal text (`2.5`, `0.075`): at most the 6 decimals the store keeps (NUMERIC(14, 6)). */
+export const USD_DECIMAL_TEXT = /^\d{1,6}(?:\.\d{1,6})?$/;
+
 /** A price: a number, or its decimal text (the CLI passes text). */
 export function checkUsdPerMTok(input: unknown): Check<number> {
-  const value = typeof input === 'string' && /^\d{1,6}(?:\.\d{1,6})?$/.test(input.trim()) ? Number(input) : input;
+  const value = typeof input === 'string' && USD_DECIMAL_TEXT.test(input.trim()) ? Number(input) : input;
   if (typeof value !== 'number' || !Number.isFinite(value)) return fail('invalid_type', 'must be a number (USD per million tokens)');
   if (value < 0 || value > MAX_USD_PER_MTOK) return fail('out_of_range', `must be from 0 to ${MAX_USD_PER_MTOK} USD per million tokens (got ${value})`);
   return pass(Math.round(value * 1e6) / 1e6);
