@@ -14,6 +14,7 @@ import { REPO_ROOT, envoyOrSkip, envoyStat, renderEnvoyConfig, startEnvoy, valid
 import { createTestEngine, TEST_KEYS, type TestEngine } from '../helpers/test-engine.js';
 import { waitFor } from './ext-proc-client.js';
 import { MockUpstream, type Reply } from './mock-upstream.js';
+import { chunk, json, OPENAI_JSON, OPENAI_SSE, sse, stream, usage } from '../helpers/usage-bodies.js';
 
 const ENVOY = envoyOrSkip('test/envoy/usage-real.test.ts');
 const logger = pino({ level: process.env['KEYPOOL_TEST_LOG'] ?? 'silent' });
@@ -21,28 +22,6 @@ const CHAT = '/openai/v1/chat/completions';
 const MESSAGES = '/anthropic/v1/messages';
 const AUTH = { authorization: `Bearer ${TEST_KEYS.live}` };
 
-const usage = (inputTokens: number, outputTokens: number, cachedInputTokens = 0, cacheCreationInputTokens = 0, estimated = false): TokenUsage => ({
-  inputTokens,
-  outputTokens,
-  cachedInputTokens,
-  cacheCreationInputTokens,
-  estimated,
-});
-
-const sse = (events: readonly unknown[]) => events.map((e) => `data: ${typeof e === 'string' ? e : JSON.stringify(e)}\n\n`).join('');
-const chunk = (content: string) => ({ object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content } }] });
-const OPENAI_JSON = JSON.stringify({
-  object: 'chat.completion',
-  model: 'gpt-4o-2024-08-06',
-  choices: [{ index: 0, message: { role: 'assistant', content: 'hi' } }],
-  usage: { prompt_tokens: 1200, completion_tokens: 34, total_tokens: 1234, prompt_tokens_details: { cached_tokens: 1024 } },
-});
-// 40 chunks, then the include_usage chunk: the figures are the provider's, not a count of the chunks.
-const OPENAI_SSE = sse([
-  ...Array.from({ length: 40 }, (_, i) => chunk(`word${i} `)),
-  { object: 'chat.completion.chunk', choices: [], usage: { prompt_tokens: 57, completion_tokens: 81, prompt_tokens_details: { cached_tokens: 0 } } },
-  '[DONE]',
-]);
 // No usage chunk (the client did not ask for include_usage): 10 chunks of "abcdefg" = 70 characters -> 18 tokens.
 const OPENAI_SSE_NO_USAGE = sse([...Array.from({ length: 10 }, () => chunk('abcdefg')), '[DONE]']);
 const ANTHROPIC_SSE = [
@@ -51,9 +30,6 @@ const ANTHROPIC_SSE = [
   `event: message_delta\ndata: ${JSON.stringify({ type: 'message_delta', delta: { stop_reason: 'end_turn' }, usage: { output_tokens: 15 } })}\n\n`,
   `event: message_stop\ndata: {"type":"message_stop"}\n\n`,
 ].join('');
-
-const json = (body: string | Buffer, extra: Record<string, string> = {}): Reply => ({ status: 200, headers: { 'content-type': 'application/json', ...extra }, body });
-const stream = (body: string): Reply => ({ status: 200, headers: { 'content-type': 'text/event-stream' }, body });
 
 describe('envoy/envoy-usage.yaml', () => {
   it('is envoy/envoy.yaml plus the keypool.usage filter and its per-route switches, nothing else', () => {
