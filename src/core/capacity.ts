@@ -198,10 +198,10 @@ function fraction(remaining: number, limit: number | null): number {
 /**
  * Priority reserve check on an account capacityOf let through: undefined when admitting one more request still leaves
  * at least `reserve` of every capacity dimension that takes part (provider-reported requests and tokens with a known
- * reset, own RPM window and concurrency, own TPM window for a request that counts tokens; see reserveApplies; the request's own unit counted for requests, window and
- * concurrency); otherwise the instant the
- * tightest-reset dimension below the reserve resets (the latest of them), or null when one of them frees at an unknown
- * instant (concurrency, a provider window without a reset). Call on a pruned state.
+ * reset, own RPM window and concurrency, own TPM window for a request that counts tokens; see reserveApplies), the
+ * request's own unit counted for requests, window and concurrency. Otherwise the instant the tightest-reset dimension
+ * below the reserve resets (the latest of them), or null when one of them frees at an unknown instant (concurrency, a
+ * provider window without a reset). Call on a pruned state.
  */
 export function reserveShortfall(
   state: AccountState,

@@ -8,7 +8,7 @@ import { describePostgres } from '../helpers/db.js';
 import { startReplicas, stopAll, type Replica } from '../helpers/replica.js';
 import { redisAvailable } from '../state/services.js';
 import { ACTOR, Deployment, REDIS_URL, uniqueRedisPrefix } from './deployment.js';
-import { decide, describeAnswer, type Answer } from './traffic.js';
+import { fireAcross, tallyAnswers, type Answer } from './traffic.js';
 
 const REDIS = await redisAvailable();
 
@@ -45,42 +45,21 @@ describePostgres('quotas are exact across replicas through Redis', () => {
     }, 60_000);
 
     /** `total` requests spread over the replicas, 10 in flight per replica; answers completed at once. */
-    async function fire(keys: readonly string[], total: number): Promise<Answer[]> {
-      const answers: Answer[] = [];
-      let next = 0;
-      const worker = async (replica: Replica): Promise<void> => {
-        while (next < total) {
-          const i = next++;
-          const answer = await decide(replica.client, { provider: 'openai', clientKey: keys[i % keys.length]! });
-          if (answer.kind === 'allow') await answer.exchange.respond(200, { 'content-type': 'application/json' });
-          answers.push(answer);
-        }
-      };
-      await Promise.all(replicas.flatMap((replica) => Array.from({ length: 10 }, () => worker(replica))));
-      return answers;
-    }
-
-    function tally(answers: readonly Answer[]): Record<string, number> {
-      const out: Record<string, number> = {};
-      for (const a of answers) {
-        const label = a.kind === 'allow' ? 'allow' : a.kind === 'deny' ? a.code : `error: ${describeAnswer(a)}`;
-        out[label] = (out[label] ?? 0) + 1;
-      }
-      return out;
-    }
+    const fire = (keys: readonly string[], total: number): Promise<Answer[]> =>
+      fireAcross(replicas.map((r) => r.client), total, 10, (i) => ({ provider: 'openai', clientKey: keys[i % keys.length]! }));
 
     it('a key with rpm 30: exactly 30 of 90 concurrent requests admitted, 60 quota_exceeded with retry-after', async () => {
       const startedAt = Date.now();
       const answers = await fire([rpmKey], 90);
       // The whole burst fits well inside one minute (else a second window would legitimately admit more).
       expect(Date.now() - startedAt).toBeLessThan(50_000);
-      expect(tally(answers)).toEqual({ allow: 30, quota_exceeded: 60 });
+      expect(tallyAnswers(answers)).toEqual({ allow: 30, quota_exceeded: 60 });
       for (const a of answers) if (a.kind === 'deny') expect(a.retryAfterSec).toBeGreaterThanOrEqual(1);
     }, 120_000);
 
     it('a tenant with rpd 100 over three keys: exactly 100 of 150 admitted, 50 quota_exceeded until the day ends', async () => {
       const answers = await fire(tenantKeys, 150);
-      expect(tally(answers)).toEqual({ allow: 100, quota_exceeded: 50 });
+      expect(tallyAnswers(answers)).toEqual({ allow: 100, quota_exceeded: 50 });
       const secondsToMidnightUtc = Math.ceil((Math.ceil(Date.now() / 86_400_000) * 86_400_000 - Date.now()) / 1000);
       for (const a of answers) {
         if (a.kind === 'deny') {

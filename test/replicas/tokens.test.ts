@@ -8,7 +8,7 @@ import { describePostgres } from '../helpers/db.js';
 import { startReplicas, stopAll, type Replica } from '../helpers/replica.js';
 import { redisAvailable } from '../state/services.js';
 import { ACTOR, Deployment, REDIS_URL, uniqueRedisPrefix } from './deployment.js';
-import { decide, describeAnswer, type Answer } from './traffic.js';
+import { fireAcross, tallyAnswers, type Answer } from './traffic.js';
 
 const REDIS = await redisAvailable();
 
@@ -42,43 +42,22 @@ describePostgres('token limits are exact across replicas through Redis', () => {
     }, 60_000);
 
     /** `total` requests spread over the replicas, 5 in flight per replica; answers completed at once. */
-    async function fire(provider: string, key: string, total: number): Promise<Answer[]> {
-      const answers: Answer[] = [];
-      let next = 0;
-      const worker = async (replica: Replica): Promise<void> => {
-        while (next < total) {
-          next++;
-          const answer = await decide(replica.client, { provider, clientKey: key, endOfStream: true });
-          if (answer.kind === 'allow') await answer.exchange.respond(200, { 'content-type': 'application/json' });
-          answers.push(answer);
-        }
-      };
-      await Promise.all(replicas.flatMap((replica) => Array.from({ length: 5 }, () => worker(replica))));
-      return answers;
-    }
-
-    function tally(answers: readonly Answer[]): Record<string, number> {
-      const out: Record<string, number> = {};
-      for (const a of answers) {
-        const label = a.kind === 'allow' ? 'allow' : a.kind === 'deny' ? a.code : `error: ${describeAnswer(a)}`;
-        out[label] = (out[label] ?? 0) + 1;
-      }
-      return out;
-    }
+    const fire = (provider: string, key: string, total: number): Promise<Answer[]> =>
+      fireAcross(replicas.map((r) => r.client), total, 5, () => ({ provider, clientKey: key, endOfStream: true }));
 
     it('an account with tpm_limit 10,000 and 1,000-token requests: exactly 10 of 45 admitted, 35 pool_exhausted', async () => {
       const startedAt = Date.now();
       const answers = await fire('openai', plainKey, 45);
       // The burst fits well inside one minute (else a second window would legitimately admit more).
       expect(Date.now() - startedAt).toBeLessThan(50_000);
-      expect(tally(answers)).toEqual({ allow: 10, pool_exhausted: 35 });
+      expect(tallyAnswers(answers)).toEqual({ allow: 10, pool_exhausted: 35 });
     }, 120_000);
 
     it('a key with tpm 5,000: exactly 5 of 30 admitted, 25 quota_exceeded with retry-after', async () => {
       const startedAt = Date.now();
       const answers = await fire('anthropic', tokenKey, 30);
       expect(Date.now() - startedAt).toBeLessThan(50_000);
-      expect(tally(answers)).toEqual({ allow: 5, quota_exceeded: 25 });
+      expect(tallyAnswers(answers)).toEqual({ allow: 5, quota_exceeded: 25 });
       for (const a of answers) if (a.kind === 'deny') expect(a.retryAfterSec).toBeGreaterThanOrEqual(1);
     }, 120_000);
   });

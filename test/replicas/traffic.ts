@@ -172,3 +172,31 @@ export function describeAnswer(answer: Answer): string {
   if (answer.kind === 'deny') return `deny ${answer.status} ${answer.code} retry-after=${answer.retryAfterSec}`;
   return `error ${answer.message}`;
 }
+
+/**
+ * `total` requests spread over `clients` (one per replica), `perClient` in flight on each, request i shaped by
+ * `requestOf(i)`; an allowed request is answered 200 at once. Answers in completion order.
+ */
+export async function fireAcross(clients: readonly ExtProcClient[], total: number, perClient: number, requestOf: (i: number) => RequestSpec): Promise<Answer[]> {
+  const answers: Answer[] = [];
+  let next = 0;
+  const worker = async (client: ExtProcClient): Promise<void> => {
+    while (next < total) {
+      const answer = await decide(client, requestOf(next++));
+      if (answer.kind === 'allow') await answer.exchange.respond(200, { 'content-type': 'application/json' });
+      answers.push(answer);
+    }
+  };
+  await Promise.all(clients.flatMap((client) => Array.from({ length: perClient }, () => worker(client))));
+  return answers;
+}
+
+/** Answers counted by outcome: `allow`, the deny code, or `error: ...` for anything else. */
+export function tallyAnswers(answers: readonly Answer[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const a of answers) {
+    const label = a.kind === 'allow' ? 'allow' : a.kind === 'deny' ? a.code : `error: ${describeAnswer(a)}`;
+    out[label] = (out[label] ?? 0) + 1;
+  }
+  return out;
+}

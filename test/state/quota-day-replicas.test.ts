@@ -6,12 +6,11 @@
 // the server's clock to midnight.)
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Redis } from 'ioredis';
 import { zonedDayBounds } from '../../src/core/quota.js';
 import type { AdmitResult, QuotaSubject } from '../../src/ports.js';
-import { REDIS_CLIENT_DEFAULTS, RedisRateStateStore } from '../../src/stores/redis-state.js';
+import type { RedisRateStateStore } from '../../src/stores/redis-state.js';
 import { cand } from './rate-state.contract.js';
-import { deletePrefix, REDIS_URL, redisAvailable, uniquePrefix } from './services.js';
+import { openReplicaStores, redisAvailable, uniquePrefix } from './services.js';
 
 const available = await redisAvailable();
 const prefix = uniquePrefix();
@@ -24,22 +23,15 @@ const REPLICAS = 3;
 const PER_REPLICA = 50;
 
 describe.skipIf(!available)('a day quota across three Redis connections when the day rolls over', () => {
-  const clients: Redis[] = [];
-  const stores: RedisRateStateStore[] = [];
+  let stores: RedisRateStateStore[] = [];
+  let close: (() => Promise<void>) | undefined;
 
   beforeAll(async () => {
-    for (let i = 0; i < REPLICAS; i++) {
-      const client = new Redis(REDIS_URL, REDIS_CLIENT_DEFAULTS);
-      clients.push(client);
-      stores.push(new RedisRateStateStore(client, { keyPrefix: prefix, testUseRequestClock: true }));
-    }
-    await Promise.all(stores.map((store) => store.ready(5_000)));
+    ({ stores, close } = await openReplicaStores(REPLICAS, prefix));
   });
 
   afterAll(async () => {
-    await Promise.all(stores.map((store) => store.close()));
-    if (clients[0]) await deletePrefix(clients[0], prefix);
-    await Promise.all(clients.map((client) => client.quit()));
+    await close?.();
   });
 
   /** Every replica sends PER_REPLICA requests concurrently, at instants spread over [fromMs, fromMs + spreadMs). */

@@ -2,6 +2,7 @@
 // unique key prefixes, cleanup.
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
+import { REDIS_CLIENT_DEFAULTS, RedisRateStateStore } from '../../src/stores/redis-state.js';
 
 export const REDIS_URL = 'redis://127.0.0.1:6379';
 
@@ -40,4 +41,22 @@ export async function deletePrefix(redis: Redis, prefix: string): Promise<void> 
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * `count` Redis stores under `prefix`, each on its own connection as that many replicas hold them, on the test clock
+ * (the scripts run on the nowMs the test passes instead of Redis TIME). close() removes the prefix's keys too.
+ */
+export async function openReplicaStores(count: number, prefix: string): Promise<{ readonly stores: RedisRateStateStore[]; close(): Promise<void> }> {
+  const clients = Array.from({ length: count }, () => new Redis(REDIS_URL, REDIS_CLIENT_DEFAULTS));
+  const stores = clients.map((client) => new RedisRateStateStore(client, { keyPrefix: prefix, testUseRequestClock: true }));
+  await Promise.all(stores.map((store) => store.ready(5_000)));
+  return {
+    stores,
+    close: async () => {
+      await Promise.all(stores.map((store) => store.close()));
+      if (clients[0]) await deletePrefix(clients[0], prefix);
+      await Promise.all(clients.map((client) => client.quit()));
+    },
+  };
 }

@@ -5,11 +5,10 @@
 // reconcile every admission with its actual usage, the window holds exactly the actual figures.
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Redis } from 'ioredis';
 import { WINDOW_MS } from '../../src/core/capacity.js';
-import { REDIS_CLIENT_DEFAULTS, RedisRateStateStore } from '../../src/stores/redis-state.js';
+import type { RedisRateStateStore } from '../../src/stores/redis-state.js';
 import { cand } from './rate-state.contract.js';
-import { deletePrefix, REDIS_URL, redisAvailable, uniquePrefix } from './services.js';
+import { openReplicaStores, redisAvailable, uniquePrefix } from './services.js';
 
 const available = await redisAvailable();
 const prefix = uniquePrefix();
@@ -34,22 +33,15 @@ interface Admitted {
 }
 
 describe.skipIf(!available)('exact TPM across three Redis connections', () => {
-  const clients: Redis[] = [];
-  const stores: RedisRateStateStore[] = [];
+  let stores: RedisRateStateStore[] = [];
+  let close: (() => Promise<void>) | undefined;
 
   beforeAll(async () => {
-    for (let i = 0; i < REPLICAS; i++) {
-      const client = new Redis(REDIS_URL, REDIS_CLIENT_DEFAULTS);
-      clients.push(client);
-      stores.push(new RedisRateStateStore(client, { keyPrefix: prefix, testUseRequestClock: true }));
-    }
-    await Promise.all(stores.map((store) => store.ready(5_000)));
+    ({ stores, close } = await openReplicaStores(REPLICAS, prefix));
   });
 
   afterAll(async () => {
-    await Promise.all(stores.map((store) => store.close()));
-    if (clients[0]) await deletePrefix(clients[0], prefix);
-    await Promise.all(clients.map((client) => client.quit()));
+    await close?.();
   });
 
   it('admitted estimates never exceed tpm_limit in any minute; after reconciling, the window holds the actual usage', async () => {
