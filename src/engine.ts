@@ -77,9 +77,8 @@ export interface EngineOptions {
 }
 
 
-/** The other active accounts of the pool that share `accountId`'s quota scope (none when it has no scope). */
-function scopeSiblings(accounts: readonly Account[], accountId: string): Account[] {
-  const scope = accounts.find((account) => account.id === accountId)?.scope ?? null;
+/** The other active accounts of the pool in `accountId`'s quota scope (none when it is its own scope). */
+function scopeSiblings(accounts: readonly Account[], accountId: string, scope: string | null): Account[] {
   return scope === null ? [] : accounts.filter((account) => account.scope === scope && account.id !== accountId);
 }
 
@@ -329,7 +328,7 @@ export class Engine implements DecisionEngine {
       // Credit used up: retrying never helps. Disable the account, and the accounts sharing its quota scope (the same
       // credit), durably and audited, and hold them out of admission at once on every replica.
       const reason = `${QUOTA_EXHAUSTED_REASON_PREFIX} the provider says the credit is used up (insufficient_quota)`;
-      const siblings = scopeSiblings(pool?.accounts ?? [], account.accountId);
+      const siblings = scopeSiblings(pool?.accounts ?? [], account.accountId, scope);
       const siblingObservation: Observation = { ...observation, learned: EMPTY_LIMITS };
       committed = Promise.all([
         committed,
