@@ -78,8 +78,12 @@ export interface RateStateStore {
    * Never throws; fire-and-forget.
    */
   renew(pool: string, accountId: string, leaseId: string, leaseMs: number, nowMs: number): void;
-  /** Read the live state of accounts (admin, metrics). */
-  inspect(pool: string, accountIds: readonly string[], nowMs: number): Promise<AccountStateView[]>;
+  /**
+   * Read the live state of accounts (admin, metrics). `scopes` names the quota scope of the accounts that have one
+   * (accountId -> scope): their cooldown and learned limits are then the scope's, what admission reads for a request
+   * without per-model state (src/core/learned-state.ts). Per-model slots are not part of the view.
+   */
+  inspect(pool: string, accountIds: readonly string[], nowMs: number, scopes?: ReadonlyMap<string, string>): Promise<AccountStateView[]>;
   /**
    * Forget an account's cooldown, circuit, invalid hold and learned provider limits (an operator re-enabled it).
    * Windows and leases are kept. Optional so fakes need not implement it; every shipped store does.

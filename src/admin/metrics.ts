@@ -2,6 +2,7 @@
 // one test file do not collide). Event counters are bumped by hooks (Engine.onDecision and onObservation,
 // the admin server); per-account and infrastructure gauges are computed at scrape time from their sources.
 // Labels carry account NAMES and provider slugs only: never a key, a key id or a secret.
+import { scopesOf } from '../core/learned-state.js';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { WaitOutcome } from '../admission-queue.js';
 import type { Deny, ObservationOutcome } from '../core/types.js';
@@ -351,7 +352,7 @@ async function inspectAll(sources: MetricsSources, nowMs: number, timeoutMs: num
       if (pool.accounts.length === 0) return [];
       const names = new Map(pool.accounts.map((a) => [a.id, a.name]));
       try {
-        const views = await withTimeout(sources.state.inspect(pool.slug, [...names.keys()], nowMs), timeoutMs);
+        const views = await withTimeout(sources.state.inspect(pool.slug, [...names.keys()], nowMs, scopesOf(pool.accounts)), timeoutMs);
         return views.flatMap((view) => {
           const account = names.get(view.accountId);
           return account === undefined ? [] : [{ provider: pool.slug, account, view }];

@@ -472,16 +472,17 @@ export function resetHealth(state: AccountState): void {
   state.invalidUntilMs = 0;
 }
 
-export function viewOf(accountId: string, state: AccountState, nowMs: number): AccountStateView {
+/** The admin's view of an account; `slot` = where its cooldown and learned limits live (its quota scope's slot). */
+export function viewOf(accountId: string, state: AccountState, nowMs: number, slot: LearnedState = state): AccountStateView {
   pruneState(state, nowMs);
   return {
     accountId,
     health: state.health,
     inFlight: state.leases.size,
-    cooldownUntilMs: state.cooldownUntilMs > nowMs ? state.cooldownUntilMs : null,
+    cooldownUntilMs: slot.cooldownUntilMs > nowMs ? slot.cooldownUntilMs : null,
     circuitOpenUntilMs: state.circuitOpenUntilMs > nowMs ? state.circuitOpenUntilMs : null,
     requestsInWindow: state.requestLog.size,
     invalid: state.invalidUntilMs > nowMs,
-    learned: { ...state.learned },
+    learned: { ...slot.learned },
   };
 }

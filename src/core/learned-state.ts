@@ -87,3 +87,10 @@ export function slotRelevantUntilMs(state: LearnedState, nowMs: number, fallback
   }
   return until;
 }
+
+/** accountId -> quota scope of the accounts that have one (RateStateStore.inspect's `scopes`). */
+export function scopesOf(accounts: Iterable<{ readonly id: string; readonly scope?: string | null }>): Map<string, string> {
+  const scopes = new Map<string, string>();
+  for (const account of accounts) if (account.scope != null && account.scope !== '') scopes.set(account.id, account.scope);
+  return scopes;
+}

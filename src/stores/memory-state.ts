@@ -188,9 +188,16 @@ export class MemoryRateStateStore implements RateStateStore {
     if (state !== undefined) renewLease(state, leaseId, nowMs + leaseMs, nowMs);
   }
 
-  inspect(pool: string, accountIds: readonly string[], nowMs: number): Promise<AccountStateView[]> {
+  inspect(pool: string, accountIds: readonly string[], nowMs: number, scopes?: ReadonlyMap<string, string>): Promise<AccountStateView[]> {
     const states = this.pools.get(pool);
-    return Promise.resolve(accountIds.map((id) => viewOf(id, states?.get(id) ?? newAccountState(), nowMs)));
+    const slots = this.slots.get(pool);
+    return Promise.resolve(
+      accountIds.map((id) => {
+        const slot = learnedSlot(id, scopes?.get(id), null);
+        const learned = slot.own ? undefined : (slots?.get(slot.owner)?.get(slot.model) ?? newLearnedState());
+        return viewOf(id, states?.get(id) ?? newAccountState(), nowMs, learned);
+      }),
+    );
   }
 
   /**

@@ -363,21 +363,25 @@ return {now, healthBefore, redis.call('HGET', sk, 'h') or 'healthy'}
 `;
 
 /**
- * KEYS: 3 per account (state hash, window zset, lease zset). ARGV: clock override.
- * Read-only. Returns {nowMs, then per account: h, inFlight, cd, co, requestsInWindow, inv, rl, rr, rra, tl, tr, tra}.
+ * KEYS: 4 per account (state hash, window zset, lease zset, learned slot hash: the state hash itself unless the
+ * account has a quota scope). ARGV: clock override.
+ * Read-only. Returns {nowMs, then per account: h, inFlight, cd, co, requestsInWindow, inv, rl, rr, rra, tl, tr, tra};
+ * cd and the learned limits come from the slot, as ADMIT_LUA reads them.
  */
 export const INSPECT_LUA = `${PRELUDE}
 local now = clock(ARGV[1])
 local out = {now}
-for i = 1, #KEYS / 3 do
-  local sk, wk, lk = KEYS[i * 3 - 2], KEYS[i * 3 - 1], KEYS[i * 3]
-  local f = redis.call('HMGET', sk, 'h', 'cd', 'co', 'inv', 'rl', 'rr', 'rra', 'tl', 'tr', 'tra')
+for i = 1, #KEYS / 4 do
+  local sk, wk, lk, ek = KEYS[i * 4 - 3], KEYS[i * 4 - 2], KEYS[i * 4 - 1], KEYS[i * 4]
+  local f = redis.call('HMGET', sk, 'h', 'co', 'inv')
+  local e = redis.call('HMGET', ek, 'cd', 'rl', 'rr', 'rra', 'tl', 'tr', 'tra')
   out[#out + 1] = f[1]
   out[#out + 1] = redis.call('ZCOUNT', lk, '(' .. now, '+inf')
+  out[#out + 1] = e[1]
   out[#out + 1] = f[2]
-  out[#out + 1] = f[3]
   out[#out + 1] = redis.call('ZCOUNT', wk, '(' .. (now - WINDOW_MS), '+inf')
-  for j = 4, 10 do out[#out + 1] = f[j] end
+  out[#out + 1] = f[3]
+  for j = 2, 7 do out[#out + 1] = e[j] end
 end
 return out
 `;

@@ -360,9 +360,12 @@ export class RedisRateStateStore implements RateStateStore {
     if (from !== to) this.onHealthChange({ pool, accountId, from, to });
   }
 
-  async inspect(pool: string, accountIds: readonly string[], nowMs: number): Promise<AccountStateView[]> {
+  async inspect(pool: string, accountIds: readonly string[], nowMs: number, scopes?: ReadonlyMap<string, string>): Promise<AccountStateView[]> {
     if (accountIds.length === 0) return [];
-    const keys = accountIds.flatMap((id) => this.keysOf(pool, id));
+    const keys = accountIds.flatMap((id) => {
+      const k = this.keysOf(pool, id);
+      return [k[0], k[1], k[2], this.slotKey(pool, id, k[0], scopes?.get(id), null)];
+    });
     const reply = (await this.run(INSPECT, keys, [this.testClock ? String(nowMs) : ''])) as unknown[];
     const shift = nowMs - Number(reply[0]);
     const at = (v: unknown): number | null => {

@@ -190,13 +190,13 @@ export class ResilientRateStateStore implements RateStateStore {
     return this.shared.reconcileTokens(pool, accountId, leaseId, admittedAtMs, deltaTokens, quotas, nowMs, dayBounds);
   }
 
-  async inspect(pool: string, accountIds: readonly string[], nowMs: number): Promise<AccountStateView[]> {
-    if (this.breaker.opened) return this.local.inspect(pool, accountIds, nowMs);
+  async inspect(pool: string, accountIds: readonly string[], nowMs: number, scopes?: ReadonlyMap<string, string>): Promise<AccountStateView[]> {
+    if (this.breaker.opened) return this.local.inspect(pool, accountIds, nowMs, scopes);
     try {
       // Admin/metrics path: more patient than an admit, but still bounded.
-      return await withTimeout(this.shared.inspect(pool, accountIds, nowMs), this.timeoutMs * 20);
+      return await withTimeout(this.shared.inspect(pool, accountIds, nowMs, scopes), this.timeoutMs * 20);
     } catch {
-      return this.local.inspect(pool, accountIds, nowMs);
+      return this.local.inspect(pool, accountIds, nowMs, scopes);
     }
   }
 

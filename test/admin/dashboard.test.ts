@@ -68,6 +68,29 @@ describe('dashboard admin routes', () => {
     expect((await h.api('GET', '/admin/providers/nope/pool')).status).toBe(404);
   });
 
+  it("pool: accounts of one quota scope all show the scope's cooldown (what admission sees), stats too", async () => {
+    const scoped: string[] = [];
+    for (const name of ['scoped-a', 'scoped-b']) {
+      const res = await h.api('POST', '/admin/providers/anthropic/accounts', { body: { name, api_key: `sk-ant-${name}-00000000000`, scope: 'workspace-1' } });
+      expect(res.status).toBe(201);
+      scoped.push(res.json.account.id);
+    }
+    const nowMs = h.clock.nowMs();
+    const learned = { ...LEARNED_NONE, requestsLimit: 50, requestsRemaining: 0, requestsResetAtMs: nowMs + 30_000 };
+    await h.state.observe('anthropic', scoped[0]!, { outcome: 'rate_limited', status: 429, cooldownUntilMs: nowMs + 30_000, learned }, nowMs, null, {
+      scope: 'workspace-1',
+      model: null,
+    });
+    const pool = await h.api('GET', '/admin/providers/anthropic/pool?q=scoped');
+    expect(pool.json.items.map((a: { name: string; state: string; live: { cooldown_seconds_left: number } }) => [a.name, a.state, a.live.cooldown_seconds_left])).toEqual([
+      ['scoped-a', 'cooling', 30],
+      ['scoped-b', 'cooling', 30],
+    ]);
+    const stats = await h.api('GET', `/admin/providers/anthropic/accounts/${scoped[1]}/stats`);
+    expect(stats.status).toBe(200);
+    expect(stats.json.live).toMatchObject({ cooldown_until: new Date(nowMs + 30_000).toISOString(), remaining_requests: 0, limit_requests: 50 });
+  });
+
   it('usage series: minute buckets summed per step in the database, gaps filled with zeros', async () => {
     const nowMs = h.clock.nowMs();
     const minute = (ago: number) => new Date(Math.floor(nowMs / 60_000) * 60_000 - ago * 60_000);

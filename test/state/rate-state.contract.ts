@@ -587,6 +587,24 @@ export function rateStateContract(name: string, factory: ContractFactory): void 
         expect(await admit([a, b], T0 + 3)).toEqual({ ok: false, reason: 'exhausted', retryAtMs: T0 + 60_000 });
       });
 
+      it("the view of a scoped account shows its scope's cooldown and limits, what its admission reads", async () => {
+        await setup();
+        const learned = { requestsLimit: 10, requestsRemaining: 0, requestsResetAtMs: T0 + 60_000 };
+        await observe('a', obs('rate_limited', { cooldownUntilMs: T0 + 5_000, learned }), T0, m(null, 'org/p1'));
+        await observe('b', obs('server_error'), T0, m(null, 'org/p1'));
+        const scopes = new Map([['a', 'org/p1'], ['b', 'org/p1']]);
+        const views = await store.inspect(pool, ['a', 'b', 'c'], T0 + 1, scopes);
+        expect(views.map((v) => [v.accountId, v.cooldownUntilMs, v.learned])).toEqual([
+          ['a', T0 + 5_000, { ...NO_LEARNED, ...learned }],
+          ['b', T0 + 5_000, { ...NO_LEARNED, ...learned }],
+          ['c', null, NO_LEARNED],
+        ]);
+        // Health stays the account's own; without its scope the account's own slot is empty.
+        expect(views.map((v) => v.health)).toEqual(['healthy', 'degraded', 'healthy']);
+        expect((await view('a', T0 + 1)).cooldownUntilMs).toBeNull();
+        expect((await store.inspect(pool, ['a'], T0 + 5_000, scopes))[0]!.cooldownUntilMs).toBeNull();
+      });
+
       it('a scope of one behaves exactly like no scope', async () => {
         const run = async (scope: string | null): Promise<unknown[]> => {
           await setup();

@@ -1,5 +1,6 @@
 // Upstream provider accounts under /admin/providers/:slug/accounts. The upstream key is write-only: it goes in with
 // `api_key` and only its last 4 characters ever come out.
+import { scopesOf } from '../../core/learned-state.js';
 import type { AccountStateView } from '../../ports.js';
 import type { AdminDeps } from '../deps.js';
 import { HealthCheckUnavailable } from '../health-check.js';
@@ -166,7 +167,7 @@ function withProviderSlug(input: unknown, slug: string): unknown {
 
 async function liveState(deps: AdminDeps, account: AccountRow, nowMs: number): Promise<AccountStateView | undefined> {
   try {
-    const views = await deps.state.inspect(account.providerSlug, [account.id], nowMs);
+    const views = await deps.state.inspect(account.providerSlug, [account.id], nowMs, scopesOf([account]));
     return views.find((v) => v.accountId === account.id);
   } catch {
     return undefined; // shared state unreachable: stats still answer with the stored usage

@@ -1,6 +1,7 @@
 // Read-only views the dashboard needs and the other routes do not give in one call: the pool overview per provider,
 // one provider's accounts with their live state (paged, for pools of thousands), and usage series aggregated in
 // the database. Plain admin API routes, usable by any client.
+import { scopesOf } from '../../core/learned-state.js';
 import type { AccountStateView } from '../../ports.js';
 import type { DecisionActivity } from '../activity.js';
 import type { AdminDeps } from '../deps.js';
@@ -134,10 +135,11 @@ export function dashboardRoutes(deps: AdminDeps): RouteDef[] {
 
 /** Live state of active accounts by id; empty when the state store cannot be read (the views say `unknown`). */
 async function liveViews(deps: AdminDeps, slug: string, rows: readonly AccountRow[], nowMs: number): Promise<Map<string, AccountStateView>> {
-  const ids = rows.filter((r) => r.status === 'active').map((r) => r.id);
-  if (ids.length === 0) return new Map();
+  const active = rows.filter((r) => r.status === 'active');
+  if (active.length === 0) return new Map();
   try {
-    return new Map((await deps.state.inspect(slug, ids, nowMs)).map((v) => [v.accountId, v]));
+    const views = await deps.state.inspect(slug, active.map((r) => r.id), nowMs, scopesOf(active));
+    return new Map(views.map((v) => [v.accountId, v]));
   } catch {
     return new Map();
   }
