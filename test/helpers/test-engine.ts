@@ -325,8 +325,8 @@ export class GatedRateState implements RateStateStore {
     this.inner.renew(pool, accountId, leaseId, leaseMs, nowMs);
   }
 
-  inspect(pool: string, accountIds: readonly string[], nowMs: number) {
-    return this.inner.inspect(pool, accountIds, nowMs);
+  inspect(pool: string, accountIds: readonly string[], nowMs: number, scopes?: ReadonlyMap<string, string>) {
+    return this.inner.inspect(pool, accountIds, nowMs, scopes);
   }
 
   resetAccount(pool: string, accountId: string): Promise<void> {
