@@ -4,7 +4,7 @@
 import type { Authorized } from './core/request.js';
 import { countsTokens, DEFAULT_PRIORITY_RESERVE, reserveFor, zonedDayBounds } from './core/quota.js';
 import { declaredBodyBytes, DEFAULT_OUTPUT_TOKENS, estimateRequestTokens } from './core/token-estimate.js';
-import type { ProviderPool, Snapshot } from './core/types.js';
+import type { Snapshot } from './core/types.js';
 import type { DayBounds, QuotaRef, QuotaSubject } from './ports.js';
 
 export interface RequestLimits {
@@ -25,39 +25,14 @@ export interface RequestLimits {
 const NO_QUOTAS: readonly QuotaSubject[] = Object.freeze([]);
 const NO_REFS: readonly QuotaRef[] = Object.freeze([]);
 
-/** Per pool object (a snapshot's pools are immutable): does any account have a tpm_limit? */
-const poolCounts = new WeakMap<ProviderPool, boolean>();
-/** Per snapshot: does any key or tenant have a token quota? */
-const snapshotCounts = new WeakMap<Snapshot, boolean>();
-
-function poolCountsTokens(pool: ProviderPool): boolean {
-  let counts = poolCounts.get(pool);
-  if (counts === undefined) {
-    counts = pool.accounts.some((account) => account.tpmLimit !== null);
-    poolCounts.set(pool, counts);
-  }
-  return counts;
-}
-
-function anyTokenQuota(snapshot: Snapshot): boolean {
-  let counts = snapshotCounts.get(snapshot);
-  if (counts === undefined) {
-    counts = false;
-    for (const tenant of snapshot.tenants?.values() ?? []) if (countsTokens(tenant)) counts = true;
-    if (!counts) for (const entry of snapshot.keysByDigest.values()) if (entry.key.quota != null && countsTokens(entry.key.quota)) counts = true;
-    snapshotCounts.set(snapshot, counts);
-  }
-  return counts;
-}
-
 /**
  * Does a request for `provider` need its body read for token accounting (exact TPM, token quotas)? True when an
  * account of the pool has a tpm_limit or any key or tenant has a token quota: the adapters read (bounded) bodies only
- * then. Computed once per snapshot.
+ * then. Both flags are compiled into the snapshot.
  */
 export function needsBodyForTokens(snapshot: Snapshot, provider: string): boolean {
   const pool = snapshot.pools.get(provider);
-  return (pool !== undefined && poolCountsTokens(pool)) || anyTokenQuota(snapshot);
+  return pool?.countsTokens === true || snapshot.anyTokenQuota;
 }
 
 /**
@@ -65,7 +40,7 @@ export function needsBodyForTokens(snapshot: Snapshot, provider: string): boolea
  * token quota)? Then its body is worth reading for the estimate (Engine.needsBody).
  */
 export function requestCountsTokens(authorized: Authorized, snapshot: Snapshot): boolean {
-  if (poolCountsTokens(authorized.pool)) return true;
+  if (authorized.pool.countsTokens) return true;
   const keyQuota = authorized.key.quota ?? null;
   if (keyQuota !== null && countsTokens(keyQuota)) return true;
   const tenantId = authorized.priority.tenantId;
@@ -101,7 +76,7 @@ export class AdmissionLimits {
       // Only the names travel on the ticket (an adapter may carry it across a process boundary).
       if (countsTokens(quota)) tokenQuotas = [...tokenQuotas, { scope: quota.scope, id: quota.id }];
     }
-    const counts = tokenQuotas.length > 0 || poolCountsTokens(authorized.pool);
+    const counts = tokenQuotas.length > 0 || authorized.pool.countsTokens;
     return {
       quotas,
       dayBounds: quotas === NO_QUOTAS ? undefined : this.dayBounds(nowMs),

@@ -111,6 +111,11 @@ export interface ProviderPool {
    * the path, adapters read the (bounded) body only for such pools; every other pool stays headers-only.
    */
   readonly needsModel: boolean;
+  /**
+   * Some account of the pool has a tpm_limit: its requests estimate and reserve tokens (exact TPM), so adapters read
+   * their (bounded) bodies (compile.ts).
+   */
+  readonly countsTokens: boolean;
 }
 
 export interface PriorityResolution {
@@ -162,6 +167,8 @@ export interface Snapshot {
   readonly tenants?: ReadonlyMap<string, QuotaSubject> | undefined;
   /** Token prices by provider slug, then model pattern (src/core/usage-cost.ts). Absent = no prices (cost 0). */
   readonly prices?: ReadonlyMap<string, import('./usage-cost.js').ProviderPrices> | undefined;
+  /** Some key or tenant has a token quota (tpm/tpd): requests of every pool may count tokens (compile.ts). */
+  readonly anyTokenQuota: boolean;
 }
 
 export type DenyCode =

@@ -5,6 +5,7 @@
 import { compileAllowlist } from '../core/cidr.js';
 import { learnsPerModel } from '../core/learned-state.js';
 import { compileModelMatcher } from '../core/models.js';
+import { countsTokens } from '../core/quota.js';
 import { compilePriority, type CompiledPriority } from '../core/priority/index.js';
 import type { QuotaSubject } from '../core/admission.js';
 import type { ProviderPrices, TokenPrice } from '../core/usage-cost.js';
@@ -57,6 +58,7 @@ export function compileSnapshot(data: ConfigData, deps: CompileDeps, version: nu
     data.settings,
   );
   for (const skipped of priority.skipped) warnings.push({ kind: 'mapping', id: skipped.id, message: skipped.error });
+  const tenants = compileTenants(data);
   return Object.freeze({
     version,
     loadedAtMs: nowMs,
@@ -65,8 +67,9 @@ export function compileSnapshot(data: ConfigData, deps: CompileDeps, version: nu
     pools,
     priority,
     prioritySettings: Object.freeze({ ...data.settings }),
-    tenants: compileTenants(data),
+    tenants,
     prices: compilePrices(data),
+    anyTokenQuota: [...tenants.values()].some(countsTokens) || [...keysByDigest.values()].some((entry) => entry.key.quota != null && countsTokens(entry.key.quota)),
     warnings: Object.freeze(warnings),
     configVersion: data.configVersion,
   });
@@ -177,6 +180,7 @@ function compilePools(data: ConfigData, keyring: Keyring, warnings: CompileWarni
         // switch, to keep its learned state per model; a dialect without per-model limits gains nothing from a body.
         needsModel:
           accounts.some((account) => account.restrictsModels) || (provider.perModelState && learnsPerModel(provider.rateLimitDialect)),
+        countsTokens: accounts.some((account) => account.tpmLimit !== null),
       }),
     );
   }

@@ -55,7 +55,7 @@ function account(name: string): Account {
 }
 
 function pool(slug: string, authStyle: AuthStyle): ProviderPool {
-  return { slug, authStyle, dialect: 'openai', strategy: 'round-robin', accounts: [account(`${slug}-1`)], needsModel: false };
+  return { slug, authStyle, dialect: 'openai', strategy: 'round-robin', accounts: [account(`${slug}-1`)], needsModel: false, countsTokens: false };
 }
 
 function buildSnapshot(priorityEnabled: boolean): Snapshot {
@@ -94,6 +94,7 @@ function buildSnapshot(priorityEnabled: boolean): Snapshot {
       settings,
     ),
     prioritySettings: settings,
+    anyTokenQuota: false,
   };
 }
 

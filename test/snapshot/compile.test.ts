@@ -149,6 +149,15 @@ describe('compileSnapshot', () => {
     expect(snapshot.pools.get('x')!.needsModel).toBe(expected);
   });
 
+  it('token flags: a pool counts tokens when one of its accounts has a tpm_limit; any key or tenant token quota counts for every pool', () => {
+    const tenant = (tpdLimit: number | null) => ({ id: 'acme', name: 'Acme', rpmLimit: 10, rpdLimit: null, tpmLimit: null, tpdLimit, createdAt: new Date(NOW), updatedAt: new Date(NOW) });
+    const plain = compileSnapshot(data({ accounts: [account('openai', 'a', 0), account('openai', 'b', 0, { tpmLimit: 10_000 }), account('anthropic', 'c', 0)] }), deps, 1, NOW);
+    expect([plain.pools.get('openai')!.countsTokens, plain.pools.get('anthropic')!.countsTokens, plain.anyTokenQuota]).toEqual([true, false, false]);
+    expect(compileSnapshot(data({ tenants: [tenant(null)], keys: [key('rpm-only', 'kp_rpm', { rpmLimit: 5 })] }), deps, 1, NOW).anyTokenQuota).toBe(false);
+    expect(compileSnapshot(data({ tenants: [tenant(1_000_000)] }), deps, 1, NOW).anyTokenQuota).toBe(true);
+    expect(compileSnapshot(data({ keys: [key('tpm', 'kp_tpm', { tpmLimit: 5_000 })] }), deps, 1, NOW).anyTokenQuota).toBe(true);
+  });
+
   it('compiles mapping windows; resolution follows the instant asked about; an unknown zone is a warning, not a failure', () => {
     const row = (pattern: string, priority: number, window: MappingRow['window']): MappingRow => ({
       id: uuid(), pattern, matchType: 'prefix', priority, tenantId: null, tenantName: null, tenantType: null, description: null, enabled: true, window, createdAt: new Date(NOW),
