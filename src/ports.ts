@@ -203,7 +203,10 @@ export interface ObserveOptions {
 
 /** How an adapter takes part in a decision that may wait in the admission queue (queue.max_wait_ms). */
 export interface DecideOptions {
-  /** Aborted when the request is gone (Envoy reset the stream): a waiting decision leaves the queue at once. */
+  /**
+   * Aborted when the request is gone (Envoy reset the stream): a waiting decision leaves the queue at once. Read only
+   * when the decision starts waiting, so an adapter may build it on first read (src/adapters/lazy-abort.ts).
+   */
   readonly signal?: AbortSignal | undefined;
   /**
    * Called once, before the decision starts waiting for an account, with the longest it will wait: Envoy's adapter

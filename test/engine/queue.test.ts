@@ -7,6 +7,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openRuntime, type Runtime } from '../../src/runtime.js';
 import { createLogger } from '../../src/log.js';
+import { LazyAbort } from '../../src/adapters/lazy-abort.js';
 import type { Allow, Deny, RequestView } from '../../src/core/types.js';
 import type { DecideOptions, RequestOutcome, Ticket } from '../../src/ports.js';
 
@@ -189,6 +190,36 @@ describe.each(Object.keys(STATES) as Array<keyof typeof STATES>)('waiting for an
       runtime.engine.release(ticketOf(admitted));
       expect(queueEvents).toEqual(['enter P0', 'enter P7', 'cancelled P0', 'admitted P7']);
       expect(await inFlight()).toBe(0);
+    });
+
+    it('only a decision that waits reads the gone signal: an adapter builds it on first read (LazyAbort), and aborting it leaves the queue', async () => {
+      await setQueue(20_000);
+      queueEvents.length = 0;
+      let reads = 0;
+      const counted = (gone: LazyAbort, onQueued?: () => void): DecideOptions => ({
+        get signal() {
+          reads++;
+          return gone.signal;
+        },
+        onQueued,
+      });
+      const holder = ticketOf(await runtime.engine.decide(view(batchKey), counted(new LazyAbort())));
+      expect(reads).toBe(0);
+      const gone = new LazyAbort();
+      let entered: () => void = () => undefined;
+      const queued = new Promise<void>((resolve) => (entered = resolve));
+      const abandoned = runtime.engine.decide(view(productionKey), counted(gone, () => entered()));
+      await queued;
+      expect(reads).toBeGreaterThan(0);
+      gone.abort();
+      expect((await abandoned).decision.kind).toBe('deny');
+      runtime.engine.release(holder);
+      expect(queueEvents).toEqual(['enter P0', 'cancelled P0']);
+      expect(await inFlight()).toBe(0);
+      // Aborted before anyone read it: the signal is born aborted.
+      const early = new LazyAbort();
+      early.abort();
+      expect(early.signal.aborted).toBe(true);
     });
 
     it('a full queue (queue.max_length) answers 429 at once', async () => {

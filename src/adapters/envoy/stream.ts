@@ -52,6 +52,7 @@ import {
 import type { GrpcServerCall } from './grpc-server.js';
 import type { ProcessingRequestMsg, ProcessingResponseMsg } from './messages.js';
 import { RETRY_CONTEXT_METADATA_KEY, RETRY_CONTEXT_ENABLED, RetryContexts } from './retry-context.js';
+import { LazyAbort } from '../lazy-abort.js';
 import { LeaseKeeper, type HeldTicket } from '../lease-keeper.js';
 import type { UsageTickets } from './usage-tickets.js';
 import { MAX_ERROR_BODY_BYTES, wantsErrorBody } from '../../core/provider-errors.js';
@@ -108,7 +109,7 @@ export class ProcessStream {
   /** This stream's entry in the lease keeper while it holds a ticket. */
   private held: HeldTicket | null = null;
   /** Aborted when the stream closes: a decision waiting in the admission queue leaves it at once. */
-  private readonly gone = new AbortController();
+  private readonly gone = new LazyAbort();
   /** The request's view while its body is being buffered (phase awaiting_body). */
   private pendingView: RequestView | null = null;
   /** The response whose observation waits for its body (phase awaiting_response_body). */
@@ -233,11 +234,11 @@ export class ProcessStream {
     const retries = this.retryMemory();
     let response: ProcessingResponseMsg;
     try {
-      const outcome = await this.deps.engine.decide(view, {
-        signal: this.gone.signal,
+      const outcome = await this.deps.engine.decide(
+        view,
         // Before waiting for an account: Envoy's message timer (message_timeout) would otherwise fail the request.
-        onQueued: (maxWaitMs) => this.write(messageTimeoutOverride(maxWaitMs)),
-      });
+        this.gone.decideOptions((maxWaitMs) => this.write(messageTimeoutOverride(maxWaitMs))),
+      );
       if (this.closed || this.peerGone()) {
         // Envoy gave up (message_timeout, client reset) while we decided: hand the slot back.
         if (outcome.ticket) this.releaseTicket(outcome.ticket);

@@ -19,6 +19,7 @@ import {
 } from './codec.js';
 import type { HeaderBag, RequestView } from '../../core/types.js';
 import type { DecisionEngine, RequestOutcome, Ticket } from '../../ports.js';
+import { LazyAbort } from '../lazy-abort.js';
 import { LeaseKeeper, type HeldTicket } from '../lease-keeper.js';
 
 /**
@@ -198,7 +199,7 @@ class RuntimeSlot {
    */
   decideWithin(engine: DecisionEngine, view: RequestView): Promise<RequestOutcome> {
     const deadlineMs = this.decideDeadlineMs;
-    const abandon = new AbortController();
+    const abandon = new LazyAbort();
     return new Promise<RequestOutcome>((resolve, reject) => {
       let settled = false;
       const expire = (): void => {
@@ -212,7 +213,7 @@ class RuntimeSlot {
         clearTimeout(timer);
         timer = setTimeout(expire, maxWaitMs + deadlineMs);
       };
-      engine.decide(view, { signal: abandon.signal, onQueued }).then(
+      engine.decide(view, abandon.decideOptions(onQueued)).then(
         (outcome) => {
           if (settled) {
             if (outcome.ticket) engine.release(outcome.ticket);
