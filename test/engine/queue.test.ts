@@ -196,19 +196,19 @@ describe.each(Object.keys(STATES) as Array<keyof typeof STATES>)('waiting for an
       await setQueue(20_000);
       queueEvents.length = 0;
       let reads = 0;
-      const counted = (gone: LazyAbort, onQueued?: () => void): DecideOptions => ({
+      const counted = (gone: LazyAbort): DecideOptions => ({
         get signal() {
           reads++;
           return gone.signal;
         },
-        onQueued,
+        onQueued: gone.onQueued,
       });
       const holder = ticketOf(await runtime.engine.decide(view(batchKey), counted(new LazyAbort())));
       expect(reads).toBe(0);
-      const gone = new LazyAbort();
       let entered: () => void = () => undefined;
       const queued = new Promise<void>((resolve) => (entered = resolve));
-      const abandoned = runtime.engine.decide(view(productionKey), counted(gone, () => entered()));
+      const gone = new LazyAbort(() => entered());
+      const abandoned = runtime.engine.decide(view(productionKey), counted(gone));
       await queued;
       expect(reads).toBeGreaterThan(0);
       gone.abort();

@@ -108,8 +108,11 @@ export class ProcessStream {
   private queue: Promise<void> = Promise.resolve();
   /** This stream's entry in the lease keeper while it holds a ticket. */
   private held: HeldTicket | null = null;
-  /** Aborted when the stream closes: a decision waiting in the admission queue leaves it at once. */
-  private readonly gone = new LazyAbort();
+  /**
+   * The decision's options: aborted when the stream closes (a decision waiting in the admission queue leaves it at
+   * once); before it waits, Envoy's message timer (message_timeout) is extended, or it would fail the request.
+   */
+  private readonly gone = new LazyAbort((maxWaitMs) => this.write(messageTimeoutOverride(maxWaitMs)));
   /** The request's view while its body is being buffered (phase awaiting_body). */
   private pendingView: RequestView | null = null;
   /** The response whose observation waits for its body (phase awaiting_response_body). */
@@ -234,11 +237,7 @@ export class ProcessStream {
     const retries = this.retryMemory();
     let response: ProcessingResponseMsg;
     try {
-      const outcome = await this.deps.engine.decide(
-        view,
-        // Before waiting for an account: Envoy's message timer (message_timeout) would otherwise fail the request.
-        this.gone.decideOptions((maxWaitMs) => this.write(messageTimeoutOverride(maxWaitMs))),
-      );
+      const outcome = await this.deps.engine.decide(view, this.gone);
       if (this.closed || this.peerGone()) {
         // Envoy gave up (message_timeout, client reset) while we decided: hand the slot back.
         if (outcome.ticket) this.releaseTicket(outcome.ticket);

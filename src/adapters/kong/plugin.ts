@@ -199,7 +199,6 @@ class RuntimeSlot {
    */
   decideWithin(engine: DecisionEngine, view: RequestView): Promise<RequestOutcome> {
     const deadlineMs = this.decideDeadlineMs;
-    const abandon = new LazyAbort();
     return new Promise<RequestOutcome>((resolve, reject) => {
       let settled = false;
       const expire = (): void => {
@@ -208,12 +207,12 @@ class RuntimeSlot {
         reject(new Error(`the keypool decision exceeded its deadline (${deadlineMs} ms plus any queue wait)`));
       };
       let timer = setTimeout(expire, deadlineMs);
-      const onQueued = (maxWaitMs: number): void => {
+      const abandon = new LazyAbort((maxWaitMs) => {
         if (settled) return;
         clearTimeout(timer);
         timer = setTimeout(expire, maxWaitMs + deadlineMs);
-      };
-      engine.decide(view, abandon.decideOptions(onQueued)).then(
+      });
+      engine.decide(view, abandon).then(
         (outcome) => {
           if (settled) {
             if (outcome.ticket) engine.release(outcome.ticket);
