@@ -310,7 +310,7 @@ export class Engine implements DecisionEngine {
     const { nowMs } = options;
     const pool = this.options.snapshots.current()?.pools.get(account.pool);
     const dialect = pool?.dialect ?? 'none';
-    const verdict: ProviderErrorVerdict = options.body === undefined ? 'unknown' : classifyProviderError(status, options.body);
+    const verdict: ProviderErrorVerdict = options.body === undefined ? 'unknown' : classifyProviderError(status, options.body, options.model);
     const observation = correctedObservation(observeResponse(dialect, status, headers, nowMs, this.options.defaultCooldownMs), verdict);
     // The slot the provider's cooldown and limits land in: the account's quota scope, per model where the provider
     // limits per model (learned-state.ts). A ticket carries the scope it was admitted under; a health check's target

@@ -6,8 +6,12 @@
 //   quota_exhausted     OpenAI `insufficient_quota` (credit used up: retrying never helps) -> disable the account
 //                       (and its quota-scope siblings) until an operator enables it
 //   invalid_credential  Gemini 400 with reason API_KEY_INVALID -> the credential is invalid (as a 401 would say)
-//   model_unavailable   `model_not_found`, Azure `DeploymentNotFound`, a 404 about the model -> that model is taken
-//                       off the account for a while; the credential stays valid (a 403/404 here is NOT a bad key)
+//   model_unavailable   a 403/404 with `model_not_found` or Azure `DeploymentNotFound`, or a 404 whose message names
+//                       exactly the request's model in the provider's own words (Anthropic `model: <m>`, Gemini
+//                       `models/<m> is not found`) -> that model is taken off the account for a while; the credential
+//                       stays valid (a 403/404 here is NOT a bad key). Never free text: a provider's 404 echoes the
+//                       path the client chose (`Invalid URL (POST /v1/model)`), and a client must not be able to take
+//                       a model away from every tenant by asking for a wrong path.
 //   client_problem      context length, content policy, bad request -> the client's problem; account untouched
 //   unknown             nothing recognised: the status alone decides, as without a body
 import type { Observation } from './types.js';
@@ -31,8 +35,12 @@ export function wantsErrorBody(status: number): boolean {
 }
 
 const QUOTA_CODES = new Set(['insufficient_quota', 'billing_hard_limit_reached', 'billing_not_active']);
+/** Codes by which a provider says the model (Azure: the deployment) is not there for this key; read on 403/404 only. */
 const MODEL_CODES = new Set(['model_not_found', 'deploymentnotfound', 'model_not_available', 'unsupported_model']);
 const CLIENT_CODES = new Set([
+  // On a 400 these say the model does not fit the request (an endpoint it does not support), not that it is gone.
+  'model_not_available',
+  'unsupported_model',
   'context_length_exceeded',
   'string_above_max_length',
   'content_policy_violation',
@@ -43,16 +51,19 @@ const CLIENT_CODES = new Set([
 const KEY_REASONS = new Set(['API_KEY_INVALID']);
 const UTF8 = new TextDecoder('utf-8');
 
-/** The provider's error, as far as its body says. */
-export function classifyProviderError(status: number, body: Uint8Array | undefined): ProviderErrorVerdict {
+/**
+ * The provider's error, as far as its body says. `model`: the request's model when keypool knew it (a 404 that names
+ * exactly this model is about the model).
+ */
+export function classifyProviderError(status: number, body: Uint8Array | undefined, model?: string | null): ProviderErrorVerdict {
   if (!wantsErrorBody(status) || body === undefined || body.length === 0) return 'unknown';
   const fields = errorFields(body.length > MAX_ERROR_BODY_BYTES ? body.subarray(0, MAX_ERROR_BODY_BYTES) : body);
   if (fields === null) return 'unknown';
   const codes = [fields.code, fields.type].filter((v): v is string => v !== null).map((v) => v.toLowerCase());
   if (codes.some((code) => QUOTA_CODES.has(code))) return 'quota_exhausted';
   if (fields.reasons.some((reason) => KEY_REASONS.has(reason))) return 'invalid_credential';
-  if (codes.some((code) => MODEL_CODES.has(code))) return 'model_unavailable';
-  if (status === 404 && mentionsModel(fields)) return 'model_unavailable';
+  if ((status === 403 || status === 404) && codes.some((code) => MODEL_CODES.has(code))) return 'model_unavailable';
+  if (status === 404 && namesModel(fields, codes, model)) return 'model_unavailable';
   if (status === 400 && (codes.some((code) => CLIENT_CODES.has(code)) || /context length|too long|content (policy|filter)/i.test(fields.message))) {
     return 'client_problem';
   }
@@ -110,8 +121,11 @@ function errorFields(body: Uint8Array): ErrorFields | null {
   };
 }
 
-function mentionsModel(fields: ErrorFields): boolean {
-  return /\bmodel\b|models\/|deployment/i.test(fields.message);
+/** Anthropic `not_found_error` "model: <m>", Gemini NOT_FOUND "models/<m> is not found ...", for the request's model. */
+function namesModel(fields: ErrorFields, codes: readonly string[], model: string | null | undefined): boolean {
+  if (model == null || model === '') return false;
+  if (codes.includes('not_found_error') && fields.message === `model: ${model}`) return true;
+  return codes.includes('not_found') && fields.message.startsWith(`models/${model} is not found`);
 }
 
 function objectAt(value: unknown, key: string): Record<string, unknown> | null {

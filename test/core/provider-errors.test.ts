@@ -17,8 +17,7 @@ describe('classifyProviderError', () => {
     ['OpenAI model_not_found (404)', 404, { error: { message: 'The model `gpt-5` does not exist or you do not have access to it.', type: 'invalid_request_error', param: null, code: 'model_not_found' } }, 'model_unavailable'],
     ['OpenAI model_not_found (403)', 403, { error: { message: 'Project does not have access to model o1', type: 'invalid_request_error', code: 'model_not_found' } }, 'model_unavailable'],
     ['Azure DeploymentNotFound (404)', 404, { error: { code: 'DeploymentNotFound', message: 'The API deployment for this resource does not exist.' } }, 'model_unavailable'],
-    ['Anthropic not_found_error about the model (404)', 404, { type: 'error', error: { type: 'not_found_error', message: 'model: claude-9' } }, 'model_unavailable'],
-    ['Gemini NOT_FOUND model (404)', 404, { error: { code: 404, message: 'models/gemini-9 is not found for API version v1beta', status: 'NOT_FOUND' } }, 'model_unavailable'],
+    ['Anthropic not_found_error about a model, the request model not known (404)', 404, { type: 'error', error: { type: 'not_found_error', message: 'model: claude-9' } }, 'unknown'],
     ['a 404 about something else', 404, { error: { message: 'Invalid URL (POST /v1/chat/completion)', type: 'invalid_request_error' } }, 'unknown'],
     ['OpenAI context length (400)', 400, { error: { message: "This model's maximum context length is 128000 tokens.", type: 'invalid_request_error', param: 'messages', code: 'context_length_exceeded' } }, 'client_problem'],
     ['OpenAI content policy (400)', 400, { error: { message: 'Your request was rejected as a result of our safety system.', type: 'invalid_request_error', code: 'content_policy_violation' } }, 'client_problem'],
@@ -32,6 +31,23 @@ describe('classifyProviderError', () => {
     ['a 500 is never read', 500, { error: { code: 'insufficient_quota' } }, 'unknown'],
   ])('%s', (_label, status, body, expected) => {
     expect(classifyProviderError(status, bytes(body))).toBe(expected);
+  });
+
+  // A 404's message often echoes what the client sent: only the provider's own words for "this model is not found",
+  // naming the request's model, take a model off an account (else one client could take it from every tenant).
+  it.each<[string, number, unknown, string | null, ProviderErrorVerdict]>([
+    ['Anthropic not_found_error naming the request model', 404, { type: 'error', error: { type: 'not_found_error', message: 'model: claude-9' } }, 'claude-9', 'model_unavailable'],
+    ['Anthropic not_found_error naming another model', 404, { type: 'error', error: { type: 'not_found_error', message: 'model: claude-9' } }, 'claude-3', 'unknown'],
+    ['Anthropic not_found_error, model unknown', 404, { type: 'error', error: { type: 'not_found_error', message: 'model: claude-9' } }, null, 'unknown'],
+    ['Gemini NOT_FOUND naming the request model', 404, { error: { code: 404, message: 'models/gemini-9 is not found for API version v1beta', status: 'NOT_FOUND' } }, 'gemini-9', 'model_unavailable'],
+    ['Gemini NOT_FOUND naming another model', 404, { error: { code: 404, message: 'models/gemini-9 is not found for API version v1beta', status: 'NOT_FOUND' } }, 'gemini-pro', 'unknown'],
+    ['OpenAI wrong path that contains "model"', 404, { error: { message: 'Invalid URL (POST /v1/model)', type: 'invalid_request_error', param: null, code: null } }, 'gpt-4o', 'unknown'],
+    ['OpenAI wrong path that contains the model name', 404, { error: { message: 'Invalid URL (POST /v1/gpt-4o)', type: 'invalid_request_error', param: null, code: null } }, 'gpt-4o', 'unknown'],
+    ['a 404 whose free text talks about the model', 404, { error: { message: 'The model gpt-4o does not exist', type: 'invalid_request_error' } }, 'gpt-4o', 'unknown'],
+    ['OpenAI model_not_found names its own model (explicit code)', 404, { error: { message: 'The model `gpt-5` does not exist', type: 'invalid_request_error', code: 'model_not_found' } }, 'gpt-5', 'model_unavailable'],
+    ['unsupported_model on a 400: the endpoint, not the account', 400, { error: { message: 'This model is not supported on this endpoint', type: 'invalid_request_error', code: 'unsupported_model' } }, 'gpt-4o', 'client_problem'],
+  ])('%s (request model %s)', (_label, status, body, model, expected) => {
+    expect(classifyProviderError(status, bytes(body), model)).toBe(expected);
   });
 
   it('an absent or empty body says nothing', () => {
