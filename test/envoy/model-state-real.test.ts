@@ -147,6 +147,27 @@ describe.skipIf(!ENVOY)('per-model state through a real Envoy (openai: per_model
   });
 });
 
+describe.skipIf(!ENVOY)('per-model state under envoy-failover.yaml (8 MiB route buffer limit)', () => {
+  let s: Setup;
+
+  beforeAll(async () => {
+    s = await setUp({ perModelState: ['openai'] }, 'envoy/envoy-failover.yaml');
+  });
+  afterAll(() => tearDown(s));
+
+  it('a 5 MiB body reaches keypool as one ext_proc message larger than gRPC\'s usual 4 MiB: decided without a model, forwarded whole', async () => {
+    const large = JSON.stringify({ model: 'gpt-4o', pad: 'z'.repeat(5 * 1024 * 1024) });
+    const res = await post(s.envoy, CHAT, large);
+    expect(res.status).toBe(200);
+    await res.text();
+    expect(s.upstream.received.at(-1)?.body.length).toBe(large.length);
+    expect(pooledKey(s.upstream.received.at(-1))).toMatch(/^sk-openai-[ab]$/);
+    expect(JSON.stringify(s.upstream.received.at(-1)?.headers)).not.toContain(CLIENT_KEY);
+    // Over keypool's 1 MiB model read: no model, the account's own slot.
+    expect(s.engine.issued.at(-1)?.model).toBeNull();
+  });
+});
+
 describe.skipIf(!ENVOY)('quota scopes through a real Envoy', () => {
   let s: Setup;
 

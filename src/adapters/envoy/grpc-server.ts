@@ -88,7 +88,11 @@ export class GrpcServerCall<Request = unknown, Response = unknown> extends Event
   request: Request | undefined = undefined;
   private statusSent = false;
   private headersSent = false;
-  private pending: Buffer | null = null;
+  /** DATA chunks of the message being reassembled (concatenated once, when it is complete: linear in its size). */
+  private chunks: Buffer[] = [];
+  private bufferedBytes = 0;
+  /** Frame length (5-byte prefix + message) of the message being reassembled, once its prefix has arrived. */
+  private frameBytes: number | null = null;
   private pendingStatus: StatusObject | null = null;
 
   constructor(
@@ -172,16 +176,30 @@ export class GrpcServerCall<Request = unknown, Response = unknown> extends Event
     this.emit('cancelled');
   }
 
-  /** Reassembles gRPC frames from DATA chunks; each complete message is decoded and emitted as 'data'. */
+  /**
+   * Reassembles gRPC frames from DATA chunks; each complete message is decoded and emitted as 'data'. A large message
+   * (a request body Envoy buffered: megabytes in 16 KiB frames) is kept as a list of chunks and joined once, not
+   * re-copied on every chunk.
+   */
   private onData(chunk: Buffer): void {
-    let buf = this.pending === null ? chunk : Buffer.concat([this.pending, chunk]);
-    while (buf.length >= 5) {
-      if (buf[0] !== 0) return this.refuse(Status.UNIMPLEMENTED, 'compressed messages are not supported');
-      const length = buf.readUInt32BE(1);
-      if (length > this.maxMessageBytes) return this.refuse(Status.RESOURCE_EXHAUSTED, `message of ${length} bytes exceeds ${this.maxMessageBytes}`);
-      if (buf.length < 5 + length) break;
-      const bytes = buf.subarray(5, 5 + length);
-      buf = buf.subarray(5 + length);
+    this.chunks.push(chunk);
+    this.bufferedBytes += chunk.length;
+    while (this.bufferedBytes >= 5) {
+      if (this.frameBytes === null) {
+        if (this.chunks[0]!.length < 5) this.chunks = [Buffer.concat(this.chunks, this.bufferedBytes)];
+        const head = this.chunks[0]!;
+        if (head[0] !== 0) return this.refuse(Status.UNIMPLEMENTED, 'compressed messages are not supported');
+        const length = head.readUInt32BE(1);
+        if (length > this.maxMessageBytes) return this.refuse(Status.RESOURCE_EXHAUSTED, `message of ${length} bytes exceeds ${this.maxMessageBytes}`);
+        this.frameBytes = 5 + length;
+      }
+      if (this.bufferedBytes < this.frameBytes) return;
+      const joined = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.bufferedBytes);
+      const bytes = joined.subarray(5, this.frameBytes);
+      const rest = joined.subarray(this.frameBytes);
+      this.chunks = rest.length > 0 ? [rest] : [];
+      this.bufferedBytes = rest.length;
+      this.frameBytes = null;
       let message: Request;
       try {
         message = this.deserialize(bytes) as Request;
@@ -191,11 +209,12 @@ export class GrpcServerCall<Request = unknown, Response = unknown> extends Event
       if (this.statusSent) return;
       this.emit('data', message);
     }
-    this.pending = buf.length > 0 ? buf : null;
   }
 
   private refuse(code: number, details: string): void {
-    this.pending = null;
+    this.chunks = [];
+    this.bufferedBytes = 0;
+    this.frameBytes = null;
     this.emit('error', { code, details });
     this.stream.close(http2.constants.NGHTTP2_NO_ERROR);
   }

@@ -13,6 +13,14 @@ import { DEFAULT_RETRY_CONTEXT, RetryContexts, type RetryContextOptions } from '
 import { USAGE_OBSERVER_METADATA_KEY, USAGE_OBSERVER_VALUE, UsageObserverStream } from './usage-observer.js';
 import { UsageTickets } from './usage-tickets.js';
 
+/**
+ * Largest ext_proc message keypool accepts. A request body Envoy buffers for keypool (pools that read the model or
+ * count tokens) arrives as ONE message as large as the route's buffer limit: `envoy-failover.yaml` raises it to 8 MiB
+ * so retries can replay bodies. gRPC's usual 4 MiB would refuse a 5 MiB body there (RESOURCE_EXHAUSTED: Envoy fails
+ * the request closed, 500). Keep it above every request_body_buffer_limit on a keypool route.
+ */
+export const EXT_PROC_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
+
 export interface ExtProcServerOptions {
   /** host:port to bind, e.g. `127.0.0.1:50051`; port 0 asks the OS for a free one. */
   readonly listen: string;
@@ -85,6 +93,7 @@ export async function startExtProcServer(options: ExtProcServerOptions): Promise
 
   const channel = options.channel;
   const server = new GrpcServer({
+    maxMessageBytes: EXT_PROC_MAX_MESSAGE_BYTES,
     tls: channel?.tls() ?? undefined,
     authorize: channel?.tokenRequired ? (metadata) => channel.authorizes(metadata.get('authorization')) : undefined,
   });
