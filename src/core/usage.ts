@@ -11,7 +11,7 @@
 //   cachedInputTokens        the part of inputTokens read from the provider's prompt cache.
 //   cacheCreationInputTokens the part of inputTokens written to the cache (Anthropic only).
 //   estimated                true when the provider reported nothing and the figure is guessed from streamed text.
-import type { RateLimitDialect } from './types.js';
+import type { HeaderBag, RateLimitDialect } from './types.js';
 
 export interface TokenUsage {
   readonly inputTokens: number;
@@ -40,6 +40,16 @@ export function usageShapeFor(dialect: RateLimitDialect): UsageShape {
     case 'none':
       return 'openai';
   }
+}
+
+/**
+ * May the response to this request report tokens it cost? Only a POST creates what providers bill (a completion, a
+ * response, an embedding). A GET of a stored one (OpenAI `GET /v1/responses/{id}`, `GET /v1/chat/completions/{id}`)
+ * carries the `usage` of the request that created it: counting it again would bill twice and charge the key's
+ * token windows for nothing. `:method` is the HTTP/2 pseudo-header Envoy passes to ext_proc.
+ */
+export function requestMayReportUsage(headers: HeaderBag): boolean {
+  return headers[':method'] === 'POST';
 }
 
 /** Output tokens estimated from a count of generated characters. */

@@ -110,6 +110,17 @@ describe.skipIf(!ENVOY)('token usage through a real Envoy (envoy/envoy-usage.yam
     expect(engine.usage[0]!.ticket.pool).toBe(path === MESSAGES ? 'anthropic' : 'openai');
   });
 
+  it('records nothing for a GET of a stored response (its usage was counted when it was created)', async () => {
+    upstream.enqueue(json(OPENAI_JSON));
+    const stored = await fetch(`${envoy.baseUrl}/openai/v1/chat/completions/chatcmpl-123`, { headers: AUTH });
+    expect(stored.status).toBe(200);
+    expect(await stored.text()).toContain('"usage"');
+    await call(CHAT, json(OPENAI_JSON));
+    await waitFor(() => engine.usage.length >= 1, 5_000, 'recorded usage');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(engine.usage).toHaveLength(1);
+  });
+
   it('records nothing for an error answer or a body without usage', async () => {
     await call(CHAT, { status: 429, headers: { 'content-type': 'application/json', 'retry-after': '1' }, body: '{"error":{"message":"slow down"}}' });
     await call(CHAT, json('{"object":"chat.completion","choices":[]}'));

@@ -56,6 +56,7 @@ import { LazyAbort } from '../lazy-abort.js';
 import { LeaseKeeper, type HeldTicket } from '../lease-keeper.js';
 import type { UsageTickets } from './usage-tickets.js';
 import { MAX_ERROR_BODY_BYTES, wantsErrorBody } from '../../core/provider-errors.js';
+import { requestMayReportUsage } from '../../core/usage.js';
 import { NO_REQUEST_BODY, type HeaderBag, type RequestView } from '../../core/types.js';
 
 export interface ProcessStreamDeps {
@@ -253,7 +254,7 @@ export class ProcessStream {
       if (outcome.decision.kind === 'allow') {
         if (outcome.ticket) {
           this.holdTicket(outcome.ticket);
-          this.deps.usageTickets?.register(RetryContexts.requestIdOf(view.headers), outcome.ticket, this.deps.nowMs());
+          if (requestMayReportUsage(view.headers)) this.deps.usageTickets?.register(RetryContexts.requestIdOf(view.headers), outcome.ticket, this.deps.nowMs());
         }
         if (retries) {
           retries.remember(view.headers, outcome.decision, this.deps.nowMs());
