@@ -196,7 +196,8 @@ export interface ObserveOptions {
   readonly release?: boolean;
   /**
    * The provider's error body, for the statuses of ERROR_BODY_STATUSES (src/core/provider-errors.ts), at most
-   * MAX_ERROR_BODY_BYTES of it; absent when the gateway could not buffer it (Kong) or was not asked.
+   * MAX_ERROR_BODY_BYTES of it, its Content-Encoding already undone by the adapter; absent when the gateway could not
+   * buffer it (Kong), was not asked, or the body could not be decoded.
    */
   readonly body?: Uint8Array | undefined;
 }

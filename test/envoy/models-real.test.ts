@@ -3,6 +3,7 @@
 // The openai pool routes by model (openai-a serves gpt-4o*, openai-b serves o1), so keypool asks Envoy for its
 // request bodies; the anthropic pool restricts nothing, so its requests stay headers-only.
 // Skips with a notice when no Envoy binary is found, unless KEYPOOL_REQUIRE_ENVOY=1.
+import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import { pino } from 'pino';
 import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -164,6 +165,27 @@ describe.skipIf(!ENVOY)('model routing through a real Envoy (envoy/envoy.yaml)',
     const next = await post(s.envoy, CHAT, chat('gpt-4o'));
     expect(next.status).toBe(503);
     expect(await next.json()).toMatchObject({ error: { code: 'no_healthy_account' } });
+  });
+
+  it.each([
+    ['gzip', gzipSync],
+    ['br', brotliCompressSync],
+    ['deflate', deflateSync],
+  ] as const)('insufficient_quota sent %s-compressed (the client accepts it): decoded, the account disabled; the client gets the compressed answer', async (encoding, compress) => {
+    const body = JSON.stringify({ error: { message: 'You exceeded your current quota.', type: 'insufficient_quota', param: null, code: 'insufficient_quota' } });
+    const compressed = compress(body);
+    s.upstream.enqueue({ status: 429, headers: { 'content-type': 'application/json', 'content-encoding': encoding }, body: compressed });
+    const res = await post(s.envoy, CHAT, chat('gpt-4o'), { 'accept-encoding': 'gzip, deflate, br' });
+    expect(res.status).toBe(429);
+    // Still compressed as the provider sent it (fetch decodes it here): keypool only read it.
+    expect(res.headers.get('content-encoding')).toBe(encoding);
+    expect(await res.text()).toBe(body);
+    expect(s.upstream.received.at(-1)?.headers['accept-encoding']).toBe('gzip, deflate, br');
+    expect(Buffer.from(s.engine.observed.at(-1)!.options.body!).toString()).toBe(body);
+    const id = accountId(s.engine, 'openai-a');
+    expect(s.engine.writes.invalidated).toContainEqual({ accountId: id, reason: expect.stringContaining('quota_exhausted'), as: 'disabled' });
+    const [view] = await s.engine.state.inspect('openai', [id], TEST_NOW_MS);
+    expect(view?.invalid).toBe(true);
   });
 
   it('a 404 model_not_found leaves the credential valid and takes only that model off the account', async () => {

@@ -55,8 +55,9 @@ import { RETRY_CONTEXT_METADATA_KEY, RETRY_CONTEXT_ENABLED, RetryContexts } from
 import { LazyAbort } from '../lazy-abort.js';
 import { LeaseKeeper, type HeldTicket } from '../lease-keeper.js';
 import type { UsageTickets } from './usage-tickets.js';
-import { MAX_ERROR_BODY_BYTES, wantsErrorBody } from '../../core/provider-errors.js';
+import { wantsErrorBody } from '../../core/provider-errors.js';
 import { requestMayReportUsage } from '../../core/usage.js';
+import { readableErrorBody } from './content-coding.js';
 import { NO_REQUEST_BODY, type HeaderBag, type RequestView } from '../../core/types.js';
 
 export interface ProcessStreamDeps {
@@ -320,7 +321,7 @@ export class ProcessStream {
   }
 
   /**
-   * The error body keypool asked for (at most Envoy's buffer limit; keypool reads MAX_ERROR_BODY_BYTES of it): observe
+   * The error body keypool asked for (at most Envoy's buffer limit; keypool reads MAX_ERROR_BODY_BYTES of it, decoded): observe
    * the response with it, commit, then let the response (unchanged) go on. The slot is released here: the response is
    * over for the provider once its (small) error body is in.
    */
@@ -331,8 +332,8 @@ export class ProcessStream {
     const ticket = this.ticket;
     let committed: Promise<void> | null = null;
     if (ticket !== null && pending !== null) {
-      const bytes = msg.response_body?.body;
-      const body = bytes === undefined ? undefined : bytes.length > MAX_ERROR_BODY_BYTES ? bytes.subarray(0, MAX_ERROR_BODY_BYTES) : bytes;
+      // Bounded and decoded as its Content-Encoding says (gzip, deflate, br); unreadable: observed on the status alone.
+      const body = readableErrorBody(msg.response_body?.body, pending.headers);
       const release = this.markReleased(ticket);
       try {
         committed = this.deps.engine.observe(ticket, pending.status, pending.headers, { release, origin: pending.origin, body });

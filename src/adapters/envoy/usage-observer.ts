@@ -5,15 +5,16 @@
 // bodies on the deciding filter add a gRPC round trip to every chunk (README "Tokens and usage accounting").
 //
 // The stream finds its request's ticket by x-request-id (usage-tickets.ts). Only 2xx JSON or SSE bodies are read;
-// gzip/deflate/br bodies are decompressed, up to MAX_DECODED_BYTES. Nothing here may fail the client's request: the
-// stream only ever answers when Envoy says it is NOT in observability mode (a misconfigured filter), and then with
-// CONTINUE at once, so the request goes on either way.
+// gzip/deflate/br bodies (content-coding.ts) are decompressed, up to MAX_DECODED_BYTES. Nothing here may fail the
+// client's request: the stream only ever answers when Envoy says it is NOT in observability mode (a misconfigured
+// filter), and then with CONTINUE at once, so the request goes on either way.
 import { createBrotliDecompress, createGunzip, createInflate, type Gunzip } from 'node:zlib';
 import type { Logger } from 'pino';
 import type { DecisionEngine, Ticket } from '../../ports.js';
 import { UsageReader, type BodyKind } from '../../core/usage-stream.js';
 import { usageShapeFor } from '../../core/usage.js';
 import { continueResponseFor, headerBagFrom, statusFrom } from './codec.js';
+import { contentCodingOf, type ContentCoding } from './content-coding.js';
 import type { GrpcServerCall } from './grpc-server.js';
 import type { ProcessingRequestMsg, ProcessingResponseMsg } from './messages.js';
 import { RetryContexts } from './retry-context.js';
@@ -108,8 +109,7 @@ export class UsageObserverStream {
     const status = statusFrom(headers);
     const kind = bodyKindOf(first(headers['content-type']));
     if (status === null || status < 200 || status > 299 || kind === null) return;
-    const encoding = (first(headers['content-encoding']) ?? '').trim().toLowerCase();
-    const decoder = decoderFor(encoding);
+    const decoder = decoderFor(contentCodingOf(headers));
     if (decoder === undefined) return; // An encoding we cannot read: no usage rather than garbage.
     const shape = this.ticket.usageShape ?? usageShapeFor('none');
     const reader = new UsageReader(shape, { kind });
@@ -179,20 +179,18 @@ function bodyKindOf(contentType: string | undefined): BodyKind | null {
   return null;
 }
 
-/** A decompressor for the body's encoding, null for none, undefined for one we do not read. */
-function decoderFor(encoding: string): Decoder | null | undefined {
-  switch (encoding) {
-    case '':
+/** A decompressor for the body's coding, null for none, undefined for one we do not read. */
+function decoderFor(coding: ContentCoding | null): Decoder | null | undefined {
+  switch (coding) {
     case 'identity':
       return null;
     case 'gzip':
-    case 'x-gzip':
       return createGunzip();
     case 'deflate':
       return createInflate();
     case 'br':
       return createBrotliDecompress();
-    default:
+    case null:
       return undefined;
   }
 }
