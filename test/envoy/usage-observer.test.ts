@@ -32,7 +32,7 @@ beforeEach(async () => {
 async function decided(provider = 'openai'): Promise<string> {
   const requestId = `req-${++nextId}`;
   const call = client.process({ 'x-keypool-provider': provider });
-  call.send(requestHeadersMsg({ ':path': '/v1/chat/completions', authorization: `Bearer ${TEST_KEYS.live}`, 'x-request-id': requestId }));
+  call.send(requestHeadersMsg({ ':method': 'POST', ':path': '/v1/chat/completions', authorization: `Bearer ${TEST_KEYS.live}`, 'x-request-id': requestId }));
   const answer = await call.next();
   expect(answer['request_headers'], JSON.stringify(answer)).toBeDefined();
   call.send(responseHeadersMsg(200));
