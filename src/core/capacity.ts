@@ -420,6 +420,25 @@ function recordServerFailure(state: AccountState, nowMs: number): void {
 }
 
 /**
+ * Does applyObservation write anything into `slot`? A 429 (its cooldown) or any reported limit does; every other
+ * outcome only moves the account's own state. A store keeps a shared slot only once something was written into it
+ * (OBSERVE_LUA creates a slot key only by setting one of its fields), so an observation for a model nothing was
+ * learned about (a 404, a 200 without rate-limit headers) leaves no slot behind.
+ */
+export function observationWritesSlot(observation: Observation): boolean {
+  if (observation.outcome === 'rate_limited') return true;
+  const l = observation.learned;
+  return (
+    l.requestsLimit !== null ||
+    l.requestsRemaining !== null ||
+    l.requestsResetAtMs !== null ||
+    l.tokensLimit !== null ||
+    l.tokensRemaining !== null ||
+    l.tokensResetAtMs !== null
+  );
+}
+
+/**
  * Folds one upstream response into the account:
  * - success: failures reset, circuit closed, back-off reset (the half-open probe succeeded, or simply any success:
  *   observations carry no lease id, and a 2xx is proof the account works);

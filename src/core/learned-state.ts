@@ -14,6 +14,7 @@
 import type { MutableLearnedLimits } from './capacity.js';
 import type { RateLimitDialect } from './types.js';
 import { EMPTY_LIMITS } from './providers/limits.js';
+import { WINDOW_MS } from './request-log.js';
 
 /** The provider-learned part of an account's state: a 429 cooldown and the limits the provider reported. */
 export interface LearnedState {
@@ -27,10 +28,19 @@ export function newLearnedState(): LearnedState {
 }
 
 /**
- * Per-model slots kept for one owner (account or scope) at most; past it the least recently written is forgotten.
- * A provider's model list is a few dozen names; a client sending random model names must not grow memory unbounded.
+ * Per-model slots the memory store keeps for one owner (account or scope) at most. A provider's model list is a few
+ * dozen names; a client sending random model names must not grow memory unbounded. A new model past it first makes
+ * the owner's slots whose relevance ended go (slotRelevantUntilMs), and only if none has, the least recently written:
+ * a live cooldown is not pushed out by models that hold nothing any more (nor by models nothing was learned for,
+ * which get no slot at all: capacity.ts observationWritesSlot).
  */
 export const MAX_MODELS_PER_OWNER = 64;
+
+/**
+ * How long a per-model slot stays after an observation at least, whatever it holds: the floor of its Redis key's TTL
+ * (OBSERVE_LUA's slotTtlMs) and, as that TTL does, the `fallbackMs` of slotRelevantUntilMs for a per-model slot.
+ */
+export const MODEL_SLOT_MIN_TTL_MS = WINDOW_MS;
 
 /**
  * Does the provider report its rate limits per model? OpenAI's (and OpenAI-compatible Groq's) x-ratelimit-* headers

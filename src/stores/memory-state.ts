@@ -3,6 +3,7 @@
 import {
   type AccountState,
   applyObservation,
+  observationWritesSlot,
   reconcileAccountTokens,
   divideLimit,
   newAccountState,
@@ -13,7 +14,15 @@ import {
   WINDOW_MS,
 } from '../core/capacity.js';
 import { admitWithQuotas, newQuotaState, pickDay, reconcileQuotaTokens, utcDayBounds, type QuotaState } from '../core/quota.js';
-import { learnedSlot, MAX_MODELS_PER_OWNER, newLearnedState, type LearnedSlot, type LearnedState } from '../core/learned-state.js';
+import {
+  learnedSlot,
+  MAX_MODELS_PER_OWNER,
+  MODEL_SLOT_MIN_TTL_MS,
+  newLearnedState,
+  slotRelevantUntilMs,
+  type LearnedSlot,
+  type LearnedState,
+} from '../core/learned-state.js';
 import type { Observation } from '../core/types.js';
 import type {
   AccountStateView,
@@ -60,8 +69,9 @@ export class MemoryRateStateStore implements RateStateStore {
   private readonly onHealthChange: ((change: HealthChange) => void) | undefined;
   /**
    * Shared learned slots (src/core/learned-state.ts) by pool, then owner (`s:<scope>` / `a:<accountId>`), then model
-   * ('' = every model). At most MAX_MODELS_PER_OWNER models per owner (the least recently written goes) and maxAccounts
-   * owners in all (the first-tracked owner goes).
+   * ('' = every model). A slot is stored only once an observation writes into it (as a Redis slot key exists only
+   * then). At most MAX_MODELS_PER_OWNER models per owner (a new one first makes the owner's slots whose relevance
+   * ended go, else the least recently written) and maxAccounts owners in all (the first-tracked owner goes).
    */
   private readonly slots = new Map<string, Map<string, Map<string, LearnedState>>>();
   private slotOwners = 0;
@@ -178,7 +188,7 @@ export class MemoryRateStateStore implements RateStateStore {
     if (releaseLeaseId) releaseLease(state, releaseLeaseId);
     const from = state.health;
     const slot = learnedSlot(accountId, target?.scope, target?.model);
-    applyObservation(state, observation, nowMs, slot.own ? state : this.slotFor(pool, slot));
+    applyObservation(state, observation, nowMs, slot.own ? state : this.slotFor(pool, slot, observationWritesSlot(observation), nowMs));
     if (state.health !== from) this.onHealthChange?.({ pool, accountId, from, to: state.health });
     return COMMITTED;
   }
@@ -210,27 +220,33 @@ export class MemoryRateStateStore implements RateStateStore {
     return Promise.resolve();
   }
 
-  /** The stored slot an observation writes, created when new; moved to the end of its owner's eviction order. */
-  private slotFor(pool: string, slot: Exclude<LearnedSlot, { own: true }>): LearnedState {
+  /**
+   * The slot an observation applies to: the stored one, moved to the end of its owner's eviction order (OBSERVE_LUA
+   * lengthens an existing key's TTL on every observation); else, when the observation `writes` into it, a new stored
+   * one; else a scratch slot nothing keeps (applyObservation writes nothing into it).
+   */
+  private slotFor(pool: string, slot: Exclude<LearnedSlot, { own: true }>, writes: boolean, nowMs: number): LearnedState {
     let owners = this.slots.get(pool);
+    let models = owners?.get(slot.owner);
+    const stored = models?.get(slot.model);
+    if (models !== undefined && stored !== undefined) {
+      models.delete(slot.model);
+      models.set(slot.model, stored);
+      return stored;
+    }
+    if (!writes) return newLearnedState();
     if (owners === undefined) {
       owners = new Map();
       this.slots.set(pool, owners);
     }
-    let models = owners.get(slot.owner);
     if (models === undefined) {
       if (this.slotOwners >= this.maxAccounts) this.evictSlotOwner();
       models = new Map();
       owners.set(slot.owner, models);
       this.slotOwners++;
     }
-    let state = models.get(slot.model);
-    if (state === undefined) {
-      if (models.size >= MAX_MODELS_PER_OWNER) models.delete(models.keys().next().value as string);
-      state = newLearnedState();
-    } else {
-      models.delete(slot.model);
-    }
+    if (models.size >= MAX_MODELS_PER_OWNER) makeRoomForModel(models, nowMs);
+    const state = newLearnedState();
     models.set(slot.model, state);
     return state;
   }
@@ -304,4 +320,20 @@ export class MemoryRateStateStore implements RateStateStore {
       this.tracked--;
     }
   }
+}
+
+/**
+ * Frees a model slot in a full owner (MAX_MODELS_PER_OWNER): every slot whose relevance ended goes (what a Redis
+ * per-model key's TTL does), and only if none had, the least recently written (the map's first), so that junk models
+ * cannot push out a live cooldown while they hold nothing. One pass over at most MAX_MODELS_PER_OWNER slots, on the
+ * insertion of a new model only. The fallback is a per-model key's TTL floor; evaluated at nowMs it keeps a remaining
+ * count reported without a reset instant (Redis keeps that a minute past its last observation: memory, until pushed
+ * out).
+ */
+function makeRoomForModel(models: Map<string, LearnedState>, nowMs: number): void {
+  const before = models.size;
+  for (const [model, state] of models) {
+    if (slotRelevantUntilMs(state, nowMs, MODEL_SLOT_MIN_TTL_MS) <= nowMs) models.delete(model);
+  }
+  if (models.size === before) models.delete(models.keys().next().value as string);
 }

@@ -6,8 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import type { LearnedLimits, Observation } from '../core/types.js';
 import { pickDay, utcDayBounds } from '../core/quota.js';
-import { learnedKeySuffix, learnedSlot } from '../core/learned-state.js';
-import { WINDOW_MS } from '../core/capacity.js';
+import { learnedKeySuffix, learnedSlot, MODEL_SLOT_MIN_TTL_MS } from '../core/learned-state.js';
 import type {
   AccountStateView,
   AdmitRequest,
@@ -333,7 +332,7 @@ export class RedisRateStateStore implements RateStateStore {
       String(this.stateTtlMs),
       releaseLeaseId ?? '',
       // A scope's slot lives like an account's state; a per-model slot only as long as what it holds (plus a minute).
-      String(target?.model ? WINDOW_MS : this.stateTtlMs),
+      String(target?.model ? MODEL_SLOT_MIN_TTL_MS : this.stateTtlMs),
     ];
     return this.run(OBSERVE, [keys[0], keys[2], slotKey], args).then(
       (reply) => this.reportHealthChange(pool, accountId, reply),

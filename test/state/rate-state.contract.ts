@@ -605,6 +605,29 @@ export function rateStateContract(name: string, factory: ContractFactory): void 
         expect((await store.inspect(pool, ['a'], T0 + 5_000, scopes))[0]!.cooldownUntilMs).toBeNull();
       });
 
+      it('a live per-model cooldown survives observations for many other models that hold nothing live', async () => {
+        await setup();
+        const cooldownEndMs = T0 + 600_000;
+        await observe('a', obs('rate_limited', { cooldownUntilMs: cooldownEndMs }), T0, m('gpt-4o'));
+        // 140 other models (more than twice MAX_MODELS_PER_OWNER = 64): half answered with nothing to learn (404,
+        // or 200 without rate-limit headers), half with a 429 whose cooldown is over before the next model arrives.
+        let t = T0;
+        for (let i = 0; i < 140; i++) {
+          t += 10;
+          const model = `junk-${i}`;
+          if (i % 4 === 0) await observe('a', obs('client_error'), t, m(model));
+          else if (i % 4 === 2) await observe('a', obs('success'), t, m(model));
+          else await observe('a', obs('rate_limited', { cooldownUntilMs: t + 5 }), t, m(model));
+        }
+        const refused = { ok: false, reason: 'exhausted', retryAtMs: cooldownEndMs };
+        expect(await admit([cand('a')], t + 1, { model: 'gpt-4o' })).toEqual(refused);
+        expect(await admit([cand('a')], cooldownEndMs - 1, { model: 'gpt-4o' })).toEqual(refused);
+        // The other models and the account itself were never held.
+        expect((await admitted([cand('a')], t + 1, { model: 'junk-1' })).accountId).toBe('a');
+        expect((await admitted([cand('a')], t + 1)).accountId).toBe('a');
+        expect((await admitted([cand('a')], cooldownEndMs, { model: 'gpt-4o' })).accountId).toBe('a');
+      });
+
       it('a scope of one behaves exactly like no scope', async () => {
         const run = async (scope: string | null): Promise<unknown[]> => {
           await setup();
