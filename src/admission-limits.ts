@@ -4,7 +4,8 @@
 import type { Authorized } from './core/request.js';
 import { countsTokens, DEFAULT_PRIORITY_RESERVE, reserveFor, zonedDayBounds } from './core/quota.js';
 import { declaredBodyBytes, DEFAULT_OUTPUT_TOKENS, estimateRequestTokens } from './core/token-estimate.js';
-import type { Snapshot } from './core/types.js';
+import type { RequestView, Snapshot } from './core/types.js';
+import { requestMayReportUsage } from './core/usage.js';
 import type { DayBounds, QuotaRef, QuotaSubject } from './ports.js';
 
 export interface RequestLimits {
@@ -55,16 +56,11 @@ export class AdmissionLimits {
   constructor(private readonly timeZone: string = 'UTC') {}
 
   /**
-   * `body`: the request body bytes (RequestView.body) and `contentLength` its declared size (the content-length header)
-   * for the token estimate; read only when a token limit applies.
+   * `view`: the request's headers (its method, its declared content-length) and body bytes, for the token estimate;
+   * read only when a token limit applies. A request that cannot report usage (a GET: requestMayReportUsage) reserves
+   * no tokens: nothing would ever reconcile them.
    */
-  of(
-    authorized: Authorized,
-    snapshot: Snapshot,
-    nowMs: number,
-    body?: Uint8Array | string | null,
-    contentLength?: string | readonly string[],
-  ): RequestLimits {
+  of(authorized: Authorized, snapshot: Snapshot, nowMs: number, view?: Pick<RequestView, 'headers' | 'body'>): RequestLimits {
     const keyQuota = authorized.key.quota ?? null;
     const tenantId = authorized.priority.tenantId;
     const tenant = tenantId === null ? undefined : snapshot.tenants?.get(tenantId);
@@ -76,13 +72,15 @@ export class AdmissionLimits {
       // Only the names travel on the ticket (an adapter may carry it across a process boundary).
       if (countsTokens(quota)) tokenQuotas = [...tokenQuotas, { scope: quota.scope, id: quota.id }];
     }
-    const counts = tokenQuotas.length > 0 || authorized.pool.countsTokens;
+    const counts = (tokenQuotas.length > 0 || authorized.pool.countsTokens) && (view === undefined || requestMayReportUsage(view.headers));
     return {
       quotas,
       dayBounds: quotas === NO_QUOTAS ? undefined : this.dayBounds(nowMs),
       reserve: settings.enabled ? reserveFor(settings.reserve ?? DEFAULT_PRIORITY_RESERVE, authorized.priority.priority) : 0,
       tenantRow: tenant === undefined ? null : tenant.id,
-      tokens: counts ? estimateRequestTokens(body, settings.tokensDefaultOutput ?? DEFAULT_OUTPUT_TOKENS, declaredBodyBytes(contentLength)) : 0,
+      tokens: counts
+        ? estimateRequestTokens(view?.body?.bytes, settings.tokensDefaultOutput ?? DEFAULT_OUTPUT_TOKENS, declaredBodyBytes(view?.headers['content-length']))
+        : 0,
       tokenQuotas,
     };
   }

@@ -15,6 +15,7 @@ import {
   type DecideOptions,
   type DecisionEngine,
   type ObserveOptions,
+  type QuotaRef,
   type RateStateStore,
   type RequestOutcome,
   type SnapshotSource,
@@ -86,6 +87,11 @@ function scopeSiblings(accounts: readonly Account[], accountId: string, scope: s
 interface Admitted {
   readonly account: Account;
   readonly leaseId: string;
+  /** The instant the admission was decided at (a queued request's retry: later than the decision's start). */
+  readonly admittedAtMs: number;
+  /** Tokens reserved with the admission (0 = none) and the quotas they were charged to. */
+  readonly tokens: number;
+  readonly tokenQuotas: readonly QuotaRef[];
 }
 
 type AdmissionAttempt = Attempt<Admitted, Deny>;
@@ -177,7 +183,7 @@ export class Engine implements DecisionEngine {
     const cursor = this.cursors.get(pool.slug) ?? 0;
     // Advance at once, so concurrent decisions of this pool do not all start on the same account.
     this.cursors.set(pool.slug, cursor + 1);
-    const limits = this.limits.of(authorized, snapshot, startedAtMs, view.body?.bytes, view.headers['content-length']);
+    const limits = this.limits.of(authorized, snapshot, startedAtMs, view);
     // Provider-learned state is read per model only where the provider limits per model (learned-state.ts).
     const learnedModel = stateModel(pool.dialect, model);
     const { queueMaxWaitMs, queueMaxLength } = snapshot.prioritySettings;
@@ -199,16 +205,20 @@ export class Engine implements DecisionEngine {
         attempt: () => {
           // Limits again at the retry's instant: a wait may cross the quota day's midnight.
           const nowMs = this.options.clock.nowMs();
-          return this.admitFromPool(authorized, strategy, cursor, nowMs, this.limits.of(authorized, snapshot, nowMs, view.body?.bytes, view.headers['content-length']), learnedModel);
+          return this.admitFromPool(authorized, strategy, cursor, nowMs, this.limits.of(authorized, snapshot, nowMs, view), learnedModel);
         },
-        undo: (late) => this.releaseLease(pool.slug, late.account.id, late.leaseId),
+        // An admission that landed after the wait ended: the request is answered 429, never forwarded.
+        undo: (late) => {
+          this.releaseLease(pool.slug, late.account.id, late.leaseId);
+          this.giveBackTokens(pool.slug, late.account.id, late.leaseId, late.admittedAtMs, late.tokens, late.tokenQuotas, late.tokens);
+        },
         signal: options.signal,
         onEnter: options.onQueued && (() => options.onQueued?.(queueMaxWaitMs)),
       });
     }
     this.options.onAdmission?.(limits.tenantRow, authorized.priority.priority, attempt.kind === 'refused' ? attempt.value.code : 'allow');
     if (attempt.kind === 'refused') return this.denied(attempt.value, view, startedAtMs, startedAt);
-    const { account, leaseId } = attempt.value;
+    const { account, leaseId, admittedAtMs, tokens, tokenQuotas } = attempt.value;
     const skips = cursorSkips(pool, strategy, cursor, account.id);
     if (skips > 0) this.cursors.set(pool.slug, (this.cursors.get(pool.slug) ?? 0) + skips);
     this.options.writes.touchKey(authorized.key.id, startedAtMs);
@@ -227,7 +237,8 @@ export class Engine implements DecisionEngine {
         scope: account.scope,
         tenantId: authorized.priority.tenantId,
         usageShape: usageShapeFor(pool.dialect),
-        ...(limits.tokens > 0 ? { reservedTokens: limits.tokens, tokenQuotas: limits.tokenQuotas } : {}),
+        admittedAtMs,
+        ...(tokens > 0 ? { reservedTokens: tokens, tokenQuotas } : {}),
       },
     };
   }
@@ -240,16 +251,35 @@ export class Engine implements DecisionEngine {
   reconcileTokens(ticket: Ticket, actualTokens: number): void {
     const reserved = ticket.reservedTokens ?? 0;
     if (reserved <= 0 || !Number.isFinite(actualTokens) || actualTokens < 0) return;
-    const delta = Math.round(actualTokens) - reserved;
-    if (delta === 0) return;
+    const admittedAtMs = ticket.admittedAtMs ?? ticket.startedAtMs;
+    this.giveBackTokens(ticket.pool, ticket.accountId, ticket.leaseId, admittedAtMs, reserved, ticket.tokenQuotas ?? [], reserved - Math.round(actualTokens));
+  }
+
+  abandon(ticket: Ticket): void {
+    this.release(ticket);
+    this.reconcileTokens(ticket, 0);
+  }
+
+  /**
+   * Takes `tokens` (negative: adds) off admission `leaseId`'s reservation of `reserved` tokens, in the windows it was
+   * charged to at `admittedAtMs` (the account's, and the key's/tenant's `quotas` in the quota day holding that instant).
+   */
+  private giveBackTokens(
+    pool: string,
+    accountId: string,
+    leaseId: string,
+    admittedAtMs: number,
+    reserved: number,
+    quotas: readonly QuotaRef[],
+    tokens: number,
+  ): void {
+    if (reserved <= 0 || tokens === 0) return;
     try {
-      const quotas = ticket.tokenQuotas ?? [];
-      // The quota day the admission was charged to: the one holding its start (a queue wait is far shorter than a day).
-      const dayBounds = quotas.length > 0 ? this.limits.dayBounds(ticket.startedAtMs) : undefined;
+      const dayBounds = quotas.length > 0 ? this.limits.dayBounds(admittedAtMs) : undefined;
       const nowMs = this.options.clock.nowMs();
-      void this.options.state.reconcileTokens?.(ticket.pool, ticket.accountId, ticket.leaseId, ticket.startedAtMs, delta, quotas, nowMs, dayBounds);
+      void this.options.state.reconcileTokens?.(pool, accountId, leaseId, admittedAtMs, -tokens, quotas, nowMs, dayBounds);
     } catch (error) {
-      this.options.logger.error({ err: error, pool: ticket.pool }, 'failed to reconcile a token reservation');
+      this.options.logger.error({ err: error, pool }, 'failed to reconcile a token reservation');
     }
   }
 
@@ -274,6 +304,10 @@ export class Engine implements DecisionEngine {
       });
       // The slot went back with the observation: the pool's first waiting request retries once the state holds it.
       if (options.release) void committed.then(() => this.queue.notify(ticket.pool));
+      // The provider refused or failed the request (4xx/5xx): it bills no tokens and reports no usage, so the
+      // reservation goes back now (a retried attempt reserves its own). A gateway reply above keeps it: the provider
+      // may have started work it bills before the gateway gave up.
+      if (status >= 400) this.reconcileTokens(ticket, 0);
       this.options.writes.recordUsage(ticket.accountId, nowMs, observation.outcome, nowMs - ticket.startedAtMs);
       this.options.onObservation?.(ticket, observation.outcome);
       return changesAdmission(observation) ? this.boundedCommit(committed) : null;
@@ -468,7 +502,10 @@ export class Engine implements DecisionEngine {
     const admittedId = result.accountId;
     const account = ordered.find((candidate) => candidate.id === admittedId);
     if (!account) throw new Error('rate state admitted an account that was not offered');
-    return { kind: 'admitted', value: { account, leaseId: result.leaseId } };
+    return {
+      kind: 'admitted',
+      value: { account, leaseId: result.leaseId, admittedAtMs: nowMs, tokens: limits.tokens, tokenQuotas: limits.tokenQuotas },
+    };
   }
 
   private denied(denial: Deny, view: RequestView, startedAtMs: number, startedAt: number): RequestOutcome {

@@ -152,6 +152,11 @@ export interface Ticket {
   readonly keyId: string;
   readonly startedAtMs: number;
   /**
+   * When the account was admitted: startedAtMs, or later for a request that waited in the admission queue. Its token
+   * reservation stands in the windows (and the quota day) of this instant. Absent reads as startedAtMs.
+   */
+  readonly admittedAtMs?: number;
+  /**
    * The account has a max_concurrency: its slot must be held until the response has fully ended (a streamed body
    * included), so adapters that would otherwise release at the response headers keep it until the end.
    */
@@ -250,6 +255,12 @@ export interface DecisionEngine {
   recordUsage?(ticket: Ticket, usage: import('./core/usage.js').TokenUsage, model?: string | null): void;
   /** Return the in-flight slot. Idempotent (safe to call after observe, on reset, on cancel). Never throws. */
   release(ticket: Ticket): void;
+  /**
+   * The allowed request was never forwarded (the gateway gave up while keypool decided, or keypool could not build its
+   * answer): return its slot and give back its whole token reservation, which nothing will ever use. Instead of
+   * release(), once. Never throws.
+   */
+  abandon(ticket: Ticket): void;
   /**
    * The provider reported the request's actual token usage (input + output): reconcile the ticket's token reservation
    * with it in the windows it was charged to (RateStateStore.reconcileTokens). No-op for a ticket that reserved no

@@ -46,10 +46,12 @@ export function usageShapeFor(dialect: RateLimitDialect): UsageShape {
  * May the response to this request report tokens it cost? Only a POST creates what providers bill (a completion, a
  * response, an embedding). A GET of a stored one (OpenAI `GET /v1/responses/{id}`, `GET /v1/chat/completions/{id}`)
  * carries the `usage` of the request that created it: counting it again would bill twice and charge the key's
- * token windows for nothing. `:method` is the HTTP/2 pseudo-header Envoy passes to ext_proc.
+ * token windows for nothing. `:method` is the HTTP/2 pseudo-header Envoy passes to ext_proc; a gateway that passes
+ * no method (Kong's request headers) may.
  */
 export function requestMayReportUsage(headers: HeaderBag): boolean {
-  return headers[':method'] === 'POST';
+  const method = headers[':method'];
+  return method === undefined || method === 'POST';
 }
 
 /** Output tokens estimated from a count of generated characters. */

@@ -115,6 +115,38 @@ describe('tokens through the engine', () => {
     expect(ticket.tokenQuotas).toBeUndefined();
   });
 
+  it('a reservation nothing will use goes back: a provider error answer, a request never forwarded (abandon); a GET reserves none', async () => {
+    clock.advance(60_000);
+    const { plaintextKey } = await runtime.repository.keys.create({ name: 'give-back' }, 'test');
+    await runtime.snapshots.reload();
+    const fits = async (): Promise<Ticket> => ticketOf(await decide(plaintextKey, 'openai', body(500)));
+    const full = async (): Promise<void> => expect(denial(await decide(plaintextKey, 'openai', body(500))).code).toBe('pool_exhausted');
+
+    // The provider refused the request (429, 400, 5xx): it bills nothing and no usage will arrive.
+    const refused = await fits();
+    await full();
+    await runtime.engine.observe(refused, 429, { 'retry-after': '0' }, { release: true });
+    const failed = await fits();
+    await runtime.engine.observe(failed, 500, {}, { release: true });
+    // The gateway's own reply keeps the estimate (the provider may have started billed work).
+    const timedOut = await fits();
+    await runtime.engine.observe(timedOut, 504, {}, { release: true, origin: 'gateway' });
+    await full();
+
+    clock.advance(60_000);
+    // The gateway gave up while keypool decided, or the answer could not be built: never forwarded.
+    runtime.engine.abandon(await fits());
+    const kept = await fits();
+    // A plain release (the response ended without reported usage) keeps the estimate.
+    runtime.engine.release(kept);
+    await full();
+
+    // A GET reports no usage, so it reserves nothing (it would never be reconciled) and fits a full window.
+    const get = ticketOf(await runtime.engine.decide({ ...view(plaintextKey, 'openai', null), headers: { authorization: `Bearer ${plaintextKey}`, ':method': 'GET', ':path': '/v1/models' } }));
+    expect(get.reservedTokens).toBeUndefined();
+    runtime.engine.release(get);
+  });
+
   it('key tpm and tenant tpd quotas: 429 quota_exceeded names the token limit; reconcile frees the quota too', async () => {
     clock.advance(60_000);
     await runtime.repository.tenants.create({ id: 'acme', name: 'ACME', tpdLimit: 1500 }, 'test');

@@ -114,6 +114,7 @@ export class TestEngine implements DecisionEngine {
   readonly observed: Observed[] = [];
   /** Every release request, in order (duplicates included). */
   readonly released: Ticket[] = [];
+  readonly abandoned: Ticket[] = [];
   readonly issued: Ticket[] = [];
   readonly renewed: Ticket[] = [];
   /** Every recordUsage call, in order. */
@@ -248,6 +249,13 @@ export class TestEngine implements DecisionEngine {
   release(ticket: Ticket): void {
     this.countRelease(ticket);
     this.engine.release(ticket);
+  }
+
+  /** Counted as a release too (it returns the slot); `abandoned` lists the tickets given up before forwarding. */
+  abandon(ticket: Ticket): void {
+    this.countRelease(ticket);
+    this.abandoned.push(ticket);
+    this.engine.abandon(ticket);
   }
 
   /** How many times each issued lease was released, by issue order (`lease-1` is the first lease issued). */

@@ -60,6 +60,10 @@ class StatsProbe implements DecisionEngine {
   release(ticket: Ticket): void {
     this.engine.release(ticket);
   }
+
+  abandon(ticket: Ticket): void {
+    this.engine.abandon(ticket);
+  }
 }
 
 /** Shaped like src/runtime.ts openRuntime(): the plugin server tests serve it as dist/src/runtime.js. */

@@ -241,15 +241,15 @@ export class ProcessStream {
     try {
       const outcome = await this.deps.engine.decide(view, this.gone);
       if (this.closed || this.peerGone()) {
-        // Envoy gave up (message_timeout, client reset) while we decided: hand the slot back.
-        if (outcome.ticket) this.releaseTicket(outcome.ticket);
+        // Envoy gave up (message_timeout, client reset) while we decided: hand the slot and the reservation back.
+        if (outcome.ticket) this.abandonTicket(outcome.ticket);
         this.close();
         return;
       }
       try {
         response = responseForDecision(outcome.decision, answering);
       } catch (err) {
-        if (outcome.ticket) this.releaseTicket(outcome.ticket);
+        if (outcome.ticket) this.abandonTicket(outcome.ticket);
         throw err;
       }
       if (outcome.decision.kind === 'allow') {
@@ -463,6 +463,16 @@ export class ProcessStream {
       this.deps.engine.release(ticket);
     } catch (err) {
       this.deps.logger.error({ err }, 'engine.release threw');
+    }
+  }
+
+  /** A ticket whose request Envoy will never forward: its slot and its token reservation go back. */
+  private abandonTicket(ticket: Ticket): void {
+    if (!this.markReleased(ticket)) return;
+    try {
+      this.deps.engine.abandon(ticket);
+    } catch (err) {
+      this.deps.logger.error({ err }, 'engine.abandon threw');
     }
   }
 

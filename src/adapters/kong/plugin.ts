@@ -215,7 +215,7 @@ class RuntimeSlot {
       engine.decide(view, abandon).then(
         (outcome) => {
           if (settled) {
-            if (outcome.ticket) engine.release(outcome.ticket);
+            if (outcome.ticket) engine.abandon(outcome.ticket);
             return;
           }
           settled = true;
@@ -297,7 +297,8 @@ class KongPluginInstance implements KeypoolKongPluginInstance {
       recorded = true;
       if (ticket) holdUntilLog(engine, ticket);
     } catch (error) {
-      if (engine && ticket && !recorded) engine.release(ticket);
+      // Answered 503 below: the request never reaches the provider.
+      if (engine && ticket && !recorded) engine.abandon(ticket);
       await record(kong, UNAVAILABLE_RECORD).catch(() => undefined);
       // Those not hidden yet; every credential header name when the headers could not even be read.
       await redact(kong, clientCredentialRedactions(headers), redacted).catch(() => undefined);
