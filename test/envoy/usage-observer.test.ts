@@ -1,6 +1,7 @@
 // The usage observer's stream (src/adapters/envoy/usage-observer.ts) driven with the messages Envoy sends, over real
 // gRPC to keypool's ext_proc server: the deciding stream hands its ticket over by x-request-id, the observer reads the
 // streamed body and records the usage once; it never answers in observability mode, answers CONTINUE otherwise.
+import { brotliCompressSync, gzipSync } from 'node:zlib';
 import { pino } from 'pino';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startExtProcServer, type ExtProcServer } from '../../src/adapters/envoy/server.js';
@@ -46,7 +47,7 @@ function observer(): ProcessCall {
   return client.process({ 'x-keypool-usage': 'observe' });
 }
 
-function bodyMsg(text: string, endOfStream: boolean, observability = true): Msg {
+function bodyMsg(text: string | Uint8Array, endOfStream: boolean, observability = true): Msg {
   return { response_body: { body: Buffer.from(text), end_of_stream: endOfStream }, observability_mode: observability };
 }
 
@@ -102,6 +103,28 @@ describe('usage observer stream', () => {
     call.cancel();
     await waitFor(() => engine.usage.length === 1, 5_000, 'recorded usage');
     expect(engine.usage[0]!.usage).toEqual({ inputTokens: 30, outputTokens: 3, cachedInputTokens: 0, cacheCreationInputTokens: 0, estimated: true });
+  });
+
+  it.each<[string, (body: Buffer) => Buffer]>([
+    ['gzip', (body) => gzipSync(body)],
+    ['br', (body) => brotliCompressSync(body)],
+  ])('a %s-compressed stream cut before its body ended still counts what was decoded (estimated)', async (coding, compress) => {
+    const requestId = await decided('anthropic');
+    const call = observer();
+    call.send({ ...requestHeadersMsg({ 'x-request-id': requestId }, null), observability_mode: true });
+    call.send({ ...responseHeadersMsg(200, { 'content-type': 'text/event-stream', 'content-encoding': coding }), observability_mode: true });
+    const events = Buffer.from(
+      'data: {"type":"message_start","message":{"usage":{"input_tokens":30,"output_tokens":1}}}\n\n' +
+        'data: {"type":"content_block_delta","delta":{"type":"text_delta","text":"abcdefghijkl"}}\n\n',
+    );
+    const compressed = compress(events);
+    // Everything but the end of the compressed stream (its trailer): the client went away mid-completion.
+    call.send(bodyMsg(compressed.subarray(0, compressed.length - 6), false));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    call.cancel();
+    await waitFor(() => engine.usage.length === 1, 5_000, 'recorded usage');
+    expect(engine.usage[0]!.usage.inputTokens).toBe(30);
+    expect(engine.usage[0]!.usage.estimated).toBe(true);
   });
 
   it.each<[string, (id: string) => [string, number, string]]>([

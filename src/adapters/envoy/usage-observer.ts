@@ -8,7 +8,7 @@
 // gzip/deflate/br bodies (content-coding.ts) are decompressed, up to MAX_DECODED_BYTES. Nothing here may fail the
 // client's request: the stream only ever answers when Envoy says it is NOT in observability mode (a misconfigured
 // filter), and then with CONTINUE at once, so the request goes on either way.
-import { createBrotliDecompress, createGunzip, createInflate, type Gunzip } from 'node:zlib';
+import { constants, createBrotliDecompress, createGunzip, createInflate, type Gunzip } from 'node:zlib';
 import type { Logger } from 'pino';
 import type { DecisionEngine, Ticket } from '../../ports.js';
 import { UsageReader, type BodyKind } from '../../core/usage-stream.js';
@@ -179,17 +179,23 @@ function bodyKindOf(contentType: string | undefined): BodyKind | null {
   return null;
 }
 
+/**
+ * A stream cut before its compressed body ended (a client gone mid-completion) must still yield what was decoded:
+ * flush at end() instead of failing on the missing trailer ("unexpected end of file"), which would drop the usage.
+ */
+const CUT_STREAM_FLUSH = { finishFlush: constants.Z_SYNC_FLUSH };
+
 /** A decompressor for the body's coding, null for none, undefined for one we do not read. */
 function decoderFor(coding: ContentCoding | null): Decoder | null | undefined {
   switch (coding) {
     case 'identity':
       return null;
     case 'gzip':
-      return createGunzip();
+      return createGunzip(CUT_STREAM_FLUSH);
     case 'deflate':
-      return createInflate();
+      return createInflate(CUT_STREAM_FLUSH);
     case 'br':
-      return createBrotliDecompress();
+      return createBrotliDecompress({ finishFlush: constants.BROTLI_OPERATION_FLUSH });
     case null:
       return undefined;
   }
