@@ -143,6 +143,10 @@ export class Engine implements DecisionEngine {
     return this.options.snapshots.current() !== null;
   }
 
+  needsPath(view: RequestView): boolean {
+    return this.options.snapshots.current()?.pools.get(view.provider)?.readsPath === true;
+  }
+
   needsBody(view: RequestView): boolean {
     const snapshot = this.options.snapshots.current();
     if (snapshot === null) return false;

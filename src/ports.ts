@@ -273,6 +273,11 @@ export interface DecisionEngine {
    * False = an adapter need not read or buffer the body for keypool's sake. Optional like reconcileTokens.
    */
   needsBodyForTokens?(provider: string): boolean;
+  /**
+   * Does the decision read the request's path and query (`:path`, ProviderPool.readsPath)? A gateway that does not
+   * pass it with the headers (Kong) fetches it only then. Optional like reconcileTokens.
+   */
+  needsPath?(view: import('./core/types.js').RequestView): boolean;
   /** Keep the ticket's in-flight slot while its request is still running (a long streamed response). Never throws. */
   renew(ticket: Ticket): void;
   /** How often an adapter renews a ticket it still holds (a third of the lease). */

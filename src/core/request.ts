@@ -5,7 +5,7 @@ import { credentialHeadersIn, extractClientKey } from './apikey.js';
 import { normaliseClientAddress } from './cidr.js';
 import { deny, retryAfterSeconds } from './errors.js';
 import type { QuotaScope, QuotaWindow } from './admission.js';
-import { authHeaderFor, authHeaderName } from './providers/auth.js';
+import { authHeaderFor, authHeaderName, credentialQueryParameterIn } from './providers/auth.js';
 import type {
   Account,
   Allow,
@@ -73,6 +73,12 @@ export function authorizeRequest(
 
   const pool = snapshot.pools.get(view.provider);
   if (pool === undefined) return deny('unknown_provider', { message: unknownProviderMessage(view.provider) });
+  const queryCredential = credentialQueryParameterIn(firstValue(headers[':path']), pool.authStyle);
+  if (queryCredential !== null) {
+    return deny('invalid_request', {
+      message: `keypool reads the API key from a header only: remove the "${queryCredential}" query parameter, which would reach the provider.`,
+    });
+  }
 
   return {
     kind: 'authorized',
@@ -171,3 +177,7 @@ const QUOTA_MESSAGES: Readonly<Record<QuotaScope, Readonly<Record<QuotaWindow, s
     token_day: "This API key's tenant has used up its tokens-per-day quota. Retry after the quota day ends.",
   },
 };
+
+function firstValue(value: string | readonly string[] | undefined): string | undefined {
+  return typeof value === 'string' ? value : value?.[0];
+}

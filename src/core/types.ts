@@ -116,6 +116,12 @@ export interface ProviderPool {
    * their (bounded) bodies (compile.ts).
    */
   readonly countsTokens: boolean;
+  /**
+   * Decisions of this pool read the request's path and query (`:path`): for the model (needsModel), for an Azure
+   * deployment's per-model state, or for a credential in the query (Google's `?key=`, refused). Envoy always passes
+   * `:path`; Kong's plugin asks for it (one more PDK call) only for such pools (compile.ts).
+   */
+  readonly readsPath: boolean;
 }
 
 export interface PriorityResolution {

@@ -5,6 +5,7 @@
 import { compileAllowlist } from '../core/cidr.js';
 import { learnsPerModel } from '../core/learned-state.js';
 import { compileModelMatcher } from '../core/models.js';
+import { readsQueryCredential } from '../core/providers/auth.js';
 import { countsTokens } from '../core/quota.js';
 import { compilePriority, type CompiledPriority } from '../core/priority/index.js';
 import type { QuotaSubject } from '../core/admission.js';
@@ -168,6 +169,9 @@ function compilePools(data: ConfigData, keyring: Keyring, warnings: CompileWarni
   const pools = new Map<string, ProviderPool>();
   for (const provider of data.providers) {
     const accounts = (accountsBySlug.get(provider.slug) ?? []).sort(byTierThenName);
+    // The model is needed to pick (an account serves only some models) or, with the provider's per_model_state
+    // switch, to keep its learned state per model; a dialect without per-model limits gains nothing from a body.
+    const needsModel = accounts.some((account) => account.restrictsModels) || (provider.perModelState && learnsPerModel(provider.rateLimitDialect));
     pools.set(
       provider.slug,
       Object.freeze({
@@ -176,11 +180,9 @@ function compilePools(data: ConfigData, keyring: Keyring, warnings: CompileWarni
         dialect: provider.rateLimitDialect,
         strategy: provider.defaultStrategy,
         accounts: Object.freeze(accounts),
-        // The model is needed to pick (an account serves only some models) or, with the provider's per_model_state
-        // switch, to keep its learned state per model; a dialect without per-model limits gains nothing from a body.
-        needsModel:
-          accounts.some((account) => account.restrictsModels) || (provider.perModelState && learnsPerModel(provider.rateLimitDialect)),
+        needsModel,
         countsTokens: accounts.some((account) => account.tpmLimit !== null),
+        readsPath: needsModel || provider.rateLimitDialect === 'azure' || readsQueryCredential(provider.authStyle),
       }),
     );
   }

@@ -55,7 +55,7 @@ function account(name: string): Account {
 }
 
 function pool(slug: string, authStyle: AuthStyle): ProviderPool {
-  return { slug, authStyle, dialect: 'openai', strategy: 'round-robin', accounts: [account(`${slug}-1`)], needsModel: false, countsTokens: false };
+  return { slug, authStyle, dialect: 'openai', strategy: 'round-robin', accounts: [account(`${slug}-1`)], needsModel: false, countsTokens: false, readsPath: false };
 }
 
 function buildSnapshot(priorityEnabled: boolean): Snapshot {
@@ -283,6 +283,27 @@ describe('buildAllow: mutations', () => {
       kind: 'deny',
       code: 'invalid_api_key',
     });
+  });
+
+  // Google reads `?key=` as its API key too: keypool never forwards one (a client credential reaching the provider,
+  // which might even prefer it over the pooled key and then call the pooled account invalid).
+  it.each<[string, string, string, string | null]>([
+    ['gemini', '/v1beta/models/gemini-pro:generateContent?key=AIza-clients-own', 'refused', 'key'],
+    ['gemini', '/v1beta/models/gemini-pro:streamGenerateContent?alt=sse&key=x', 'refused', 'key'],
+    ['gemini', '/v1beta/models/gemini-pro:generateContent?%6Bey=x', 'refused', 'key'],
+    ['gemini', '/v1beta/models/gemini-pro:generateContent?key', 'refused', 'key'],
+    ['gemini', '/v1beta/models/gemini-pro:streamGenerateContent?alt=sse', 'allowed', null],
+    ['gemini', '/v1beta/models/gemini-pro:generateContent?monkey=1&keys=2', 'allowed', null],
+    ['gemini', '/v1beta/models/key=x:generateContent', 'allowed', null],
+    ['openai', '/v1/chat/completions?key=x', 'allowed', null],
+  ])('%s %s: %s', (provider, path, outcome, parameter) => {
+    const result = authorizeRequest({ headers: { authorization: `Bearer ${KEYS.plain}`, ':path': path }, clientAddress: null, provider }, OFF, NOW, DEFAULT_KEY_HEADERS);
+    if (outcome === 'allowed') {
+      expect(result.kind).toBe('authorized');
+      return;
+    }
+    expect(result).toMatchObject({ kind: 'deny', status: 400, code: 'invalid_request' });
+    expect((result as Deny).message).toContain(`"${parameter}" query parameter`);
   });
 
   it('never lets a client-sent x-keypool-tenant through when the tenant is unknown', () => {

@@ -21,7 +21,7 @@ function account(name: string, tier = 0, weight = 1): Account {
 }
 
 function pool(accounts: Account[], strategy: Strategy = 'round-robin'): ProviderPool {
-  return { slug: 'openai', authStyle: 'bearer', dialect: 'openai', strategy, accounts, needsModel: false, countsTokens: false };
+  return { slug: 'openai', authStyle: 'bearer', dialect: 'openai', strategy, accounts, needsModel: false, countsTokens: false, readsPath: false };
 }
 
 const names = (accounts: readonly Account[]) => accounts.map((item) => item.name);

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
 import { digestKey } from '../../src/core/apikey.js';
 import { observeResponse } from '../../src/core/response.js';
-import type { AuthStyle, HeaderBag, RequestView } from '../../src/core/types.js';
+import type { AuthStyle, HeaderBag, RateLimitDialect, RequestView } from '../../src/core/types.js';
 import { Engine } from '../../src/engine.js';
 import type { Logger } from '../../src/log.js';
 import type {
@@ -200,6 +200,10 @@ export class TestEngine implements DecisionEngine {
 
   /** When > 0: each decision first tells the adapter it waits in the admission queue for up to this long. */
   queuedForMs = 0;
+
+  needsPath(view: RequestView): boolean {
+    return this.engine.needsPath(view);
+  }
 
   needsBody(view: RequestView): boolean {
     return this.engine.needsBody(view);
@@ -442,10 +446,15 @@ function configData(options: TestEngineOptions, keyring: Keyring, pepper: Uint8A
     [SPECIAL_POOLS.broken]: ['sk-broken-a'],
     [SPECIAL_POOLS.unsafe]: ['sk-openai-a\r\nx-evil: 1'],
   };
+  // Provider styles by slug (as the seeded catalog has them); every other slug is OpenAI-style.
+  const styles: Record<string, readonly [AuthStyle, RateLimitDialect]> = {
+    anthropic: ['x-api-key', 'anthropic'],
+    gemini: ['x-goog-api-key', 'gemini'],
+    'azure-openai': ['api-key', 'azure'],
+  };
   const providers: ProviderRow[] = Object.keys(pools).map((slug) => {
-    const anthropic = slug === 'anthropic';
-    const authStyle: AuthStyle = anthropic ? 'x-api-key' : 'bearer';
-    return { id: `p-${slug}`, slug, displayName: slug, authStyle, rateLimitDialect: anthropic ? 'anthropic' : 'openai', defaultStrategy: 'round-robin', perModelState: options.perModelState?.includes(slug) ?? false };
+    const [authStyle, rateLimitDialect] = styles[slug] ?? ['bearer', 'openai'];
+    return { id: `p-${slug}`, slug, displayName: slug, authStyle, rateLimitDialect, defaultStrategy: 'round-robin', perModelState: options.perModelState?.includes(slug) ?? false };
   });
   const accounts: StoredAccount[] = Object.entries(pools).flatMap(([slug, secrets]) =>
     secrets.map((secret, index) => {

@@ -264,6 +264,46 @@ function coreDenialBody(code: DenyCode): string {
   return deny(code).body;
 }
 
+describe('access: pools whose decisions read the path ask Kong for it (get_path_with_query, only there)', () => {
+  const POOLS = { pools: { gemini: ['AIza-upstream-gemini'], 'azure-openai': ['az-upstream-key'], openai: ['sk-upstream-openai'] } };
+  const route = (provider: string) => ({ ...OPENAI, provider });
+
+  test('Gemini: a key in the query is refused 400 and never forwarded; without one the request is allowed', async () => {
+    await useEngine(POOLS);
+    const withKey = new KeypoolPluginTest(
+      new HarnessRequestClass().useURL('http://kong.test/gemini/v1beta/models/gemini-pro:generateContent?key=AIza-clients-own').useMethod('POST').useHeaders({ 'x-goog-api-key': FAKE_KEYS.good }),
+    );
+    await withKey.phase(KeypoolPluginTest.instance(plugin, { ...route('gemini'), key_headers: ['x-goog-api-key'] }), 'access');
+    expect(withKey.shared.get(DECISION_KEY)).toMatchObject({ action: 'deny', status: 400, code: 'invalid_request' });
+    expect(withKey.calls).toContain('kong.request.get_path_with_query');
+
+    const plain = new KeypoolPluginTest(
+      new HarnessRequestClass().useURL('http://kong.test/gemini/v1beta/models/gemini-pro:streamGenerateContent?alt=sse').useMethod('POST').useHeaders({ 'x-goog-api-key': FAKE_KEYS.good }),
+    );
+    await plain.phase(KeypoolPluginTest.instance(plugin, { ...route('gemini'), key_headers: ['x-goog-api-key'] }), 'access');
+    expect(plain.shared.get(DECISION_KEY)).toMatchObject({ action: 'allow' });
+  });
+
+  test('Azure: the deployment in the path is the model (per-model state), as under Envoy, without reading the body', async () => {
+    await useEngine(POOLS);
+    const t = new KeypoolPluginTest(
+      new HarnessRequestClass().useURL('http://kong.test/azure/openai/deployments/gpt-4o-prod/chat/completions?api-version=2024-06-01').useMethod('POST').useHeaders({ 'api-key': FAKE_KEYS.good }),
+    );
+    await t.phase(KeypoolPluginTest.instance(plugin, { ...route('azure-openai'), key_headers: ['api-key'] }), 'access');
+    expect(t.shared.get(DECISION_KEY)).toMatchObject({ action: 'allow', ticket: { model: 'gpt-4o-prod' } });
+    expect(t.calls).toContain('kong.request.get_path_with_query');
+    expect(t.calls).not.toContain('kong.request.get_raw_body');
+  });
+
+  test('an OpenAI pool without model restrictions asks for neither', async () => {
+    await useEngine(POOLS);
+    const t = new KeypoolPluginTest(new HarnessRequestClass().useURL('http://kong.test/openai/v1/chat/completions?key=x').useMethod('POST').useHeaders({ authorization: `Bearer ${FAKE_KEYS.good}` }));
+    await t.phase(KeypoolPluginTest.instance(plugin, OPENAI), 'access');
+    expect(t.shared.get(DECISION_KEY)).toMatchObject({ action: 'allow' });
+    expect(t.calls).not.toContain('kong.request.get_path_with_query');
+  });
+});
+
 describe('access: pools that route by model read the body (one or two more PDK calls, only there)', () => {
   const MODELS = { accountModels: { 'openai-a': ['gpt-4o*'], 'openai-b': ['o1'] } };
 
@@ -278,7 +318,7 @@ describe('access: pools that route by model read the body (one or two more PDK c
       const instance = KeypoolPluginTest.instance(plugin, OPENAI);
       await t.phase(instance, 'access');
       expect(t.shared.get(DECISION_KEY)).toMatchObject({ action: 'allow', ticket: { accountName: account, model } });
-      expect(t.calls.slice(0, 4)).toEqual(['kong.request.get_headers', 'kong.client.get_forwarded_ip', 'kong.request.get_path', 'kong.request.get_raw_body']);
+      expect(t.calls.slice(0, 4)).toEqual(['kong.request.get_headers', 'kong.client.get_forwarded_ip', 'kong.request.get_path_with_query', 'kong.request.get_raw_body']);
     }
   });
 
@@ -310,6 +350,6 @@ describe('access: pools that route by model read the body (one or two more PDK c
     const t = new KeypoolPluginTest(chatRequest(), { 'kong.request.get_raw_body': () => '{"model":"o1"}' });
     await t.phase(KeypoolPluginTest.instance(plugin, OPENAI), 'access');
     expect(t.calls).not.toContain('kong.request.get_raw_body');
-    expect(t.calls).not.toContain('kong.request.get_path');
+    expect(t.calls).not.toContain('kong.request.get_path_with_query');
   });
 });

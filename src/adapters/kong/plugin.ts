@@ -30,7 +30,7 @@ export interface KongPdk {
   readonly request: {
     get_headers(): Promise<unknown>;
     /** Only for pools that route by model (see modelInputFromKong). */
-    get_path(): Promise<unknown>;
+    get_path_with_query(): Promise<unknown>;
     get_raw_body(): Promise<unknown>;
   };
   readonly client: { get_forwarded_ip(): Promise<unknown> };
@@ -283,7 +283,7 @@ class KongPluginInstance implements KeypoolKongPluginInstance {
       const clientAddress = clientAddressFromKong(await kong.client.get_forwarded_ip());
       if (!this.config.ok) throw new Error(this.config.error);
       engine = await this.runtimes.engineOrOpen();
-      const view = await withModelInput(kong, engine, requestViewFromKong(this.config.config, headers, clientAddress));
+      const view = await withRequestInput(kong, engine, requestViewFromKong(this.config.config, headers, clientAddress));
       const outcome = await this.runtimes.decideWithin(engine, view);
       ticket = outcome.ticket;
       if (outcome.decision.kind === 'allow') {
@@ -354,16 +354,20 @@ export const KeypoolKongPlugin = processPlugin.Plugin;
 export const stopRuntime = processPlugin.stopRuntime;
 
 /**
- * The request's path and, when the path does not name the model, its raw body, for pools that route by model
- * (engine.needsBody): one or two more PDK calls, only on such routes; every other route stays headers-only. Kong keeps
+ * The request's path with its query, for pools whose decisions read it (engine.needsPath: the model, an Azure
+ * deployment, a credential in the query), and its raw body, when the decision needs it (engine.needsBody: the model
+ * when the path does not name it, the token estimate): one or two more PDK calls, only on such routes; every other
+ * route stays headers-only. Kong keeps
  * a body in memory only up to nginx's client_body_buffer_size (default 8 KiB: raise it on these routes, e.g.
  * nginx_http_client_body_buffer_size = 1m); a larger one is not readable here, so it counts as over the limit and the
  * engine refuses it (400 invalid_request) rather than forwarding it unrouted.
  */
-async function withModelInput(kong: KongPdk, engine: DecisionEngine, view: RequestView): Promise<RequestView> {
-  if (!(engine.needsBody?.(view) ?? false)) return view;
-  const path = await kong.request.get_path();
-  const withPath: RequestView = typeof path === 'string' ? { ...view, headers: { ...view.headers, ':path': path } } : view;
+async function withRequestInput(kong: KongPdk, engine: DecisionEngine, view: RequestView): Promise<RequestView> {
+  let withPath = view;
+  if (engine.needsPath?.(view) ?? false) {
+    const path = await kong.request.get_path_with_query();
+    if (typeof path === 'string') withPath = { ...view, headers: { ...view.headers, ':path': path } };
+  }
   if (!(engine.needsBody?.(withPath) ?? false)) return withPath;
   let raw: unknown;
   try {
