@@ -158,6 +158,17 @@ describe('compileSnapshot', () => {
     expect(compileSnapshot(data({ keys: [key('tpm', 'kp_tpm', { tpmLimit: 5_000 })] }), deps, 1, NOW).anyTokenQuota).toBe(true);
   });
 
+  it.each<[string, 'bearer' | 'api-key' | 'x-goog-api-key', RateLimitDialect, boolean, boolean]>([
+    ['openai, no model restriction', 'bearer', 'openai', false, false],
+    ['openai, an account restricts models', 'bearer', 'openai', true, true],
+    ['azure (the deployment in the path)', 'api-key', 'azure', false, true],
+    ['gemini (a key may come in the query)', 'x-goog-api-key', 'gemini', false, true],
+  ])('readsPath: %s -> %s', (_label, authStyle, dialect, restricted, expected) => {
+    const provider = { id: 'p-x', slug: 'x', displayName: 'X', authStyle, rateLimitDialect: dialect, defaultStrategy: 'round-robin', perModelState: false } as const;
+    const accounts = [account('x', 'a', 0, { models: restricted ? ['gpt-4o*'] : [] })];
+    expect(compileSnapshot(data({ providers: [provider], accounts }), deps, 1, NOW).pools.get('x')!.readsPath).toBe(expected);
+  });
+
   it('compiles mapping windows; resolution follows the instant asked about; an unknown zone is a warning, not a failure', () => {
     const row = (pattern: string, priority: number, window: MappingRow['window']): MappingRow => ({
       id: uuid(), pattern, matchType: 'prefix', priority, tenantId: null, tenantName: null, tenantType: null, description: null, enabled: true, window, createdAt: new Date(NOW),
