@@ -67,6 +67,18 @@ async function tearDown(setup: Setup | undefined): Promise<void> {
   await setup?.upstream.stop();
 }
 
+/** A chat body padded to `padBytes`: answered 200, reaching the provider whole with a pooled key, decided without a model. */
+async function expectForwardedWithoutModel(s: Setup, padBytes: number): Promise<void> {
+  const large = JSON.stringify({ model: 'gpt-4o', pad: 'y'.repeat(padBytes) });
+  const res = await post(s.envoy, CHAT, large);
+  expect(res.status).toBe(200);
+  await res.text();
+  expect(s.upstream.received.at(-1)?.body.length).toBe(large.length);
+  expect(pooledKey(s.upstream.received.at(-1))).toMatch(/^sk-openai-[ab]$/);
+  expect(JSON.stringify(s.upstream.received.at(-1)?.headers)).not.toContain(CLIENT_KEY);
+  expect(s.engine.issued.at(-1)?.model).toBeNull();
+}
+
 async function expectPoolExhausted(res: Response): Promise<void> {
   expect(res.status).toBe(429);
   expect(await res.json()).toMatchObject({ error: { code: 'pool_exhausted' } });
@@ -126,14 +138,7 @@ describe.skipIf(!ENVOY)('per-model state through a real Envoy (openai: per_model
   });
 
   it('on the per_model_state pool a body past the limit, or without a model, is decided without a model and forwarded whole', async () => {
-    const large = JSON.stringify({ model: 'gpt-4o', pad: 'y'.repeat(3 * 1024 * 1024) });
-    const res = await post(s.envoy, CHAT, large);
-    expect(res.status).toBe(200);
-    await res.text();
-    expect(s.upstream.received.at(-1)?.body.length).toBe(large.length);
-    expect(pooledKey(s.upstream.received.at(-1))).toMatch(/^sk-openai-[ab]$/);
-    expect(JSON.stringify(s.upstream.received.at(-1)?.headers)).not.toContain(CLIENT_KEY);
-    expect(s.engine.issued.at(-1)?.model).toBeNull();
+    await expectForwardedWithoutModel(s, 3 * 1024 * 1024);
 
     const form = await fetch(`${s.envoy.baseUrl}/openai/v1/audio/transcriptions`, {
       method: 'POST',
@@ -156,15 +161,8 @@ describe.skipIf(!ENVOY)('per-model state under envoy-failover.yaml (8 MiB route 
   afterAll(() => tearDown(s));
 
   it('a 5 MiB body reaches keypool as one ext_proc message larger than gRPC\'s usual 4 MiB: decided without a model, forwarded whole', async () => {
-    const large = JSON.stringify({ model: 'gpt-4o', pad: 'z'.repeat(5 * 1024 * 1024) });
-    const res = await post(s.envoy, CHAT, large);
-    expect(res.status).toBe(200);
-    await res.text();
-    expect(s.upstream.received.at(-1)?.body.length).toBe(large.length);
-    expect(pooledKey(s.upstream.received.at(-1))).toMatch(/^sk-openai-[ab]$/);
-    expect(JSON.stringify(s.upstream.received.at(-1)?.headers)).not.toContain(CLIENT_KEY);
     // Over keypool's 1 MiB model read: no model, the account's own slot.
-    expect(s.engine.issued.at(-1)?.model).toBeNull();
+    await expectForwardedWithoutModel(s, 5 * 1024 * 1024);
   });
 });
 

@@ -458,21 +458,21 @@ export class ProcessStream {
   }
 
   private releaseTicket(ticket: Ticket): void {
-    if (!this.markReleased(ticket)) return;
-    try {
-      this.deps.engine.release(ticket);
-    } catch (err) {
-      this.deps.logger.error({ err }, 'engine.release threw');
-    }
+    this.giveBack(ticket, 'release');
   }
 
   /** A ticket whose request Envoy will never forward: its slot and its token reservation go back. */
   private abandonTicket(ticket: Ticket): void {
+    this.giveBack(ticket, 'abandon');
+  }
+
+  /** Once per ticket, whichever way it goes back. */
+  private giveBack(ticket: Ticket, how: 'release' | 'abandon'): void {
     if (!this.markReleased(ticket)) return;
     try {
-      this.deps.engine.abandon(ticket);
+      this.deps.engine[how](ticket);
     } catch (err) {
-      this.deps.logger.error({ err }, 'engine.abandon threw');
+      this.deps.logger.error({ err }, `engine.${how} threw`);
     }
   }
 
