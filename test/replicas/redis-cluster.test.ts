@@ -213,7 +213,7 @@ describePostgres('replicas share exact rate state through a Redis Cluster', () =
         // ...and every replica that lost shared state has found it again (breaker closed by a trial admit). A replica
         // may lose it once more while the cluster settles after the promotion (its topology refresh races the first
         // admits on the new master): wait, under load, until each is back from its last loss.
-        const settled = Date.now() + 30_000;
+        const settled = Date.now() + 20_000;
         while (!everyReplicaBack(failoverReplicas) && Date.now() < settled) await sleep(200);
         await sleep(500);
       } finally {
