@@ -214,7 +214,7 @@ export class Engine implements DecisionEngine {
         // An admission that landed after the wait ended: the request is answered 429, never forwarded.
         undo: (late) => {
           this.releaseLease(pool.slug, late.account.id, late.leaseId);
-          this.giveBackTokens(pool.slug, late.account.id, late.leaseId, late.admittedAtMs, late.tokens, late.tokenQuotas, late.tokens);
+          this.giveBackTokens(pool.slug, late.account.id, late.leaseId, late.admittedAtMs, late.tokenQuotas, late.tokens);
         },
         signal: options.signal,
         onEnter: options.onQueued && (() => options.onQueued?.(queueMaxWaitMs)),
@@ -256,7 +256,7 @@ export class Engine implements DecisionEngine {
     const reserved = ticket.reservedTokens ?? 0;
     if (reserved <= 0 || !Number.isFinite(actualTokens) || actualTokens < 0) return;
     const admittedAtMs = ticket.admittedAtMs ?? ticket.startedAtMs;
-    this.giveBackTokens(ticket.pool, ticket.accountId, ticket.leaseId, admittedAtMs, reserved, ticket.tokenQuotas ?? [], reserved - Math.round(actualTokens));
+    this.giveBackTokens(ticket.pool, ticket.accountId, ticket.leaseId, admittedAtMs, ticket.tokenQuotas ?? [], reserved - Math.round(actualTokens));
   }
 
   abandon(ticket: Ticket): void {
@@ -265,19 +265,12 @@ export class Engine implements DecisionEngine {
   }
 
   /**
-   * Takes `tokens` (negative: adds) off admission `leaseId`'s reservation of `reserved` tokens, in the windows it was
-   * charged to at `admittedAtMs` (the account's, and the key's/tenant's `quotas` in the quota day holding that instant).
+   * Takes `tokens` (negative: adds) off admission `leaseId`'s token reservation, in the windows it was charged to at
+   * `admittedAtMs` (the account's, and the key's/tenant's `quotas` in the quota day holding that instant). An
+   * admission that reserved nothing has no entry: the store leaves it alone.
    */
-  private giveBackTokens(
-    pool: string,
-    accountId: string,
-    leaseId: string,
-    admittedAtMs: number,
-    reserved: number,
-    quotas: readonly QuotaRef[],
-    tokens: number,
-  ): void {
-    if (reserved <= 0 || tokens === 0) return;
+  private giveBackTokens(pool: string, accountId: string, leaseId: string, admittedAtMs: number, quotas: readonly QuotaRef[], tokens: number): void {
+    if (tokens === 0 || !Number.isFinite(tokens)) return;
     try {
       const dayBounds = quotas.length > 0 ? this.limits.dayBounds(admittedAtMs) : undefined;
       const nowMs = this.options.clock.nowMs();
