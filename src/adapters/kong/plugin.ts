@@ -29,7 +29,7 @@ import { LeaseKeeper, type HeldTicket } from '../lease-keeper.js';
 export interface KongPdk {
   readonly request: {
     get_headers(): Promise<unknown>;
-    /** Only for pools that route by model (see modelInputFromKong). */
+    /** Only for pools whose decisions read the path (withRequestInput). */
     get_path_with_query(): Promise<unknown>;
     get_raw_body(): Promise<unknown>;
   };
@@ -203,16 +203,17 @@ class RuntimeSlot {
       let settled = false;
       const expire = (): void => {
         settled = true;
-        abandon.abort();
+        waiting.abort();
         reject(new Error(`the keypool decision exceeded its deadline (${deadlineMs} ms plus any queue wait)`));
       };
       let timer = setTimeout(expire, deadlineMs);
-      const abandon = new LazyAbort((maxWaitMs) => {
+      // The decision's options: past the deadline its wait in the admission queue is given up.
+      const waiting = new LazyAbort((maxWaitMs) => {
         if (settled) return;
         clearTimeout(timer);
         timer = setTimeout(expire, maxWaitMs + deadlineMs);
       });
-      engine.decide(view, abandon).then(
+      engine.decide(view, waiting).then(
         (outcome) => {
           if (settled) {
             if (outcome.ticket) engine.abandon(outcome.ticket);
