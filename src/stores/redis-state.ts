@@ -32,9 +32,10 @@ import {
   RENEW_LUA,
   RESET_FIELDS,
 } from './redis-scripts.js';
-import { accountKeys, escapeTag, QUOTA_KEYS, quotaKeysInto, quotaWindowOf, reconcileCalls, type AccountKeys } from './redis-keys.js';
+import { accountKeys, escapeTag, QUOTA_KEYS, quotaKeysInto, reconcileCalls, type AccountKeys } from './redis-keys.js';
 import { reservedTokens } from '../core/token-window.js';
 import { admitReservingQuotas, type QuotaRunner } from './redis-quota-admit.js';
+import { accountViewsOf, admitResultOf } from './redis-replies.js';
 
 export interface RedisRateStateStoreOptions {
   /** Prepended to every key (before the `{kp:<pool>}` hash tag). Default ''. Tests use a random one. */
@@ -98,12 +99,6 @@ const noop = (): void => undefined;
 
 function str(n: number | null): string {
   return n === null ? '' : String(n);
-}
-
-function numOrNull(v: unknown): number | null {
-  if (v === null || v === undefined || v === '' || v === false) return null;
-  const n = Number(v);
-  return Number.isFinite(n) ? n : null;
 }
 
 export class RedisRateStateStore implements RateStateStore {
@@ -248,21 +243,7 @@ export class RedisRateStateStore implements RateStateStore {
       args[ao + 3 + i * 4] = str(c.maxConcurrency);
     }
     const reply = (await this.run(ADMIT, keys, args)) as unknown[];
-    return this.admitResult(reply, leaseId, request.nowMs, quotas);
-  }
-
-  private admitResult(reply: unknown[], leaseId: string, nowMs: number, quotas: readonly QuotaSubject[]): AdmitResult {
-    if (reply[0] === 1) return { ok: true, accountId: String(reply[1]), leaseId };
-    const redisNowMs = Number(reply[3]);
-    const retry = Number(reply[2]);
-    // Back into the caller's clock.
-    const retryAtMs = retry < 0 ? null : retry - redisNowMs + nowMs;
-    const reason = reply[1];
-    if (reason === 'quota') {
-      const subject = quotas[Number(reply[4]) - 1]!;
-      return { ok: false, reason: 'quota', retryAtMs, limit: { scope: subject.scope, window: quotaWindowOf(reply[5]) } };
-    }
-    return { ok: false, reason: reason === 'unhealthy' ? 'unhealthy' : reason === 'shed' ? 'shed' : 'exhausted', retryAtMs };
+    return admitResultOf(reply, leaseId, request.nowMs, quotas);
   }
 
   /** Current minute and day counts of a quota subject (admin usage). */
@@ -366,36 +347,7 @@ export class RedisRateStateStore implements RateStateStore {
       return [k[0], k[1], k[2], this.slotKey(pool, id, k[0], scopes?.get(id), null)];
     });
     const reply = (await this.run(INSPECT, keys, [this.testClock ? String(nowMs) : ''])) as unknown[];
-    const shift = nowMs - Number(reply[0]);
-    const at = (v: unknown): number | null => {
-      const n = numOrNull(v);
-      return n === null ? null : n + shift;
-    };
-    const future = (v: unknown): number | null => {
-      const n = at(v);
-      return n !== null && n > nowMs ? n : null;
-    };
-    return accountIds.map((accountId, i) => {
-      const f = (j: number): unknown => reply[1 + i * 12 + j];
-      const health = f(0);
-      return {
-        accountId,
-        health: health === 'degraded' || health === 'unhealthy' ? (health as HealthState) : 'healthy',
-        inFlight: Number(f(1)),
-        cooldownUntilMs: future(f(2)),
-        circuitOpenUntilMs: future(f(3)),
-        requestsInWindow: Number(f(4)),
-        invalid: future(f(5)) !== null,
-        learned: {
-          requestsLimit: numOrNull(f(6)),
-          requestsRemaining: numOrNull(f(7)),
-          requestsResetAtMs: at(f(8)),
-          tokensLimit: numOrNull(f(9)),
-          tokensRemaining: numOrNull(f(10)),
-          tokensResetAtMs: at(f(11)),
-        },
-      };
-    });
+    return accountViewsOf(reply, accountIds, nowMs);
   }
 
   async resetAccount(pool: string, accountId: string): Promise<void> {
