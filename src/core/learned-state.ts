@@ -32,7 +32,7 @@ export function newLearnedState(): LearnedState {
  * dozen names; a client sending random model names must not grow memory unbounded. A new model past it first makes
  * the owner's slots whose relevance ended go (slotRelevantUntilMs), and only if none has, the least recently written:
  * a live cooldown is not pushed out by models that hold nothing any more (nor by models nothing was learned for,
- * which get no slot at all: capacity.ts observationWritesSlot).
+ * which get no slot at all: account-observation.ts observationWritesSlot).
  */
 export const MAX_MODELS_PER_OWNER = 64;
 

@@ -1,18 +1,7 @@
 // Per-replica rate state: the embedded default, and the fallback when shared Redis state is unreachable.
 // All the rules live in src/core/capacity.ts; this file only keeps the states and hands out lease ids.
-import {
-  type AccountState,
-  applyObservation,
-  observationWritesSlot,
-  reconcileAccountTokens,
-  divideLimit,
-  newAccountState,
-  releaseLease,
-  renewLease,
-  resetHealth,
-  viewOf,
-  WINDOW_MS,
-} from '../core/capacity.js';
+import { applyObservation, observationWritesSlot, resetHealth } from '../core/account-observation.js';
+import { type AccountState, reconcileAccountTokens, divideLimit, newAccountState, releaseLease, renewLease, viewOf, WINDOW_MS } from '../core/capacity.js';
 import { admitWithQuotas, newQuotaState, pickDay, reconcileQuotaTokens, utcDayBounds, type QuotaState } from '../core/quota.js';
 import {
   learnedSlot,

@@ -282,12 +282,12 @@ return {0, verdict, retry, now}
  * KEYS: state hash, lease zset, learned slot hash (= the state hash when the account's own). ARGV: outcome,
  * cooldownUntilMs, requestsLimit, requestsRemaining, requestsResetAtMs, tokensLimit, tokensRemaining, tokensResetAtMs
  * ('' = null), callerNowMs, clock override, stateTtlMs, leaseId to release ('' = none), slotTtlMs.
- * capacity.ts releaseLease (when a lease id is given) then applyObservation, atomically: the release rides on the
+ * capacity.ts releaseLease (when a lease id is given) then account-observation.ts applyObservation, atomically: the release rides on the
  * observation, so a finished request costs one command. Returns {nowMs, healthBefore, healthAfter}.
  */
 export const OBSERVE_LUA = `${PRELUDE}
 local sk = KEYS[1]
--- capacity.ts applyObservation's slot: cooldown and learned limits go there, health/circuit/invalid stay in sk.
+-- account-observation.ts applyObservation's slot: cooldown and learned limits go there, health/circuit/invalid stay in sk.
 local ek = KEYS[3]
 if ARGV[12] ~= '' then redis.call('ZREM', KEYS[2], ARGV[12]) end
 local outcome = ARGV[1]
@@ -301,7 +301,7 @@ local function at(v)
   return x + shift
 end
 
--- capacity.ts mergeLearned: reported fields replace, unreported keep.
+-- account-observation.ts mergeLearned: reported fields replace, unreported keep.
 local learned = { rl = num(ARGV[3]), rr = num(ARGV[4]), rra = at(ARGV[5]), tl = num(ARGV[6]), tr = num(ARGV[7]), tra = at(ARGV[8]) }
 local furthest = now
 for field, value in pairs(learned) do

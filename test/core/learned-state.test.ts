@@ -1,7 +1,8 @@
 // Table tests of where provider-learned state lives (src/core/learned-state.ts) and of the admission rules run over
 // scope/model slots (src/core/capacity.ts with a SlotOf). No stores, no clock, no mocks.
 import { describe, expect, it } from 'vitest';
-import { type AccountState, admitFirst, applyObservation, newAccountState, type SlotOf } from '../../src/core/capacity.js';
+import { applyObservation } from '../../src/core/account-observation.js';
+import { type AccountState, admitFirst, newAccountState, type SlotOf } from '../../src/core/capacity.js';
 import {
   learnedKeySuffix,
   learnedSlot,

@@ -1,9 +1,9 @@
 // Table tests of the pure per-account state machine (src/core/capacity.ts). No stores, no clock, no mocks.
 import { describe, expect, it } from 'vitest';
+import { applyObservation } from '../../src/core/account-observation.js';
 import {
   type AccountState,
   admitFirst,
-  applyObservation,
   CIRCUIT_BASE_MS,
   CIRCUIT_MAX_MS,
   type Capacity,
