@@ -5,7 +5,7 @@ import { credentialHeadersIn } from './core/apikey.js';
 import { deny, inProviderShape } from './core/errors.js';
 import { cursorSkips, orderCandidates } from './core/select.js';
 import { changesAdmission, observeResponse } from './core/response.js';
-import { stateModel } from './core/learned-state.js';
+import { scopeSiblings, stateModel } from './core/learned-state.js';
 import type { Account, Deny, HeaderBag, Observation, ObservationOutcome, RequestView, Strategy } from './core/types.js';
 import { AdmissionQueue, type AdmissionQueueEvents, type Attempt, type WaitResult } from './admission-queue.js';
 import {
@@ -15,7 +15,6 @@ import {
   type DecideOptions,
   type DecisionEngine,
   type ObserveOptions,
-  type QuotaRef,
   type RateStateStore,
   type RequestOutcome,
   type SnapshotSource,
@@ -28,6 +27,7 @@ import { AdmissionLimits, needsBodyForTokens, requestCountsTokens, type RequestL
 import { EMPTY_LIMITS } from './core/providers/limits.js';
 import { usageShapeFor, type TokenUsage } from './core/usage.js';
 import { UsageRecorder, type TokensHook } from './usage-recorder.js';
+import { TokenReservations } from './token-reservations.js';
 import { ModelRouting } from './model-routing.js';
 import { classifyProviderError, correctedObservation, QUOTA_EXHAUSTED_REASON_PREFIX, type ProviderErrorVerdict } from './core/provider-errors.js';
 
@@ -78,20 +78,14 @@ export interface EngineOptions {
 }
 
 
-/** The other active accounts of the pool in `accountId`'s quota scope (none when it is its own scope). */
-function scopeSiblings(accounts: readonly Account[], accountId: string, scope: string | null): Account[] {
-  return scope === null ? [] : accounts.filter((account) => account.scope === scope && account.id !== accountId);
-}
-
 /** An account the rate state admitted, with its lease. */
 interface Admitted {
   readonly account: Account;
   readonly leaseId: string;
   /** The instant the admission was decided at (a queued request's retry: later than the decision's start). */
   readonly admittedAtMs: number;
-  /** Tokens reserved with the admission (0 = none) and the quotas they were charged to. */
-  readonly tokens: number;
-  readonly tokenQuotas: readonly QuotaRef[];
+  /** What it was admitted under: its token reservation (limits.tokens, 0 = none) and the quotas charged with it. */
+  readonly limits: RequestLimits;
 }
 
 type AdmissionAttempt = Attempt<Admitted, Deny>;
@@ -116,12 +110,14 @@ export class Engine implements DecisionEngine {
   private readonly queue: AdmissionQueue<Admitted, Deny>;
   private readonly limits: AdmissionLimits;
   private readonly usage: UsageRecorder;
+  private readonly tokens: TokenReservations;
   /** Which accounts serve a request's model, and the models providers said an account cannot serve (per replica). */
   readonly models = new ModelRouting();
 
   constructor(private readonly options: EngineOptions) {
     this.limits = new AdmissionLimits(options.quotaTimeZone);
     this.usage = new UsageRecorder({ writes: options.writes, snapshots: options.snapshots, onTokens: options.onTokens });
+    this.tokens = new TokenReservations({ state: options.state, limits: this.limits, clock: options.clock, logger: options.logger });
     this.randomUnit = options.randomUnit ?? Math.random;
     this.queue = new AdmissionQueue(options.onQueue);
     // Three renewals per lease: a lease survives two lost renewals (a slow Redis, a busy event loop).
@@ -214,7 +210,7 @@ export class Engine implements DecisionEngine {
         // An admission that landed after the wait ended: the request is answered 429, never forwarded.
         undo: (late) => {
           this.releaseLease(pool.slug, late.account.id, late.leaseId);
-          this.giveBackTokens(pool.slug, late.account.id, late.leaseId, late.admittedAtMs, late.tokenQuotas, late.tokens);
+          this.tokens.giveBack(pool.slug, late.account.id, late.leaseId, late.admittedAtMs, late.limits.tokenQuotas, late.limits.tokens);
         },
         signal: options.signal,
         onEnter: options.onQueued && (() => options.onQueued?.(queueMaxWaitMs)),
@@ -222,7 +218,7 @@ export class Engine implements DecisionEngine {
     }
     this.options.onAdmission?.(limits.tenantRow, authorized.priority.priority, attempt.kind === 'refused' ? attempt.value.code : 'allow');
     if (attempt.kind === 'refused') return this.denied(attempt.value, view, startedAtMs, startedAt);
-    const { account, leaseId, admittedAtMs, tokens, tokenQuotas } = attempt.value;
+    const { account, leaseId, admittedAtMs, limits: admittedUnder } = attempt.value;
     const skips = cursorSkips(pool, strategy, cursor, account.id);
     if (skips > 0) this.cursors.set(pool.slug, (this.cursors.get(pool.slug) ?? 0) + skips);
     this.options.writes.touchKey(authorized.key.id, startedAtMs);
@@ -242,7 +238,7 @@ export class Engine implements DecisionEngine {
         tenantId: authorized.priority.tenantId,
         usageShape: usageShapeFor(pool.dialect),
         admittedAtMs,
-        ...(tokens > 0 ? { reservedTokens: tokens, tokenQuotas } : {}),
+        ...(admittedUnder.tokens > 0 ? { reservedTokens: admittedUnder.tokens, tokenQuotas: admittedUnder.tokenQuotas } : {}),
       },
     };
   }
@@ -253,31 +249,12 @@ export class Engine implements DecisionEngine {
   }
 
   reconcileTokens(ticket: Ticket, actualTokens: number): void {
-    const reserved = ticket.reservedTokens ?? 0;
-    if (reserved <= 0 || !Number.isFinite(actualTokens) || actualTokens < 0) return;
-    const admittedAtMs = ticket.admittedAtMs ?? ticket.startedAtMs;
-    this.giveBackTokens(ticket.pool, ticket.accountId, ticket.leaseId, admittedAtMs, ticket.tokenQuotas ?? [], reserved - Math.round(actualTokens));
+    this.tokens.reconcile(ticket, actualTokens);
   }
 
   abandon(ticket: Ticket): void {
     this.release(ticket);
-    this.reconcileTokens(ticket, 0);
-  }
-
-  /**
-   * Takes `tokens` (negative: adds) off admission `leaseId`'s token reservation, in the windows it was charged to at
-   * `admittedAtMs` (the account's, and the key's/tenant's `quotas` in the quota day holding that instant). An
-   * admission that reserved nothing has no entry: the store leaves it alone.
-   */
-  private giveBackTokens(pool: string, accountId: string, leaseId: string, admittedAtMs: number, quotas: readonly QuotaRef[], tokens: number): void {
-    if (tokens === 0 || !Number.isFinite(tokens)) return;
-    try {
-      const dayBounds = quotas.length > 0 ? this.limits.dayBounds(admittedAtMs) : undefined;
-      const nowMs = this.options.clock.nowMs();
-      void this.options.state.reconcileTokens?.(pool, accountId, leaseId, admittedAtMs, -tokens, quotas, nowMs, dayBounds);
-    } catch (error) {
-      this.options.logger.error({ err: error, pool }, 'failed to reconcile a token reservation');
-    }
+    this.tokens.reconcile(ticket, 0);
   }
 
   observe(ticket: Ticket, status: number, headers: HeaderBag, options: ObserveOptions = {}): Promise<void> | null {
@@ -304,7 +281,7 @@ export class Engine implements DecisionEngine {
       // The provider refused or failed the request (4xx/5xx): it bills no tokens and reports no usage, so the
       // reservation goes back now (a retried attempt reserves its own). A gateway reply above keeps it: the provider
       // may have started work it bills before the gateway gave up.
-      if (status >= 400) this.reconcileTokens(ticket, 0);
+      if (status >= 400) this.tokens.reconcile(ticket, 0);
       this.options.writes.recordUsage(ticket.accountId, nowMs, observation.outcome, nowMs - ticket.startedAtMs);
       this.options.onObservation?.(ticket, observation.outcome);
       return changesAdmission(observation) ? this.boundedCommit(committed) : null;
@@ -391,13 +368,7 @@ export class Engine implements DecisionEngine {
     } catch (error) {
       this.options.logger.error({ err: error, pool: ticket.pool }, 'failed to record token usage');
     }
-    // Exact TPM: the reservation becomes the reported figure. An estimated figure (a stream without its usage counts
-    // no input) may only add to the reservation, never release it.
-    const reserved = ticket.reservedTokens ?? 0;
-    if (reserved > 0) {
-      const actual = usage.inputTokens + usage.outputTokens;
-      this.reconcileTokens(ticket, usage.estimated ? Math.max(actual, reserved) : actual);
-    }
+    this.tokens.settle(ticket, usage);
   }
 
   release(ticket: Ticket): void {
@@ -499,10 +470,7 @@ export class Engine implements DecisionEngine {
     const admittedId = result.accountId;
     const account = ordered.find((candidate) => candidate.id === admittedId);
     if (!account) throw new Error('rate state admitted an account that was not offered');
-    return {
-      kind: 'admitted',
-      value: { account, leaseId: result.leaseId, admittedAtMs: nowMs, tokens: limits.tokens, tokenQuotas: limits.tokenQuotas },
-    };
+    return { kind: 'admitted', value: { account, leaseId: result.leaseId, admittedAtMs: nowMs, limits } };
   }
 
   private denied(denial: Deny, view: RequestView, startedAtMs: number, startedAt: number): RequestOutcome {

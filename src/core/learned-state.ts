@@ -104,3 +104,8 @@ export function scopesOf(accounts: Iterable<{ readonly id: string; readonly scop
   for (const account of accounts) if (account.scope != null && account.scope !== '') scopes.set(account.id, account.scope);
   return scopes;
 }
+
+/** The other accounts of the pool in `accountId`'s quota scope (none when it is its own scope). */
+export function scopeSiblings<A extends { readonly id: string; readonly scope?: string | null }>(accounts: readonly A[], accountId: string, scope: string | null): A[] {
+  return scope === null ? [] : accounts.filter((account) => account.scope === scope && account.id !== accountId);
+}
