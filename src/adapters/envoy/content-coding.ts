@@ -1,14 +1,27 @@
 // The Content-Encoding of provider response bodies, for the two places keypool reads them. Clients that send
 // Accept-Encoding (the OpenAI SDKs do) get gzip, deflate or br bodies from providers, error bodies included: read raw,
 // an `insufficient_quota` 429 would parse as nothing and the account would only be cooled, never disabled.
-// - contentCodingOf: which coding a body has, and whether keypool reads it (the usage observer, usage-observer.ts,
-//   decompresses 2xx bodies as they stream; the error body below, in one go).
+// - contentCodingOf: which coding a body has, and whether keypool reads it;
+// - streamDecoderFor: the usage observer's (usage-observer.ts) decompressor for 2xx bodies as they stream;
 // - readableErrorBody: the error body Envoy buffered for keypool (BUFFERED_PARTIAL, stream.ts), decoded and bounded,
 //   before the engine classifies it (src/core/provider-errors.ts, which stays free of node: imports). Synchronous zlib:
 //   the input is at most MAX_ERROR_BODY_BYTES and so is the output, a few microseconds. Never throws: an unknown coding
 //   or a body that does not decode is "no readable body", and the status alone decides, as without a body.
 // keypool only reads: the client receives the provider's bytes unchanged, compressed as they came.
-import { brotliDecompressSync, constants, gunzipSync, inflateRawSync, inflateSync, type ZlibOptions } from 'node:zlib';
+import {
+  brotliDecompressSync,
+  constants,
+  createBrotliDecompress,
+  createGunzip,
+  createInflate,
+  gunzipSync,
+  inflateRawSync,
+  inflateSync,
+  type BrotliDecompress,
+  type Gunzip,
+  type Inflate,
+  type ZlibOptions,
+} from 'node:zlib';
 import { MAX_ERROR_BODY_BYTES } from '../../core/provider-errors.js';
 import type { HeaderBag } from '../../core/types.js';
 
@@ -45,10 +58,31 @@ export function contentCodingOf(headers: HeaderBag): ContentCoding | null {
  */
 export const MAX_DECODED_ERROR_BODY_BYTES = MAX_ERROR_BODY_BYTES;
 
-// BUFFERED_PARTIAL may hand keypool a body cut at Envoy's buffer limit: flush what the cut stream holds instead of
-// failing on its missing end (a gzip body cut in its 8-byte trailer still decodes whole).
-const ZLIB_OPTIONS: ZlibOptions = { finishFlush: constants.Z_SYNC_FLUSH, maxOutputLength: MAX_DECODED_ERROR_BODY_BYTES };
-const BROTLI_OPTIONS = { finishFlush: constants.BROTLI_OPERATION_FLUSH, maxOutputLength: MAX_DECODED_ERROR_BODY_BYTES };
+// A body may be cut (BUFFERED_PARTIAL at Envoy's buffer limit; a client gone mid-stream): flush what the cut stream
+// holds at its end instead of failing on the missing trailer (a gzip body cut in its 8-byte trailer decodes whole).
+const ZLIB_CUT_FLUSH = { finishFlush: constants.Z_SYNC_FLUSH };
+const BROTLI_CUT_FLUSH = { finishFlush: constants.BROTLI_OPERATION_FLUSH };
+const ZLIB_OPTIONS: ZlibOptions = { ...ZLIB_CUT_FLUSH, maxOutputLength: MAX_DECODED_ERROR_BODY_BYTES };
+const BROTLI_OPTIONS = { ...BROTLI_CUT_FLUSH, maxOutputLength: MAX_DECODED_ERROR_BODY_BYTES };
+
+/** A streaming decompressor (usage-observer.ts). */
+export type StreamDecoder = Gunzip | Inflate | BrotliDecompress;
+
+/** A streaming decompressor for `coding` that flushes a cut body at its end; null for identity, undefined for one keypool does not read. */
+export function streamDecoderFor(coding: ContentCoding | null): StreamDecoder | null | undefined {
+  switch (coding) {
+    case 'identity':
+      return null;
+    case 'gzip':
+      return createGunzip(ZLIB_CUT_FLUSH);
+    case 'deflate':
+      return createInflate(ZLIB_CUT_FLUSH);
+    case 'br':
+      return createBrotliDecompress(BROTLI_CUT_FLUSH);
+    case null:
+      return undefined;
+  }
+}
 
 /**
  * The error body as the classifier reads it: at most MAX_ERROR_BODY_BYTES of the raw bytes, decoded per `headers`'

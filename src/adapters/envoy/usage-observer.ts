@@ -8,13 +8,12 @@
 // gzip/deflate/br bodies (content-coding.ts) are decompressed, up to MAX_DECODED_BYTES. Nothing here may fail the
 // client's request: the stream only ever answers when Envoy says it is NOT in observability mode (a misconfigured
 // filter), and then with CONTINUE at once, so the request goes on either way.
-import { constants, createBrotliDecompress, createGunzip, createInflate, type Gunzip } from 'node:zlib';
 import type { Logger } from 'pino';
 import type { DecisionEngine, Ticket } from '../../ports.js';
 import { UsageReader, type BodyKind } from '../../core/usage-stream.js';
 import { usageShapeFor } from '../../core/usage.js';
 import { continueResponseFor, headerBagFrom, statusFrom } from './codec.js';
-import { contentCodingOf, type ContentCoding } from './content-coding.js';
+import { contentCodingOf, streamDecoderFor, type StreamDecoder } from './content-coding.js';
 import type { GrpcServerCall } from './grpc-server.js';
 import type { ProcessingRequestMsg, ProcessingResponseMsg } from './messages.js';
 import { RetryContexts } from './retry-context.js';
@@ -34,13 +33,12 @@ export interface UsageObserverDeps {
   readonly onClosed: (stream: UsageObserverStream) => void;
 }
 
-type Decoder = Gunzip | ReturnType<typeof createInflate> | ReturnType<typeof createBrotliDecompress>;
 
 export class UsageObserverStream {
   private requestId: string | null = null;
   private ticket: Ticket | null = null;
   private reader: UsageReader | null = null;
-  private decoder: Decoder | null = null;
+  private decoder: StreamDecoder | null = null;
   private decodedBytes = 0;
   private sawBody = false;
   private done = false;
@@ -109,7 +107,7 @@ export class UsageObserverStream {
     const status = statusFrom(headers);
     const kind = bodyKindOf(first(headers['content-type']));
     if (status === null || status < 200 || status > 299 || kind === null) return;
-    const decoder = decoderFor(contentCodingOf(headers));
+    const decoder = streamDecoderFor(contentCodingOf(headers));
     if (decoder === undefined) return; // An encoding we cannot read: no usage rather than garbage.
     const shape = this.ticket.usageShape ?? usageShapeFor('none');
     const reader = new UsageReader(shape, { kind });
@@ -179,24 +177,3 @@ function bodyKindOf(contentType: string | undefined): BodyKind | null {
   return null;
 }
 
-/**
- * A stream cut before its compressed body ended (a client gone mid-completion) must still yield what was decoded:
- * flush at end() instead of failing on the missing trailer ("unexpected end of file"), which would drop the usage.
- */
-const CUT_STREAM_FLUSH = { finishFlush: constants.Z_SYNC_FLUSH };
-
-/** A decompressor for the body's coding, null for none, undefined for one we do not read. */
-function decoderFor(coding: ContentCoding | null): Decoder | null | undefined {
-  switch (coding) {
-    case 'identity':
-      return null;
-    case 'gzip':
-      return createGunzip(CUT_STREAM_FLUSH);
-    case 'deflate':
-      return createInflate(CUT_STREAM_FLUSH);
-    case 'br':
-      return createBrotliDecompress({ finishFlush: constants.BROTLI_OPERATION_FLUSH });
-    case null:
-      return undefined;
-  }
-}
